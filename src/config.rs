@@ -1,0 +1,419 @@
+//! `config.toml`: what the user declares about the site, its actors and its inbox service.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub title: String,
+    /// Absolute URL of the published site, without trailing slash after normalisation.
+    pub base_url: String,
+    #[serde(default = "default_language")]
+    pub language: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_theme")]
+    pub theme: String,
+    #[serde(default = "default_paginate_by")]
+    pub paginate_by: usize,
+    /// Syntect theme for inline-styled code; `None` emits CSS classes the theme styles.
+    #[serde(default)]
+    pub highlight_theme: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<AuthorConfig>,
+    #[serde(default)]
+    pub fediverse: FediverseConfig,
+    #[serde(default)]
+    pub inbox: InboxConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Free-form values handed to templates as `config.extra`.
+    #[serde(default)]
+    pub extra: toml::Table,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorConfig {
+    /// Short name: the fediverse username (`@id@host`) and the key used in front matter `authors`.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub summary: String,
+    /// Avatar: a path under `static/` or an absolute URL.
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Whether this author gets a fediverse actor of its own.
+    #[serde(default = "yes")]
+    pub actor: bool,
+    #[serde(default)]
+    pub also_known_as: Vec<String>,
+    #[serde(default)]
+    pub profile_links: Vec<ProfileLink>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ActorType {
+    #[default]
+    Person,
+    Service,
+    Organization,
+    Group,
+    Application,
+}
+
+impl ActorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorType::Person => "Person",
+            ActorType::Service => "Service",
+            ActorType::Organization => "Organization",
+            ActorType::Group => "Group",
+            ActorType::Application => "Application",
+        }
+    }
+}
+
+/// How a post is federated: Mastodon renders a `Note` in full, an `Article` only as title + link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ObjectType {
+    #[default]
+    Note,
+    Article,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteContent {
+    /// Title, the whole post and the link.
+    #[default]
+    Full,
+    /// Title, the summary (or the first `excerpt_chars` of text) and the link.
+    Excerpt,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileLink {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FediverseConfig {
+    pub enabled: bool,
+    /// Username of the site actor: `@username@host`.
+    pub username: String,
+    pub actor_type: ActorType,
+    pub display_name: Option<String>,
+    pub summary: Option<String>,
+    pub icon: Option<String>,
+    pub image: Option<String>,
+    pub object_type: ObjectType,
+    pub note_content: NoteContent,
+    pub excerpt_chars: usize,
+    /// Private key, relative to the site directory; never inside the output folder.
+    pub key_path: PathBuf,
+    /// Where the inbox service runs (the static host proxies inbox paths to it).
+    pub inbox_url: Option<String>,
+    pub also_known_as: Vec<String>,
+    pub profile_links: Vec<ProfileLink>,
+    pub manually_approves_followers: bool,
+    pub discoverable: bool,
+    pub followers_public: bool,
+    /// Slugs of pinned posts, shown in `featured`.
+    pub pinned: Vec<String>,
+    pub outbox_page_size: usize,
+}
+
+impl Default for FediverseConfig {
+    fn default() -> Self {
+        FediverseConfig {
+            enabled: true,
+            username: "blog".into(),
+            actor_type: ActorType::Person,
+            display_name: None,
+            summary: None,
+            icon: None,
+            image: None,
+            object_type: ObjectType::Note,
+            note_content: NoteContent::Full,
+            excerpt_chars: 500,
+            key_path: PathBuf::from("relais-key.pem"),
+            inbox_url: None,
+            also_known_as: Vec::new(),
+            profile_links: Vec::new(),
+            manually_approves_followers: false,
+            discoverable: true,
+            followers_public: false,
+            pinned: Vec::new(),
+            outbox_page_size: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboxConfig {
+    pub listen: String,
+    /// SQLite file, relative to the site directory.
+    pub store: PathBuf,
+    /// Lets outbound fetches reach loopback and private networks: for tests and LANs only.
+    pub allow_private_addresses: bool,
+    pub blocked_domains: Vec<String>,
+    pub blocked_actors: Vec<String>,
+    /// Replies wait for `relais moderate approve` before they are shown.
+    pub approve_replies: bool,
+    pub max_body_bytes: usize,
+    /// Requests per minute accepted from one remote host.
+    pub rate_limit_per_minute: u32,
+    /// Name of the environment variable holding the deploy webhook's bearer token.
+    pub deploy_token_env: String,
+    /// Serve the built site's federation documents too (for hosts without header rules).
+    pub serve_public: bool,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        InboxConfig {
+            listen: "127.0.0.1:8787".into(),
+            store: PathBuf::from("relais.db"),
+            allow_private_addresses: false,
+            blocked_domains: Vec::new(),
+            blocked_actors: Vec::new(),
+            approve_replies: false,
+            max_body_bytes: 1024 * 1024,
+            rate_limit_per_minute: 300,
+            deploy_token_env: "RELAIS_DEPLOY_TOKEN".into(),
+            serve_public: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// On the first publish, only posts newer than this many days are sent.
+    pub first_publish_max_age_days: u32,
+    pub concurrency: usize,
+    pub per_host_connections: usize,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            first_publish_max_age_days: 7,
+            concurrency: 64,
+            per_host_connections: 4,
+            max_attempts: 16,
+            timeout_secs: 10,
+        }
+    }
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+fn default_theme() -> String {
+    "default".into()
+}
+fn default_paginate_by() -> usize {
+    10
+}
+fn yes() -> bool {
+    true
+}
+
+pub const CONFIG_FILE: &str = "config.toml";
+
+impl SiteConfig {
+    /// Reads and validates `config.toml` in `site_dir`.
+    pub fn load(site_dir: &Path) -> Result<SiteConfig, ConfigError> {
+        let path = site_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        SiteConfig::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
+        let mut config: SiteConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1),
+            message: e.message().to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let url = url::Url::parse(&self.base_url).map_err(|e| {
+            invalid(format!(
+                "base_url {:?} is not an absolute URL: {e}",
+                self.base_url
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(format!(
+                "base_url {:?} must be an http(s) URL with a host",
+                self.base_url
+            )));
+        }
+        self.base_url = self.base_url.trim_end_matches('/').to_string();
+        if self.paginate_by == 0 {
+            return Err(invalid("paginate_by must be at least 1".into()));
+        }
+        if self.fediverse.outbox_page_size == 0 {
+            return Err(invalid(
+                "fediverse.outbox_page_size must be at least 1".into(),
+            ));
+        }
+        let valid_user = |u: &str| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        };
+        if !valid_user(&self.fediverse.username) {
+            return Err(invalid(format!(
+                "fediverse.username {:?} may hold only letters, digits, '_', '-' and '.'",
+                self.fediverse.username
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(self.fediverse.username.clone());
+        for author in &self.authors {
+            if !valid_user(&author.id) {
+                return Err(invalid(format!(
+                    "author id {:?} may hold only letters, digits, '_', '-' and '.'",
+                    author.id
+                )));
+            }
+            if !seen.insert(author.id.clone()) {
+                return Err(invalid(format!(
+                    "author id {:?} is used twice (or equals fediverse.username)",
+                    author.id
+                )));
+            }
+        }
+        if let Some(inbox) = &self.fediverse.inbox_url {
+            url::Url::parse(inbox)
+                .map_err(|e| invalid(format!("fediverse.inbox_url {inbox:?} is not a URL: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Host (with port when not default) of the published site: the WebFinger domain.
+    pub fn host(&self) -> String {
+        let url = url::Url::parse(&self.base_url).expect("validated in SiteConfig::validate");
+        match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Absolute URL of a site path such as `/posts/hello/`.
+    pub fn absolute(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return path.to_string();
+        }
+        if path.starts_with('/') {
+            format!("{}{path}", self.base_url)
+        } else {
+            format!("{}/{path}", self.base_url)
+        }
+    }
+
+    pub fn author(&self, id: &str) -> Option<&AuthorConfig> {
+        self.authors.iter().find(|a| a.id == id)
+    }
+}
+
+/// 1-based line number of a byte offset.
+pub fn line_of_offset(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://example.com/\"\n",
+            Path::new("config.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.base_url, "https://example.com");
+        assert_eq!(c.fediverse.username, "blog");
+        assert_eq!(c.host(), "example.com");
+        assert_eq!(c.absolute("/posts/a/"), "https://example.com/posts/a/");
+    }
+
+    #[test]
+    fn parse_error_names_line() {
+        let err = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://example.com\"\npaginate_by = \"x\"\n",
+            Path::new("site/config.toml"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("site/config.toml:3:"), "{text}");
+    }
+
+    #[test]
+    fn rejects_relative_base_url_and_bad_username() {
+        assert!(
+            SiteConfig::parse("title = \"T\"\nbase_url = \"/blog\"\n", Path::new("c")).is_err()
+        );
+        assert!(SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://e.com\"\n[fediverse]\nusername = \"a b\"\n",
+            Path::new("c")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn port_is_part_of_host() {
+        let c = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"http://127.0.0.1:8080\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.host(), "127.0.0.1:8080");
+    }
+}

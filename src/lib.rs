@@ -1,0 +1,13 @@
+//! relais: a folder of Markdown as a static blog and a fediverse account.
+//!
+//! The data flows through one module per stage; see ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod content;
+pub mod delivery;
+pub mod federation;
+pub mod inbox;
+pub mod render;
+pub mod site;
+pub mod store;
