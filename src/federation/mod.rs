@@ -1,1 +1,3 @@
-//! See ARCHITECTURE.md.
+//! ActivityStreams documents, WebFinger, keys and HTTP signatures.
+
+pub mod urls;

@@ -1,1 +1,3 @@
-//! See ARCHITECTURE.md.
+//! Pages, taxonomies and feeds assembled from documents.
+
+pub mod interactions;
