@@ -1,3 +1,6 @@
 //! ActivityStreams documents, WebFinger, keys and HTTP signatures.
 
+pub mod check;
+pub mod documents;
+pub mod hostrules;
 pub mod urls;
