@@ -25,6 +25,8 @@ pub fn context() -> Value {
             "featured": { "@id": "toot:featured", "@type": "@id" },
             "discoverable": "toot:discoverable",
             "indexable": "toot:indexable",
+            "alsoKnownAs": { "@id": "as:alsoKnownAs", "@type": "@id" },
+            "movedTo": { "@id": "as:movedTo", "@type": "@id" },
             "schema": "http://schema.org#",
             "PropertyValue": "schema:PropertyValue",
             "value": "schema:value"
