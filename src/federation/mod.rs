@@ -1,3 +1,4 @@
 //! ActivityStreams documents, WebFinger, keys and HTTP signatures.
 
+pub mod keys;
 pub mod urls;
