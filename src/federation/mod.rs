@@ -1,4 +1,5 @@
 //! ActivityStreams documents, WebFinger, keys and HTTP signatures.
 
 pub mod keys;
+pub mod signature;
 pub mod urls;
