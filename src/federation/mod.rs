@@ -3,6 +3,8 @@
 pub mod check;
 pub mod documents;
 pub mod hostrules;
+pub mod keys;
+pub mod signature;
 pub mod urls;
 
 use crate::config::SiteConfig;
