@@ -257,3 +257,12 @@ pub fn media_type(path: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+/// Line of a front matter `key` in `source`, for problems found after parsing (duplicate
+/// slugs, unknown authors); 1 when the key is absent.
+pub fn key_line(site_dir: &Path, source: &Path, key: &str) -> usize {
+    std::fs::read_to_string(site_dir.join(source))
+        .ok()
+        .and_then(|text| front_matter::split(&text).ok().map(|s| s.line_of_key(key)))
+        .unwrap_or(1)
+}
