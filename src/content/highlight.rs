@@ -26,6 +26,14 @@ pub struct Highlighter {
     themes: OnceLock<ThemeSet>,
 }
 
+impl std::fmt::Debug for Highlighter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Highlighter")
+            .field("style", &self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Highlighter {
     /// `inline_theme`: a syntect theme name for inline styles, `None` for CSS classes.
     pub fn new(inline_theme: Option<String>) -> Highlighter {
