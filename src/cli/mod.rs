@@ -48,7 +48,16 @@ pub fn main() -> ExitCode {
 /// Prints an error as `error: <file>:<line>: ...`, one line per problem: a build reports
 /// every broken document at once.
 pub fn report(err: &anyhow::Error) {
-    for line in format!("{err:#}").lines() {
+    // Module errors often show their cause in their own message already: skip repeats.
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    for line in message.lines() {
         eprintln!("error: {line}");
     }
 }

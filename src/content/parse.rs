@@ -97,7 +97,9 @@ pub fn parse_document(
         DocumentKind::Page => format!("/{slug}/"),
     };
 
-    let source_dir = site_dir.join(path.parent().unwrap_or(Path::new("")));
+    // Lexically normal paths, so `./site` and `site/../site` compare as prefixes.
+    let site_dir = &normalize(site_dir);
+    let source_dir = normalize(&site_dir.join(path.parent().unwrap_or(Path::new(""))));
     let links = LinkContext {
         site_dir,
         source_dir: &source_dir,
@@ -325,7 +327,11 @@ fn normalize(path: &Path) -> PathBuf {
         match component {
             Component::CurDir => {}
             Component::ParentDir => {
-                out.pop();
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
             }
             other => out.push(other),
         }
@@ -546,5 +552,7 @@ mod tests {
         assert!(!has_scheme("a/b:c"));
         assert!(!has_scheme("photo.png"));
         assert_eq!(percent_decode("a%20b%2"), "a b%2");
+        assert_eq!(normalize(Path::new("./a/../b")), Path::new("b"));
+        assert_eq!(normalize(Path::new("../s/./c/..")), Path::new("../s"));
     }
 }

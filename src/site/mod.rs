@@ -15,7 +15,7 @@ pub const STATIC_DIR: &str = "static";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
-    #[error("{0}")]
+    #[error(transparent)]
     Content(#[from] ContentErrors),
     #[error("{second}:{line}: {what} {path} is also produced by {first}")]
     Duplicate {
