@@ -266,3 +266,74 @@ pub fn key_line(site_dir: &Path, source: &Path, key: &str) -> usize {
         .and_then(|text| front_matter::split(&text).ok().map(|s| s.line_of_key(key)))
         .unwrap_or(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn counts(site: &Path, cache: &mut DocumentCache) -> (usize, usize) {
+        let loaded = load(site, &Highlighter::new(None), cache).unwrap();
+        (loaded.parsed, loaded.reused)
+    }
+
+    #[test]
+    fn cache_reparses_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path();
+        for i in 0..3 {
+            write(
+                site,
+                &format!("content/posts/p{i}.md"),
+                &format!("+++\ntitle = \"P{i}\"\ndate = 2024-01-01\n+++\nBody {i}\n"),
+            );
+        }
+        write(
+            site,
+            "content/posts/pic/index.md",
+            "+++\ntitle = \"Pic\"\ndate = 2024-01-01\n+++\n![alt](a.png)\n",
+        );
+        write(site, "content/posts/pic/a.png", "png");
+        let cache_dir = site.join(".relais/cache");
+
+        let mut cache = DocumentCache::on_disk(cache_dir.clone());
+        assert_eq!(counts(site, &mut cache), (4, 0));
+        assert_eq!(counts(site, &mut cache), (0, 4));
+        write(
+            site,
+            "content/posts/p1.md",
+            "+++\ntitle = \"P1\"\ndate = 2024-01-01\n+++\nChanged\n",
+        );
+        assert_eq!(counts(site, &mut cache), (1, 3));
+
+        // A new process: only the files on disk are there.
+        let mut fresh = DocumentCache::on_disk(cache_dir.clone());
+        assert_eq!(counts(site, &mut fresh), (0, 4));
+        assert_eq!(
+            fs::read_dir(&cache_dir).unwrap().count(),
+            4,
+            "stale entries pruned"
+        );
+
+        // A cached document whose image disappeared is parsed again, and fails.
+        fs::remove_file(site.join("content/posts/pic/a.png")).unwrap();
+        let err = load(site, &Highlighter::new(None), &mut fresh).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("content/posts/pic/index.md:5: image to missing file a.png"),
+            "{err}"
+        );
+
+        // Another output style is another key.
+        write(site, "content/posts/pic/a.png", "png");
+        let inline = Highlighter::new(Some("InspiredGitHub".into()));
+        let loaded = load(site, &inline, &mut fresh).unwrap();
+        assert_eq!((loaded.parsed, loaded.reused), (4, 0));
+    }
+}
