@@ -15,7 +15,7 @@ use crate::site::{feeds, Site};
 const DESCRIPTION_CHARS: usize = 160;
 
 pub struct Views<'a> {
-    globals: Context,
+    globals: Map<String, Value>,
     /// Light view of each post, same order as `Site::posts`.
     listed: Vec<Value>,
     urls: Urls,
@@ -28,10 +28,10 @@ impl<'a> Views<'a> {
         let config = &site.config;
         let urls = Urls::new(config);
         let host = config.host();
-        let mut globals = Context::new();
+        let mut globals = Map::new();
         globals.insert(
-            "config",
-            &json!({
+            "config".into(),
+            json!({
                 "title": config.title,
                 "base_url": config.base_url,
                 "description": config.description,
@@ -41,7 +41,7 @@ impl<'a> Views<'a> {
                 "highlight_css": config.highlight_theme.is_none(),
             }),
         );
-        globals.insert("lang", &config.language);
+        globals.insert("lang".into(), json!(config.language));
         let fediverse_authors: Vec<Value> = config
             .authors
             .iter()
@@ -49,8 +49,8 @@ impl<'a> Views<'a> {
             .map(|a| author_view(config, &urls, &host, a))
             .collect();
         globals.insert(
-            "fediverse",
-            &json!({
+            "fediverse".into(),
+            json!({
                 "enabled": config.fediverse.enabled,
                 "username": config.fediverse.username,
                 "handle": Urls::handle(&config.fediverse.username, &host),
@@ -77,10 +77,10 @@ impl<'a> Views<'a> {
                 })
             })
             .collect();
-        globals.insert("site", &json!({"pages": pages, "tags": tags}));
+        globals.insert("site".into(), json!({"pages": pages, "tags": tags}));
         globals.insert(
-            "feeds",
-            &json!({
+            "feeds".into(),
+            json!({
                 "atom": config.absolute(feeds::ATOM_PATH),
                 "rss": config.absolute(feeds::RSS_PATH),
             }),
@@ -100,14 +100,14 @@ impl<'a> Views<'a> {
         views
     }
 
-    fn base(&self, config: &SiteConfig, path: &str) -> Context {
-        let mut context = self.globals.clone();
-        context.insert("current_path", path);
-        context.insert("current_url", &config.absolute(path));
+    fn base(&self, config: &SiteConfig, path: &str) -> PageContext {
+        let mut context = PageContext(self.globals.clone());
+        context.insert("current_path", json!(path));
+        context.insert("current_url", json!(config.absolute(path)));
         context
     }
 
-    pub fn home(&self, site: &Site, number: usize) -> Context {
+    pub fn home(&self, site: &Site, number: usize) -> PageContext {
         let per_page = site.config.paginate_by;
         let total = site.home_page_count();
         let path = Site::home_page_path(number);
@@ -115,9 +115,7 @@ impl<'a> Views<'a> {
         let start = ((number - 1) * per_page).min(self.listed.len());
         let end = (start + per_page).min(self.listed.len());
         let link = |n: usize| (1..=total).contains(&n).then(|| Site::home_page_path(n));
-        context.insert(
-            "paginator",
-            &json!({
+        context.insert("paginator", json!({
                 "number": number,
                 "total_pages": total,
                 "posts": &self.listed[start..end],
@@ -129,7 +127,7 @@ impl<'a> Views<'a> {
         context
     }
 
-    pub fn post(&self, site: &Site, index: usize) -> Context {
+    pub fn post(&self, site: &Site, index: usize) -> PageContext {
         let post = &site.posts[index];
         let mut context = self.base(&site.config, &post.path);
         let mut view = self.document(&site.config, post, true);
@@ -147,34 +145,34 @@ impl<'a> Views<'a> {
                 self.listed.get(index + 1).cloned().unwrap_or(Value::Null),
             );
         }
-        context.insert("post", &view);
+        context.insert("post", view);
         context
     }
 
-    pub fn page(&self, site: &Site, index: usize) -> Context {
+    pub fn page(&self, site: &Site, index: usize) -> PageContext {
         let page = &site.pages[index];
         let mut context = self.base(&site.config, &page.path);
-        context.insert("page", &self.document(&site.config, page, true));
+        context.insert("page", self.document(&site.config, page, true));
         context
     }
 
-    pub fn tags(&self, site: &Site) -> Context {
+    pub fn tags(&self, site: &Site) -> PageContext {
         let mut context = self.base(&site.config, "/tags/");
         let tags = self
             .globals
             .get("site")
             .and_then(|s| s.get("tags"))
             .cloned();
-        context.insert("tags", &tags.unwrap_or(Value::Array(Vec::new())));
+        context.insert("tags", tags.unwrap_or(Value::Array(Vec::new())));
         context
     }
 
-    pub fn tag(&self, site: &Site, index: usize) -> Context {
+    pub fn tag(&self, site: &Site, index: usize) -> PageContext {
         let tag = &site.tags[index];
         let mut context = self.base(&site.config, &tag.path());
         context.insert(
             "tag",
-            &json!({
+            json!({
                 "name": tag.name,
                 "slug": tag.slug,
                 "path": tag.path(),
@@ -182,16 +180,17 @@ impl<'a> Views<'a> {
                 "count": tag.posts.len(),
             }),
         );
-        let posts: Vec<&Value> = tag
+        let posts = tag
             .posts
             .iter()
             .filter_map(|&i| self.listed.get(i))
+            .cloned()
             .collect();
-        context.insert("posts", &posts);
+        context.insert("posts", Value::Array(posts));
         context
     }
 
-    pub fn not_found(&self, site: &Site) -> Context {
+    pub fn not_found(&self, site: &Site) -> PageContext {
         self.base(&site.config, "/404.html")
     }
 
@@ -263,6 +262,19 @@ impl<'a> Views<'a> {
             map.insert("object_url".into(), object_url.into());
         }
         Value::Object(map)
+    }
+}
+
+/// A template context built as JSON and handed to Tera whole, without another deep copy.
+pub struct PageContext(Map<String, Value>);
+
+impl PageContext {
+    fn insert(&mut self, key: &str, value: Value) {
+        self.0.insert(key.to_string(), value);
+    }
+
+    pub fn into_tera(self) -> tera::Result<Context> {
+        Context::from_value(Value::Object(self.0))
     }
 }
 

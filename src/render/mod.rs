@@ -161,9 +161,9 @@ fn render_job(
         Job::Tag(i) => ("tag.html", site.tags[i].path(), views.tag(site, i)),
         Job::NotFound => ("404.html", "/404.html".to_string(), views.not_found(site)),
     };
-    let html = theme
-        .tera
-        .render(template, &context)
+    let html = context
+        .into_tera()
+        .and_then(|context| theme.tera.render(template, &context))
         .map_err(|e| RenderError::Template {
             template: theme.origin(template),
             page: path.clone(),
