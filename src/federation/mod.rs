@@ -1,5 +1,6 @@
 //! ActivityStreams documents, WebFinger, keys and HTTP signatures.
 
+pub mod fetch;
 pub mod keys;
 pub mod signature;
 pub mod urls;
