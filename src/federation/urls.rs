@@ -99,13 +99,14 @@ impl Urls {
     pub fn replies(&self, post_path: &str) -> String {
         self.abs(&Self::replies_path(post_path))
     }
-    /// WebFinger answer for one actor; the host rules route `?resource=` to it.
+    /// WebFinger answer for one actor; the host rules route `?resource=` to it. Outside `/ap/`
+    /// because it is served as `application/jrd+json`, not `application/activity+json`.
     pub fn webfinger_file_path(name: &str) -> String {
-        format!("/ap/webfinger/{name}.json")
+        format!("/webfinger/{name}.json")
     }
     pub const WEBFINGER_PATH: &'static str = "/.well-known/webfinger";
     pub const NODEINFO_WELL_KNOWN_PATH: &'static str = "/.well-known/nodeinfo";
-    pub const NODEINFO_PATH: &'static str = "/ap/nodeinfo/2.1.json";
+    pub const NODEINFO_PATH: &'static str = "/nodeinfo/2.1.json";
     pub fn nodeinfo(&self) -> String {
         self.abs(Self::NODEINFO_PATH)
     }

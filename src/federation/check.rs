@@ -1,0 +1,227 @@
+//! What will look wrong on Mastodon, found at build time: `relais build` prints these as
+//! warnings and `relais check` fails on them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{NoteContent, ObjectType, SiteConfig};
+use crate::content::Document;
+use crate::federation::documents::{note_content, object_type, MASTODON_MAX_ATTACHMENTS};
+use crate::federation::urls::Urls;
+
+/// Mastodon's default status length; longer remote Notes are shown, but a site that asked
+/// for short Notes wants them to fit.
+pub const MASTODON_CHARACTER_BUDGET: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FediverseWarning {
+    /// Source file the warning is about, or `config.toml`.
+    pub source: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for FediverseWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source.display(), self.message)
+    }
+}
+
+/// What the previous build federated of a post, to notice edits that forgot `updated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederatedPostState {
+    pub source_hash: String,
+    pub updated: Option<String>,
+}
+
+/// Post states keyed by object id; kept in `<site>/.relais/federation-state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederationState {
+    pub posts: BTreeMap<String, FederatedPostState>,
+}
+
+pub const STATE_FILE: &str = ".relais/federation-state.json";
+
+impl FederationState {
+    pub fn of_posts(urls: &Urls, posts: &[Document]) -> FederationState {
+        FederationState {
+            posts: posts
+                .iter()
+                .map(|p| {
+                    (
+                        urls.object(&p.path),
+                        FederatedPostState {
+                            source_hash: p.source_hash.clone(),
+                            updated: p.updated.map(|u| u.to_rfc3339()),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The saved state, or an empty one when there is none or it cannot be read (it is
+    /// only used for warnings, so a lost file costs nothing but one missed warning).
+    pub fn load(site_dir: &Path) -> FederationState {
+        std::fs::read(site_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, site_dir: &Path) -> std::io::Result<()> {
+        let path = site_dir.join(STATE_FILE);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
+    }
+}
+
+fn plain_text_len(html: &str) -> usize {
+    let mut in_tag = false;
+    let mut count = 0;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => count += 1,
+            _ => {}
+        }
+    }
+    count
+}
+
+/// Warnings for the published posts of a site.
+pub fn check_site(
+    config: &SiteConfig,
+    posts: &[Document],
+    previous: &FederationState,
+) -> Vec<FediverseWarning> {
+    let urls = Urls::new(config);
+    let mut warnings = Vec::new();
+    if !config.fediverse.enabled {
+        return warnings;
+    }
+    if config.fediverse.inbox_url.is_none() {
+        warnings.push(FediverseWarning {
+            source: PathBuf::from(crate::config::CONFIG_FILE),
+            message: "fediverse.inbox_url is not set: the host rules cannot route follows and replies to `relais inbox`".into(),
+        });
+    }
+    for post in posts {
+        let warn = |message: String| FediverseWarning {
+            source: post.source.clone(),
+            message,
+        };
+        for image in post.images.iter().filter(|i| i.alt.trim().is_empty()) {
+            warnings.push(warn(format!(
+                "image {} has no alt text: Mastodon users relying on descriptions will not know what it shows",
+                image.src
+            )));
+        }
+        if post.images.len() > MASTODON_MAX_ATTACHMENTS {
+            warnings.push(warn(format!(
+                "{} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments",
+                post.images.len()
+            )));
+        }
+        if object_type(config, post) == ObjectType::Note
+            && config.fediverse.note_content == NoteContent::Excerpt
+        {
+            let len = plain_text_len(&note_content(config, &urls, post));
+            if len > MASTODON_CHARACTER_BUDGET {
+                warnings.push(warn(format!(
+                    "the Note is {len} characters, over Mastodon's usual {MASTODON_CHARACTER_BUDGET}: shorten its summary"
+                )));
+            }
+        }
+        for author in post.authors.iter().filter(|a| config.author(a).is_none()) {
+            warnings.push(warn(format!(
+                "author {author:?} is not in config.toml [[authors]]: the post is federated as the site actor"
+            )));
+        }
+        if let Some(before) = previous.posts.get(&urls.object(&post.path)) {
+            let updated_now = post.updated.map(|u| u.to_rfc3339());
+            if before.source_hash != post.source_hash && before.updated == updated_now {
+                warnings.push(warn(
+                    "the post changed but its `updated` date did not: followers' servers will not show it as edited".into(),
+                ));
+            }
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::documents::tests::{config, post};
+
+    fn messages(w: &[FediverseWarning]) -> Vec<String> {
+        w.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn clean_site_has_no_warnings() {
+        let c = config("[fediverse]\ninbox_url = \"https://inbox.example\"\n");
+        let w = check_site(&c, &[post("a", &["ann"])], &FederationState::default());
+        assert!(w.is_empty(), "{:?}", messages(&w));
+    }
+
+    #[test]
+    fn warns_on_missing_alt_unknown_author_and_no_inbox() {
+        let c = config("");
+        let mut p = post("a", &["zed"]);
+        p.images[0].alt = String::new();
+        let w = messages(&check_site(&c, &[p], &FederationState::default()));
+        assert!(w.iter().any(|m| m.contains("inbox_url")), "{w:?}");
+        assert!(
+            w.iter().any(
+                |m| m.starts_with("content/posts/a.md: image /posts/a/cat.png has no alt text")
+            ),
+            "{w:?}"
+        );
+        assert!(w.iter().any(|m| m.contains("author \"zed\"")), "{w:?}");
+    }
+
+    #[test]
+    fn warns_on_long_short_notes() {
+        let c =
+            config("[fediverse]\ninbox_url = \"https://i.example\"\nnote_content = \"excerpt\"\n");
+        let mut p = post("a", &[]);
+        p.summary = Some(format!("<p>{}</p>", "long ".repeat(150)));
+        let w = messages(&check_site(&c, &[p], &FederationState::default()));
+        assert!(
+            w.iter().any(|m| m.contains("over Mastodon's usual 500")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn warns_on_edit_without_updated() {
+        let c = config("[fediverse]\ninbox_url = \"https://i.example\"\n");
+        let before = post("a", &[]);
+        let urls = Urls::new(&c);
+        let state = FederationState::of_posts(&urls, std::slice::from_ref(&before));
+        let mut edited = before.clone();
+        edited.source_hash = "changed".into();
+        let w = messages(&check_site(&c, std::slice::from_ref(&edited), &state));
+        assert!(w.iter().any(|m| m.contains("`updated`")), "{w:?}");
+        edited.updated =
+            Some(chrono::DateTime::parse_from_rfc3339("2026-04-01T00:00:00Z").unwrap());
+        assert!(check_site(&c, &[edited], &state).is_empty());
+    }
+
+    #[test]
+    fn state_round_trips_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config("");
+        let state = FederationState::of_posts(&Urls::new(&c), &[post("a", &[])]);
+        state.save(dir.path()).unwrap();
+        assert_eq!(FederationState::load(dir.path()), state);
+    }
+}

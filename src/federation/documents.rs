@@ -1,0 +1,851 @@
+//! The static ActivityStreams documents of a site: actors, outboxes, one object per post,
+//! WebFinger answers and NodeInfo. Shapes follow what Mastodon reads (its
+//! `app/lib/activitypub/parser/status_parser.rb` and `process_account_service.rb`).
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{NoteContent, ObjectType, ProfileLink, SiteConfig};
+use crate::content::{Document, ImageRef};
+use crate::federation::urls::Urls;
+
+pub const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+pub const ACTIVITY_JSON: &str = "application/activity+json";
+
+/// `@context` of every document: ActivityStreams, the security vocabulary (publicKey) and
+/// the extensions Mastodon understands, as Mastodon itself declares them.
+pub fn context() -> Value {
+    json!([
+        "https://www.w3.org/ns/activitystreams",
+        "https://w3id.org/security/v1",
+        {
+            "manuallyApprovesFollowers": "as:manuallyApprovesFollowers",
+            "sensitive": "as:sensitive",
+            "Hashtag": "as:Hashtag",
+            "toot": "http://joinmastodon.org/ns#",
+            "featured": { "@id": "toot:featured", "@type": "@id" },
+            "discoverable": "toot:discoverable",
+            "indexable": "toot:indexable",
+            "alsoKnownAs": { "@id": "as:alsoKnownAs", "@type": "@id" },
+            "movedTo": { "@id": "as:movedTo", "@type": "@id" },
+            "schema": "http://schema.org#",
+            "PropertyValue": "schema:PropertyValue",
+            "value": "schema:value"
+        }
+    ])
+}
+
+/// One actor of the site: the site itself or an author.
+#[derive(Debug, Clone)]
+pub struct ActorProfile {
+    /// Username: `preferredUsername` and the WebFinger `acct:` name.
+    pub name: String,
+    pub kind: &'static str,
+    pub display_name: String,
+    /// Plain text; turned into a paragraph of HTML.
+    pub summary: String,
+    /// Profile page (HTML).
+    pub url: String,
+    pub icon: Option<String>,
+    pub image: Option<String>,
+    pub also_known_as: Vec<String>,
+    pub profile_links: Vec<ProfileLink>,
+}
+
+/// The actors of a site: the site actor first, then one per author that asked for one.
+pub fn actors(config: &SiteConfig) -> Vec<ActorProfile> {
+    let fedi = &config.fediverse;
+    let home = format!("{}/", config.base_url);
+    let mut actors = vec![ActorProfile {
+        name: fedi.username.clone(),
+        kind: fedi.actor_type.as_str(),
+        display_name: fedi
+            .display_name
+            .clone()
+            .unwrap_or_else(|| config.title.clone()),
+        summary: fedi
+            .summary
+            .clone()
+            .unwrap_or_else(|| config.description.clone()),
+        url: home.clone(),
+        icon: fedi.icon.as_deref().map(|p| config.absolute(p)),
+        image: fedi.image.as_deref().map(|p| config.absolute(p)),
+        also_known_as: fedi.also_known_as.clone(),
+        profile_links: fedi.profile_links.clone(),
+    }];
+    actors.extend(config.authors.iter().filter(|a| a.actor).map(|a| {
+        ActorProfile {
+            name: a.id.clone(),
+            kind: "Person",
+            display_name: a.name.clone(),
+            summary: a.summary.clone(),
+            url: a
+                .url
+                .as_deref()
+                .map(|u| config.absolute(u))
+                .unwrap_or_else(|| home.clone()),
+            icon: a.avatar.as_deref().map(|p| config.absolute(p)),
+            image: None,
+            also_known_as: a.also_known_as.clone(),
+            profile_links: a.profile_links.clone(),
+        }
+    }));
+    actors
+}
+
+/// The actor a post is attributed to: its first author with an actor, else the site.
+pub fn attributed_actor<'c>(config: &'c SiteConfig, post: &Document) -> &'c str {
+    post.authors
+        .iter()
+        .find_map(|id| config.author(id).filter(|a| a.actor).map(|a| a.id.as_str()))
+        .unwrap_or(&config.fediverse.username)
+}
+
+fn image_object(url: &str) -> Value {
+    json!({ "type": "Image", "mediaType": media_type_of(url), "url": url })
+}
+
+/// MIME type from a file extension; Mastodon uses it to decide how to show an attachment.
+pub fn media_type_of(path: &str) -> &'static str {
+    let ext = path
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Profile fields shown on a Mastodon profile; a link value is what Mastodon checks for rel=me.
+fn profile_fields(links: &[ProfileLink]) -> Vec<Value> {
+    links
+        .iter()
+        .map(|l| {
+            let href = escape_html(&l.url);
+            let shown = escape_html(
+                l.url
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://"),
+            );
+            json!({
+                "type": "PropertyValue",
+                "name": l.name,
+                "value": format!(
+                    "<a href=\"{href}\" target=\"_blank\" rel=\"nofollow noopener noreferrer me\">{shown}</a>"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The actor document (`application/activity+json`).
+pub fn actor_document(
+    config: &SiteConfig,
+    urls: &Urls,
+    actor: &ActorProfile,
+    public_key_pem: &str,
+    published: Option<&str>,
+) -> Value {
+    let id = urls.actor(&actor.name);
+    let mut doc = json!({
+        "@context": context(),
+        "id": id,
+        "type": actor.kind,
+        "preferredUsername": actor.name,
+        "name": actor.display_name,
+        "summary": if actor.summary.is_empty() {
+            String::new()
+        } else {
+            format!("<p>{}</p>", escape_html(&actor.summary))
+        },
+        "url": actor.url,
+        "inbox": urls.inbox(&actor.name),
+        "outbox": urls.outbox(&actor.name),
+        "followers": urls.followers(&actor.name),
+        "following": urls.following(&actor.name),
+        "featured": urls.featured(&actor.name),
+        "endpoints": { "sharedInbox": urls.shared_inbox() },
+        "publicKey": {
+            "id": urls.key_id(&actor.name),
+            "owner": id,
+            "publicKeyPem": public_key_pem,
+        },
+        "manuallyApprovesFollowers": config.fediverse.manually_approves_followers,
+        "discoverable": config.fediverse.discoverable,
+        "indexable": config.fediverse.discoverable,
+        "attachment": profile_fields(&actor.profile_links),
+    });
+    let obj = doc.as_object_mut().expect("json! object literal");
+    if let Some(published) = published {
+        obj.insert("published".into(), json!(published));
+    }
+    if let Some(icon) = &actor.icon {
+        obj.insert("icon".into(), image_object(icon));
+    }
+    if let Some(image) = &actor.image {
+        obj.insert("image".into(), image_object(image));
+    }
+    if !actor.also_known_as.is_empty() {
+        obj.insert("alsoKnownAs".into(), json!(actor.also_known_as));
+    }
+    doc
+}
+
+/// WebFinger answer (JRD) for one actor.
+pub fn webfinger_document(config: &SiteConfig, urls: &Urls, actor: &ActorProfile) -> Value {
+    json!({
+        "subject": format!("acct:{}@{}", actor.name, config.host()),
+        "aliases": [urls.actor(&actor.name), actor.url],
+        "links": [
+            { "rel": "self", "type": ACTIVITY_JSON, "href": urls.actor(&actor.name) },
+            { "rel": "http://webfinger.net/rel/profile-page", "type": "text/html", "href": actor.url },
+        ]
+    })
+}
+
+/// `/.well-known/nodeinfo`: points at the NodeInfo 2.1 document.
+pub fn nodeinfo_links(urls: &Urls) -> Value {
+    json!({
+        "links": [{
+            "rel": "http://nodeinfo.diaspora.software/ns/schema/2.1",
+            "href": urls.nodeinfo(),
+        }]
+    })
+}
+
+pub fn nodeinfo_document(config: &SiteConfig, users: usize, posts: usize) -> Value {
+    json!({
+        "version": "2.1",
+        "software": {
+            "name": "relais",
+            "version": env!("CARGO_PKG_VERSION"),
+            "homepage": "https://github.com/relais-blog/relais",
+        },
+        "protocols": ["activitypub"],
+        "services": { "inbound": [], "outbound": ["atom1.0", "rss2.0"] },
+        "openRegistrations": false,
+        "usage": { "users": { "total": users }, "localPosts": posts },
+        "metadata": { "nodeName": config.title, "nodeDescription": config.description },
+    })
+}
+
+/// A tag as Mastodon's hashtag parser accepts it: letters, digits and `_`, no spaces.
+pub fn hashtag_name(tag: &str) -> String {
+    tag.split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+pub fn tag_slug(tag: &str) -> String {
+    slug::slugify(tag)
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    // Cut at a word boundary so the excerpt does not end mid-word.
+    let cut = match cut.rfind(char::is_whitespace) {
+        Some(i) if i > max / 2 => cut[..i].to_string(),
+        _ => cut,
+    };
+    format!("{}…", cut.trim_end())
+}
+
+/// What the Note carries before the link: the whole post, or its summary / an excerpt.
+fn note_body(config: &SiteConfig, post: &Document, mode: NoteContent) -> String {
+    match mode {
+        NoteContent::Full => post.content.clone(),
+        NoteContent::Excerpt => match &post.summary {
+            Some(summary) => summary.clone(),
+            None => format!(
+                "<p>{}</p>",
+                escape_html(&truncate_chars(
+                    &post.text,
+                    config
+                        .fediverse
+                        .excerpt_chars
+                        .saturating_sub(post.title.chars().count() + 40)
+                ))
+            ),
+        },
+    }
+}
+
+fn hashtag_links(urls: &Urls, tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| {
+            format!(
+                "<a href=\"{}\" class=\"mention hashtag\" rel=\"tag\">#<span>{}</span></a>",
+                escape_html(&urls.tag_page(&tag_slug(t))),
+                escape_html(&hashtag_name(t))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The object type a post federates as: its own choice, else the site's.
+pub fn object_type(config: &SiteConfig, post: &Document) -> ObjectType {
+    post.federate_as.unwrap_or(config.fediverse.object_type)
+}
+
+/// The HTML a Mastodon timeline shows for a post federated as a Note.
+pub fn note_content(config: &SiteConfig, urls: &Urls, post: &Document) -> String {
+    note_content_as(config, urls, post, config.fediverse.note_content)
+}
+
+fn note_content_as(config: &SiteConfig, urls: &Urls, post: &Document, mode: NoteContent) -> String {
+    let permalink = config.absolute(&post.path);
+    let mut html = format!("<p><strong>{}</strong></p>", escape_html(&post.title));
+    html.push_str(&note_body(config, post, mode));
+    html.push_str(&format!(
+        "<p><a href=\"{0}\">{0}</a></p>",
+        escape_html(&permalink)
+    ));
+    if !post.tags.is_empty() {
+        html.push_str(&format!("<p>{}</p>", hashtag_links(urls, &post.tags)));
+    }
+    html
+}
+
+fn rfc3339(date: &chrono::DateTime<chrono::FixedOffset>) -> String {
+    date.with_timezone(&chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn attachments(config: &SiteConfig, images: &[ImageRef]) -> Vec<Value> {
+    images
+        .iter()
+        .map(|img| {
+            json!({
+                "type": "Image",
+                "mediaType": img.media_type,
+                "url": config.absolute(&img.src),
+                "name": img.alt,
+            })
+        })
+        .collect()
+}
+
+/// Mastodon keeps the first four attachments of a remote status and drops the rest.
+pub const MASTODON_MAX_ATTACHMENTS: usize = 4;
+
+/// The ActivityStreams object of a post (without `@context`: see `post_object_document`).
+pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
+    let actor = attributed_actor(config, post);
+    let id = urls.object(&post.path);
+    let permalink = config.absolute(&post.path);
+    let language = post
+        .language
+        .clone()
+        .unwrap_or_else(|| config.language.clone());
+    let kind = object_type(config, post);
+
+    let mut tags: Vec<Value> = post
+        .tags
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "Hashtag",
+                "href": urls.tag_page(&tag_slug(t)),
+                "name": format!("#{}", hashtag_name(t)),
+            })
+        })
+        .collect();
+    tags.retain(|t| t["name"] != "#");
+
+    let content = match kind {
+        ObjectType::Note => note_content(config, urls, post),
+        ObjectType::Article => post.content.clone(),
+    };
+    let mut object = Map::new();
+    object.insert("id".into(), json!(id));
+    object.insert(
+        "type".into(),
+        json!(match kind {
+            ObjectType::Note => "Note",
+            ObjectType::Article => "Article",
+        }),
+    );
+    object.insert("attributedTo".into(), json!(urls.actor(actor)));
+    object.insert("to".into(), json!([AS_PUBLIC]));
+    let mut cc = vec![urls.followers(actor)];
+    if actor != config.fediverse.username {
+        cc.push(urls.followers(&config.fediverse.username));
+    }
+    object.insert("cc".into(), json!(cc));
+    object.insert("url".into(), json!(permalink));
+    if let Some(date) = &post.date {
+        object.insert("published".into(), json!(rfc3339(date)));
+    }
+    if let Some(updated) = &post.updated {
+        object.insert("updated".into(), json!(rfc3339(updated)));
+    }
+    object.insert("mediaType".into(), json!("text/html"));
+    object.insert("content".into(), json!(content));
+    object.insert("contentMap".into(), json!({ language.clone(): content }));
+    if kind == ObjectType::Article {
+        object.insert("name".into(), json!(post.title));
+        if let Some(summary) = &post.summary {
+            object.insert("summary".into(), json!(summary));
+        }
+        // Ghost's convention: servers that only show Notes can show this preview instead.
+        object.insert(
+            "preview".into(),
+            json!({
+                "type": "Note",
+                "attributedTo": urls.actor(actor),
+                "content": note_content_as(config, urls, post, NoteContent::Excerpt),
+            }),
+        );
+    }
+    match &post.content_warning {
+        Some(cw) => {
+            object.insert("sensitive".into(), json!(true));
+            // On a Note, Mastodon shows `summary` as the content warning.
+            object.insert("summary".into(), json!(cw));
+        }
+        None => {
+            object.insert("sensitive".into(), json!(false));
+        }
+    }
+    object.insert("tag".into(), json!(tags));
+    object.insert(
+        "attachment".into(),
+        json!(attachments(
+            config,
+            &post.images[..post.images.len().min(MASTODON_MAX_ATTACHMENTS)]
+        )),
+    );
+    object.insert("replies".into(), json!(urls.replies(&post.path)));
+    Value::Object(object)
+}
+
+/// A post object as its own document, with `@context`.
+pub fn post_object_document(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
+    with_context(post_object(config, urls, post))
+}
+
+pub fn with_context(value: Value) -> Value {
+    let mut doc = Map::new();
+    doc.insert("@context".into(), context());
+    if let Value::Object(fields) = value {
+        doc.extend(fields);
+    }
+    Value::Object(doc)
+}
+
+/// The `Create` of a post, as the outbox lists it and delivery sends it.
+pub fn create_activity(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
+    let object = post_object(config, urls, post);
+    json!({
+        "id": urls.create_activity(&post.path),
+        "type": "Create",
+        "actor": object["attributedTo"],
+        "published": object.get("published").cloned().unwrap_or(Value::Null),
+        "to": object["to"],
+        "cc": object["cc"],
+        "object": object,
+    })
+}
+
+/// One JSON document the build writes, at a site path such as `/ap/users/blog.json`.
+#[derive(Debug, Clone)]
+pub struct FederationFile {
+    pub path: String,
+    pub json: Value,
+}
+
+/// Outbox and its pages (newest first) for one actor's posts.
+pub fn outbox_documents(
+    config: &SiteConfig,
+    urls: &Urls,
+    actor: &str,
+    posts: &[&Document],
+) -> Vec<FederationFile> {
+    let page_size = config.fediverse.outbox_page_size;
+    let pages = posts.len().div_ceil(page_size).max(1);
+    let mut files = Vec::with_capacity(pages + 1);
+    let mut outbox = json!({
+        "@context": context(),
+        "id": urls.outbox(actor),
+        "type": "OrderedCollection",
+        "totalItems": posts.len(),
+        "first": urls.outbox_page(actor, 1),
+        "last": urls.outbox_page(actor, pages),
+    });
+    if posts.is_empty() {
+        outbox["orderedItems"] = json!([]);
+        outbox
+            .as_object_mut()
+            .expect("json! object literal")
+            .retain(|k, _| k != "first" && k != "last");
+    } else {
+        for (index, chunk) in posts.chunks(page_size).enumerate() {
+            let number = index + 1;
+            let mut page = json!({
+                "@context": context(),
+                "id": urls.outbox_page(actor, number),
+                "type": "OrderedCollectionPage",
+                "partOf": urls.outbox(actor),
+                "orderedItems": chunk
+                    .iter()
+                    .map(|p| create_activity(config, urls, p))
+                    .collect::<Vec<_>>(),
+            });
+            if number > 1 {
+                page["prev"] = json!(urls.outbox_page(actor, number - 1));
+            }
+            if number < pages {
+                page["next"] = json!(urls.outbox_page(actor, number + 1));
+            }
+            files.push(FederationFile {
+                path: Urls::outbox_page_path(actor, number),
+                json: page,
+            });
+        }
+    }
+    files.insert(
+        0,
+        FederationFile {
+            path: Urls::outbox_path(actor),
+            json: outbox,
+        },
+    );
+    files
+}
+
+fn ordered_collection(id: String, items: Vec<Value>) -> Value {
+    json!({
+        "@context": context(),
+        "id": id,
+        "type": "OrderedCollection",
+        "totalItems": items.len(),
+        "orderedItems": items,
+    })
+}
+
+/// Everything the federation stage writes for a site. `posts` are the published posts,
+/// newest first.
+pub fn site_documents(
+    config: &SiteConfig,
+    posts: &[Document],
+    public_key_pem: &str,
+) -> Vec<FederationFile> {
+    let urls = Urls::new(config);
+    let actors = actors(config);
+    let mut files = Vec::new();
+    let oldest = posts
+        .iter()
+        .filter_map(|p| p.date)
+        .min()
+        .map(|d| rfc3339(&d));
+
+    for actor in &actors {
+        let own: Vec<&Document> = if actor.name == config.fediverse.username {
+            posts.iter().collect()
+        } else {
+            posts
+                .iter()
+                .filter(|p| attributed_actor(config, p) == actor.name)
+                .collect()
+        };
+        files.push(FederationFile {
+            path: Urls::actor_path(&actor.name),
+            json: actor_document(config, &urls, actor, public_key_pem, oldest.as_deref()),
+        });
+        files.push(FederationFile {
+            path: Urls::webfinger_file_path(&actor.name),
+            json: webfinger_document(config, &urls, actor),
+        });
+        files.extend(outbox_documents(config, &urls, &actor.name, &own));
+        let pinned: Vec<Value> = own
+            .iter()
+            .filter(|p| config.fediverse.pinned.contains(&p.slug))
+            .map(|p| post_object(config, &urls, p))
+            .collect();
+        files.push(FederationFile {
+            path: Urls::featured_path(&actor.name),
+            json: ordered_collection(urls.featured(&actor.name), pinned),
+        });
+        files.push(FederationFile {
+            path: Urls::following_path(&actor.name),
+            json: ordered_collection(urls.following(&actor.name), Vec::new()),
+        });
+    }
+    for post in posts {
+        files.push(FederationFile {
+            path: Urls::object_path(&post.path),
+            json: post_object_document(config, &urls, post),
+        });
+    }
+    files.push(FederationFile {
+        path: Urls::NODEINFO_WELL_KNOWN_PATH.to_string(),
+        json: nodeinfo_links(&urls),
+    });
+    files.push(FederationFile {
+        path: Urls::NODEINFO_PATH.to_string(),
+        json: nodeinfo_document(config, actors.len(), posts.len()),
+    });
+    files
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::content::DocumentKind;
+    use std::path::{Path, PathBuf};
+
+    pub(crate) fn config(extra: &str) -> SiteConfig {
+        SiteConfig::parse(
+            &format!(
+                "title = \"Field Notes\"\nbase_url = \"https://blog.example\"\n\
+                 description = \"Notes from the field\"\n\
+                 [[authors]]\nid = \"ann\"\nname = \"Ann Author\"\n\
+                 [[authors]]\nid = \"bob\"\nname = \"Bob\"\nactor = false\n{extra}"
+            ),
+            Path::new("config.toml"),
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn post(slug: &str, authors: &[&str]) -> Document {
+        Document {
+            kind: DocumentKind::Post,
+            source: PathBuf::from(format!("content/posts/{slug}.md")),
+            slug: slug.into(),
+            path: format!("/posts/{slug}/"),
+            title: format!("Title of {slug}"),
+            date: Some(chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00+02:00").unwrap()),
+            updated: None,
+            draft: false,
+            tags: vec!["rust".into(), "open web".into()],
+            summary: None,
+            authors: authors.iter().map(|a| a.to_string()).collect(),
+            language: None,
+            image: None,
+            content_warning: None,
+            federate_as: None,
+            content: "<p>Hello <em>world</em>.</p>".into(),
+            text: "Hello world.".into(),
+            images: vec![ImageRef {
+                src: format!("/posts/{slug}/cat.png"),
+                alt: "A cat asleep".into(),
+                media_type: "image/png".into(),
+            }],
+            assets: vec![],
+            word_count: 2,
+            reading_minutes: 1,
+            source_hash: "h".into(),
+        }
+    }
+
+    #[test]
+    fn note_carries_title_text_link_and_hashtags() {
+        let c = config("");
+        let u = Urls::new(&c);
+        let o = post_object(&c, &u, &post("hello", &[]));
+        assert_eq!(o["type"], "Note");
+        assert_eq!(o["id"], "https://blog.example/ap/posts/hello.json");
+        assert_eq!(o["url"], "https://blog.example/posts/hello/");
+        assert_eq!(o["attributedTo"], "https://blog.example/ap/users/blog.json");
+        assert_eq!(o["to"], json!([AS_PUBLIC]));
+        assert_eq!(
+            o["cc"],
+            json!(["https://blog.example/ap/users/blog/followers"])
+        );
+        assert_eq!(o["published"], "2026-03-01T08:00:00Z");
+        let content = o["content"].as_str().unwrap();
+        assert!(content
+            .starts_with("<p><strong>Title of hello</strong></p><p>Hello <em>world</em>.</p>"));
+        assert!(content.contains("<a href=\"https://blog.example/posts/hello/\">"));
+        assert!(content.contains("#<span>OpenWeb</span>"));
+        assert_eq!(o["contentMap"]["en"], o["content"]);
+        assert_eq!(o["tag"][1]["name"], "#OpenWeb");
+        assert_eq!(o["tag"][1]["href"], "https://blog.example/tags/open-web/");
+        assert_eq!(o["attachment"][0]["name"], "A cat asleep");
+        assert_eq!(
+            o["attachment"][0]["url"],
+            "https://blog.example/posts/hello/cat.png"
+        );
+        assert_eq!(o["replies"], "https://blog.example/ap/posts/hello/replies");
+        assert_eq!(o["sensitive"], false);
+    }
+
+    #[test]
+    fn author_posts_belong_to_the_author_actor() {
+        let c = config("");
+        let u = Urls::new(&c);
+        let o = post_object(&c, &u, &post("a", &["ann"]));
+        assert_eq!(o["attributedTo"], "https://blog.example/ap/users/ann.json");
+        assert_eq!(
+            o["cc"],
+            json!([
+                "https://blog.example/ap/users/ann/followers",
+                "https://blog.example/ap/users/blog/followers"
+            ])
+        );
+        // Bob asked for no actor of his own: the site speaks for him.
+        let o = post_object(&c, &u, &post("b", &["bob"]));
+        assert_eq!(o["attributedTo"], "https://blog.example/ap/users/blog.json");
+    }
+
+    #[test]
+    fn content_warning_is_sensitive_summary() {
+        let c = config("");
+        let mut p = post("cw", &[]);
+        p.content_warning = Some("spoilers".into());
+        let o = post_object(&c, &u(&c), &p);
+        assert_eq!(o["sensitive"], true);
+        assert_eq!(o["summary"], "spoilers");
+    }
+
+    fn u(c: &SiteConfig) -> Urls {
+        Urls::new(c)
+    }
+
+    #[test]
+    fn article_keeps_full_content_and_a_note_preview() {
+        let c = config("[fediverse]\nobject_type = \"Article\"\nnote_content = \"full\"\n");
+        let mut p = post("long", &[]);
+        p.text = "word ".repeat(400);
+        let o = post_object(&c, &u(&c), &p);
+        assert_eq!(o["type"], "Article");
+        assert_eq!(o["name"], "Title of long");
+        assert_eq!(o["content"], "<p>Hello <em>world</em>.</p>");
+        assert_eq!(o["preview"]["type"], "Note");
+        let preview = o["preview"]["content"].as_str().unwrap();
+        assert!(preview.contains("…"), "{preview}");
+    }
+
+    #[test]
+    fn excerpt_notes_fit_the_budget() {
+        let c = config("[fediverse]\nnote_content = \"excerpt\"\nexcerpt_chars = 500\n");
+        let mut p = post("long", &[]);
+        p.text = "lorem ipsum ".repeat(200);
+        let o = post_object(&c, &u(&c), &p);
+        let body = o["content"].as_str().unwrap();
+        let excerpt = body.split("<p>").nth(2).unwrap();
+        assert!(excerpt.chars().count() < 500, "{}", excerpt.chars().count());
+    }
+
+    #[test]
+    fn actor_has_what_mastodon_requires() {
+        let c = config("[fediverse]\nicon = \"/avatar.png\"\nalso_known_as = [\"https://old.example/users/me\"]\n[[fediverse.profile_links]]\nname = \"Site\"\nurl = \"https://blog.example/\"\n");
+        let actors = actors(&c);
+        assert_eq!(actors.len(), 2, "site + ann (bob has no actor)");
+        let a = actor_document(&c, &u(&c), &actors[0], "PEM", Some("2026-01-01T00:00:00Z"));
+        assert_eq!(a["id"], "https://blog.example/ap/users/blog.json");
+        assert_eq!(a["type"], "Person");
+        assert_eq!(a["preferredUsername"], "blog");
+        assert_eq!(a["inbox"], "https://blog.example/ap/users/blog/inbox");
+        assert_eq!(
+            a["endpoints"]["sharedInbox"],
+            "https://blog.example/ap/inbox"
+        );
+        assert_eq!(
+            a["publicKey"]["id"],
+            "https://blog.example/ap/users/blog.json#main-key"
+        );
+        assert_eq!(a["publicKey"]["owner"], a["id"]);
+        assert_eq!(a["icon"]["url"], "https://blog.example/avatar.png");
+        assert_eq!(a["icon"]["mediaType"], "image/png");
+        assert_eq!(a["alsoKnownAs"][0], "https://old.example/users/me");
+        assert_eq!(a["attachment"][0]["type"], "PropertyValue");
+        assert!(a["attachment"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains("rel=\"nofollow noopener noreferrer me\""));
+    }
+
+    #[test]
+    fn webfinger_self_link_is_the_actor_id() {
+        let c = config("");
+        let actor = &actors(&c)[1];
+        let wf = webfinger_document(&c, &u(&c), actor);
+        assert_eq!(wf["subject"], "acct:ann@blog.example");
+        assert_eq!(wf["links"][0]["rel"], "self");
+        assert_eq!(wf["links"][0]["type"], ACTIVITY_JSON);
+        assert_eq!(
+            wf["links"][0]["href"],
+            "https://blog.example/ap/users/ann.json"
+        );
+    }
+
+    #[test]
+    fn outbox_pages_newest_first_with_links() {
+        let c = config("[fediverse]\noutbox_page_size = 2\n");
+        let posts: Vec<Document> = (0..5).map(|i| post(&format!("p{i}"), &[])).collect();
+        let refs: Vec<&Document> = posts.iter().collect();
+        let files = outbox_documents(&c, &u(&c), "blog", &refs);
+        assert_eq!(files.len(), 4);
+        assert_eq!(files[0].json["totalItems"], 5);
+        assert_eq!(
+            files[0].json["first"],
+            "https://blog.example/ap/users/blog/outbox/page-1.json"
+        );
+        assert_eq!(files[1].json["orderedItems"][0]["type"], "Create");
+        assert_eq!(
+            files[1].json["orderedItems"][0]["object"]["id"],
+            "https://blog.example/ap/posts/p0.json"
+        );
+        assert_eq!(
+            files[1].json["next"],
+            "https://blog.example/ap/users/blog/outbox/page-2.json"
+        );
+        assert!(files[3].json.get("next").is_none());
+        assert_eq!(files[3].json["orderedItems"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_document_id_matches_its_path() {
+        let c = config("");
+        let posts = vec![post("a", &["ann"]), post("b", &[])];
+        for file in site_documents(&c, &posts, "PEM") {
+            if let Some(id) = file.json.get("id") {
+                assert_eq!(
+                    id.as_str().unwrap(),
+                    format!("https://blog.example{}", file.path)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hashtag_names_have_no_spaces() {
+        assert_eq!(hashtag_name("open web"), "OpenWeb");
+        assert_eq!(hashtag_name("rust"), "Rust");
+        assert_eq!(hashtag_name("c++"), "C");
+        assert_eq!(hashtag_name("été"), "Été");
+    }
+}
