@@ -64,7 +64,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         base_url: Some(base_url.clone()),
         progress: false,
     };
-    let mut state = BuildState::in_memory();
+    // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
+    let mut state = BuildState::on_disk(&args.site);
     let report = build_site(&options, &mut state)?;
     println!("{}", report.summary());
     println!(
