@@ -1,1 +1,5 @@
 //! See ARCHITECTURE.md.
+
+pub mod activity;
+pub mod remote;
+pub mod sanitize;
