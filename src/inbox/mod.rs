@@ -1,5 +1,6 @@
 //! See ARCHITECTURE.md.
 
 pub mod activity;
+pub mod process;
 pub mod remote;
 pub mod sanitize;
