@@ -3,4 +3,6 @@
 pub mod check;
 pub mod documents;
 pub mod hostrules;
+pub mod keys;
+pub mod signature;
 pub mod urls;
