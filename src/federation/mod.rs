@@ -6,3 +6,44 @@ pub mod hostrules;
 pub mod keys;
 pub mod signature;
 pub mod urls;
+
+use crate::config::SiteConfig;
+use crate::content::Document;
+
+/// A file the federation stage adds to the build output: a site path (`/ap/users/blog.json`)
+/// and its bytes.
+#[derive(Debug, Clone)]
+pub struct FederationOutput {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Every file the federation stage writes: the JSON documents and the host rules.
+/// `posts` are the published posts, newest first.
+pub fn output_files(
+    config: &SiteConfig,
+    posts: &[Document],
+    public_key_pem: &str,
+) -> Vec<FederationOutput> {
+    if !config.fediverse.enabled {
+        return Vec::new();
+    }
+    let mut files: Vec<FederationOutput> = documents::site_documents(config, posts, public_key_pem)
+        .into_iter()
+        .map(|file| FederationOutput {
+            // Serialising a `serde_json::Value` cannot fail: its keys are strings.
+            bytes: serde_json::to_vec_pretty(&file.json).unwrap_or_default(),
+            path: file.path,
+        })
+        .collect();
+    let rules = hostrules::host_rules(config);
+    files.push(FederationOutput {
+        path: "/_headers".into(),
+        bytes: rules.to_headers_file().into_bytes(),
+    });
+    files.push(FederationOutput {
+        path: "/_redirects".into(),
+        bytes: rules.to_redirects_file().into_bytes(),
+    });
+    files
+}
