@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod documents;
+pub mod fetch;
 pub mod hostrules;
 pub mod keys;
 pub mod signature;
