@@ -134,7 +134,7 @@ fn apply_once(
                 ignored(format!("{} is no reply we store", note.id))
             }
         }
-        Kind::Update(Updated::Actor(doc)) => match actor_from_document(doc, None) {
+        Kind::Update(Updated::Actor(doc)) => match actor_from_document(doc) {
             Ok(profile) if profile.id == actor => {
                 store.cache_actor(&profile)?;
                 Ok(Outcome::Done("actor profile refreshed"))

@@ -15,8 +15,6 @@ pub enum ActorDocError {
         what: &'static str,
         url: String,
     },
-    #[error("actor {actor} has no key {key_id} (or another owner claims it)")]
-    NoSuchKey { actor: String, key_id: String },
 }
 
 fn http_url(actor: &str, what: &'static str, url: &str) -> Result<String, ActorDocError> {
@@ -32,9 +30,9 @@ fn http_url(actor: &str, what: &'static str, url: &str) -> Result<String, ActorD
     }
 }
 
-/// The key of `doc` (an actor) that `key_id` names, else its only key when `key_id` is
-/// `None`. Mastodon publishes one `publicKey` object; some servers publish an array.
-fn public_key<'a>(doc: &'a Value, actor_id: &str, key_id: Option<&str>) -> Option<&'a Value> {
+/// The actor's own key: the first `publicKey` entry (Mastodon publishes one object, some
+/// servers an array) with a PEM whose owner, if named, is the actor.
+fn own_key<'a>(doc: &'a Value, actor_id: &str) -> Option<&'a Value> {
     let candidates: Vec<&Value> = match doc.get("publicKey")? {
         Value::Array(keys) => keys.iter().collect(),
         key => vec![key],
@@ -42,18 +40,15 @@ fn public_key<'a>(doc: &'a Value, actor_id: &str, key_id: Option<&str>) -> Optio
     candidates.into_iter().find(|key| {
         let owner_ok = key
             .get("owner")
-            .and_then(Value::as_str)
+            .and_then(id_of)
             .is_none_or(|owner| owner == actor_id);
-        let id_ok = key_id.is_none_or(|wanted| id_of(key) == Some(wanted));
-        owner_ok && id_ok && key.get("publicKeyPem").and_then(Value::as_str).is_some()
+        owner_ok && key.get("publicKeyPem").and_then(Value::as_str).is_some()
     })
 }
 
-/// Reads an actor document. With `key_id`, the document must carry that key.
-pub fn actor_from_document(
-    doc: &Value,
-    key_id: Option<&str>,
-) -> Result<RemoteActor, ActorDocError> {
+/// Reads an actor document. Its key is taken when it lists one of its own; otherwise the key
+/// fields stay empty and the next signature from it fetches the key.
+pub fn actor_from_document(doc: &Value) -> Result<RemoteActor, ActorDocError> {
     let id = doc
         .get("id")
         .and_then(Value::as_str)
@@ -70,10 +65,7 @@ pub fn actor_from_document(
         .and_then(Value::as_str)
         .map(|u| http_url(&id, "sharedInbox", u))
         .transpose()?;
-    let key = public_key(doc, &id, key_id).ok_or_else(|| ActorDocError::NoSuchKey {
-        actor: id.clone(),
-        key_id: key_id.unwrap_or("publicKey").to_string(),
-    })?;
+    let key = own_key(doc, &id);
     let username = doc
         .get("preferredUsername")
         .and_then(Value::as_str)
@@ -107,9 +99,9 @@ pub fn actor_from_document(
         None => Vec::new(),
     };
     Ok(RemoteActor {
-        key_id: id_of(key).unwrap_or(&id).to_string(),
+        key_id: key.and_then(id_of).unwrap_or_default().to_string(),
         public_key_pem: key
-            .get("publicKeyPem")
+            .and_then(|k| k.get("publicKeyPem"))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
@@ -144,8 +136,7 @@ mod tests {
 
     #[test]
     fn reads_a_mastodon_actor() {
-        let actor = actor_from_document(&fixture(), Some("https://m.example/users/alice#main-key"))
-            .unwrap();
+        let actor = actor_from_document(&fixture()).unwrap();
         assert_eq!(actor.id, "https://m.example/users/alice");
         assert_eq!(actor.inbox, "https://m.example/users/alice/inbox");
         assert_eq!(
@@ -164,15 +155,12 @@ mod tests {
     }
 
     #[test]
-    fn the_signing_key_must_be_the_actors() {
-        let doc = fixture();
-        assert!(matches!(
-            actor_from_document(&doc, Some("https://m.example/users/alice#other-key")),
-            Err(ActorDocError::NoSuchKey { .. })
-        ));
-        let mut stolen = doc.clone();
-        stolen["publicKey"]["owner"] = json!("https://m.example/users/mallory");
-        assert!(actor_from_document(&stolen, None).is_err());
+    fn a_key_owned_by_another_actor_is_not_taken() {
+        let mut doc = fixture();
+        doc["publicKey"]["owner"] = json!("https://m.example/users/mallory");
+        let actor = actor_from_document(&doc).unwrap();
+        assert_eq!(actor.public_key_pem, "");
+        assert_eq!(actor.key_id, "");
     }
 
     #[test]
@@ -185,7 +173,7 @@ mod tests {
             "movedTo": "https://new.example/bob",
             "publicKey": [{ "id": "https://p.example/u/bob#k", "owner": "https://p.example/u/bob", "publicKeyPem": "PEM" }]
         });
-        let actor = actor_from_document(&doc, None).unwrap();
+        let actor = actor_from_document(&doc).unwrap();
         assert_eq!(actor.name, "bob");
         assert_eq!(actor.url, actor.id);
         assert_eq!(actor.avatar, None);
@@ -198,7 +186,7 @@ mod tests {
         let mut bad = doc.clone();
         bad["inbox"] = json!("ftp://p.example/inbox");
         assert!(matches!(
-            actor_from_document(&bad, None),
+            actor_from_document(&bad),
             Err(ActorDocError::BadUrl { what: "inbox", .. })
         ));
     }
