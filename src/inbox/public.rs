@@ -16,11 +16,11 @@ use crate::inbox::collections;
 use crate::inbox::server::{HttpError, InboxState};
 
 /// The file under the output folder for a decoded site path, if the path is plain: no
-/// empty, `.`, `..` or hidden segments, no backslashes.
+/// empty, `.` or `..` segments, no backslashes.
 fn file_for(state: &InboxState, site_path: &str) -> Option<PathBuf> {
     let relative = site_path.strip_prefix('/')?;
     let plain = relative.split('/').all(|segment| {
-        !segment.is_empty() && !segment.starts_with('.') && !segment.contains(['\\', '\0'])
+        !matches!(segment, "" | "." | "..") && !segment.contains(['\\', '\0'])
     });
     plain.then(|| state.public_dir.join(relative))
 }
