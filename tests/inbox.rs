@@ -500,7 +500,7 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
     // What the build reads is the same.
     let built = inbox
         .store()
-        .interactions(&[inbox.post_id.clone()])
+        .interactions(std::slice::from_ref(&inbox.post_id))
         .unwrap();
     assert_eq!(serde_json::to_value(&built[&inbox.post_id]).unwrap(), found);
 

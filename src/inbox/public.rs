@@ -19,9 +19,9 @@ use crate::inbox::server::{HttpError, InboxState};
 /// empty, `.` or `..` segments, no backslashes.
 fn file_for(state: &InboxState, site_path: &str) -> Option<PathBuf> {
     let relative = site_path.strip_prefix('/')?;
-    let plain = relative.split('/').all(|segment| {
-        !matches!(segment, "" | "." | "..") && !segment.contains(['\\', '\0'])
-    });
+    let plain = relative
+        .split('/')
+        .all(|segment| !matches!(segment, "" | "." | "..") && !segment.contains(['\\', '\0']));
     plain.then(|| state.public_dir.join(relative))
 }
 
