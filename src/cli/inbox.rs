@@ -1,6 +1,6 @@
 //! `relais inbox`: runs the inbox service of a site.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -9,6 +9,32 @@ use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::inbox::{serve, InboxState};
 use crate::store::{timestamp, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct InboxArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// The built site, served when `inbox.serve_public` [default: SITE/public].
+    #[arg(long)]
+    pub public: Option<PathBuf>,
+}
+
+pub fn run(args: InboxArgs) -> anyhow::Result<()> {
+    init_logging();
+    run_inbox(&args.site, args.public.as_deref())
+}
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only when a subscriber is already set, which then does the logging.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
 
 /// Activity ids are remembered this long; senders stop retrying well before.
 const SEEN_RETENTION_DAYS: i64 = 30;

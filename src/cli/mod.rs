@@ -1,66 +1,71 @@
-//! Command line: parses arguments and drives the stages.
+//! Command line: parses arguments and drives the stages. One file per command.
 
-mod inbox;
-mod moderate;
+pub mod build;
+pub mod inbox;
+pub mod init;
+pub mod moderate;
+pub mod serve;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use inbox::run_inbox;
-pub use moderate::{run_moderate, ListKind, ModerateCommand};
-
 #[derive(Debug, Parser)]
-#[command(name = "relais", version, about)]
-struct Cli {
+#[command(
+    name = "relais",
+    version,
+    about = "A folder of Markdown as a static blog and a fediverse account"
+)]
+pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
-    /// Runs the inbox service: follows, replies, likes and boosts from the fediverse.
-    Inbox {
-        /// The site folder (holding config.toml).
-        #[arg(long, default_value = ".")]
-        site: PathBuf,
-        /// The built site to serve (default: SITE/public).
-        #[arg(long)]
-        public: Option<PathBuf>,
-    },
-    /// Reviews and decides on what the inbox received.
-    Moderate {
-        #[arg(long, default_value = ".")]
-        site: PathBuf,
-        #[command(subcommand)]
-        command: ModerateCommand,
-    },
+pub enum Command {
+    /// Create a new site in DIR.
+    Init(init::InitArgs),
+    /// Build the site into its output folder.
+    Build(build::BuildArgs),
+    /// Build, serve on 127.0.0.1 and rebuild on change, reloading the browser.
+    Serve(serve::ServeArgs),
+    /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
+    Inbox(inbox::InboxArgs),
+    /// Review and decide on what the inbox received.
+    Moderate(moderate::ModerateArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    let result = match &cli.command {
-        Command::Inbox { site, public } => run_inbox(site, public.as_deref()),
-        Command::Moderate { site, command } => run_moderate(site, command),
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Inbox(args) => inbox::run(args),
+        Command::Moderate(args) => moderate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
+        Err(err) => {
+            report(&err);
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Only fails when a subscriber is already set, which then keeps logging.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Prints an error as `error: <file>:<line>: ...`, one line per problem: a build reports
+/// every broken document at once.
+pub fn report(err: &anyhow::Error) {
+    // Module errors often show their cause in their own message already: skip repeats.
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    for line in message.lines() {
+        eprintln!("error: {line}");
+    }
 }

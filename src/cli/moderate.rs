@@ -1,7 +1,7 @@
 //! `relais moderate`: what the inbox received, and the owner's decisions about it.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -13,6 +13,19 @@ use crate::federation::urls::Urls;
 use crate::inbox::process::FollowAnswer;
 use crate::inbox::send_follow_answer;
 use crate::store::{BlockSource, FollowState, Follower, ReplyState, Store, StoredReply};
+
+#[derive(Debug, clap::Args)]
+pub struct ModerateArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    #[command(subcommand)]
+    pub command: ModerateCommand,
+}
+
+pub fn run(args: ModerateArgs) -> anyhow::Result<()> {
+    run_moderate(&args.site, &args.command)
+}
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ModerateCommand {
