@@ -894,3 +894,26 @@ fn keys_in_fixtures_differ() {
     assert_ne!(pems[0], pems[1]);
     assert_ne!(pems[1], pems[2]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_followers_are_listed_by_page() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "followers_public = true").await;
+    let response = inbox
+        .post_signed(
+            "/ap/users/blog/inbox",
+            &follow(&remote, &inbox, "follows/1"),
+            ALICE_KEY,
+            &remote.key_id("alice"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 1);
+    let first = followers["first"].as_str().unwrap();
+    let (_, page) = inbox.get_json(first.trim_start_matches(&inbox.base)).await;
+    assert_eq!(page["type"], "OrderedCollectionPage");
+    assert_eq!(page["partOf"], followers["id"]);
+    assert_eq!(page["orderedItems"], json!([remote.actor("alice")]));
+    assert!(page.get("next").is_none());
+}
