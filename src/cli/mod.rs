@@ -1,7 +1,9 @@
 //! Command line: parses arguments and drives the stages. One file per command.
 
 pub mod build;
+pub mod inbox;
 pub mod init;
+pub mod moderate;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -27,6 +29,10 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Build, serve on 127.0.0.1 and rebuild on change, reloading the browser.
     Serve(serve::ServeArgs),
+    /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
+    Inbox(inbox::InboxArgs),
+    /// Review and decide on what the inbox received.
+    Moderate(moderate::ModerateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -35,6 +41,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Inbox(args) => inbox::run(args),
+        Command::Moderate(args) => moderate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+#[cfg(test)]
+pub(crate) use actors::tests::actor as test_actor;
 pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
@@ -199,6 +201,17 @@ impl Store {
                 (activity_id, now()),
             )?;
             Ok(inserted == 1)
+        })
+    }
+
+    /// Un-records an activity id whose processing failed, so that the sender's retry counts.
+    pub fn forget_seen(&self, activity_id: &str) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "DELETE FROM seen_activities WHERE activity_id = ?1",
+                [activity_id],
+            )?;
+            Ok(())
         })
     }
 
