@@ -74,12 +74,28 @@ mod tests {
     #[test]
     fn one_request_per_shared_inbox_else_per_personal_inbox() {
         let followers = vec![
-            follower("blog", "https://m.example/u/1", Some("https://m.example/inbox")),
-            follower("blog", "https://m.example/u/2", Some("https://m.example/inbox")),
-            follower("alice", "https://m.example/u/3", Some("https://m.example/inbox")),
+            follower(
+                "blog",
+                "https://m.example/u/1",
+                Some("https://m.example/inbox"),
+            ),
+            follower(
+                "blog",
+                "https://m.example/u/2",
+                Some("https://m.example/inbox"),
+            ),
+            follower(
+                "alice",
+                "https://m.example/u/3",
+                Some("https://m.example/inbox"),
+            ),
             follower("alice", "https://solo.example/me", None),
             follower("blog", "https://solo.example/me", None),
-            follower("carol", "https://other.example/u/9", Some("https://other.example/inbox")),
+            follower(
+                "carol",
+                "https://other.example/u/9",
+                Some("https://other.example/inbox"),
+            ),
         ];
         let index = FollowerIndex::new(&followers);
         let got = index.recipients(&["alice".to_string(), "blog".to_string()]);

@@ -1,1 +1,286 @@
-//! See ARCHITECTURE.md.
+//! Delivery: what a build changed, sent to every follower, durably.
+//!
+//! `load` reads the posts of the built site, `plan` compares them with what followers
+//! already have, `fanout` picks the inboxes, and `plan_and_enqueue` queues it all in one
+//! transaction of the store's queue; `worker` drains the queue.
+
+pub mod fanout;
+pub mod load;
+pub mod plan;
+pub mod worker;
+
+pub use load::{load_published_posts, LoadError};
+pub use plan::{content_hash, plan, ActivityKind, Plan, PlanContext, PublishedPost};
+pub use worker::{
+    Clock, ManualClock, RunSummary, SendError, Signers, SystemClock, Transport, Worker,
+    WorkerOptions,
+};
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::config::SiteConfig;
+use crate::federation::fetch::FederationClient;
+use crate::federation::keys::PrivateKey;
+use crate::federation::urls::Urls;
+use crate::store::queue::QueuedActivity;
+use crate::store::{Store, StoreError};
+use fanout::FollowerIndex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(
+        "the built site has no posts but {0} were published: refusing to delete them all \
+         (build the site first, or confirm that every post is to be deleted)"
+    )]
+    WouldDeleteEverything(usize),
+}
+
+/// What one `plan_and_enqueue` queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueReport {
+    pub creates: usize,
+    pub updates: usize,
+    pub deletes: usize,
+    pub announces: usize,
+    /// Posts recorded as published without being sent (first publish, older posts).
+    pub skipped_old: usize,
+    /// Requests queued: one per activity and inbox.
+    pub deliveries: usize,
+}
+
+/// Plans what `posts` (the built site) changed since the last publish, queues every
+/// activity for every follower's inbox and records the posts as published, all in one
+/// transaction: a crash leaves either the whole publish queued or none of it.
+///
+/// `delete_everything` must be set to send a `Delete` for every post when `posts` is empty;
+/// otherwise that is refused, as it is more likely a missing build than the wish to delete.
+pub fn plan_and_enqueue(
+    store: &Store,
+    config: &SiteConfig,
+    posts: &[PublishedPost],
+    now: DateTime<Utc>,
+    delete_everything: bool,
+) -> Result<EnqueueReport, DeliveryError> {
+    let urls = Urls::new(config);
+    let ctx = PlanContext {
+        urls: &urls,
+        site_actor: &config.fediverse.username,
+        now,
+        first_publish_max_age: chrono::Duration::days(i64::from(
+            config.delivery.first_publish_max_age_days,
+        )),
+    };
+    let outcome = store.queue_transaction(|q| {
+        let records = q.published_records()?;
+        let plan = plan::plan(posts, &records, &ctx);
+        let deletes = plan.count(ActivityKind::Delete);
+        if posts.is_empty() && deletes > 0 && !delete_everything {
+            return Ok(Err(deletes));
+        }
+        let mut report = EnqueueReport {
+            creates: plan.count(ActivityKind::Create),
+            updates: plan.count(ActivityKind::Update),
+            deletes,
+            announces: plan.count(ActivityKind::Announce),
+            skipped_old: plan.skipped_old,
+            deliveries: 0,
+        };
+        if !plan.activities.is_empty() {
+            let mut audience: Vec<&str> = plan
+                .activities
+                .iter()
+                .flat_map(|a| a.audience.iter().map(String::as_str))
+                .collect();
+            audience.sort_unstable();
+            audience.dedup();
+            let followers = q.delivery_followers(&audience)?;
+            let index = FollowerIndex::new(&followers);
+            let at = now.timestamp();
+            for activity in plan.activities {
+                let queued = QueuedActivity {
+                    recipients: index.recipients(&activity.audience),
+                    activity_id: activity.id,
+                    object_id: Some(activity.object_id),
+                    actor_name: activity.actor_name,
+                    body: activity.json.to_string(),
+                };
+                report.deliveries += q.enqueue(&queued, at)?;
+            }
+        }
+        for record in &plan.records {
+            q.record_published(record)?;
+        }
+        Ok(Ok(report))
+    })?;
+    outcome.map_err(DeliveryError::WouldDeleteEverything)
+}
+
+/// Runs the delivery worker of a site until `shutdown` completes: the inbox service's
+/// background delivery. Notify `wake` after queuing deliveries to have them sent at once
+/// (otherwise they go within a minute). Returns once the requests in flight are finished.
+pub async fn run_worker(
+    store: Store,
+    client: FederationClient,
+    key: Arc<PrivateKey>,
+    config: &SiteConfig,
+    wake: Arc<Notify>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, StoreError> {
+    let worker = Worker::new(
+        store,
+        Arc::new(client),
+        Signers::new(key, Urls::new(config)),
+        WorkerOptions::from_config(&config.delivery),
+        SystemClock,
+    )
+    .with_waker(wake);
+    worker.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{FollowState, NewFollower, RemoteActor};
+    use serde_json::json;
+    use std::path::Path;
+
+    fn config() -> SiteConfig {
+        SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://blog.example\"\n\
+             [[authors]]\nid = \"alice\"\nname = \"Alice\"\n",
+            Path::new("config.toml"),
+        )
+        .unwrap()
+    }
+
+    fn follow(store: &Store, actor_name: &str, id: &str, shared_inbox: Option<&str>) {
+        let remote = RemoteActor {
+            id: id.into(),
+            inbox: format!("{id}/inbox"),
+            shared_inbox: shared_inbox.map(str::to_string),
+            name: "N".into(),
+            handle: "@n@x".into(),
+            url: id.into(),
+            avatar: None,
+            public_key_pem: "PEM".into(),
+            key_id: format!("{id}#main-key"),
+            also_known_as: vec![],
+            moved_to: None,
+            fetched_at: "2027-01-01T00:00:00Z".into(),
+        };
+        store
+            .upsert_follower(&NewFollower {
+                actor_name,
+                follower: &remote,
+                follow_activity_id: &format!("{id}#follow"),
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+    }
+
+    fn post(config: &SiteConfig, slug: &str, actor: &str, content: &str) -> PublishedPost {
+        let urls = Urls::new(config);
+        let object = json!({
+            "id": urls.object(&format!("/posts/{slug}/")),
+            "type": "Note",
+            "attributedTo": urls.actor(actor),
+            "published": "2027-01-09T00:00:00Z",
+            "content": content,
+        });
+        PublishedPost {
+            object_id: urls.object(&format!("/posts/{slug}/")),
+            actor_name: actor.into(),
+            content_hash: content_hash(&object),
+            object,
+            updated: None,
+            published: Some("2027-01-09T00:00:00Z".parse().unwrap()),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2027-01-10T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_publish_queues_each_activity_once_per_inbox_and_only_once() {
+        let config = config();
+        let store = Store::open_in_memory().unwrap();
+        follow(
+            &store,
+            "blog",
+            "https://m.example/u/1",
+            Some("https://m.example/inbox"),
+        );
+        follow(
+            &store,
+            "blog",
+            "https://m.example/u/2",
+            Some("https://m.example/inbox"),
+        );
+        follow(
+            &store,
+            "alice",
+            "https://m.example/u/3",
+            Some("https://m.example/inbox"),
+        );
+        follow(&store, "alice", "https://solo.example/me", None);
+        let posts = vec![post(&config, "a", "alice", "hi")];
+        let report = plan_and_enqueue(&store, &config, &posts, now(), false).unwrap();
+        // Create to m.example and solo.example; Announce by the site to m.example.
+        assert_eq!(
+            report,
+            EnqueueReport {
+                creates: 1,
+                announces: 1,
+                deliveries: 3,
+                ..EnqueueReport::default()
+            }
+        );
+        let create = store
+            .deliveries_of("https://blog.example/ap/posts/a.json#create")
+            .unwrap();
+        let inboxes: Vec<&str> = create.iter().map(|d| d.inbox.as_str()).collect();
+        assert_eq!(
+            inboxes,
+            vec!["https://m.example/inbox", "https://solo.example/me/inbox"]
+        );
+        let again = plan_and_enqueue(&store, &config, &posts, now(), false).unwrap();
+        assert_eq!(again, EnqueueReport::default());
+        assert_eq!(store.queue_counts(0).unwrap().pending(), 3);
+    }
+
+    #[test]
+    fn an_empty_build_does_not_delete_everything_unless_told() {
+        let config = config();
+        let store = Store::open_in_memory().unwrap();
+        follow(
+            &store,
+            "blog",
+            "https://m.example/u/1",
+            Some("https://m.example/inbox"),
+        );
+        let posts = vec![
+            post(&config, "a", "blog", "hi"),
+            post(&config, "b", "blog", "ho"),
+        ];
+        plan_and_enqueue(&store, &config, &posts, now(), false).unwrap();
+        let refused = plan_and_enqueue(&store, &config, &[], now(), false);
+        assert!(matches!(
+            refused,
+            Err(DeliveryError::WouldDeleteEverything(2))
+        ));
+        // Nothing was recorded by the refused publish.
+        let one_gone = plan_and_enqueue(&store, &config, &posts[..1], now(), false).unwrap();
+        assert_eq!(one_gone.deletes, 1);
+        let all_gone = plan_and_enqueue(&store, &config, &[], now(), true).unwrap();
+        assert_eq!((all_gone.deletes, all_gone.deliveries), (1, 1));
+    }
+}

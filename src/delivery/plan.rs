@@ -142,9 +142,7 @@ pub fn plan(posts: &[PublishedPost], records: &[PublishedRecord], ctx: &PlanCont
 
     // Oldest first, so that timelines receive posts in the order they were written.
     let mut ordered: Vec<&PublishedPost> = posts.iter().collect();
-    ordered.sort_by(|a, b| {
-        (a.published, &a.object_id).cmp(&(b.published, &b.object_id))
-    });
+    ordered.sort_by(|a, b| (a.published, &a.object_id).cmp(&(b.published, &b.object_id)));
     let mut current = HashSet::with_capacity(posts.len());
     for post in ordered {
         if !current.insert(post.object_id.as_str()) {
@@ -383,7 +381,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn post(urls: &Urls, slug: &str, actor: &str, published: &str, content: &str) -> PublishedPost {
@@ -439,7 +439,10 @@ mod tests {
         let a = json!({"a": 1, "b": {"x": [1, 2], "y": "z"}});
         let b: Value = serde_json::from_str(r#"{"b": {"y": "z", "x": [1, 2]}, "a": 1}"#).unwrap();
         assert_eq!(content_hash(&a), content_hash(&b));
-        assert_ne!(content_hash(&a), content_hash(&json!({"a": 1, "b": {"x": [2, 1], "y": "z"}})));
+        assert_ne!(
+            content_hash(&a),
+            content_hash(&json!({"a": 1, "b": {"x": [2, 1], "y": "z"}}))
+        );
     }
 
     #[test]
@@ -457,7 +460,11 @@ mod tests {
         assert_eq!(create.id, "https://blog.example/ap/posts/new.json#create");
         assert_eq!(create.audience, vec!["blog".to_string()]);
         assert_eq!(plan.records.len(), 2);
-        let old = plan.records.iter().find(|r| r.object_id.ends_with("old.json")).unwrap();
+        let old = plan
+            .records
+            .iter()
+            .find(|r| r.object_id.ends_with("old.json"))
+            .unwrap();
         assert_eq!(old.last_activity_id, None);
         assert!(!old.deleted);
     }
@@ -465,7 +472,13 @@ mod tests {
     #[test]
     fn create_has_mastodons_shape() {
         let u = urls();
-        let posts = vec![post(&u, "hello", "blog", "2027-01-09T10:00:00Z", "<p>Hi</p>")];
+        let posts = vec![post(
+            &u,
+            "hello",
+            "blog",
+            "2027-01-09T10:00:00Z",
+            "<p>Hi</p>",
+        )];
         let plan = plan(&posts, &[], &ctx(&u, "2027-01-10T00:00:00Z"));
         let json = &plan.activities[0].json;
         assert_eq!(json["@context"][0], "https://www.w3.org/ns/activitystreams");
@@ -473,7 +486,10 @@ mod tests {
         assert_eq!(json["actor"], "https://blog.example/ap/users/blog.json");
         assert_eq!(json["published"], "2027-01-09T10:00:00Z");
         assert_eq!(json["to"], json!([AS_PUBLIC]));
-        assert_eq!(json["cc"], json!(["https://blog.example/ap/users/blog/followers"]));
+        assert_eq!(
+            json["cc"],
+            json!(["https://blog.example/ap/users/blog/followers"])
+        );
         assert_eq!(json["object"], posts[0].object);
         assert!(json["object"].get("@context").is_none());
     }
@@ -487,13 +503,19 @@ mod tests {
         assert_eq!(kinds, vec![ActivityKind::Create, ActivityKind::Announce]);
         let create = &plan.activities[0];
         assert_eq!(create.actor_name, "alice");
-        assert_eq!(create.audience, vec!["alice".to_string(), "blog".to_string()]);
+        assert_eq!(
+            create.audience,
+            vec!["alice".to_string(), "blog".to_string()]
+        );
         let announce = &plan.activities[1];
         assert_eq!(announce.actor_name, "blog");
         assert_eq!(announce.audience, vec!["blog".to_string()]);
         assert_eq!(announce.json["actor"], u.actor("blog"));
         assert_eq!(announce.json["object"], posts[0].object_id);
-        assert_eq!(announce.json["cc"], json!([u.followers("blog"), u.actor("alice")]));
+        assert_eq!(
+            announce.json["cc"],
+            json!([u.followers("blog"), u.actor("alice")])
+        );
     }
 
     #[test]
@@ -524,19 +546,28 @@ mod tests {
         assert_eq!(edit.activities.len(), 1);
         let update = &edit.activities[0];
         assert_eq!(update.kind, ActivityKind::Update);
-        assert_eq!(update.audience, vec!["alice".to_string(), "blog".to_string()]);
+        assert_eq!(
+            update.audience,
+            vec!["alice".to_string(), "blog".to_string()]
+        );
         assert_eq!(update.json["actor"], u.actor("alice"));
         assert_eq!(update.json["object"]["content"], "v2");
         // Same second as the Create: the Update still comes strictly later.
         let first_stamp = at(now).timestamp() + 1;
-        assert_eq!(update.id, format!("{}#updates/{first_stamp}", posts[0].object_id));
+        assert_eq!(
+            update.id,
+            format!("{}#updates/{first_stamp}", posts[0].object_id)
+        );
         assert_eq!(update.json["object"]["updated"], "2027-01-10T00:00:01Z");
         assert_eq!(update.json["published"], "2027-01-10T00:00:01Z");
         state = apply(&state, &edit);
 
         posts[0] = post(&u, "a", "alice", "2027-01-09T00:00:00Z", "v3");
         let second = plan(&posts, &state, &ctx(&u, now));
-        assert_eq!(second.activities[0].json["object"]["updated"], "2027-01-10T00:00:02Z");
+        assert_eq!(
+            second.activities[0].json["object"]["updated"],
+            "2027-01-10T00:00:02Z"
+        );
         assert_ne!(second.activities[0].id, edit.activities[0].id);
     }
 
@@ -551,8 +582,14 @@ mod tests {
         edited.updated = Some(at("2027-01-12T09:30:00Z"));
         posts[0] = edited;
         let edit = plan(&posts, &state, &ctx(&u, "2027-01-12T10:00:00Z"));
-        assert_eq!(edit.activities[0].json["object"]["updated"], "2027-01-12T09:30:00Z");
-        assert_eq!(edit.records[0].updated.as_deref(), Some("2027-01-12T09:30:00Z"));
+        assert_eq!(
+            edit.activities[0].json["object"]["updated"],
+            "2027-01-12T09:30:00Z"
+        );
+        assert_eq!(
+            edit.records[0].updated.as_deref(),
+            Some("2027-01-12T09:30:00Z")
+        );
     }
 
     #[test]
@@ -568,18 +605,26 @@ mod tests {
         let delete = &removal.activities[0];
         assert_eq!(delete.kind, ActivityKind::Delete);
         assert_eq!(delete.actor_name, "alice");
-        assert_eq!(delete.audience, vec!["alice".to_string(), "blog".to_string()]);
+        assert_eq!(
+            delete.audience,
+            vec!["alice".to_string(), "blog".to_string()]
+        );
         assert_eq!(delete.json["actor"], u.actor("alice"));
         assert_eq!(delete.json["to"], json!([AS_PUBLIC]));
         assert_eq!(delete.json["object"]["type"], "Tombstone");
         assert_eq!(delete.json["object"]["id"], posts[1].object_id);
         let state = apply(&state, &removal);
-        assert!(plan(&posts[..1], &state, &ctx(&u, "2027-01-12T00:00:00Z")).activities.is_empty());
+        assert!(plan(&posts[..1], &state, &ctx(&u, "2027-01-12T00:00:00Z"))
+            .activities
+            .is_empty());
 
         let back = plan(&posts, &state, &ctx(&u, "2027-01-13T00:00:00Z"));
         let kinds: Vec<ActivityKind> = back.activities.iter().map(|a| a.kind).collect();
         assert_eq!(kinds, vec![ActivityKind::Create, ActivityKind::Announce]);
-        assert_ne!(back.activities[0].id, format!("{}#create", posts[1].object_id));
+        assert_ne!(
+            back.activities[0].id,
+            format!("{}#create", posts[1].object_id)
+        );
         assert!(!back.records[0].deleted);
     }
 }
