@@ -4,7 +4,9 @@ pub mod build;
 pub mod inbox;
 pub mod init;
 pub mod moderate;
+pub mod publish;
 pub mod serve;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,10 @@ pub enum Command {
     Inbox(inbox::InboxArgs),
     /// Review and decide on what the inbox received.
     Moderate(moderate::ModerateArgs),
+    /// Send the new, edited and deleted posts of the last build to every follower.
+    Publish(publish::PublishArgs),
+    /// Show the delivery queue, followers and failing hosts.
+    Status(status::StatusArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +49,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Inbox(args) => inbox::run(args),
         Command::Moderate(args) => moderate::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Status(args) => status::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -564,6 +564,18 @@ impl Store {
         })
     }
 
+    /// Posts followers have (or were recorded as having) and posts deleted since.
+    pub fn published_post_counts(&self) -> Result<(u64, u64), StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) \
+                 FROM published_posts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+    }
+
     /// A host was heard from (it sent us a signed request): like Mastodon, it is available
     /// again and its held deliveries leave now.
     pub fn mark_host_reachable(&self, host: &str, now: i64) -> Result<(), StoreError> {

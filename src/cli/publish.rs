@@ -1,0 +1,165 @@
+//! `relais publish`: sends what the last build changed to every follower.
+//!
+//! It builds nothing: it reads the built outboxes, queues a `Create`, `Update` or `Delete`
+//! per changed post for every follower's inbox, then sends until every delivery is done or
+//! waits for a retry. Killed at any moment, the next run (or the inbox service) picks up
+//! where it stopped.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::SiteConfig;
+use crate::delivery::{
+    load_published_posts, plan_and_enqueue, EnqueueReport, Signers, SystemClock, Worker,
+    WorkerOptions,
+};
+use crate::federation::fetch::{ClientOptions, FederationClient};
+use crate::federation::keys::PrivateKey;
+use crate::federation::urls::Urls;
+use crate::store::queue::{Attempt, FinishedDelivery};
+use crate::store::Store;
+
+/// Failed deliveries listed after the summary; the rest are counted.
+const FAILURES_SHOWN: usize = 10;
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// The built site [default: SITE/public].
+    #[arg(long)]
+    pub public: Option<PathBuf>,
+    /// Send a Delete for every published post when the built site has no post at all.
+    #[arg(long)]
+    pub delete_everything: bool,
+}
+
+pub fn run(args: PublishArgs) -> anyhow::Result<()> {
+    run_publish(&args.site, args.public.as_deref(), args.delete_everything)
+}
+
+/// Queues the changes of the site built in `public_dir` (default `site_dir/public`) and
+/// delivers every due delivery, printing a summary.
+pub fn run_publish(
+    site_dir: &Path,
+    public_dir: Option<&Path>,
+    delete_everything: bool,
+) -> anyhow::Result<()> {
+    let config = SiteConfig::load(site_dir)?;
+    if !config.fediverse.enabled {
+        bail!("fediverse.enabled is false in config.toml: there is no follower to publish to");
+    }
+    let key_path = site_dir.join(&config.fediverse.key_path);
+    let key = PrivateKey::load(&key_path)
+        .with_context(|| "the site key is made by `relais build`; run it first")?;
+    let store = Store::open(&site_dir.join(&config.inbox.store))?;
+    let public_dir = public_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| site_dir.join("public"));
+    let posts = load_published_posts(&config, &public_dir)?;
+    let report = plan_and_enqueue(
+        &store,
+        &config,
+        &posts,
+        chrono::Utc::now(),
+        delete_everything,
+    )?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", queued_line(&report))?;
+    out.flush()?;
+
+    let client = FederationClient::new(ClientOptions::from_config(&config))?;
+    let worker = Worker::new(
+        store.clone(),
+        Arc::new(client),
+        Signers::new(Arc::new(key), Urls::new(&config)),
+        WorkerOptions::from_config(&config.delivery),
+        SystemClock,
+    );
+    let now = chrono::Utc::now().timestamp();
+    let before = store.queue_counts(now)?;
+    let bar = progress_bar(before.due + before.leased);
+    let mut failures: Vec<String> = Vec::new();
+    let mut on_finish = |done: &FinishedDelivery| {
+        if let Attempt::Failed { error, .. } = &done.attempt {
+            failures.push(format!("{}: {error}", done.host));
+        }
+        bar.inc(1);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(worker.run_until_idle(
+        async {
+            // Ctrl-C stops claiming; the requests in flight finish and are recorded.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        },
+        &mut on_finish,
+    ))?;
+    bar.finish_and_clear();
+
+    let after = store.queue_counts(chrono::Utc::now().timestamp())?;
+    writeln!(
+        out,
+        "delivered {}, retrying {}, failed {}",
+        summary.delivered,
+        after.pending(),
+        summary.failed
+    )?;
+    for failure in failures.iter().take(FAILURES_SHOWN) {
+        writeln!(out, "  failed: {failure}")?;
+    }
+    if failures.len() > FAILURES_SHOWN {
+        writeln!(out, "  ... and {} more", failures.len() - FAILURES_SHOWN)?;
+    }
+    if after.pending() > 0 {
+        writeln!(
+            out,
+            "Deliveries waiting for a retry go out with the next `relais publish` or from \
+             `relais inbox`; `relais status` shows them."
+        )?;
+    }
+    Ok(())
+}
+
+fn queued_line(report: &EnqueueReport) -> String {
+    let mut line = format!(
+        "Queued {} new, {} edited, {} deleted post(s)",
+        report.creates, report.updates, report.deletes
+    );
+    if report.announces > 0 {
+        line.push_str(&format!(
+            " (+{} boost(s) by the site actor)",
+            report.announces
+        ));
+    }
+    line.push_str(&format!(": {} deliveries", report.deliveries));
+    if report.skipped_old > 0 {
+        line.push_str(&format!(
+            "; {} older post(s) recorded as already published",
+            report.skipped_old
+        ));
+    }
+    line
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} deliveries ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
