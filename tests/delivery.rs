@@ -1,0 +1,663 @@
+//! Delivery end to end: the real `relais publish` binary (and, for retries, the library
+//! worker with a hand-moved clock) sending to fake remote servers on 127.0.0.1, each on its
+//! own port, so each is its own host. The servers check nothing themselves: they record
+//! every request, and the tests verify each one's HTTP signature and Digest against the
+//! site's public key with relais's verifier, as Mastodon would.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, FixedOffset, Utc};
+use relais::config::SiteConfig;
+use relais::content::{Document, DocumentKind};
+use relais::delivery::{
+    load_published_posts, plan_and_enqueue, ManualClock, RunSummary, Signers, Worker, WorkerOptions,
+};
+use relais::federation::fetch::{ClientOptions, FederationClient};
+use relais::federation::keys::PrivateKey;
+use relais::federation::signature::{verify_request, IncomingRequest, SignatureParams};
+use relais::federation::urls::Urls;
+use relais::store::{FollowState, NewFollower, RemoteActor, Store};
+use serde_json::Value;
+
+const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
+const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+const BASE_URL: &str = "https://blog.example";
+/// Only a guard against a hung test.
+const GUARD: Duration = Duration::from_secs(120);
+
+/// One request a fake server received.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How a fake server answers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Behaviour {
+    /// Answer 500 to this many requests first.
+    fail_first: usize,
+    /// Answer 410 on personal inboxes (`/users/NAME/inbox`).
+    gone: bool,
+    /// Wait this long before answering.
+    delay: Duration,
+}
+
+#[derive(Clone)]
+struct ServerState {
+    behaviour: Behaviour,
+    served: Arc<AtomicUsize>,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+async fn inbox(
+    State(state): State<ServerState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let path = uri.path().to_string();
+    let number = state.served.fetch_add(1, Ordering::SeqCst);
+    if !state.behaviour.delay.is_zero() {
+        tokio::time::sleep(state.behaviour.delay).await;
+    }
+    state.received.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        body,
+    });
+    if number < state.behaviour.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else if state.behaviour.gone && path.starts_with("/users/") {
+        StatusCode::GONE
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+/// A remote server on its own loopback port.
+struct Server {
+    host: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Server {
+    async fn start(behaviour: Behaviour) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = ServerState {
+            behaviour,
+            served: Arc::new(AtomicUsize::new(0)),
+            received: received.clone(),
+        };
+        let app = Router::new()
+            .route("/inbox", post(inbox))
+            .route("/users/:name/inbox", post(inbox))
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Server { host, received }
+    }
+
+    fn actor(&self, name: &str) -> String {
+        format!("http://{}/users/{name}", self.host)
+    }
+
+    fn shared_inbox(&self) -> String {
+        format!("http://{}/inbox", self.host)
+    }
+
+    fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// Every request received since the last call, verified: (path, key id, activity).
+    fn verified(&self) -> Vec<(String, String, Value)> {
+        self.take()
+            .into_iter()
+            .map(|r| {
+                let (key_id, activity) = verify(&r, &self.host);
+                (r.path, key_id, activity)
+            })
+            .collect()
+    }
+}
+
+/// Checks the request's signature (covering `(request-target) host date digest
+/// content-type`) and Digest with the site's public key; returns its key id and body.
+fn verify(received: &Received, host: &str) -> (String, Value) {
+    let params = SignatureParams::from_headers(&received.headers).unwrap();
+    assert_eq!(
+        params.headers,
+        vec!["(request-target)", "host", "date", "digest", "content-type"]
+    );
+    let public_key = PrivateKey::from_pem(SITE_KEY).unwrap().public_key();
+    let request = IncomingRequest {
+        method: &Method::POST,
+        path_and_query: &received.path,
+        headers: &received.headers,
+        public_host: host,
+        body: Some(&received.body),
+    };
+    verify_request(&params, &request, &public_key, SystemTime::now())
+        .unwrap_or_else(|e| panic!("request to {host}{} does not verify: {e}", received.path));
+    assert_eq!(
+        received.headers["content-type"],
+        "application/activity+json"
+    );
+    (
+        params.key_id,
+        serde_json::from_slice(&received.body).unwrap(),
+    )
+}
+
+fn key_id(actor: &str) -> String {
+    format!("{BASE_URL}/ap/users/{actor}.json#main-key")
+}
+
+/// A site folder: config, key, built output, store.
+struct Site {
+    dir: tempfile::TempDir,
+    config: SiteConfig,
+}
+
+impl Site {
+    fn new(delivery: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "title = \"Test blog\"\nbase_url = \"{BASE_URL}\"\n\
+             [[authors]]\nid = \"alice\"\nname = \"Alice\"\n\
+             [inbox]\nallow_private_addresses = true\n\
+             [delivery]\n{delivery}\n"
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &text).unwrap();
+        std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
+        let config = SiteConfig::parse(&text, &path).unwrap();
+        Site { dir, config }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn public(&self) -> PathBuf {
+        self.path().join("public")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.path().join("relais.db")).unwrap()
+    }
+
+    /// Writes the federation documents of `posts` (newest first) as the build does.
+    fn build(&self, posts: &[Document]) {
+        let _ = std::fs::remove_dir_all(self.public());
+        let pem = PrivateKey::from_pem(SITE_KEY)
+            .unwrap()
+            .public_key_pem()
+            .unwrap();
+        for file in relais::federation::output_files(&self.config, posts, &pem) {
+            let path = self.public().join(file.path.trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, file.bytes).unwrap();
+        }
+    }
+
+    fn follow(
+        &self,
+        actor_name: &str,
+        server: &Server,
+        user: &str,
+        shared: bool,
+        state: FollowState,
+    ) {
+        let id = server.actor(user);
+        let remote = RemoteActor {
+            inbox: format!("{id}/inbox"),
+            shared_inbox: shared.then(|| server.shared_inbox()),
+            name: user.into(),
+            handle: format!("@{user}@{}", server.host),
+            url: id.clone(),
+            avatar: None,
+            public_key_pem: "unused".into(),
+            key_id: format!("{id}#main-key"),
+            also_known_as: vec![],
+            moved_to: None,
+            fetched_at: "2027-01-01T00:00:00Z".into(),
+            id,
+        };
+        self.store()
+            .upsert_follower(&NewFollower {
+                actor_name,
+                follower: &remote,
+                follow_activity_id: &format!("{}#follow-{actor_name}", remote.id),
+                state,
+            })
+            .unwrap();
+    }
+
+    fn publish_command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relais"));
+        command
+            .args(["publish", "--site"])
+            .arg(self.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `relais publish` to the end; returns its standard output.
+    async fn publish(&self) -> String {
+        let mut command = self.publish_command();
+        let output =
+            tokio::time::timeout(GUARD, tokio::task::spawn_blocking(move || command.output()))
+                .await
+                .expect("relais publish hung")
+                .unwrap()
+                .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "relais publish failed:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+}
+
+fn days_ago(days: i64) -> DateTime<FixedOffset> {
+    (Utc::now() - chrono::Duration::days(days)).fixed_offset()
+}
+
+fn document(slug: &str, authors: &[&str], date: DateTime<FixedOffset>, body: &str) -> Document {
+    Document {
+        kind: DocumentKind::Post,
+        source: PathBuf::from(format!("content/posts/{slug}.md")),
+        slug: slug.into(),
+        path: format!("/posts/{slug}/"),
+        title: format!("Post {slug}"),
+        date: Some(date),
+        updated: None,
+        draft: false,
+        tags: vec![],
+        summary: None,
+        authors: authors.iter().map(|a| a.to_string()).collect(),
+        language: None,
+        image: None,
+        content_warning: None,
+        federate_as: None,
+        content: format!("<p>{body}</p>"),
+        text: body.into(),
+        images: vec![],
+        assets: vec![],
+        word_count: 1,
+        reading_minutes: 1,
+        source_hash: format!("{slug}:{body}"),
+    }
+}
+
+fn object_id(slug: &str) -> String {
+    format!("{BASE_URL}/ap/posts/{slug}.json")
+}
+
+/// (type, object id) of each activity, sorted, for comparisons.
+fn kinds(requests: &[(String, String, Value)]) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = requests
+        .iter()
+        .map(|(_, _, a)| {
+            let object = match &a["object"] {
+                Value::String(id) => id.clone(),
+                object => object["id"].as_str().unwrap().to_string(),
+            };
+            (a["type"].as_str().unwrap().to_string(), object)
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn pair(kind: &str, slug: &str) -> (String, String) {
+    (kind.to_string(), object_id(slug))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
+    let big = Server::start(Behaviour::default()).await;
+    let authors_only = Server::start(Behaviour::default()).await;
+    let personal = Server::start(Behaviour::default()).await;
+    let gone = Server::start(Behaviour {
+        gone: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let site = Site::new("timeout_secs = 5");
+    for user in ["a", "b", "c"] {
+        site.follow("blog", &big, user, true, FollowState::Accepted);
+    }
+    site.follow("alice", &big, "d", true, FollowState::Accepted);
+    site.follow("alice", &authors_only, "e", true, FollowState::Accepted);
+    site.follow("alice", &authors_only, "f", true, FollowState::Accepted);
+    site.follow("blog", &personal, "g", false, FollowState::Accepted);
+    site.follow("blog", &personal, "h", false, FollowState::Accepted);
+    site.follow("blog", &personal, "waiting", false, FollowState::Pending);
+    site.follow("blog", &gone, "deleted", false, FollowState::Accepted);
+
+    let mut posts = vec![
+        document("site-post", &[], days_ago(1), "By the site"),
+        document("alice-post", &["alice"], days_ago(2), "By Alice"),
+        document("old-post", &[], days_ago(30), "From last month"),
+    ];
+    site.build(&posts);
+
+    // First publish: the two recent posts; the old one only recorded.
+    let out = site.publish().await;
+    assert!(
+        out.contains(
+            "Queued 2 new, 0 edited, 0 deleted post(s) (+1 boost(s) by the site actor): \
+             13 deliveries; 1 older post(s) recorded as already published"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("delivered 10, retrying 0, failed 3"), "{out}");
+
+    let on_big = big.verified();
+    assert!(
+        on_big.iter().all(|(path, _, _)| path == "/inbox"),
+        "one shared inbox"
+    );
+    assert_eq!(
+        kinds(&on_big),
+        vec![
+            pair("Announce", "alice-post"),
+            pair("Create", "alice-post"),
+            pair("Create", "site-post")
+        ]
+    );
+    for (_, key, activity) in &on_big {
+        let actor = activity["actor"].as_str().unwrap();
+        assert_eq!(
+            *key,
+            format!("{actor}#main-key"),
+            "signed by the activity's actor"
+        );
+        assert_eq!(activity["to"][0], AS_PUBLIC);
+        assert!(activity["@context"].is_array());
+    }
+    let alice_create = on_big
+        .iter()
+        .find(|(_, _, a)| {
+            a["type"] == "Create" && a["actor"] == format!("{BASE_URL}/ap/users/alice.json")
+        })
+        .unwrap();
+    assert_eq!(alice_create.1, key_id("alice"));
+    assert!(alice_create.2["object"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("By Alice"));
+
+    // Followers of Alice only: her Create, not the site's boost.
+    let on_authors_only = authors_only.verified();
+    assert_eq!(kinds(&on_authors_only), vec![pair("Create", "alice-post")]);
+
+    // No shared inbox: each follower's own inbox gets everything, the pending one nothing.
+    let mut on_personal = personal.verified();
+    on_personal.sort_by(|a, b| a.0.cmp(&b.0));
+    let paths: Vec<&str> = on_personal.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [["/users/g/inbox"; 3], ["/users/h/inbox"; 3]].concat()
+    );
+    assert_eq!(
+        kinds(&on_personal),
+        [
+            [
+                pair("Announce", "alice-post"),
+                pair("Announce", "alice-post")
+            ],
+            [pair("Create", "alice-post"), pair("Create", "alice-post")],
+            [pair("Create", "site-post"), pair("Create", "site-post")],
+        ]
+        .concat()
+    );
+
+    // 410 from a personal inbox: not retried, the follower is gone.
+    assert_eq!(gone.verified().len(), 3);
+    let followers = site.store().followers(None).unwrap();
+    assert!(followers
+        .iter()
+        .all(|f| !f.follower_id.ends_with("/deleted")));
+
+    // Nothing changed: nothing sent.
+    let out = site.publish().await;
+    assert!(
+        out.contains("Queued 0 new, 0 edited, 0 deleted post(s): 0 deliveries"),
+        "{out}"
+    );
+    assert!(out.contains("delivered 0, retrying 0, failed 0"), "{out}");
+    assert_eq!(
+        big.count() + authors_only.count() + personal.count() + gone.count(),
+        0
+    );
+
+    // An edit: an Update, with a new `updated`, to the site's followers.
+    posts[0] = document("site-post", &[], days_ago(1), "By the site, corrected");
+    site.build(&posts);
+    let out = site.publish().await;
+    assert!(
+        out.contains("Queued 0 new, 1 edited, 0 deleted post(s): 3 deliveries"),
+        "{out}"
+    );
+    let updates: Vec<_> = big
+        .verified()
+        .into_iter()
+        .chain(personal.verified())
+        .collect();
+    assert_eq!(kinds(&updates), vec![pair("Update", "site-post"); 3]);
+    for (_, key, update) in &updates {
+        assert_eq!(*key, key_id("blog"));
+        assert!(update["object"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("corrected"));
+        let updated =
+            DateTime::parse_from_rfc3339(update["object"]["updated"].as_str().unwrap()).unwrap();
+        assert!(updated > days_ago(1));
+    }
+    assert_eq!(authors_only.count() + gone.count(), 0);
+
+    // A removal: a Delete of a Tombstone, to the author's and the site's followers.
+    posts.remove(1);
+    site.build(&posts);
+    let out = site.publish().await;
+    assert!(
+        out.contains("Queued 0 new, 0 edited, 1 deleted post(s): 4 deliveries"),
+        "{out}"
+    );
+    let deletes: Vec<_> = big
+        .verified()
+        .into_iter()
+        .chain(authors_only.verified())
+        .chain(personal.verified())
+        .collect();
+    assert_eq!(kinds(&deletes), vec![pair("Delete", "alice-post"); 4]);
+    for (_, key, delete) in &deletes {
+        assert_eq!(*key, key_id("alice"));
+        assert_eq!(delete["object"]["type"], "Tombstone");
+    }
+
+    let status = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["status", "--site"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("Queue: 0 pending"), "{status}");
+    assert!(status.contains("17 delivered, 3 failed"), "{status}");
+    assert!(
+        status.contains("Followers: 8 (alice 3, blog 5), 1 awaiting approval"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Posts published: 2 (1 deleted since)"),
+        "{status}"
+    );
+}
+
+async fn run(worker: &Worker<FederationClient, ManualClock>) -> RunSummary {
+    worker
+        .run_until_idle(std::future::pending(), &mut |_| {})
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_server_gets_retries_until_it_recovers() {
+    let flaky = Server::start(Behaviour {
+        fail_first: 2,
+        ..Behaviour::default()
+    })
+    .await;
+    let healthy = Server::start(Behaviour::default()).await;
+    let site = Site::new("timeout_secs = 5");
+    site.follow("blog", &flaky, "a", true, FollowState::Accepted);
+    site.follow("blog", &flaky, "b", true, FollowState::Accepted);
+    site.follow("blog", &healthy, "c", true, FollowState::Accepted);
+    site.build(&[document("p", &[], days_ago(0), "Hello")]);
+
+    let store = site.store();
+    let posts = load_published_posts(&site.config, &site.public()).unwrap();
+    let report = plan_and_enqueue(&store, &site.config, &posts, Utc::now(), false).unwrap();
+    assert_eq!(report.deliveries, 2);
+
+    let clock = ManualClock::new(Utc::now().timestamp());
+    let client = FederationClient::new(ClientOptions::from_config(&site.config)).unwrap();
+    let worker = Worker::new(
+        store.clone(),
+        Arc::new(client),
+        Signers::new(
+            Arc::new(PrivateKey::from_pem(SITE_KEY).unwrap()),
+            Urls::new(&site.config),
+        ),
+        WorkerOptions::from_config(&site.config.delivery),
+        clock.clone(),
+    );
+    assert_eq!(
+        run(&worker).await,
+        RunSummary {
+            delivered: 1,
+            retried: 1,
+            failed: 0
+        }
+    );
+    assert_eq!(flaky.verified().len(), 1);
+    assert_eq!(healthy.verified().len(), 1);
+    // Not due yet: Sidekiq's first retry comes 15 to 24 s later.
+    clock.advance(14);
+    assert_eq!(run(&worker).await, RunSummary::default());
+    assert_eq!(flaky.count(), 0);
+    clock.advance(10);
+    assert_eq!(
+        run(&worker).await,
+        RunSummary {
+            delivered: 0,
+            retried: 1,
+            failed: 0
+        }
+    );
+    clock.advance(34);
+    assert_eq!(
+        run(&worker).await,
+        RunSummary {
+            delivered: 1,
+            retried: 0,
+            failed: 0
+        }
+    );
+    let retried = flaky.verified();
+    assert_eq!(kinds(&retried), vec![pair("Create", "p"); 2]);
+    // The same activity each time.
+    assert_eq!(retried[0].2, retried[1].2);
+    let host = flaky.host.clone();
+    let records = store
+        .deliveries_of(&format!("{}#create", object_id("p")))
+        .unwrap();
+    let record = records.iter().find(|r| r.inbox.contains(&host)).unwrap();
+    assert_eq!((record.state.as_str(), record.attempts), ("done", 3));
+    assert!(
+        store.troubled_hosts().unwrap().is_empty(),
+        "the success cleared the failures"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_killed_mid_delivery_completes_on_restart() {
+    let slow = Server::start(Behaviour {
+        delay: Duration::from_millis(150),
+        ..Behaviour::default()
+    })
+    .await;
+    let site = Site::new("timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1");
+    let users: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
+    for user in &users {
+        site.follow("blog", &slow, user, false, FollowState::Accepted);
+    }
+    site.build(&[document("p", &[], days_ago(0), "Hello")]);
+
+    let mut child = site
+        .publish_command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while slow.count() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "publish ended before it was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before_restart = slow.count();
+    assert!(before_restart < users.len());
+
+    // The restart waits for the lease of the request cut short, then sends the rest.
+    let out = site.publish().await;
+    assert!(out.contains("Queued 0 new"), "{out}");
+    assert!(out.contains("retrying 0, failed 0"), "{out}");
+    let received = slow.verified();
+    let mut per_inbox: HashMap<String, usize> = HashMap::new();
+    for (path, _, activity) in &received {
+        assert_eq!(activity["type"], "Create");
+        *per_inbox.entry(path.clone()).or_default() += 1;
+    }
+    assert_eq!(per_inbox.len(), users.len(), "every follower got the post");
+    // The request cut short by the kill may have reached the server: sent again (at least
+    // once), but nothing else is.
+    let repeats = received.len() - users.len();
+    assert!(
+        repeats <= 1,
+        "{repeats} repeated deliveries with one request in flight"
+    );
+    let counts = site.store().queue_counts(Utc::now().timestamp()).unwrap();
+    assert_eq!((counts.done, counts.pending()), (users.len() as u64, 0));
+}
