@@ -564,6 +564,17 @@ impl Store {
         })
     }
 
+    /// How many distinct hosts have pending deliveries.
+    pub fn pending_hosts(&self) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT COUNT(DISTINCT host) FROM deliveries WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Posts followers have (or were recorded as having) and posts deleted since.
     pub fn published_post_counts(&self) -> Result<(u64, u64), StoreError> {
         self.with_conn(|c| {

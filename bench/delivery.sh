@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Times `relais publish` (release) delivering one post to 100 000 followers on 10 000 fake
+# servers on loopback; prints wall time, requests per second and peak RSS.
+#
+#   bench/delivery.sh              # 100 000 followers, 10 000 servers
+#   bench/delivery.sh 20000 2000   # other sizes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo bench --quiet --bench delivery -- "$@"
