@@ -123,10 +123,15 @@ pub fn check_site(
                 image.src
             )));
         }
-        if post.images.len() > MASTODON_MAX_ATTACHMENTS {
+        let distinct_images = post
+            .images
+            .iter()
+            .map(|i| i.src.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        if distinct_images > MASTODON_MAX_ATTACHMENTS {
             warnings.push(warn(format!(
-                "{} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments",
-                post.images.len()
+                "{distinct_images} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments"
             )));
         }
         if object_type(config, post) == ObjectType::Note
