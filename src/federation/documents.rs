@@ -613,10 +613,17 @@ pub fn site_documents(
             json: webfinger_document(config, &urls, actor),
         });
         files.extend(outbox_documents(config, &urls, &actor.name, &own));
+        // Mastodon pins only statuses of the collection's owner and, of embedded objects,
+        // only Notes (`process_note_items` in
+        // `app/services/activitypub/fetch_featured_collection_service.rb`): ids of the
+        // actor's own posts pass for Articles too.
         let pinned: Vec<Value> = own
             .iter()
-            .filter(|p| config.fediverse.pinned.contains(&p.slug))
-            .map(|p| post_object(config, &urls, p))
+            .filter(|p| {
+                config.fediverse.pinned.contains(&p.slug)
+                    && attributed_actor(config, p) == actor.name
+            })
+            .map(|p| json!(urls.object(&p.path)))
             .collect();
         files.push(FederationFile {
             path: Urls::featured_path(&actor.name),
@@ -913,6 +920,31 @@ pub(crate) mod tests {
         let o = post_object(&c, &u(&c), &p);
         assert_eq!(o["attachment"].as_array().unwrap().len(), 4);
         assert_eq!(o["attachment"][3]["name"], "picture 3");
+    }
+
+    #[test]
+    fn featured_lists_the_ids_of_the_actors_own_pinned_posts() {
+        let c = config("[fediverse]\npinned = [\"a\", \"b\", \"c\"]\n");
+        let posts = vec![post("a", &["ann"]), post("b", &[]), post("d", &[])];
+        let files = site_documents(&c, &posts, "PEM");
+        let featured = |name: &str| {
+            files
+                .iter()
+                .find(|f| f.path == format!("/ap/users/{name}/featured.json"))
+                .unwrap()
+                .json
+                .clone()
+        };
+        assert_eq!(
+            featured("ann")["orderedItems"],
+            json!(["https://blog.example/ap/posts/a.json"])
+        );
+        // The site actor's outbox has every post, but it can pin only its own.
+        assert_eq!(
+            featured("blog")["orderedItems"],
+            json!(["https://blog.example/ap/posts/b.json"])
+        );
+        assert_eq!(featured("blog")["totalItems"], 1);
     }
 
     #[test]
