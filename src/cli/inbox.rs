@@ -48,7 +48,7 @@ pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<(
     }
     let key_path = site_dir.join(&config.fediverse.key_path);
     let key = PrivateKey::load(&key_path)
-        .with_context(|| "the site key is made by `relais build`; run it first")?;
+        .context("the site key is made by `relais build` or `relais keygen`; run one first")?;
     let store_path = site_dir.join(&config.inbox.store);
     let store = Store::open(&store_path)?;
     store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;

@@ -63,6 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         drafts: args.drafts,
         base_url: Some(base_url.clone()),
         progress: false,
+        dry_run: false,
     };
     // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
     let mut state = BuildState::on_disk(&args.site);
