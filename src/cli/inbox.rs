@@ -36,13 +36,14 @@ fn init_logging() {
         .try_init();
 }
 
-/// Activity ids are remembered this long; senders stop retrying well before.
-const SEEN_RETENTION_DAYS: i64 = 30;
-
-/// Serves the inbox of the site in `site_dir` until Ctrl-C or SIGTERM. `public_dir` is the
-/// built output to serve (default `site_dir/public`).
-pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<()> {
-    let config = SiteConfig::load(site_dir)?;
+/// Opens what the inbox of the site in `site_dir` works with: its key, its store (created
+/// and migrated), its outbound client. `config` may differ from the file (`relais serve`
+/// replaces `base_url`).
+pub fn inbox_state(
+    site_dir: &Path,
+    config: SiteConfig,
+    public_dir: PathBuf,
+) -> anyhow::Result<InboxState> {
     if !config.fediverse.enabled {
         bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
     }
@@ -55,11 +56,21 @@ pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<(
     let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
     store.prune_seen(&timestamp(horizon))?;
     let client = FederationClient::new(ClientOptions::from_config(&config))?;
+    Ok(InboxState::new(config, public_dir, key, store, client))
+}
+
+/// Activity ids are remembered this long; senders stop retrying well before.
+const SEEN_RETENTION_DAYS: i64 = 30;
+
+/// Serves the inbox of the site in `site_dir` until Ctrl-C or SIGTERM. `public_dir` is the
+/// built output to serve (default `site_dir/public`).
+pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<()> {
+    let config = SiteConfig::load(site_dir)?;
     let public_dir = public_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| site_dir.join("public"));
     let listen = config.inbox.listen.clone();
-    let state = InboxState::new(config, public_dir, key, store, client);
+    let state = inbox_state(site_dir, config, public_dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
