@@ -147,8 +147,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     )?;
 
     spinner.message("Rendering");
-    // Replies, likes and boosts come from the inbox store; none are known to a plain build.
-    let interactions = Interactions::new();
+    let interactions = stored_interactions(site_dir, &site)?;
     let mut files = render::render_site(&site, &theme, &interactions)?;
     files.extend(render::highlight_stylesheet(highlighter)?);
     let fediverse = federation_stage(site_dir, &options.out_dir, &site)?;
@@ -196,6 +195,19 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         elapsed: started.elapsed(),
         out_dir: options.out_dir.clone(),
     })
+}
+
+/// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox
+/// never ran (no store file) has none.
+fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interactions> {
+    let path = site_dir.join(&site.config.inbox.store);
+    if !site.config.fediverse.enabled || !path.exists() {
+        return Ok(Interactions::new());
+    }
+    let urls = federation::urls::Urls::new(&site.config);
+    let ids: Vec<String> = site.posts.iter().map(|p| urls.object(&p.path)).collect();
+    let store = crate::store::Store::open(&path)?;
+    Ok(store.interactions(&ids)?)
 }
 
 /// What the federation stage adds to a build.

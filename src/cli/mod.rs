@@ -2,8 +2,10 @@
 
 pub mod build;
 pub mod check;
+pub mod inbox;
 pub mod init;
 pub mod keygen;
+pub mod moderate;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -33,6 +35,10 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     /// Build, serve on 127.0.0.1 and rebuild on change, reloading the browser.
     Serve(serve::ServeArgs),
+    /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
+    Inbox(inbox::InboxArgs),
+    /// Review and decide on what the inbox received.
+    Moderate(moderate::ModerateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +49,8 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Inbox(args) => inbox::run(args),
+        Command::Moderate(args) => moderate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
