@@ -59,7 +59,10 @@ pub fn assert_success(output: &Output, what: &str) {
 pub fn copy_example_site(to: &Path) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-site");
     copy_dir(&from, to, &|name| {
-        name == "public" || name == ".relais" || name.starts_with("relais-key")
+        name == "public"
+            || name == ".relais"
+            || name.starts_with("relais-key")
+            || name.starts_with("relais.db")
     });
 }
 
