@@ -18,7 +18,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use relais::config::SiteConfig;
 use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
@@ -199,21 +198,16 @@ impl Inbox {
         std::fs::write(dir.path().join("config.toml"), &config_text).unwrap();
         std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
 
-        // The built site: federation documents and one post.
-        let config = SiteConfig::parse(&config_text, &dir.path().join("config.toml")).unwrap();
-        let public = dir.path().join("public");
-        for file in relais::federation::output_files(&config, &[], &public_pem(SITE_KEY)) {
-            let path = public.join(file.path.trim_start_matches('/'));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, file.bytes).unwrap();
-        }
-        let post_id = format!("{base}/ap/posts/hello.json");
-        std::fs::create_dir_all(public.join("ap/posts")).unwrap();
+        // The built site: one post, built by the real binary.
+        std::fs::create_dir_all(dir.path().join("content/posts")).unwrap();
         std::fs::write(
-            public.join("ap/posts/hello.json"),
-            json!({ "id": post_id, "type": "Note" }).to_string(),
+            dir.path().join("content/posts/hello.md"),
+            "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
         )
         .unwrap();
+        build_site(dir.path());
+        let post_id = format!("{base}/ap/posts/hello.json");
+        assert!(dir.path().join("public/ap/posts/hello.json").exists());
 
         let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_relais"))
@@ -322,6 +316,20 @@ impl Inbox {
         let path = format!("/ap/interactions?post={}", self.post_id);
         self.get_json(&path).await.1
     }
+}
+
+/// Runs the real `relais build` on the site.
+fn build_site(site: &std::path::Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(site)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "relais build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn signed_headers(url: &str, body: &[u8], key: &str, key_id: &str, date: SystemTime) -> HeaderMap {
@@ -503,6 +511,20 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
         .interactions(std::slice::from_ref(&inbox.post_id))
         .unwrap();
     assert_eq!(serde_json::to_value(&built[&inbox.post_id]).unwrap(), found);
+
+    // The next build shows them under the post.
+    build_site(inbox.dir.path());
+    let page =
+        std::fs::read_to_string(inbox.dir.path().join("public/posts/hello/index.html")).unwrap();
+    assert!(page.contains("<p>Reply 1 "), "reply missing from the page");
+    assert!(
+        page.contains("Alice Example"),
+        "reply author missing from the page"
+    );
+    assert!(
+        !page.contains("<script>alert"),
+        "unsanitized reply on the page"
+    );
 
     let (headers, replies_doc) = inbox.get_json("/ap/posts/hello/replies").await;
     assert_eq!(

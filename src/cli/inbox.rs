@@ -36,6 +36,29 @@ fn init_logging() {
         .try_init();
 }
 
+/// Opens what the inbox of the site in `site_dir` works with: its key, its store (created
+/// and migrated), its outbound client. `config` may differ from the file (`relais serve`
+/// replaces `base_url`).
+pub fn inbox_state(
+    site_dir: &Path,
+    config: SiteConfig,
+    public_dir: PathBuf,
+) -> anyhow::Result<InboxState> {
+    if !config.fediverse.enabled {
+        bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
+    }
+    let key_path = site_dir.join(&config.fediverse.key_path);
+    let key = PrivateKey::load(&key_path)
+        .context("the site key is made by `relais build` or `relais keygen`; run one first")?;
+    let store_path = site_dir.join(&config.inbox.store);
+    let store = Store::open(&store_path)?;
+    store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
+    let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
+    store.prune_seen(&timestamp(horizon))?;
+    let client = FederationClient::new(ClientOptions::from_config(&config))?;
+    Ok(InboxState::new(config, public_dir, key, store, client))
+}
+
 /// Activity ids are remembered this long; senders stop retrying well before.
 const SEEN_RETENTION_DAYS: i64 = 30;
 
@@ -43,23 +66,11 @@ const SEEN_RETENTION_DAYS: i64 = 30;
 /// built output to serve (default `site_dir/public`).
 pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<()> {
     let config = SiteConfig::load(site_dir)?;
-    if !config.fediverse.enabled {
-        bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
-    }
-    let key_path = site_dir.join(&config.fediverse.key_path);
-    let key = PrivateKey::load(&key_path)
-        .with_context(|| "the site key is made by `relais build`; run it first")?;
-    let store_path = site_dir.join(&config.inbox.store);
-    let store = Store::open(&store_path)?;
-    store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
-    let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
-    store.prune_seen(&timestamp(horizon))?;
-    let client = FederationClient::new(ClientOptions::from_config(&config))?;
     let public_dir = public_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| site_dir.join("public"));
     let listen = config.inbox.listen.clone();
-    let state = InboxState::new(config, public_dir, key, store, client);
+    let state = inbox_state(site_dir, config, public_dir)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

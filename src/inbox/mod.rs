@@ -25,4 +25,4 @@ mod server;
 
 pub use answer::send_follow_answer;
 pub use receive::FETCH_TIMEOUT;
-pub use server::{router, serve, InboxState};
+pub use server::{router, routes, serve, InboxState};

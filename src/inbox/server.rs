@@ -115,7 +115,18 @@ where
 pub fn router(state: InboxState) -> Router {
     let serve_public = state.config.inbox.serve_public;
     let public_dir = state.public_dir.as_ref().clone();
-    let router = Router::new()
+    let router = routes(state);
+    if serve_public {
+        router.fallback_service(ServeDir::new(public_dir))
+    } else {
+        router
+    }
+}
+
+/// The inbox's own routes, without the fallback to the built site's files: `relais serve`
+/// puts its live-reloading file server there instead.
+pub fn routes(state: InboxState) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(Urls::SHARED_INBOX_PATH, post(receive::shared_inbox))
         .route(&Urls::inbox_path(":name"), post(receive::actor_inbox))
@@ -128,12 +139,7 @@ pub fn router(state: InboxState) -> Router {
         .route(Urls::NODEINFO_WELL_KNOWN_PATH, get(public::nodeinfo_links))
         .route(Urls::NODEINFO_PATH, get(public::nodeinfo))
         .layer(DefaultBodyLimit::max(state.config.inbox.max_body_bytes))
-        .with_state(state);
-    if serve_public {
-        router.fallback_service(ServeDir::new(public_dir))
-    } else {
-        router
-    }
+        .with_state(state)
 }
 
 /// Serves until Ctrl-C or SIGTERM.

@@ -219,20 +219,6 @@ impl Store {
         })
     }
 
-    /// Where to deliver an actor's activities: each accepted, unblocked follower's shared
-    /// inbox when it has one, else its own, each inbox once.
-    pub fn delivery_inboxes(&self, actor_name: &str) -> Result<Vec<String>, StoreError> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT DISTINCT COALESCE(shared_inbox, inbox) AS target FROM followers \
-                 WHERE actor_name = ?1 AND state = 'accepted' AND {} ORDER BY target",
-                not_blocked("follower_host", "follower_id")
-            ))?;
-            let rows = stmt.query_map([actor_name], |r| r.get(0))?;
-            rows.collect()
-        })
-    }
-
     /// Moves every follow of `old_id` to `new` (the answer to `Move`), keeping its state.
     /// Where `new` already follows the same actor, the old row is dropped instead.
     pub fn move_follower(&self, old_id: &str, new: &RemoteActor) -> Result<usize, StoreError> {
@@ -317,14 +303,12 @@ mod tests {
     }
 
     #[test]
-    fn delivery_prefers_shared_inboxes_once_and_skips_blocked() {
+    fn blocked_followers_are_neither_counted_nor_listed() {
         let store = Store::open_in_memory().unwrap();
         let alice = actor("https://m.example/users/alice");
-        let bob = actor("https://m.example/users/bob");
-        let mut carol = actor("https://solo.example/users/carol");
-        carol.shared_inbox = None;
         let eve = actor("https://bad.example/users/eve");
-        for who in [&alice, &bob, &carol, &eve] {
+        let mallory = actor("https://m.example/users/mallory");
+        for who in [&alice, &eve, &mallory] {
             store
                 .upsert_follower(&follow("blog", who, FollowState::Accepted))
                 .unwrap();
@@ -332,14 +316,17 @@ mod tests {
         store
             .block_domain("bad.example", BlockSource::Moderation)
             .unwrap();
+        store.block_actor(&mallory.id, BlockSource::Config).unwrap();
+        assert_eq!(store.follower_count("blog").unwrap(), 1);
         assert_eq!(
-            store.delivery_inboxes("blog").unwrap(),
-            vec![
-                "https://m.example/inbox".to_string(),
-                "https://solo.example/users/carol/inbox".to_string()
-            ]
+            store.follower_ids("blog", 0, 10).unwrap(),
+            vec![alice.id.clone()]
         );
-        assert_eq!(store.follower_count("blog").unwrap(), 3);
+        assert_eq!(
+            store.followers(None).unwrap().len(),
+            3,
+            "kept, only not shown"
+        );
     }
 
     #[test]
