@@ -1,6 +1,7 @@
-//! Delivery end to end: the real `relais publish` binary (and, for retries, the library
-//! worker with a hand-moved clock) sending to fake remote servers on 127.0.0.1, each on its
-//! own port, so each is its own host. The servers check nothing themselves: they record
+//! Delivery end to end: sites written in Markdown and built by the real `relais build`,
+//! published by the real `relais publish` (and, for retries, by the library worker with a
+//! hand-moved clock) to fake remote servers on 127.0.0.1, each on its own port, so each is
+//! its own host. The servers check nothing themselves: they record
 //! every request, and the tests verify each one's HTTP signature and Digest against the
 //! site's public key with relais's verifier, as Mastodon would.
 
@@ -18,7 +19,6 @@ use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, FixedOffset, Utc};
 use relais::config::SiteConfig;
-use relais::content::{Document, DocumentKind};
 use relais::delivery::{
     load_published_posts, plan_and_enqueue, ManualClock, RunSummary, Signers, Worker, WorkerOptions,
 };
@@ -204,18 +204,35 @@ impl Site {
         Store::open(&self.path().join("relais.db")).unwrap()
     }
 
-    /// Writes the federation documents of `posts` (newest first) as the build does.
-    fn build(&self, posts: &[Document]) {
-        let _ = std::fs::remove_dir_all(self.public());
-        let pem = PrivateKey::from_pem(SITE_KEY)
-            .unwrap()
-            .public_key_pem()
+    /// Writes `content/posts/SLUG.md`.
+    fn write_post(&self, slug: &str, authors: &[&str], date: DateTime<FixedOffset>, body: &str) {
+        let dir = self.path().join("content/posts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let authors: Vec<String> = authors.iter().map(|a| format!("{a:?}")).collect();
+        let text = format!(
+            "+++\ntitle = \"Post {slug}\"\ndate = {}\nauthors = [{}]\n+++\n\n{body}\n",
+            date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            authors.join(", ")
+        );
+        std::fs::write(dir.join(format!("{slug}.md")), text).unwrap();
+    }
+
+    fn remove_post(&self, slug: &str) {
+        std::fs::remove_file(self.path().join(format!("content/posts/{slug}.md"))).unwrap();
+    }
+
+    /// Runs `relais build`.
+    fn build(&self) {
+        let output = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["build", "--site"])
+            .arg(self.path())
+            .output()
             .unwrap();
-        for file in relais::federation::output_files(&self.config, posts, &pem) {
-            let path = self.public().join(file.path.trim_start_matches('/'));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, file.bytes).unwrap();
-        }
+        assert!(
+            output.status.success(),
+            "relais build failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn follow(
@@ -283,33 +300,6 @@ fn days_ago(days: i64) -> DateTime<FixedOffset> {
     (Utc::now() - chrono::Duration::days(days)).fixed_offset()
 }
 
-fn document(slug: &str, authors: &[&str], date: DateTime<FixedOffset>, body: &str) -> Document {
-    Document {
-        kind: DocumentKind::Post,
-        source: PathBuf::from(format!("content/posts/{slug}.md")),
-        slug: slug.into(),
-        path: format!("/posts/{slug}/"),
-        title: format!("Post {slug}"),
-        date: Some(date),
-        updated: None,
-        draft: false,
-        tags: vec![],
-        summary: None,
-        authors: authors.iter().map(|a| a.to_string()).collect(),
-        language: None,
-        image: None,
-        content_warning: None,
-        federate_as: None,
-        content: format!("<p>{body}</p>"),
-        text: body.into(),
-        images: vec![],
-        assets: vec![],
-        word_count: 1,
-        reading_minutes: 1,
-        source_hash: format!("{slug}:{body}"),
-    }
-}
-
 fn object_id(slug: &str) -> String {
     format!("{BASE_URL}/ap/posts/{slug}.json")
 }
@@ -356,12 +346,10 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
     site.follow("blog", &personal, "waiting", false, FollowState::Pending);
     site.follow("blog", &gone, "deleted", false, FollowState::Accepted);
 
-    let mut posts = vec![
-        document("site-post", &[], days_ago(1), "By the site"),
-        document("alice-post", &["alice"], days_ago(2), "By Alice"),
-        document("old-post", &[], days_ago(30), "From last month"),
-    ];
-    site.build(&posts);
+    site.write_post("site-post", &[], days_ago(1), "By the site");
+    site.write_post("alice-post", &["alice"], days_ago(2), "By Alice");
+    site.write_post("old-post", &[], days_ago(30), "From last month");
+    site.build();
 
     // First publish: the two recent posts; the old one only recorded.
     let out = site.publish().await;
@@ -454,8 +442,8 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
     );
 
     // An edit: an Update, with a new `updated`, to the site's followers.
-    posts[0] = document("site-post", &[], days_ago(1), "By the site, corrected");
-    site.build(&posts);
+    site.write_post("site-post", &[], days_ago(1), "By the site, corrected");
+    site.build();
     let out = site.publish().await;
     assert!(
         out.contains("Queued 0 new, 1 edited, 0 deleted post(s): 3 deliveries"),
@@ -480,8 +468,8 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
     assert_eq!(authors_only.count() + gone.count(), 0);
 
     // A removal: a Delete of a Tombstone, to the author's and the site's followers.
-    posts.remove(1);
-    site.build(&posts);
+    site.remove_post("alice-post");
+    site.build();
     let out = site.publish().await;
     assert!(
         out.contains("Queued 0 new, 0 edited, 1 deleted post(s): 4 deliveries"),
@@ -536,7 +524,8 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
     site.follow("blog", &flaky, "a", true, FollowState::Accepted);
     site.follow("blog", &flaky, "b", true, FollowState::Accepted);
     site.follow("blog", &healthy, "c", true, FollowState::Accepted);
-    site.build(&[document("p", &[], days_ago(0), "Hello")]);
+    site.write_post("p", &[], days_ago(0), "Hello");
+    site.build();
 
     let store = site.store();
     let posts = load_published_posts(&site.config, &site.public()).unwrap();
@@ -615,7 +604,8 @@ async fn a_publish_killed_mid_delivery_completes_on_restart() {
     for user in &users {
         site.follow("blog", &slow, user, false, FollowState::Accepted);
     }
-    site.build(&[document("p", &[], days_ago(0), "Hello")]);
+    site.write_post("p", &[], days_ago(0), "Hello");
+    site.build();
 
     let mut child = site
         .publish_command()
