@@ -1,7 +1,63 @@
-//! Command line: parses arguments and drives the stages.
+//! Command line: parses arguments and drives the stages. One file per command.
+
+pub mod build;
+pub mod init;
+pub mod serve;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "relais",
+    version,
+    about = "A folder of Markdown as a static blog and a fediverse account"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new site in DIR.
+    Init(init::InitArgs),
+    /// Build the site into its output folder.
+    Build(build::BuildArgs),
+    /// Build, serve on 127.0.0.1 and rebuild on change, reloading the browser.
+    Serve(serve::ServeArgs),
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error as `error: <file>:<line>: ...`, one line per problem: a build reports
+/// every broken document at once.
+pub fn report(err: &anyhow::Error) {
+    // Module errors often show their cause in their own message already: skip repeats.
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    for line in message.lines() {
+        eprintln!("error: {line}");
+    }
 }

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ObjectType;
 
 /// Where a document lives in the site: posts are dated and federated, pages are not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DocumentKind {
     Post,
@@ -16,7 +16,7 @@ pub enum DocumentKind {
 }
 
 /// An image the post shows, with the alt text Mastodon displays as the attachment description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRef {
     /// Site path (`/posts/slug/cat.jpg`) or absolute URL.
     pub src: String,
@@ -26,7 +26,7 @@ pub struct ImageRef {
 }
 
 /// One parsed Markdown file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Document {
     pub kind: DocumentKind,
     /// Path of the source relative to the site directory, for error messages.
@@ -61,4 +61,279 @@ pub struct Document {
     pub reading_minutes: usize,
     /// Hash of the source bytes, for incremental rebuilds and delivery change detection.
     pub source_hash: String,
+}
+
+mod cache;
+mod front_matter;
+mod highlight;
+mod markdown;
+mod parse;
+mod source;
+
+pub use cache::DocumentCache;
+pub use front_matter::parse_date;
+pub use highlight::Highlighter;
+pub use parse::parse_document;
+pub use source::{discover, ContentAsset, Discovered, SourceFile};
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+/// A content problem, named by the file (relative to the site) and, for anything inside a
+/// file, the 1-based line.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// Reading a file fails as a whole: there is no line to name.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not UTF-8 text")]
+    Encoding { path: PathBuf, line: usize },
+    #[error("{path}:{line}: {message}")]
+    FrontMatter {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: unknown date format {text:?}: use RFC 3339 (2024-05-01T09:30:00+02:00) or YYYY-MM-DD")]
+    Date {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
+    #[error("{path}:{line}: {message}")]
+    Missing {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: {message}")]
+    BrokenLink {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl ContentError {
+    pub fn path(&self) -> &Path {
+        match self {
+            ContentError::Read { path, .. }
+            | ContentError::Encoding { path, .. }
+            | ContentError::FrontMatter { path, .. }
+            | ContentError::Date { path, .. }
+            | ContentError::Missing { path, .. }
+            | ContentError::BrokenLink { path, .. }
+            | ContentError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// Every error of a load, so one build reports all broken files at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ContentErrors(pub Vec<ContentError>);
+
+/// The documents of a site and the files found next to them.
+#[derive(Debug)]
+pub struct Loaded {
+    /// In source path order; drafts included.
+    pub documents: Vec<Document>,
+    /// Non-Markdown files of `content/` outside bundles.
+    pub assets: Vec<ContentAsset>,
+    /// How many documents were parsed, and how many came from the cache unchanged.
+    pub parsed: usize,
+    pub reused: usize,
+}
+
+/// Discovers and parses every document under `<site_dir>/content`, in parallel, reusing
+/// cached documents whose source and local link targets are unchanged.
+pub fn load(
+    site_dir: &Path,
+    highlighter: &Highlighter,
+    cache: &mut DocumentCache,
+) -> Result<Loaded, ContentErrors> {
+    let Discovered { sources, assets } = discover(site_dir).map_err(ContentErrors)?;
+    let style = highlighter.fingerprint();
+    let results: Vec<Result<(cache::Entry, bool), ContentError>> = sources
+        .par_iter()
+        .map(|source| {
+            let full = site_dir.join(&source.path);
+            let bytes = std::fs::read(&full).map_err(|e| ContentError::Read {
+                path: source.path.clone(),
+                source: e,
+            })?;
+            let hash = hex_sha256(&bytes);
+            let key = cache::key(&source.path, &hash, &style);
+            if let Some(entry) = cache.get(&source.path, &key) {
+                if entry.local_files.iter().all(|f| site_dir.join(f).is_file()) {
+                    return Ok((entry, false));
+                }
+            }
+            let text = std::str::from_utf8(&bytes).map_err(|e| ContentError::Encoding {
+                path: source.path.clone(),
+                line: bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1,
+            })?;
+            let parsed = parse_document(site_dir, source, text, hash, highlighter)?;
+            Ok((
+                cache::Entry {
+                    key,
+                    document: parsed.document,
+                    local_files: parsed.local_files,
+                },
+                true,
+            ))
+        })
+        .collect();
+
+    let mut errors = Vec::new();
+    let mut entries = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(entry) => entries.push(entry),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| a.path().cmp(b.path()));
+        return Err(ContentErrors(errors));
+    }
+    let parsed = entries.iter().filter(|(_, fresh)| *fresh).count();
+    let documents = entries
+        .iter()
+        .zip(&sources)
+        .map(|((entry, _), source)| Document {
+            // Bundle listings are not part of the cache key: always take today's.
+            assets: source.assets.clone(),
+            ..entry.document.clone()
+        })
+        .collect();
+    let reused = entries.len() - parsed;
+    cache.replace(entries);
+    Ok(Loaded {
+        documents,
+        assets,
+        parsed,
+        reused,
+    })
+}
+
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// MIME type of an image file from its extension.
+pub fn media_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "svg" => "image/svg+xml",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Line of a front matter `key` in `source`, for problems found after parsing (duplicate
+/// slugs, unknown authors); 1 when the key is absent.
+pub fn key_line(site_dir: &Path, source: &Path, key: &str) -> usize {
+    std::fs::read_to_string(site_dir.join(source))
+        .ok()
+        .and_then(|text| front_matter::split(&text).ok().map(|s| s.line_of_key(key)))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn counts(site: &Path, cache: &mut DocumentCache) -> (usize, usize) {
+        let loaded = load(site, &Highlighter::new(None), cache).unwrap();
+        (loaded.parsed, loaded.reused)
+    }
+
+    #[test]
+    fn cache_reparses_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path();
+        for i in 0..3 {
+            write(
+                site,
+                &format!("content/posts/p{i}.md"),
+                &format!("+++\ntitle = \"P{i}\"\ndate = 2024-01-01\n+++\nBody {i}\n"),
+            );
+        }
+        write(
+            site,
+            "content/posts/pic/index.md",
+            "+++\ntitle = \"Pic\"\ndate = 2024-01-01\n+++\n![alt](a.png)\n",
+        );
+        write(site, "content/posts/pic/a.png", "png");
+        let cache_dir = site.join(".relais/cache");
+
+        let mut cache = DocumentCache::on_disk(cache_dir.clone());
+        assert_eq!(counts(site, &mut cache), (4, 0));
+        assert_eq!(counts(site, &mut cache), (0, 4));
+        write(
+            site,
+            "content/posts/p1.md",
+            "+++\ntitle = \"P1\"\ndate = 2024-01-01\n+++\nChanged\n",
+        );
+        assert_eq!(counts(site, &mut cache), (1, 3));
+
+        // A new process: only the files on disk are there.
+        let mut fresh = DocumentCache::on_disk(cache_dir.clone());
+        assert_eq!(counts(site, &mut fresh), (0, 4));
+        assert_eq!(
+            fs::read_dir(&cache_dir).unwrap().count(),
+            4,
+            "stale entries pruned"
+        );
+
+        // A cached document whose image disappeared is parsed again, and fails.
+        fs::remove_file(site.join("content/posts/pic/a.png")).unwrap();
+        let err = load(site, &Highlighter::new(None), &mut fresh).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("content/posts/pic/index.md:5: image to missing file a.png"),
+            "{err}"
+        );
+
+        // Another output style is another key.
+        write(site, "content/posts/pic/a.png", "png");
+        let inline = Highlighter::new(Some("InspiredGitHub".into()));
+        let loaded = load(site, &inline, &mut fresh).unwrap();
+        assert_eq!((loaded.parsed, loaded.reused), (4, 0));
+    }
 }

@@ -2,7 +2,10 @@
 
 pub mod check;
 pub mod documents;
+pub mod fetch;
 pub mod hostrules;
+pub mod keys;
+pub mod signature;
 pub mod urls;
 
 use crate::config::SiteConfig;

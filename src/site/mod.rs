@@ -1,3 +1,399 @@
 //! Pages, taxonomies and feeds assembled from documents.
 
+pub mod feeds;
 pub mod interactions;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::SiteConfig;
+use crate::content::{self, ContentErrors, Document, DocumentCache, DocumentKind, Highlighter};
+
+/// Page slugs that would collide with pages the build generates.
+const RESERVED_PAGE_SLUGS: &[&str] = &["tags", "page", "ap"];
+pub const STATIC_DIR: &str = "static";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error(transparent)]
+    Content(#[from] ContentErrors),
+    #[error("{second}:{line}: {what} {path} is also produced by {first}")]
+    Duplicate {
+        what: &'static str,
+        path: String,
+        first: PathBuf,
+        second: PathBuf,
+        line: usize,
+    },
+    #[error("{path}:{line}: author {author:?} is not in config.toml [[authors]]")]
+    UnknownAuthor {
+        path: PathBuf,
+        line: usize,
+        author: String,
+    },
+    #[error("{path}:{line}: slug {slug:?} is reserved for generated pages")]
+    ReservedSlug {
+        path: PathBuf,
+        line: usize,
+        slug: String,
+    },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A file published as is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asset {
+    /// Relative to the site directory.
+    pub source: PathBuf,
+    /// Site path, e.g. `/posts/trip/lake.jpg`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tag {
+    /// As first written in the newest post using it.
+    pub name: String,
+    pub slug: String,
+    /// Indices into `Site::posts`, newest first.
+    pub posts: Vec<usize>,
+}
+
+impl Tag {
+    pub fn path(&self) -> String {
+        format!("/tags/{}/", self.slug)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Include documents marked `draft = true`.
+    pub drafts: bool,
+}
+
+/// A whole site, ready to render.
+#[derive(Debug)]
+pub struct Site {
+    pub dir: PathBuf,
+    pub config: SiteConfig,
+    /// Newest first.
+    pub posts: Vec<Document>,
+    /// By path.
+    pub pages: Vec<Document>,
+    /// By name, case-insensitively.
+    pub tags: Vec<Tag>,
+    /// Bundle files, other content files and `static/`, by path.
+    pub assets: Vec<Asset>,
+    /// Documents parsed by this load, and documents reused from the cache.
+    pub parsed: usize,
+    pub reused: usize,
+}
+
+impl Site {
+    /// Reads `content/` and `static/` of the site at `dir`.
+    pub fn load(
+        dir: &Path,
+        config: SiteConfig,
+        options: LoadOptions,
+        highlighter: &Highlighter,
+        cache: &mut DocumentCache,
+    ) -> Result<Site, SiteError> {
+        let loaded = content::load(dir, highlighter, cache)?;
+        let mut assets: Vec<Asset> = loaded
+            .assets
+            .into_iter()
+            .map(|a| Asset {
+                source: a.source,
+                path: a.path,
+            })
+            .collect();
+        assets.extend(static_files(dir)?);
+        let mut site = Site::assemble(dir, config, loaded.documents, assets, options)?;
+        site.parsed = loaded.parsed;
+        site.reused = loaded.reused;
+        Ok(site)
+    }
+
+    /// Sorts, filters and indexes documents; checks that no two things share a path.
+    pub fn assemble(
+        dir: &Path,
+        config: SiteConfig,
+        documents: Vec<Document>,
+        mut assets: Vec<Asset>,
+        options: LoadOptions,
+    ) -> Result<Site, SiteError> {
+        let documents: Vec<Document> = documents
+            .into_iter()
+            .filter(|d| options.drafts || !d.draft)
+            .collect();
+
+        let mut owners: HashMap<String, PathBuf> = HashMap::new();
+        for doc in &documents {
+            if doc.kind == DocumentKind::Page && RESERVED_PAGE_SLUGS.contains(&doc.slug.as_str()) {
+                return Err(SiteError::ReservedSlug {
+                    line: content::key_line(dir, &doc.source, "slug"),
+                    path: doc.source.clone(),
+                    slug: doc.slug.clone(),
+                });
+            }
+            if let Some(first) = owners.insert(doc.path.clone(), doc.source.clone()) {
+                return Err(SiteError::Duplicate {
+                    what: "page",
+                    line: content::key_line(dir, &doc.source, "slug"),
+                    path: doc.path.clone(),
+                    first,
+                    second: doc.source.clone(),
+                });
+            }
+            for author in &doc.authors {
+                if config.author(author).is_none() {
+                    return Err(SiteError::UnknownAuthor {
+                        line: content::key_line(dir, &doc.source, "authors"),
+                        path: doc.source.clone(),
+                        author: author.clone(),
+                    });
+                }
+            }
+            let bundle = doc.source.parent().unwrap_or(Path::new(""));
+            for file in &doc.assets {
+                let rest = file.strip_prefix(bundle).unwrap_or(file);
+                let rest: Vec<String> = rest
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().replace(' ', "%20"))
+                    .collect();
+                assets.push(Asset {
+                    source: file.clone(),
+                    path: format!("{}{}", doc.path, rest.join("/")),
+                });
+            }
+        }
+        assets.sort_by(|a, b| a.path.cmp(&b.path).then(a.source.cmp(&b.source)));
+        for pair in assets.windows(2) {
+            if pair[0].path == pair[1].path {
+                return Err(SiteError::Duplicate {
+                    what: "file",
+                    line: 1,
+                    path: pair[0].path.clone(),
+                    first: pair[0].source.clone(),
+                    second: pair[1].source.clone(),
+                });
+            }
+        }
+
+        let (mut posts, mut pages): (Vec<Document>, Vec<Document>) = documents
+            .into_iter()
+            .partition(|d| d.kind == DocumentKind::Post);
+        posts.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.path.cmp(&b.path)));
+        pages.sort_by(|a, b| a.path.cmp(&b.path));
+        let tags = collect_tags(&posts);
+        Ok(Site {
+            dir: dir.to_path_buf(),
+            config,
+            posts,
+            pages,
+            tags,
+            assets,
+            parsed: 0,
+            reused: 0,
+        })
+    }
+
+    /// Number of home pages (`/`, `/page/2/`, ...); at least one, even without posts.
+    pub fn home_page_count(&self) -> usize {
+        self.posts.len().div_ceil(self.config.paginate_by).max(1)
+    }
+
+    /// Site path of home page `number` (1-based).
+    pub fn home_page_path(number: usize) -> String {
+        if number <= 1 {
+            "/".into()
+        } else {
+            format!("/page/{number}/")
+        }
+    }
+
+    pub fn tag(&self, slug: &str) -> Option<&Tag> {
+        self.tags.iter().find(|t| t.slug == slug)
+    }
+}
+
+fn collect_tags(posts: &[Document]) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, post) in posts.iter().enumerate() {
+        for name in &post.tags {
+            let slug = slug::slugify(name);
+            let at = *index.entry(slug.clone()).or_insert_with(|| {
+                tags.push(Tag {
+                    name: name.clone(),
+                    slug,
+                    posts: Vec::new(),
+                });
+                tags.len() - 1
+            });
+            // "Rust" and "rust" in one post are one tag.
+            if tags[at].posts.last() != Some(&i) {
+                tags[at].posts.push(i);
+            }
+        }
+    }
+    tags.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.slug.cmp(&b.slug))
+    });
+    tags
+}
+
+/// Every file under `<dir>/static`, published at the same path.
+fn static_files(dir: &Path) -> Result<Vec<Asset>, SiteError> {
+    let root = dir.join(STATIC_DIR);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut assets = Vec::new();
+    for entry in walkdir::WalkDir::new(&root).sort_by_file_name() {
+        let entry = entry.map_err(|e| SiteError::Read {
+            path: e.path().map_or_else(|| root.clone(), Path::to_path_buf),
+            source: e.into(),
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if let Ok(rel) = entry.path().strip_prefix(&root) {
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            assets.push(Asset {
+                source: Path::new(STATIC_DIR).join(rel),
+                path: format!("/{}", parts.join("/")),
+            });
+        }
+    }
+    Ok(assets)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    pub fn config() -> SiteConfig {
+        SiteConfig::parse(
+            "title = \"Blog\"\nbase_url = \"https://blog.example\"\npaginate_by = 2\n\
+             [[authors]]\nid = \"ada\"\nname = \"Ada L\"\n",
+            Path::new("config.toml"),
+        )
+        .unwrap()
+    }
+
+    pub fn post(slug: &str, date: &str, tags: &[&str]) -> Document {
+        Document {
+            kind: DocumentKind::Post,
+            source: format!("content/posts/{slug}.md").into(),
+            slug: slug.into(),
+            path: format!("/posts/{slug}/"),
+            title: format!("Title of {slug}"),
+            date: Some(DateTime::parse_from_rfc3339(date).unwrap()),
+            updated: None,
+            draft: false,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            summary: None,
+            authors: Vec::new(),
+            language: None,
+            image: None,
+            content_warning: None,
+            federate_as: None,
+            content: format!("<p>Body of {slug} &amp; more</p>"),
+            text: format!("Body of {slug} & more"),
+            images: Vec::new(),
+            assets: Vec::new(),
+            word_count: 4,
+            reading_minutes: 1,
+            source_hash: "h".into(),
+        }
+    }
+
+    fn assemble(docs: Vec<Document>, drafts: bool) -> Result<Site, SiteError> {
+        Site::assemble(
+            Path::new("/nowhere"),
+            config(),
+            docs,
+            Vec::new(),
+            LoadOptions { drafts },
+        )
+    }
+
+    #[test]
+    fn posts_newest_first_drafts_excluded_tags_grouped() {
+        let mut draft = post("d", "2024-03-01T00:00:00Z", &["rust"]);
+        draft.draft = true;
+        let site = assemble(
+            vec![
+                post("a", "2024-01-01T00:00:00Z", &["Rust", "web"]),
+                post("b", "2024-02-01T00:00:00Z", &["rust"]),
+                draft.clone(),
+            ],
+            false,
+        )
+        .unwrap();
+        let slugs: Vec<&str> = site.posts.iter().map(|p| p.slug.as_str()).collect();
+        assert_eq!(slugs, vec!["b", "a"]);
+        let tags: Vec<(&str, &str, Vec<usize>)> = site
+            .tags
+            .iter()
+            .map(|t| (t.name.as_str(), t.slug.as_str(), t.posts.clone()))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![("rust", "rust", vec![0, 1]), ("web", "web", vec![1])]
+        );
+        assert_eq!(site.home_page_count(), 1);
+
+        let with_drafts =
+            assemble(vec![post("a", "2024-01-01T00:00:00Z", &[]), draft], true).unwrap();
+        assert_eq!(with_drafts.posts[0].slug, "d");
+    }
+
+    #[test]
+    fn duplicate_paths_name_both_files() {
+        let a = post("same", "2024-01-01T00:00:00Z", &[]);
+        let mut b = post("same", "2024-01-02T00:00:00Z", &[]);
+        b.source = "content/posts/same/index.md".into();
+        let err = assemble(vec![a, b], false).unwrap_err().to_string();
+        assert!(err.contains("content/posts/same.md"), "{err}");
+        assert!(err.contains("content/posts/same/index.md"), "{err}");
+    }
+
+    #[test]
+    fn unknown_author_and_reserved_slug() {
+        let mut p = post("a", "2024-01-01T00:00:00Z", &[]);
+        p.authors = vec!["bob".into()];
+        let err = assemble(vec![p], false).unwrap_err().to_string();
+        assert!(err.contains("\"bob\""), "{err}");
+
+        let mut page = post("tags", "2024-01-01T00:00:00Z", &[]);
+        page.kind = DocumentKind::Page;
+        page.path = "/tags/".into();
+        assert!(matches!(
+            assemble(vec![page], false),
+            Err(SiteError::ReservedSlug { .. })
+        ));
+    }
+
+    #[test]
+    fn pagination_paths() {
+        let posts = (1..=5)
+            .map(|i| post(&format!("p{i}"), &format!("2024-01-0{i}T00:00:00Z"), &[]))
+            .collect();
+        let site = assemble(posts, false).unwrap();
+        assert_eq!(site.home_page_count(), 3);
+        assert_eq!(Site::home_page_path(1), "/");
+        assert_eq!(Site::home_page_path(3), "/page/3/");
+    }
+}

@@ -1,0 +1,233 @@
+//! `relais build`: the whole pipeline, from `config.toml` to a synced output folder.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::SiteConfig;
+use crate::content::{DocumentCache, Highlighter};
+use crate::render::{self, Theme, WriteReport};
+use crate::site::interactions::Interactions;
+use crate::site::{LoadOptions, Site};
+
+/// Where `relais build` keeps parsed documents between runs.
+pub const CACHE_DIR: &str = ".relais/cache";
+/// A build shorter than this shows no progress spinner.
+const SPINNER_DELAY: Duration = Duration::from_millis(400);
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// Output directory [default: SITE/public].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Include posts and pages marked `draft = true`.
+    #[arg(long)]
+    pub drafts: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub site_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub drafts: bool,
+    /// Replaces `base_url` of config.toml (`relais serve` points links at itself).
+    pub base_url: Option<String>,
+    /// Show a spinner on stderr when the build takes a while.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// HTML pages rendered, posts and pages among them, tags.
+    pub html_pages: usize,
+    pub posts: usize,
+    pub pages: usize,
+    pub tags: usize,
+    /// Documents parsed this time, and reused from the cache.
+    pub parsed: usize,
+    pub reused: usize,
+    pub files: usize,
+    pub write: WriteReport,
+    pub elapsed: Duration,
+    pub out_dir: PathBuf,
+}
+
+impl BuildReport {
+    pub fn summary(&self) -> String {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        format!(
+            "Built {}, {}, {} in {} ms → {} ({} written, {} removed)",
+            plural(self.html_pages, "page", "pages"),
+            plural(self.posts, "post", "posts"),
+            plural(self.tags, "tag", "tags"),
+            self.elapsed.as_millis(),
+            self.out_dir.display(),
+            plural(self.write.written, "file", "files"),
+            self.write.removed,
+        )
+    }
+}
+
+/// What survives between builds of one process: parsed documents and the highlighter's
+/// loaded syntaxes.
+#[derive(Debug, Default)]
+pub struct BuildState {
+    pub cache: DocumentCache,
+    highlighter: Option<Highlighter>,
+}
+
+impl BuildState {
+    pub fn in_memory() -> BuildState {
+        BuildState::default()
+    }
+
+    /// State whose document cache also lives in `<site_dir>/.relais/cache`.
+    pub fn on_disk(site_dir: &Path) -> BuildState {
+        BuildState {
+            cache: DocumentCache::on_disk(site_dir.join(CACHE_DIR)),
+            highlighter: None,
+        }
+    }
+}
+
+/// Builds the site: everything is rendered in memory, and the output folder is only touched
+/// when no error occurred.
+pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Result<BuildReport> {
+    let started = Instant::now();
+    let spinner = Spinner::start(options.progress);
+    let site_dir = &options.site_dir;
+    let mut config = SiteConfig::load(site_dir)?;
+    if let Some(base_url) = &options.base_url {
+        config.base_url = base_url.trim_end_matches('/').to_string();
+    }
+    let theme = Theme::load(site_dir, &config)?;
+    let BuildState {
+        cache,
+        highlighter: kept,
+    } = state;
+    let wanted = Highlighter::new(config.highlight_theme.clone());
+    if kept.as_ref().map(Highlighter::fingerprint) != Some(wanted.fingerprint()) {
+        *kept = Some(wanted);
+    }
+    let highlighter = kept.get_or_insert_with(|| Highlighter::new(None));
+    highlighter.validate().map_err(|message| {
+        anyhow::anyhow!(
+            "{}: {message}",
+            site_dir.join(crate::config::CONFIG_FILE).display()
+        )
+    })?;
+
+    spinner.message("Reading content");
+    let site = Site::load(
+        site_dir,
+        config,
+        LoadOptions {
+            drafts: options.drafts,
+        },
+        highlighter,
+        cache,
+    )?;
+
+    spinner.message("Rendering");
+    // Replies, likes and boosts come from the inbox store; none are known to a plain build.
+    let interactions = Interactions::new();
+    let mut files = render::render_site(&site, &theme, &interactions)?;
+    files.extend(render::highlight_stylesheet(highlighter)?);
+    // Federation: the ActivityPub documents (actors, outboxes, objects, WebFinger) are appended to `files` here.
+
+    spinner.message("Writing");
+    let write = render::write_output(&options.out_dir, &files)
+        .with_context(|| format!("writing {}", options.out_dir.display()))?;
+    spinner.finish();
+    Ok(BuildReport {
+        html_pages: site.home_page_count()
+            + site.posts.len()
+            + site.pages.len()
+            + site.tags.len()
+            + 2,
+        posts: site.posts.len(),
+        pages: site.pages.len(),
+        tags: site.tags.len(),
+        parsed: site.parsed,
+        reused: site.reused,
+        files: files.len(),
+        write,
+        elapsed: started.elapsed(),
+        out_dir: options.out_dir.clone(),
+    })
+}
+
+pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    let out_dir = args.out.unwrap_or_else(|| args.site.join("public"));
+    let options = BuildOptions {
+        site_dir: args.site.clone(),
+        out_dir,
+        drafts: args.drafts,
+        base_url: None,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
+    println!("{}", report.summary());
+    Ok(())
+}
+
+/// A spinner on stderr that appears only once the build has run for `SPINNER_DELAY`.
+struct Spinner {
+    bar: ProgressBar,
+    stop: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Spinner {
+    fn start(enabled: bool) -> Spinner {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        if !enabled {
+            return Spinner { bar, stop: None };
+        }
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        let (tx, rx) = mpsc::channel();
+        let shown = bar.clone();
+        let handle = std::thread::spawn(move || {
+            if rx.recv_timeout(SPINNER_DELAY) == Err(mpsc::RecvTimeoutError::Timeout) {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(Duration::from_millis(120));
+            }
+        });
+        Spinner {
+            bar,
+            stop: Some((tx, handle)),
+        }
+    }
+
+    fn message(&self, text: &'static str) {
+        self.bar.set_message(text);
+    }
+
+    fn finish(mut self) {
+        self.stop_thread();
+        self.bar.finish_and_clear();
+    }
+
+    fn stop_thread(&mut self) {
+        if let Some((tx, handle)) = self.stop.take() {
+            let _ = tx.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop_thread();
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,140 @@
+//! `relais init DIR`: a new site with a first post, an about page and a `.gitignore`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+use crate::render::theme::{EMBEDDED_DEFAULT_THEME, THEMES_DIR};
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Directory to create the site in (may exist, but must not hold a config.toml).
+    pub dir: PathBuf,
+    #[arg(long, default_value = "My blog")]
+    pub title: String,
+    /// Public address of the site.
+    #[arg(long, default_value = "https://example.com")]
+    pub base_url: String,
+    #[arg(long, default_value = "Your Name")]
+    pub author: String,
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    #[arg(long, default_value = "Notes and essays.")]
+    pub description: String,
+    /// Copy the built-in default theme into DIR/themes/default to edit it.
+    #[arg(long)]
+    pub eject_theme: bool,
+}
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let config_path = args.dir.join(crate::config::CONFIG_FILE);
+    if config_path.exists() {
+        bail!(
+            "{}: already exists; not overwriting a site",
+            config_path.display()
+        );
+    }
+    let author_id = author_id(&args.author);
+    let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+    let config = format!(
+        "title = {title}\n\
+         base_url = {base_url}\n\
+         language = {language}\n\
+         description = {description}\n\
+         \n\
+         [[authors]]\n\
+         id = {id}\n\
+         name = {name}\n\
+         \n\
+         [fediverse]\n\
+         # Followers find the site as @blog@<host of base_url>.\n\
+         username = \"blog\"\n",
+        title = toml_string(&args.title),
+        base_url = toml_string(&args.base_url),
+        language = toml_string(&args.language),
+        description = toml_string(&args.description),
+        id = toml_string(&author_id),
+        name = toml_string(&args.author),
+    );
+    // Checked before anything is written, so a bad value leaves no half-made site.
+    crate::config::SiteConfig::parse(&config, &config_path)?;
+
+    let hello = format!(
+        "+++\n\
+         title = \"Hello, world\"\n\
+         date = {today}\n\
+         tags = [\"meta\"]\n\
+         authors = [{id}]\n\
+         +++\n\
+         \n\
+         This is the first post of {title}. Edit `content/posts/hello.md`, or add more files\n\
+         next to it: each Markdown file in `content/posts/` is a post.\n\
+         \n\
+         <!-- more -->\n\
+         \n\
+         Run `relais serve` to see changes as you type, and `relais build` to write the site\n\
+         into `public/`.\n\
+         \n\
+         ```rust\n\
+         fn main() {{\n    println!(\"Hello, fediverse!\");\n}}\n\
+         ```\n",
+        id = toml_string(&author_id),
+        title = args.title,
+    );
+    let about = format!(
+        "+++\ntitle = \"About\"\n+++\n\n{} writes here. Tell your readers who you are.\n",
+        args.author
+    );
+    let gitignore = "/public/\n/.relais/\n/relais-key.pem\n/relais.db*\n";
+
+    let files: Vec<(PathBuf, Vec<u8>)> = vec![
+        (config_path.clone(), config.into_bytes()),
+        (args.dir.join("content/posts/hello.md"), hello.into_bytes()),
+        (args.dir.join("content/about.md"), about.into_bytes()),
+        (args.dir.join(".gitignore"), gitignore.as_bytes().to_vec()),
+    ];
+    if let Some((path, _)) = files.iter().find(|(path, _)| path.exists()) {
+        bail!("{}: already exists; not overwriting it", path.display());
+    }
+    for (path, bytes) in &files {
+        write_new(path, bytes)?;
+    }
+    if args.eject_theme {
+        let theme_dir = args.dir.join(THEMES_DIR).join("default");
+        for (rel, bytes) in EMBEDDED_DEFAULT_THEME {
+            write_new(&theme_dir.join(rel), bytes)?;
+        }
+    }
+    println!(
+        "Created a site in {}. Next: cd {} && relais serve",
+        args.dir.display(),
+        args.dir.display()
+    );
+    Ok(())
+}
+
+/// The fediverse username of the author: letters, digits and `-` from the name.
+fn author_id(name: &str) -> String {
+    let id = slug::slugify(name);
+    match id.as_str() {
+        "" => "author".into(),
+        // `blog` is the site actor's username.
+        "blog" => "blog-author".into(),
+        _ => id,
+    }
+}
+
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!("{}: already exists; not overwriting it", path.display());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create directory", parent.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+}

@@ -1,0 +1,182 @@
+//! `relais serve`: build, serve on 127.0.0.1, rebuild when a source changes and tell the
+//! browser to reload through server-sent events.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Response};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use futures::Stream;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt as _;
+use tower_http::services::{ServeDir, ServeFile};
+
+use super::build::{build_site, BuildOptions, BuildState};
+
+pub const LIVERELOAD_PATH: &str = "/__relais/livereload";
+/// Where `serve` writes: not `public/`, which must never ship the reload script's host.
+pub const SERVE_DIR: &str = ".relais/serve";
+/// Sources watched for changes, relative to the site directory.
+const WATCHED: &[&str] = &["content", "templates", "static", "themes", "config.toml"];
+/// Editors save in bursts (temp file, rename, chmod): wait for quiet before rebuilding.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// HTML pages are buffered to inject the reload script; none is anywhere near this.
+const MAX_HTML_BYTES: usize = 64 * 1024 * 1024;
+const RELOAD_SCRIPT: &str = "<script>new EventSource(\"/__relais/livereload\").onmessage = function () { location.reload(); };</script>";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 1111)]
+    pub port: u16,
+    /// Include posts and pages marked `draft = true`.
+    #[arg(long)]
+    pub drafts: bool,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", args.port)))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    let base_url = format!("http://{address}");
+    let options = BuildOptions {
+        site_dir: args.site.clone(),
+        out_dir: args.site.join(SERVE_DIR),
+        drafts: args.drafts,
+        base_url: Some(base_url.clone()),
+        progress: false,
+    };
+    // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
+    let mut state = BuildState::on_disk(&args.site);
+    let report = build_site(&options, &mut state)?;
+    println!("{}", report.summary());
+    println!(
+        "Serving {} at {base_url}/ (Ctrl-C to stop)",
+        args.site.display()
+    );
+    // Tests and scripts read the address from stdout as soon as it is printed.
+    let _ = std::io::stdout().flush();
+
+    let (reload, _) = broadcast::channel::<()>(16);
+    let (events_tx, events_rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = events_tx.send(event);
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&args.site, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", args.site.display()))?;
+    let rebuild_reload = reload.clone();
+    std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_reload));
+
+    let app = router(&args.site.join(SERVE_DIR), reload);
+    runtime.block_on(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })?;
+    drop(watcher);
+    Ok(())
+}
+
+fn router(out_dir: &Path, reload: broadcast::Sender<()>) -> Router {
+    let files = ServeDir::new(out_dir).not_found_service(ServeFile::new(out_dir.join("404.html")));
+    Router::new()
+        .route(LIVERELOAD_PATH, get(livereload))
+        .with_state(reload)
+        .fallback_service(files)
+        .layer(axum::middleware::map_response(inject_reload_script))
+}
+
+async fn livereload(
+    State(reload): State<broadcast::Sender<()>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(reload.subscribe())
+        .filter_map(|message| message.ok().map(|()| Ok(Event::default().data("reload"))));
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Adds the reload script to HTML pages and keeps browsers from caching anything.
+async fn inject_reload_script(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let is_html = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !is_html {
+        return Response::from_parts(parts, body);
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_HTML_BYTES).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let html = String::from_utf8_lossy(&bytes);
+    let injected = match html.rfind("</body>") {
+        Some(at) => format!("{}{RELOAD_SCRIPT}{}", &html[..at], &html[at..]),
+        None => format!("{html}{RELOAD_SCRIPT}"),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(injected))
+}
+
+fn is_watched(site_dir: &Path, path: &Path) -> bool {
+    // Paths from the watcher may be absolute while `site_dir` is relative.
+    let site = site_dir
+        .canonicalize()
+        .unwrap_or_else(|_| site_dir.to_path_buf());
+    let rel = path
+        .strip_prefix(&site)
+        .or_else(|_| path.strip_prefix(site_dir))
+        .unwrap_or(path);
+    WATCHED.iter().any(|w| rel.starts_with(w))
+}
+
+fn rebuild_loop(
+    options: &BuildOptions,
+    mut state: BuildState,
+    events: &mpsc::Receiver<notify::Result<notify::Event>>,
+    reload: &broadcast::Sender<()>,
+) {
+    let relevant = |event: &notify::Result<notify::Event>| match event {
+        Ok(event) => event.paths.iter().any(|p| is_watched(&options.site_dir, p)),
+        Err(_) => true,
+    };
+    while let Ok(event) = events.recv() {
+        if !relevant(&event) {
+            continue;
+        }
+        while events.recv_timeout(DEBOUNCE).is_ok() {}
+        match build_site(options, &mut state) {
+            Ok(report) => {
+                println!("{} [{} parsed]", report.summary(), report.parsed);
+                let _ = std::io::stdout().flush();
+                // No subscriber (no open page) is not an error.
+                let _ = reload.send(());
+            }
+            Err(err) => super::report(&err),
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! One source file → one `Document`.
+
+use std::cell::RefCell;
+use std::path::{Component, Path, PathBuf};
+
+use super::front_matter::{self, parse_date, Dated};
+use super::markdown::{self, Target};
+use super::source::{SourceFile, CONTENT_DIR};
+use super::{media_type, ContentError, Document, DocumentKind, Highlighter, ImageRef};
+
+const STATIC_DIR: &str = "static";
+const WORDS_PER_MINUTE: usize = 200;
+
+/// A parsed document and the local files its links and images point at, so a cached copy
+/// can be rechecked when one of them disappears.
+#[derive(Debug)]
+pub struct Parsed {
+    pub document: Document,
+    /// Relative to the site directory.
+    pub local_files: Vec<PathBuf>,
+}
+
+/// Parses the Markdown `text` of `source`. `source_hash` is stored in the document.
+pub fn parse_document(
+    site_dir: &Path,
+    source: &SourceFile,
+    text: &str,
+    source_hash: String,
+    highlighter: &Highlighter,
+) -> Result<Parsed, ContentError> {
+    let path = &source.path;
+    let split = front_matter::split(text).map_err(|e| ContentError::FrontMatter {
+        path: path.clone(),
+        line: e.line,
+        message: e.message,
+    })?;
+    let fm = &split.front_matter;
+    let invalid = |key: &str, message: String| ContentError::Invalid {
+        path: path.clone(),
+        line: split.line_of_key(key),
+        message,
+    };
+
+    let title = match fm.title.as_deref().map(str::trim) {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => {
+            return Err(ContentError::Missing {
+                path: path.clone(),
+                line: 1,
+                message: "front matter needs a `title`".into(),
+            })
+        }
+    };
+    let date_of = |dated: &Option<Dated>| {
+        dated
+            .as_ref()
+            .map(|d| {
+                parse_date(&d.text).ok_or_else(|| ContentError::Date {
+                    path: path.clone(),
+                    line: d.line,
+                    text: d.text.clone(),
+                })
+            })
+            .transpose()
+    };
+    let date = date_of(&fm.date)?;
+    let updated = date_of(&fm.updated)?;
+    if source.kind == DocumentKind::Post && date.is_none() {
+        return Err(ContentError::Missing {
+            path: path.clone(),
+            line: 1,
+            message: "a post needs a `date` (YYYY-MM-DD or RFC 3339)".into(),
+        });
+    }
+
+    let slug = match &fm.slug {
+        Some(s) => {
+            let slug = slug::slugify(s);
+            if slug.is_empty() {
+                return Err(invalid(
+                    "slug",
+                    format!("slug {s:?} has no usable character"),
+                ));
+            }
+            slug
+        }
+        None => source.default_slug(),
+    };
+    if slug.is_empty() {
+        return Err(invalid(
+            "slug",
+            "the file name gives an empty slug: set `slug`".into(),
+        ));
+    }
+    let site_path = match source.kind {
+        DocumentKind::Post => format!("/posts/{slug}/"),
+        DocumentKind::Page => format!("/{slug}/"),
+    };
+
+    // Lexically normal paths, so `./site` and `site/../site` compare as prefixes.
+    let site_dir = &normalize(site_dir);
+    let source_dir = normalize(&site_dir.join(path.parent().unwrap_or(Path::new(""))));
+    let links = LinkContext {
+        site_dir,
+        source_dir: &source_dir,
+        bundle_dir: source.bundle.then_some(source_dir.as_path()),
+        page_path: &site_path,
+        local_files: RefCell::new(Vec::new()),
+    };
+    let resolve = |url: &str, target: Target| links.resolve(url, target);
+    let rendered = markdown::render(split.body, highlighter, &resolve).map_err(|e| {
+        ContentError::BrokenLink {
+            path: path.clone(),
+            line: split.body_line + split.body[..e.offset].matches('\n').count(),
+            message: e.message,
+        }
+    })?;
+
+    let image = match &fm.image {
+        Some(src) => {
+            let src =
+                links
+                    .resolve(src, Target::Image)
+                    .map_err(|message| ContentError::BrokenLink {
+                        path: path.clone(),
+                        line: split.line_of_key("image"),
+                        message: format!("lead image: {message}"),
+                    })?;
+            Some(ImageRef {
+                media_type: media_type(&src).to_string(),
+                src,
+                alt: fm.image_alt.clone().unwrap_or_default(),
+            })
+        }
+        None if fm.image_alt.is_some() => {
+            return Err(invalid("image_alt", "`image_alt` without `image`".into()))
+        }
+        None => None,
+    };
+    let images = image
+        .iter()
+        .cloned()
+        .chain(rendered.images.into_iter().map(|(src, alt)| ImageRef {
+            media_type: media_type(&src).to_string(),
+            src,
+            alt,
+        }))
+        .collect();
+
+    let mut tags: Vec<String> = Vec::new();
+    for tag in &fm.tags {
+        let tag = tag.trim();
+        if slug::slugify(tag).is_empty() {
+            return Err(invalid(
+                "tags",
+                format!("tag {tag:?} has no usable character"),
+            ));
+        }
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_string());
+        }
+    }
+
+    let summary = match &fm.summary {
+        Some(s) => Some(markdown::render_fragment(s)),
+        None => rendered.summary_html,
+    };
+    let word_count = rendered.text.split_whitespace().count();
+    let local_files = links.local_files.into_inner();
+    Ok(Parsed {
+        document: Document {
+            kind: source.kind,
+            source: path.clone(),
+            slug,
+            path: site_path,
+            title,
+            date,
+            updated,
+            draft: fm.draft,
+            tags,
+            summary,
+            authors: fm.authors.clone(),
+            language: fm.language.clone(),
+            image,
+            content_warning: fm.content_warning.clone(),
+            federate_as: fm.federate_as,
+            content: rendered.html,
+            text: rendered.text,
+            images,
+            assets: source.assets.clone(),
+            word_count,
+            reading_minutes: word_count.div_ceil(WORDS_PER_MINUTE).max(1),
+            source_hash,
+        },
+        local_files,
+    })
+}
+
+/// Resolves the URLs of one document against the files around it.
+struct LinkContext<'a> {
+    site_dir: &'a Path,
+    source_dir: &'a Path,
+    bundle_dir: Option<&'a Path>,
+    page_path: &'a str,
+    local_files: RefCell<Vec<PathBuf>>,
+}
+
+impl LinkContext<'_> {
+    /// Leaves remote and in-page URLs alone; checks that local files exist and makes
+    /// relative ones site-absolute, since a flat `posts/x.md` is served one level deeper
+    /// (`/posts/x/`) than the file sits.
+    fn resolve(&self, url: &str, target: Target) -> Result<String, String> {
+        if url.is_empty() || url.starts_with('#') || url.starts_with("//") || has_scheme(url) {
+            return Ok(url.to_string());
+        }
+        let cut = url.find(['?', '#']).unwrap_or(url.len());
+        let (file_part, suffix) = url.split_at(cut);
+        let decoded = percent_decode(file_part);
+        let what = match target {
+            Target::Link => "link",
+            Target::Image => "image",
+        };
+
+        if let Some(rooted) = decoded.strip_prefix('/') {
+            // A rooted link may name a generated page (`/tags/rust/`): only images are checked.
+            if target == Target::Link {
+                return Ok(url.to_string());
+            }
+            for dir in [STATIC_DIR, CONTENT_DIR] {
+                let rel = Path::new(dir).join(rooted);
+                if self.site_dir.join(&rel).is_file() {
+                    self.local_files.borrow_mut().push(rel);
+                    return Ok(url.to_string());
+                }
+            }
+            return Err(format!(
+                "{what} {url} not found: no {STATIC_DIR}/{rooted} nor {CONTENT_DIR}/{rooted}"
+            ));
+        }
+
+        let last = decoded.rsplit('/').next().unwrap_or("");
+        if target == Target::Link && !last.contains('.') {
+            // `../other-post/` names a page, not a file.
+            return Ok(url.to_string());
+        }
+        let file = normalize(&self.source_dir.join(&decoded));
+        let shown = file
+            .strip_prefix(self.site_dir)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        if !file.is_file() {
+            return Err(format!("{what} to missing file {url} ({shown})"));
+        }
+        if file.extension().is_some_and(|e| e == "md") {
+            return Err(format!(
+                "{what} to the Markdown source {url}: link to the page's path instead"
+            ));
+        }
+        let rel_to_site = file
+            .strip_prefix(self.site_dir)
+            .map_err(|_| format!("{what} {url} points outside the site directory"))?;
+        self.local_files
+            .borrow_mut()
+            .push(rel_to_site.to_path_buf());
+
+        let published = if let Some(rest) = self.bundle_dir.and_then(|b| file.strip_prefix(b).ok())
+        {
+            format!("{}{}", self.page_path, url_path(rest))
+        } else if let Ok(rest) = rel_to_site.strip_prefix(CONTENT_DIR) {
+            format!("/{}", url_path(rest))
+        } else if let Ok(rest) = rel_to_site.strip_prefix(STATIC_DIR) {
+            format!("/{}", url_path(rest))
+        } else {
+            return Err(format!(
+                "{what} {url} points outside {CONTENT_DIR}/ and {STATIC_DIR}/: it would not be published"
+            ));
+        };
+        Ok(format!("{published}{suffix}"))
+    }
+}
+
+fn has_scheme(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((scheme, _)) => {
+            !scheme.is_empty()
+                && !scheme.contains('/')
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Joins the components of a relative path with `/`, escaping spaces.
+fn url_path(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy().replace(' ', "%20"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Resolves `.` and `..` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn write(&self, rel: &str, text: &str) {
+            let p = self.dir.path().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        fn parse(
+            &self,
+            rel: &str,
+            kind: DocumentKind,
+            bundle: bool,
+        ) -> Result<Parsed, ContentError> {
+            let text = fs::read_to_string(self.dir.path().join(rel)).unwrap();
+            let source = SourceFile {
+                path: rel.into(),
+                kind,
+                bundle,
+                assets: Vec::new(),
+            };
+            parse_document(
+                self.dir.path(),
+                &source,
+                &text,
+                "h".into(),
+                &Highlighter::new(None),
+            )
+        }
+    }
+
+    #[test]
+    fn post_fields_from_front_matter() {
+        let f = Fixture::new();
+        f.write(
+            "content/posts/First Post.md",
+            "+++\ntitle = \"First\"\ndate = 2024-05-01\ntags = [\"Rust\", \"rust\", \"Rust\"]\nauthors = [\"ada\"]\ncontent_warning = \"spoilers\"\n+++\nOne two three.\n\n<!-- more -->\n\nFour.\n",
+        );
+        let doc = f
+            .parse("content/posts/First Post.md", DocumentKind::Post, false)
+            .unwrap()
+            .document;
+        assert_eq!(doc.slug, "first-post");
+        assert_eq!(doc.path, "/posts/first-post/");
+        assert_eq!(doc.title, "First");
+        assert_eq!(doc.date.unwrap().to_rfc3339(), "2024-05-01T00:00:00+00:00");
+        assert_eq!(doc.tags, vec!["Rust", "rust"]);
+        assert_eq!(doc.authors, vec!["ada"]);
+        assert_eq!(doc.summary.as_deref(), Some("<p>One two three.</p>\n"));
+        assert_eq!(doc.word_count, 4);
+        assert_eq!(doc.reading_minutes, 1);
+        assert_eq!(doc.content_warning.as_deref(), Some("spoilers"));
+    }
+
+    #[test]
+    fn front_matter_slug_wins_and_is_slugified() {
+        let f = Fixture::new();
+        f.write(
+            "content/about.md",
+            "---\ntitle: About\nslug: About Me\n---\nHi\n",
+        );
+        let doc = f
+            .parse("content/about.md", DocumentKind::Page, false)
+            .unwrap()
+            .document;
+        assert_eq!(doc.path, "/about-me/");
+        assert_eq!(doc.date, None);
+    }
+
+    #[test]
+    fn bundle_images_become_site_absolute() {
+        let f = Fixture::new();
+        f.write(
+            "content/posts/trip/index.md",
+            "+++\ntitle = \"Trip\"\ndate = 2024-01-01\nimage = \"cover.jpg\"\nimage_alt = \"The cover\"\n+++\n![A lake](photos/lake%201.png)\n\n[pdf](notes.pdf#p2)\n",
+        );
+        f.write("content/posts/trip/cover.jpg", "jpg");
+        f.write("content/posts/trip/photos/lake 1.png", "png");
+        f.write("content/posts/trip/notes.pdf", "pdf");
+        let parsed = f
+            .parse("content/posts/trip/index.md", DocumentKind::Post, true)
+            .unwrap();
+        let doc = parsed.document;
+        let images: Vec<(&str, &str, &str)> = doc
+            .images
+            .iter()
+            .map(|i| (i.src.as_str(), i.alt.as_str(), i.media_type.as_str()))
+            .collect();
+        assert_eq!(
+            images,
+            vec![
+                ("/posts/trip/cover.jpg", "The cover", "image/jpeg"),
+                ("/posts/trip/photos/lake%201.png", "A lake", "image/png")
+            ]
+        );
+        assert!(
+            doc.content.contains("href=\"/posts/trip/notes.pdf#p2\""),
+            "{}",
+            doc.content
+        );
+        assert_eq!(parsed.local_files.len(), 3);
+    }
+
+    #[test]
+    fn missing_image_names_file_and_line() {
+        let f = Fixture::new();
+        f.write(
+            "content/posts/a.md",
+            "+++\ntitle = \"A\"\ndate = 2024-01-01\n+++\n\nText.\n\n![gone](nope.png)\n",
+        );
+        let err = f
+            .parse("content/posts/a.md", DocumentKind::Post, false)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "content/posts/a.md:8: image to missing file nope.png (content/posts/nope.png)"
+        );
+    }
+
+    #[test]
+    fn missing_linked_file_and_rooted_image() {
+        let f = Fixture::new();
+        f.write(
+            "content/about.md",
+            "+++\ntitle = \"A\"\n+++\n[ok](/tags/) [remote](https://x.example/a.pdf)\n\n[slides](slides.pdf)\n",
+        );
+        let err = f
+            .parse("content/about.md", DocumentKind::Page, false)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("content/about.md:6: link to missing file slides.pdf"),
+            "{err}"
+        );
+
+        f.write(
+            "content/b.md",
+            "+++\ntitle = \"B\"\n+++\n![logo](/logo.png)\n",
+        );
+        let err = f
+            .parse("content/b.md", DocumentKind::Page, false)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("content/b.md:4: image /logo.png not found"),
+            "{err}"
+        );
+        f.write("static/logo.png", "png");
+        assert!(f.parse("content/b.md", DocumentKind::Page, false).is_ok());
+    }
+
+    #[test]
+    fn unknown_date_format_names_line() {
+        let f = Fixture::new();
+        f.write(
+            "content/posts/d.md",
+            "---\ntitle: D\ndate: 01/02/2024\n---\n",
+        );
+        let err = f
+            .parse("content/posts/d.md", DocumentKind::Post, false)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("content/posts/d.md:3: unknown date format \"01/02/2024\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn posts_need_title_and_date() {
+        let f = Fixture::new();
+        f.write("content/posts/n.md", "+++\ndate = 2024-01-01\n+++\n");
+        let err = f
+            .parse("content/posts/n.md", DocumentKind::Post, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("`title`"), "{err}");
+        f.write("content/posts/n.md", "+++\ntitle = \"N\"\n+++\n");
+        let err = f
+            .parse("content/posts/n.md", DocumentKind::Post, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("`date`"), "{err}");
+    }
+
+    #[test]
+    fn links_to_markdown_sources_are_rejected() {
+        let f = Fixture::new();
+        f.write("content/a.md", "+++\ntitle = \"A\"\n+++\n[b](b.md)\n");
+        f.write("content/b.md", "+++\ntitle = \"B\"\n+++\n");
+        let err = f
+            .parse("content/a.md", DocumentKind::Page, false)
+            .unwrap_err();
+        assert!(err.to_string().contains("Markdown source"), "{err}");
+    }
+
+    #[test]
+    fn scheme_detection() {
+        assert!(has_scheme("https://a"));
+        assert!(has_scheme("mailto:a@b"));
+        assert!(!has_scheme("a/b:c"));
+        assert!(!has_scheme("photo.png"));
+        assert_eq!(percent_decode("a%20b%2"), "a b%2");
+        assert_eq!(normalize(Path::new("./a/../b")), Path::new("b"));
+        assert_eq!(normalize(Path::new("../s/./c/..")), Path::new("../s"));
+    }
+}

@@ -1,0 +1,275 @@
+//! Where content lives: `content/posts/*.md` and `content/posts/SLUG/index.md` are posts,
+//! `content/*.md` and `content/NAME/index.md` are pages. Other files of a bundle directory are
+//! its assets; other files elsewhere under `content/` are published at the same path.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::{ContentError, DocumentKind};
+
+/// A Markdown file to parse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFile {
+    /// Relative to the site directory: `content/posts/hello.md`.
+    pub path: PathBuf,
+    pub kind: DocumentKind,
+    /// `true` for `NAME/index.md`: the directory name is the default slug and its other
+    /// files are assets.
+    pub bundle: bool,
+    /// Files of the bundle, relative to the site directory.
+    pub assets: Vec<PathBuf>,
+}
+
+impl SourceFile {
+    /// Slug used when the front matter sets none.
+    pub fn default_slug(&self) -> String {
+        let name = if self.bundle {
+            self.path.parent().and_then(Path::file_name)
+        } else {
+            self.path.file_stem()
+        };
+        slug::slugify(name.map(|n| n.to_string_lossy()).unwrap_or_default())
+    }
+}
+
+/// A file of `content/` outside any bundle, published as is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentAsset {
+    /// Relative to the site directory.
+    pub source: PathBuf,
+    /// Site path, e.g. `/files/talk.pdf`.
+    pub path: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub sources: Vec<SourceFile>,
+    pub assets: Vec<ContentAsset>,
+}
+
+pub const CONTENT_DIR: &str = "content";
+pub const POSTS_DIR: &str = "posts";
+
+/// Lists the sources and assets under `<site_dir>/content`, sorted by path. Hidden files and
+/// editor backups (`~` suffix) are skipped.
+pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
+    let content = site_dir.join(CONTENT_DIR);
+    if !content.is_dir() {
+        return Ok(Discovered::default());
+    }
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(&content)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !is_ignored(e.file_name()));
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e
+                .path()
+                .and_then(|p| p.strip_prefix(site_dir).ok())
+                .map_or_else(|| PathBuf::from(CONTENT_DIR), Path::to_path_buf);
+            vec![ContentError::Read {
+                path,
+                source: e.into(),
+            }]
+        })?;
+        if entry.file_type().is_file() {
+            if let Ok(rel) = entry.path().strip_prefix(&content) {
+                files.push(rel.to_path_buf());
+            }
+        }
+    }
+
+    let bundles: BTreeSet<PathBuf> = files
+        .iter()
+        .filter(|f| is_bundle_index(f))
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    let bundle_of = |file: &Path| bundles.iter().find(|b| file.starts_with(b)).cloned();
+
+    let mut discovered = Discovered::default();
+    let mut errors = Vec::new();
+    for file in files.iter().filter(|f| is_markdown(f)) {
+        let path = Path::new(CONTENT_DIR).join(file);
+        match classify(file) {
+            Some((kind, bundle)) => discovered.sources.push(SourceFile {
+                path,
+                kind,
+                bundle,
+                assets: Vec::new(),
+            }),
+            None => errors.push(ContentError::Invalid {
+                path,
+                line: 1,
+                message: "not a place for content: use content/NAME.md or \
+                          content/NAME/index.md for pages, content/posts/NAME.md or \
+                          content/posts/NAME/index.md for posts"
+                    .into(),
+            }),
+        }
+    }
+    for file in files.iter().filter(|f| !is_markdown(f)) {
+        let source = Path::new(CONTENT_DIR).join(file);
+        let owner = bundle_of(file).and_then(|bundle| {
+            let index = Path::new(CONTENT_DIR).join(bundle).join("index.md");
+            discovered.sources.iter_mut().find(|s| s.path == index)
+        });
+        match owner {
+            Some(owner) => owner.assets.push(source),
+            None => discovered.assets.push(ContentAsset {
+                path: site_path(file),
+                source,
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(discovered)
+    } else {
+        Err(errors)
+    }
+}
+
+fn is_ignored(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') || name.ends_with('~')
+}
+
+fn is_markdown(file: &Path) -> bool {
+    file.extension().is_some_and(|e| e == "md")
+}
+
+fn parts(file: &Path) -> Vec<String> {
+    file.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn is_bundle_index(file: &Path) -> bool {
+    matches!(classify(file), Some((_, true)))
+}
+
+/// Kind and bundle-ness of a Markdown file at `file` (relative to `content/`).
+fn classify(file: &Path) -> Option<(DocumentKind, bool)> {
+    let parts = parts(file);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match parts.as_slice() {
+        [name] if *name != "index.md" => Some((DocumentKind::Page, false)),
+        [dir, "index.md"] if *dir != POSTS_DIR => Some((DocumentKind::Page, true)),
+        [POSTS_DIR, name] if *name != "index.md" => Some((DocumentKind::Post, false)),
+        [POSTS_DIR, _, "index.md"] => Some((DocumentKind::Post, true)),
+        _ => None,
+    }
+}
+
+/// `/a/b c.pdf` for `a/b c.pdf`, with URL-unsafe spaces escaped.
+fn site_path(rel: &Path) -> String {
+    let joined = parts(rel).join("/");
+    format!("/{}", joined.replace(' ', "%20"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "x").unwrap();
+    }
+
+    #[test]
+    fn classifies_posts_pages_bundles_and_assets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "content/about.md",
+            "content/posts/flat-post.md",
+            "content/posts/Bundled Post/index.md",
+            "content/posts/Bundled Post/cat.png",
+            "content/posts/Bundled Post/img/dog.jpg",
+            "content/talks/index.md",
+            "content/files/slides.pdf",
+            "content/.hidden.md",
+            "content/posts/draft.md~",
+        ] {
+            touch(root, f);
+        }
+        let d = discover(root).unwrap();
+        let got: Vec<(String, DocumentKind, bool, String)> = d
+            .sources
+            .iter()
+            .map(|s| {
+                (
+                    s.path.to_string_lossy().into_owned(),
+                    s.kind,
+                    s.bundle,
+                    s.default_slug(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "content/about.md".into(),
+                    DocumentKind::Page,
+                    false,
+                    "about".into()
+                ),
+                (
+                    "content/posts/Bundled Post/index.md".into(),
+                    DocumentKind::Post,
+                    true,
+                    "bundled-post".into()
+                ),
+                (
+                    "content/posts/flat-post.md".into(),
+                    DocumentKind::Post,
+                    false,
+                    "flat-post".into()
+                ),
+                (
+                    "content/talks/index.md".into(),
+                    DocumentKind::Page,
+                    true,
+                    "talks".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            d.sources[1].assets,
+            vec![
+                PathBuf::from("content/posts/Bundled Post/cat.png"),
+                PathBuf::from("content/posts/Bundled Post/img/dog.jpg")
+            ]
+        );
+        assert_eq!(
+            d.assets,
+            vec![ContentAsset {
+                source: "content/files/slides.pdf".into(),
+                path: "/files/slides.pdf".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn markdown_in_an_unknown_place_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "content/posts/2024/deep.md");
+        touch(dir.path(), "content/index.md");
+        let errors = discover(dir.path()).unwrap_err();
+        assert_eq!(errors.len(), 2);
+        assert!(
+            errors[0].to_string().starts_with("content/index.md:1:"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn no_content_dir_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(discover(dir.path()).unwrap().sources.is_empty());
+    }
+}

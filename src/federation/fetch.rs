@@ -1,0 +1,1404 @@
+//! Outbound HTTP for federation: fetching ActivityPub documents and actor keys, and signed
+//! deliveries. Every connection goes through an SSRF guard: a remote document names the URLs
+//! we fetch, so it must not be able to point us at the machine's own network.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rsa::RsaPublicKey;
+use serde_json::Value;
+use url::{Host, Url};
+
+use super::keys::parse_public_key_pem;
+use super::signature::{
+    check_request, sign_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
+    SigningKey,
+};
+use crate::config::SiteConfig;
+
+/// What we ask for: Mastodon's own `Accept` for ActivityPub documents.
+pub const ACTIVITY_JSON_ACCEPT: &str =
+    "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"";
+/// The content type of what we deliver.
+pub const ACTIVITY_JSON: &str = "application/activity+json";
+/// Mastodon's limit for fetched JSON.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_REDIRECTS: usize = 3;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A cached key that fails to verify is refetched only if it is at least this old, so forged
+/// signatures naming someone's key cannot make us hammer their server.
+pub const KEY_REFETCH_COOLDOWN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0:?} is not an absolute http(s) URL")]
+    InvalidUrl(String),
+    #[error("refusing to connect to {0}")]
+    Blocked(BlockedAddress),
+    #[error("{url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url}: HTTP status {status}")]
+    Status { url: String, status: StatusCode },
+    #[error("{url}: content type {content_type:?} is not ActivityPub JSON")]
+    ContentType { url: String, content_type: String },
+    #[error("{url}: the response is larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url}: invalid JSON: {source}")]
+    Json {
+        url: String,
+        source: serde_json::Error,
+    },
+    #[error("{url}: the document's id {found:?} is not the URL it was fetched from")]
+    IdMismatch { url: String, found: Option<String> },
+    #[error("key {key_id}: {reason}")]
+    Key { key_id: String, reason: String },
+    #[error("cannot sign the request: {0}")]
+    Sign(#[from] SignatureError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// Why a host may not be contacted. Travels through reqwest's error chain from the resolver
+/// and the redirect policy, and is recovered into [`FetchError::Blocked`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{host}: {reason}")]
+pub struct BlockedAddress {
+    pub host: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub user_agent: String,
+    /// Lets requests reach loopback and private networks (tests, LANs).
+    pub allow_private_addresses: bool,
+    pub connect_timeout: Duration,
+    /// For the whole request, body included.
+    pub timeout: Duration,
+    /// Followed by fetches only; deliveries never follow redirects (a redirected POST would
+    /// become a GET or break the signature).
+    pub max_redirects: usize,
+    pub max_response_bytes: usize,
+    pub max_idle_per_host: usize,
+}
+
+impl ClientOptions {
+    /// Defaults for a site at `base_url`, which the user agent names as Mastodon's does.
+    pub fn new(base_url: &str) -> ClientOptions {
+        ClientOptions {
+            user_agent: format!("relais/{} (+{base_url})", env!("CARGO_PKG_VERSION")),
+            allow_private_addresses: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_idle_per_host: 4,
+        }
+    }
+
+    pub fn from_config(config: &SiteConfig) -> ClientOptions {
+        let timeout = Duration::from_secs(config.delivery.timeout_secs.max(1));
+        ClientOptions {
+            allow_private_addresses: config.inbox.allow_private_addresses,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT.min(timeout),
+            timeout,
+            max_idle_per_host: config.delivery.per_host_connections.max(1),
+            ..ClientOptions::new(&config.base_url)
+        }
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder()
+            .user_agent(&self.user_agent)
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .pool_max_idle_per_host(self.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_keepalive(Duration::from_secs(60))
+            // A proxy would resolve names itself, out of the guard's sight.
+            .no_proxy();
+        if self.allow_private_addresses {
+            builder
+        } else {
+            builder.dns_resolver(Arc::new(PublicOnlyResolver))
+        }
+    }
+}
+
+/// Whether the id of a fetched document must equal the URL it came from (Mastodon's rule
+/// against one server passing off documents as another's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdCheck {
+    MatchUrl,
+    Skip,
+}
+
+/// An actor's public key, as found by [`FederationClient::fetch_actor_key`].
+#[derive(Debug, Clone)]
+pub struct ActorKey {
+    /// The actor that owns the key: the one a signed request speaks for.
+    pub actor_id: String,
+    pub public_key: RsaPublicKey,
+}
+
+/// The outbound HTTP client: cheap to clone, connections pooled (HTTP/2 where offered).
+#[derive(Debug, Clone)]
+pub struct FederationClient {
+    fetcher: reqwest::Client,
+    deliverer: reqwest::Client,
+    options: ClientOptions,
+}
+
+impl FederationClient {
+    pub fn new(options: ClientOptions) -> Result<FederationClient, FetchError> {
+        let allow_private = options.allow_private_addresses;
+        let max_redirects = options.max_redirects;
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > max_redirects {
+                return attempt.error(format!("more than {max_redirects} redirects"));
+            }
+            match check_url(attempt.url(), allow_private) {
+                Ok(()) => attempt.follow(),
+                Err(FetchError::Blocked(blocked)) => attempt.error(blocked),
+                Err(other) => attempt.error(other.to_string()),
+            }
+        });
+        let fetcher = options
+            .builder()
+            .redirect(follow)
+            .build()
+            .map_err(FetchError::Client)?;
+        let deliverer = options
+            .builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(FetchError::Client)?;
+        Ok(FederationClient {
+            fetcher,
+            deliverer,
+            options,
+        })
+    }
+
+    /// GETs an ActivityPub document, signed with `signer` when given (servers in Mastodon's
+    /// authorized-fetch mode require it). The response must be `application/activity+json`
+    /// or `application/ld+json`; plain `application/json` is accepted too, as some servers
+    /// mislabel their documents (Mastodon refuses it). The URL's fragment is not sent, and
+    /// with [`IdCheck::MatchUrl`] the document's `id` must equal the URL without it.
+    pub async fn fetch_json(
+        &self,
+        url: &str,
+        signer: Option<&SigningKey>,
+        id_check: IdCheck,
+    ) -> Result<Value, FetchError> {
+        let mut url = self.checked_url(url)?;
+        url.set_fragment(None);
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACTIVITY_JSON_ACCEPT));
+        if let Some(key) = signer {
+            sign_request(
+                key,
+                &Method::GET,
+                &url,
+                &mut headers,
+                None,
+                SystemTime::now(),
+            )?;
+        }
+        let response = self
+            .fetcher
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| send_error(&url, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if !is_activity_json(&content_type) {
+            return Err(FetchError::ContentType {
+                url: url.to_string(),
+                content_type,
+            });
+        }
+        let body = read_limited(&url, response, self.options.max_response_bytes).await?;
+        let document: Value = serde_json::from_slice(&body).map_err(|source| FetchError::Json {
+            url: url.to_string(),
+            source,
+        })?;
+        if id_check == IdCheck::MatchUrl {
+            let found = document.get("id").and_then(Value::as_str);
+            if found.and_then(|id| Url::parse(id).ok()).as_ref() != Some(&url) {
+                return Err(FetchError::IdMismatch {
+                    url: url.to_string(),
+                    found: found.map(str::to_string),
+                });
+            }
+        }
+        Ok(document)
+    }
+
+    /// Finds the key a `keyId` names and the actor owning it, as Mastodon does:
+    /// - the keyId (fragment removed) serves an actor listing the key in `publicKey` (object
+    ///   or array); if that actor's `id` is another URL (GoToSocial's `/main-key`), the actor
+    ///   is fetched from its id to confirm it;
+    /// - or it serves a key document (`publicKeyPem` + `owner`) whose owner, fetched, lists
+    ///   the key.
+    pub async fn fetch_actor_key(
+        &self,
+        key_id: &str,
+        signer: Option<&SigningKey>,
+    ) -> Result<ActorKey, FetchError> {
+        let key_error = |reason: String| FetchError::Key {
+            key_id: key_id.to_string(),
+            reason,
+        };
+        let mut fetched_url = self.checked_url(key_id)?;
+        fetched_url.set_fragment(None);
+        let document = self.fetch_json(key_id, signer, IdCheck::Skip).await?;
+        let id = document
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| key_error("the fetched document has no id".into()))?;
+
+        if document.get("publicKeyPem").is_some() {
+            if id != key_id && Url::parse(id).ok().as_ref() != Some(&fetched_url) {
+                return Err(key_error(format!("the key document says its id is {id:?}")));
+            }
+            let owner = document
+                .get("owner")
+                .and_then(value_or_id)
+                .ok_or_else(|| key_error("the key document has no owner".into()))?;
+            let actor = self.fetch_json(owner, signer, IdCheck::MatchUrl).await?;
+            let listed = public_keys(&actor).any(|entry| value_or_id(entry) == Some(id));
+            if !listed {
+                return Err(key_error(format!("its owner {owner} does not list it")));
+            }
+            return Ok(ActorKey {
+                actor_id: owner.to_string(),
+                public_key: key_from(&document, key_id)?,
+            });
+        }
+
+        // Either way the actor document below was served from its own id.
+        let actor_id = id.to_string();
+        let actor = if Url::parse(id).ok().as_ref() == Some(&fetched_url) {
+            document
+        } else {
+            self.fetch_json(id, signer, IdCheck::MatchUrl).await?
+        };
+        let entry = public_keys(&actor)
+            .find(|entry| value_or_id(entry) == Some(key_id))
+            .ok_or_else(|| key_error(format!("the actor {actor_id} does not list this key")))?;
+        if let Some(owner) = entry.get("owner").and_then(value_or_id) {
+            if owner != actor_id {
+                return Err(key_error(format!(
+                    "the key's owner {owner} is not the actor {actor_id}"
+                )));
+            }
+        }
+        Ok(ActorKey {
+            public_key: key_from(entry, key_id)?,
+            actor_id,
+        })
+    }
+
+    /// Delivers an activity: a signed POST with `Content-Type: application/activity+json`.
+    /// Any HTTP status is returned for the caller to judge (retry, drop, remove the inbox);
+    /// redirects are not followed. Errors are transport failures and refused addresses.
+    pub async fn post_signed(
+        &self,
+        url: &str,
+        body: Bytes,
+        key: &SigningKey,
+    ) -> Result<StatusCode, FetchError> {
+        let url = self.checked_url(url)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
+        sign_request(
+            key,
+            &Method::POST,
+            &url,
+            &mut headers,
+            Some(&body),
+            SystemTime::now(),
+        )?;
+        let response = self
+            .deliverer
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(&url, e))?;
+        let status = response.status();
+        // Reading the answer lets the connection go back to the pool; its content is unused.
+        match read_limited(&url, response, self.options.max_response_bytes).await {
+            Ok(_) | Err(FetchError::TooLarge { .. }) => Ok(status),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Verifies a signed incoming request and returns the actor it speaks for: the cheap
+    /// checks first, then the key from `cache` or fetched (and cached), then the signature.
+    /// A cached key that does not verify is refetched once, as the actor may have rotated it
+    /// (unless it was fetched less than [`KEY_REFETCH_COOLDOWN`] ago).
+    ///
+    /// The caller must still check that the activity's actor is the returned actor.
+    pub async fn authenticate(
+        &self,
+        cache: &dyn KeyCache,
+        params: &SignatureParams,
+        request: &IncomingRequest<'_>,
+        signer: Option<&SigningKey>,
+        now: SystemTime,
+    ) -> Result<String, AuthError> {
+        check_request(params, request, now)?;
+        if let Some(cached) = cache.get(&params.key_id) {
+            match verify_request(params, request, &cached.public_key, now) {
+                Ok(()) => return Ok(cached.actor_id),
+                Err(SignatureError::Mismatch)
+                    if now
+                        .duration_since(cached.fetched_at)
+                        .is_ok_and(|age| age >= KEY_REFETCH_COOLDOWN) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        let fetched = self.fetch_actor_key(&params.key_id, signer).await?;
+        let entry = CachedKey {
+            actor_id: fetched.actor_id,
+            public_key: fetched.public_key,
+            fetched_at: now,
+        };
+        cache.put(&params.key_id, entry.clone());
+        verify_request(params, request, &entry.public_key, now)?;
+        Ok(entry.actor_id)
+    }
+
+    fn checked_url(&self, text: &str) -> Result<Url, FetchError> {
+        let url = Url::parse(text).map_err(|_| FetchError::InvalidUrl(text.to_string()))?;
+        check_url(&url, self.options.allow_private_addresses)?;
+        Ok(url)
+    }
+}
+
+/// Why [`FederationClient::authenticate`] refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("cannot get the signing key: {0}")]
+    Key(#[from] FetchError),
+}
+
+impl AuthError {
+    /// 400 for an unreadable request, else 401 (an unobtainable key included, as Mastodon).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Signature(e) => e.status(),
+            AuthError::Key(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// A remote key as cached between requests.
+#[derive(Debug, Clone)]
+pub struct CachedKey {
+    pub actor_id: String,
+    pub public_key: RsaPublicKey,
+    pub fetched_at: SystemTime,
+}
+
+/// Where [`FederationClient::authenticate`] keeps keys: this module's [`MemoryKeyCache`], or
+/// the store's durable one.
+pub trait KeyCache: Send + Sync {
+    fn get(&self, key_id: &str) -> Option<CachedKey>;
+    fn put(&self, key_id: &str, key: CachedKey);
+}
+
+/// An in-memory [`KeyCache`] holding at most `capacity` keys (the oldest fetch goes first).
+#[derive(Debug)]
+pub struct MemoryKeyCache {
+    capacity: usize,
+    keys: Mutex<HashMap<String, CachedKey>>,
+}
+
+impl MemoryKeyCache {
+    pub fn new(capacity: usize) -> MemoryKeyCache {
+        MemoryKeyCache {
+            capacity: capacity.max(1),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKey>> {
+        // The map stays consistent even if a holder panicked: every change is one call.
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl KeyCache for MemoryKeyCache {
+    fn get(&self, key_id: &str) -> Option<CachedKey> {
+        self.lock().get(key_id).cloned()
+    }
+
+    fn put(&self, key_id: &str, key: CachedKey) {
+        let mut keys = self.lock();
+        if keys.len() >= self.capacity && !keys.contains_key(key_id) {
+            let oldest = keys
+                .iter()
+                .min_by_key(|(_, cached)| cached.fetched_at)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                keys.remove(&oldest);
+            }
+        }
+        keys.insert(key_id.to_string(), key);
+    }
+}
+
+/// Resolves names with the system resolver, keeping only public addresses.
+struct PublicOnlyResolver;
+
+impl Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = resolved
+                .iter()
+                .copied()
+                .filter(|a| is_public_address(a.ip()))
+                .collect();
+            if public.is_empty() {
+                let listed: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
+                return Err(Box::new(BlockedAddress {
+                    host,
+                    reason: format!(
+                        "resolves only to non-public addresses ({})",
+                        listed.join(", ")
+                    ),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Only http(s), and no IP literal outside the public internet (names are checked once
+/// resolved, by [`PublicOnlyResolver`]).
+fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchError::InvalidUrl(url.to_string()));
+    }
+    let ip = match url.host() {
+        None => return Err(FetchError::InvalidUrl(url.to_string())),
+        Some(Host::Domain(_)) => return Ok(()),
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+    };
+    if allow_private || is_public_address(ip) {
+        return Ok(());
+    }
+    Err(FetchError::Blocked(BlockedAddress {
+        host: ip.to_string(),
+        reason: "not a public address".into(),
+    }))
+}
+
+/// Whether `ip` is on the public internet: not loopback, private (RFC 1918), link-local,
+/// CGNAT, unique-local, unspecified, multicast, broadcast, reserved, benchmarking or
+/// documentation space. IPv6 forms embedding an IPv4 address are judged by that address.
+pub fn is_public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            let embedded =
+                |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the embedded IPv4 address.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public_v4(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public_v4(embedded(s[1], s[2]));
+            }
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || s[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
+                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[..4] == [0x0100, 0, 0, 0]) // discard-only 100::/64
+        }
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(a == 0 // "this network", 0.0.0.0 included
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || (a == 100 && (b & 0xc0) == 64) // CGNAT 100.64.0.0/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || a >= 240) // reserved, broadcast included
+}
+
+fn is_activity_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/activity+json" | "application/ld+json" | "application/json"
+    )
+}
+
+/// A reqwest failure, with a refusal by the guard recovered from deep in its cause chain.
+fn send_error(url: &Url, error: reqwest::Error) -> FetchError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(current) = cause {
+        if let Some(blocked) = current.downcast_ref::<BlockedAddress>() {
+            return FetchError::Blocked(blocked.clone());
+        }
+        cause = current.source();
+    }
+    FetchError::Http {
+        url: url.to_string(),
+        source: error,
+    }
+}
+
+/// The body, refused as soon as it exceeds `limit` bytes (announced or actually sent).
+async fn read_limited(
+    url: &Url,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| send_error(url, e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The entries of an actor's `publicKey`, which may be one object or id, or an array.
+fn public_keys(actor: &Value) -> impl Iterator<Item = &Value> {
+    let keys = actor.get("publicKey");
+    let list: &[Value] = match keys {
+        Some(Value::Array(entries)) => entries,
+        Some(single) => std::slice::from_ref(single),
+        None => &[],
+    };
+    list.iter()
+}
+
+/// A reference that is either a URL string or an object with an `id`.
+fn value_or_id(value: &Value) -> Option<&str> {
+    match value {
+        Value::String(id) => Some(id),
+        other => other.get("id").and_then(Value::as_str),
+    }
+}
+
+fn key_from(entry: &Value, key_id: &str) -> Result<RsaPublicKey, FetchError> {
+    let key_error = |reason: String| FetchError::Key {
+        key_id: key_id.to_string(),
+        reason,
+    };
+    let pem = entry
+        .get("publicKeyPem")
+        .and_then(Value::as_str)
+        .ok_or_else(|| key_error("no publicKeyPem".into()))?;
+    parse_public_key_pem(pem).map_err(|e| key_error(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::http::Uri;
+    use axum::response::Response;
+    use serde_json::json;
+
+    use super::*;
+    use crate::federation::keys::test_keys::{CAVAGE_PRIVATE_PEM, OTHER_PRIVATE_PEM};
+    use crate::federation::keys::PrivateKey;
+
+    fn private(pem: &str) -> PrivateKey {
+        PrivateKey::from_pem(pem).unwrap()
+    }
+
+    fn pem(key: &str) -> String {
+        private(key).public_key_pem().unwrap()
+    }
+
+    /// A fediverse server on 127.0.0.1 serving a few actors and keys.
+    struct Peer {
+        base: String,
+        /// Our key, which it checks on protected fetches and deliveries.
+        our_key: RsaPublicKey,
+        alice_fetches: AtomicUsize,
+        deliveries: AtomicUsize,
+    }
+
+    fn json_response(status: StatusCode, content_type: &str, body: String) -> Response {
+        Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    fn redirect(to: String) -> Response {
+        Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", to)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    fn verify_ours(
+        peer: &Peer,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> bool {
+        let Ok(params) = SignatureParams::from_headers(headers) else {
+            return false;
+        };
+        let public_host = peer.base.trim_start_matches("http://");
+        let request = IncomingRequest {
+            method,
+            path_and_query: uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            headers,
+            public_host,
+            body,
+        };
+        verify_request(&params, &request, &peer.our_key, SystemTime::now()).is_ok()
+    }
+
+    async fn serve(
+        State(peer): State<Arc<Peer>>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let base = &peer.base;
+        let activity =
+            |value: Value| json_response(StatusCode::OK, ACTIVITY_JSON, value.to_string());
+        let alice = json!({
+            "id": format!("{base}/users/alice"),
+            "type": "Person",
+            "inbox": format!("{base}/users/alice/inbox"),
+            "publicKey": {
+                "id": format!("{base}/users/alice#main-key"),
+                "owner": format!("{base}/users/alice"),
+                "publicKeyPem": pem(CAVAGE_PRIVATE_PEM),
+            },
+        });
+        let bob = json!({
+            "id": format!("{base}/users/bob"),
+            "type": "Person",
+            "publicKey": {
+                "id": format!("{base}/users/bob/main-key"),
+                "owner": format!("{base}/users/bob"),
+                "publicKeyPem": pem(OTHER_PRIVATE_PEM),
+            },
+        });
+        match (method.as_str(), uri.path()) {
+            ("GET", "/users/alice") => {
+                peer.alice_fetches.fetch_add(1, Ordering::SeqCst);
+                activity(alice)
+            }
+            ("GET", "/users/bob" | "/users/bob/main-key") => activity(bob),
+            ("GET", "/keys/carol") => json_response(
+                StatusCode::OK,
+                "application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
+                json!({
+                    "id": format!("{base}/keys/carol"),
+                    "owner": format!("{base}/users/carol"),
+                    "publicKeyPem": pem(CAVAGE_PRIVATE_PEM),
+                })
+                .to_string(),
+            ),
+            ("GET", "/users/carol") => activity(json!({
+                "id": format!("{base}/users/carol"),
+                "type": "Service",
+                "publicKey": [format!("{base}/keys/carol-old"), {"id": format!("{base}/keys/carol")}],
+            })),
+            ("GET", "/keys/mallory") => activity(json!({
+                "id": format!("{base}/keys/mallory"),
+                "owner": format!("{base}/users/alice"),
+                "publicKeyPem": pem(OTHER_PRIVATE_PEM),
+            })),
+            ("GET", "/users/eve/main-key") => activity(json!({
+                "id": format!("{base}/users/alice"),
+                "type": "Person",
+                "publicKey": {
+                    "id": format!("{base}/users/eve/main-key"),
+                    "owner": format!("{base}/users/alice"),
+                    "publicKeyPem": pem(OTHER_PRIVATE_PEM),
+                },
+            })),
+            ("GET", "/plain") => json_response(
+                StatusCode::OK,
+                "application/json; charset=utf-8",
+                json!({"id": format!("{base}/plain")}).to_string(),
+            ),
+            ("GET", "/html") => json_response(StatusCode::OK, "text/html", "<p>hi</p>".into()),
+            ("GET", "/wrong-id") => activity(json!({"id": format!("{base}/users/alice")})),
+            ("GET", "/big") => json_response(
+                StatusCode::OK,
+                ACTIVITY_JSON,
+                format!("\"{}\"", "a".repeat(2 * DEFAULT_MAX_RESPONSE_BYTES)),
+            ),
+            ("GET", "/big-stream") => {
+                let chunks =
+                    (0..64).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 64 * 1024])));
+                Response::builder()
+                    .header(CONTENT_TYPE, ACTIVITY_JSON)
+                    .body(Body::from_stream(futures::stream::iter(chunks)))
+                    .unwrap()
+            }
+            ("GET", "/protected") => {
+                if verify_ours(&peer, &method, &uri, &headers, None) {
+                    activity(json!({"id": format!("{base}/protected")}))
+                } else {
+                    json_response(StatusCode::UNAUTHORIZED, "text/plain", "sign it".into())
+                }
+            }
+            ("GET", "/redirect") => redirect(format!("{base}/users/alice")),
+            ("GET", "/loop") => redirect(format!("{base}/loop")),
+            ("POST", "/inbox") => {
+                let typed = headers
+                    .get(CONTENT_TYPE)
+                    .is_some_and(|v| v == ACTIVITY_JSON);
+                if typed && verify_ours(&peer, &method, &uri, &headers, Some(&body)) {
+                    peer.deliveries.fetch_add(1, Ordering::SeqCst);
+                    json_response(StatusCode::ACCEPTED, "text/plain", String::new())
+                } else {
+                    json_response(
+                        StatusCode::UNAUTHORIZED,
+                        "text/plain",
+                        "bad signature".into(),
+                    )
+                }
+            }
+            ("POST", "/moved") => redirect(format!("{base}/inbox")),
+            _ => json_response(StatusCode::NOT_FOUND, "text/plain", String::new()),
+        }
+    }
+
+    async fn start_peer() -> Arc<Peer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = Arc::new(Peer {
+            base: format!("http://{}", listener.local_addr().unwrap()),
+            our_key: private(CAVAGE_PRIVATE_PEM).public_key(),
+            alice_fetches: AtomicUsize::new(0),
+            deliveries: AtomicUsize::new(0),
+        });
+        let app = axum::Router::new().fallback(serve).with_state(peer.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        peer
+    }
+
+    fn client(allow_private_addresses: bool) -> FederationClient {
+        FederationClient::new(ClientOptions {
+            allow_private_addresses,
+            ..ClientOptions::new("https://blog.example")
+        })
+        .unwrap()
+    }
+
+    fn our_key(peer: &Peer) -> SigningKey {
+        SigningKey::new(
+            format!("{}/users/relais#main-key", peer.base),
+            Arc::new(private(CAVAGE_PRIVATE_PEM)),
+        )
+    }
+
+    #[test]
+    fn user_agent_names_the_site() {
+        let options = ClientOptions::new("https://blog.example");
+        assert_eq!(
+            options.user_agent,
+            format!(
+                "relais/{} (+https://blog.example)",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+
+    #[test]
+    fn options_follow_the_site_config() {
+        let config = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://blog.example/\"\n\
+             [inbox]\nallow_private_addresses = true\n[delivery]\ntimeout_secs = 3\n",
+            std::path::Path::new("config.toml"),
+        )
+        .unwrap();
+        let options = ClientOptions::from_config(&config);
+        assert!(options.allow_private_addresses);
+        assert_eq!(options.timeout, Duration::from_secs(3));
+        assert_eq!(options.connect_timeout, Duration::from_secs(3));
+        assert!(
+            options.user_agent.ends_with("(+https://blog.example)"),
+            "{}",
+            options.user_agent
+        );
+        assert!(!ClientOptions::new("https://blog.example").allow_private_addresses);
+    }
+
+    #[tokio::test]
+    async fn fetches_checked_documents() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let base = &peer.base;
+        let alice = client
+            .fetch_json(
+                &format!("{base}/users/alice#ignored"),
+                None,
+                IdCheck::MatchUrl,
+            )
+            .await
+            .unwrap();
+        assert_eq!(alice["type"], "Person");
+
+        let plain = client
+            .fetch_json(&format!("{base}/plain"), None, IdCheck::MatchUrl)
+            .await
+            .unwrap();
+        assert_eq!(plain["id"], format!("{base}/plain"));
+
+        let err = client
+            .fetch_json(&format!("{base}/wrong-id"), None, IdCheck::MatchUrl)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::IdMismatch { .. }), "{err}");
+        client
+            .fetch_json(&format!("{base}/wrong-id"), None, IdCheck::Skip)
+            .await
+            .unwrap();
+
+        let err = client
+            .fetch_json(&format!("{base}/html"), None, IdCheck::Skip)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FetchError::ContentType { ref content_type, .. } if content_type == "text/html"),
+            "{err}"
+        );
+
+        let err = client
+            .fetch_json(&format!("{base}/nowhere"), None, IdCheck::Skip)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FetchError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_responses_are_cut_off() {
+        let peer = start_peer().await;
+        let client = client(true);
+        for path in ["/big", "/big-stream"] {
+            let err = client
+                .fetch_json(&format!("{}{path}", peer.base), None, IdCheck::Skip)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    FetchError::TooLarge {
+                        limit: DEFAULT_MAX_RESPONSE_BYTES,
+                        ..
+                    }
+                ),
+                "{path}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_followed_a_few_times_and_ids_still_checked() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let redirected = format!("{}/redirect", peer.base);
+        let doc = client
+            .fetch_json(&redirected, None, IdCheck::Skip)
+            .await
+            .unwrap();
+        assert_eq!(doc["type"], "Person");
+        let err = client
+            .fetch_json(&redirected, None, IdCheck::MatchUrl)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::IdMismatch { .. }), "{err}");
+        let err = client
+            .fetch_json(&format!("{}/loop", peer.base), None, IdCheck::Skip)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("redirect"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn authorized_fetch_servers_get_a_signed_get() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let url = format!("{}/protected", peer.base);
+        let err = client
+            .fetch_json(&url, None, IdCheck::MatchUrl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FetchError::Status {
+                    status: StatusCode::UNAUTHORIZED,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        client
+            .fetch_json(&url, Some(&our_key(&peer)), IdCheck::MatchUrl)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn actor_keys_are_found_in_every_shape() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let base = &peer.base;
+
+        let alice = client
+            .fetch_actor_key(&format!("{base}/users/alice#main-key"), None)
+            .await
+            .unwrap();
+        assert_eq!(alice.actor_id, format!("{base}/users/alice"));
+        assert_eq!(alice.public_key, private(CAVAGE_PRIVATE_PEM).public_key());
+
+        // GoToSocial: the key URL serves the actor, whose id is elsewhere.
+        let bob = client
+            .fetch_actor_key(&format!("{base}/users/bob/main-key"), None)
+            .await
+            .unwrap();
+        assert_eq!(bob.actor_id, format!("{base}/users/bob"));
+        assert_eq!(bob.public_key, private(OTHER_PRIVATE_PEM).public_key());
+
+        // A standalone key document, confirmed by its owner.
+        let carol = client
+            .fetch_actor_key(&format!("{base}/keys/carol"), None)
+            .await
+            .unwrap();
+        assert_eq!(carol.actor_id, format!("{base}/users/carol"));
+        assert_eq!(carol.public_key, private(CAVAGE_PRIVATE_PEM).public_key());
+    }
+
+    #[tokio::test]
+    async fn keys_their_actor_does_not_claim_are_refused() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let base = &peer.base;
+        for key_id in [
+            format!("{base}/keys/mallory"),
+            format!("{base}/users/eve/main-key"),
+            format!("{base}/users/alice#other-key"),
+        ] {
+            let err = client.fetch_actor_key(&key_id, None).await.unwrap_err();
+            assert!(matches!(err, FetchError::Key { .. }), "{key_id}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_signed_and_redirects_not_followed() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let key = our_key(&peer);
+        let body = Bytes::from_static(br#"{"type":"Create"}"#);
+        let status = client
+            .post_signed(&format!("{}/inbox", peer.base), body.clone(), &key)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(peer.deliveries.load(Ordering::SeqCst), 1);
+
+        let status = client
+            .post_signed(&format!("{}/moved", peer.base), body.clone(), &key)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::FOUND);
+
+        let stranger = SigningKey::new(key.key_id.clone(), Arc::new(private(OTHER_PRIVATE_PEM)));
+        let status = client
+            .post_signed(&format!("{}/inbox", peer.base), body, &stranger)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(peer.deliveries.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn private_addresses_are_refused_unless_allowed() {
+        let peer = start_peer().await;
+        let port = peer.base.rsplit(':').next().unwrap().to_string();
+        let guarded = client(false);
+        for url in [
+            format!("http://127.0.0.1:{port}/users/alice"),
+            format!("http://localhost:{port}/users/alice"),
+            format!("http://[::1]:{port}/users/alice"),
+            format!("http://[::ffff:127.0.0.1]:{port}/users/alice"),
+            format!("http://2130706433:{port}/users/alice"),
+        ] {
+            let err = guarded
+                .fetch_json(&url, None, IdCheck::Skip)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, FetchError::Blocked(_)), "{url}: {err}");
+        }
+        let err = guarded
+            .post_signed(
+                &format!("http://localhost:{port}/inbox"),
+                Bytes::new(),
+                &our_key(&peer),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Blocked(_)), "{err}");
+        assert!(err.to_string().contains("localhost"), "{err}");
+        let err = guarded
+            .fetch_actor_key(
+                &format!("http://localhost:{port}/users/alice#main-key"),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Blocked(_)), "{err}");
+        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 0);
+        assert_eq!(peer.deliveries.load(Ordering::SeqCst), 0);
+
+        // The very same requests go through once allowed.
+        client(true)
+            .fetch_json(
+                &format!("http://localhost:{port}/users/alice"),
+                None,
+                IdCheck::Skip,
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_http_urls_are_fetched() {
+        let client = client(true);
+        for url in [
+            "ftp://example.com/actor",
+            "file:///etc/passwd",
+            "not a url",
+            "/relative",
+        ] {
+            let err = client
+                .fetch_json(url, None, IdCheck::Skip)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, FetchError::InvalidUrl(_)), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn address_classification() {
+        let blocked = [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "127.255.0.9",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "100::1",
+        ];
+        for text in blocked {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(!is_public_address(ip), "{text} should be blocked");
+        }
+        let public = [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.15.0.1",
+            "172.32.0.1",
+            "192.169.0.1",
+            "198.20.0.1",
+            "2606:4700:4700::1111",
+            "2a01:4f8::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ];
+        for text in public {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(is_public_address(ip), "{text} should be public");
+        }
+        assert!(!is_public_address(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn content_types_accepted() {
+        for accepted in [
+            "application/activity+json",
+            "application/activity+json; charset=utf-8",
+            "application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
+            "Application/JSON",
+        ] {
+            assert!(is_activity_json(accepted), "{accepted}");
+        }
+        for refused in ["text/html", "", "application/jsonx", "text/json"] {
+            assert!(!is_activity_json(refused), "{refused}");
+        }
+    }
+
+    /// A request signed now by the Appendix C key under alice's keyId, as her server would.
+    fn alice_request(peer: &Peer, now: SystemTime) -> (HeaderMap, SignatureParams) {
+        let key = SigningKey::new(
+            format!("{}/users/alice#main-key", peer.base),
+            Arc::new(private(CAVAGE_PRIVATE_PEM)),
+        );
+        let url = Url::parse("https://blog.example/ap/inbox").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
+        sign_request(&key, &Method::POST, &url, &mut headers, Some(b"{}"), now).unwrap();
+        let params = SignatureParams::from_headers(&headers).unwrap();
+        (headers, params)
+    }
+
+    fn incoming(headers: &HeaderMap) -> IncomingRequest<'_> {
+        IncomingRequest {
+            method: &Method::POST,
+            path_and_query: "/ap/inbox",
+            headers,
+            public_host: "blog.example",
+            body: Some(b"{}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticate_fetches_then_uses_the_cache() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let cache = MemoryKeyCache::new(16);
+        let now = SystemTime::now();
+        let (headers, params) = alice_request(&peer, now);
+        let actor = client
+            .authenticate(&cache, &params, &incoming(&headers), None, now)
+            .await
+            .unwrap();
+        assert_eq!(actor, format!("{}/users/alice", peer.base));
+        assert!(cache.get(&params.key_id).is_some());
+        client
+            .authenticate(&cache, &params, &incoming(&headers), None, now)
+            .await
+            .unwrap();
+        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_refetched_once() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let cache = MemoryKeyCache::new(16);
+        let now = SystemTime::now();
+        let (headers, params) = alice_request(&peer, now);
+        let stale = CachedKey {
+            actor_id: format!("{}/users/alice", peer.base),
+            public_key: private(OTHER_PRIVATE_PEM).public_key(),
+            fetched_at: now - Duration::from_secs(3600),
+        };
+        cache.put(&params.key_id, stale.clone());
+        client
+            .authenticate(&cache, &params, &incoming(&headers), None, now)
+            .await
+            .unwrap();
+        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
+        let refreshed = cache.get(&params.key_id).unwrap();
+        assert_eq!(
+            refreshed.public_key,
+            private(CAVAGE_PRIVATE_PEM).public_key()
+        );
+        assert_eq!(refreshed.fetched_at, now);
+
+        // Fetched moments ago and still failing: no second fetch, the signature is bad.
+        cache.put(
+            &params.key_id,
+            CachedKey {
+                fetched_at: now,
+                ..stale
+            },
+        );
+        let err = client
+            .authenticate(&cache, &params, &incoming(&headers), None, now)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::Signature(SignatureError::Mismatch)),
+            "{err}"
+        );
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn hopeless_requests_fetch_nothing() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let cache = MemoryKeyCache::new(16);
+        let signed_at = SystemTime::now() - Duration::from_secs(3 * 3600);
+        let (headers, params) = alice_request(&peer, signed_at);
+        let err = client
+            .authenticate(
+                &cache,
+                &params,
+                &incoming(&headers),
+                None,
+                SystemTime::now(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::Signature(SignatureError::Expired)),
+            "{err}"
+        );
+        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 0);
+        assert!(cache.get(&params.key_id).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unobtainable_key_is_a_401() {
+        let peer = start_peer().await;
+        let client = client(true);
+        let now = SystemTime::now();
+        let (headers, mut params) = alice_request(&peer, now);
+        params.key_id = format!("{}/users/nobody#main-key", peer.base);
+        let err = client
+            .authenticate(
+                &MemoryKeyCache::new(4),
+                &params,
+                &incoming(&headers),
+                None,
+                now,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AuthError::Key(FetchError::Status { .. })),
+            "{err}"
+        );
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn memory_cache_drops_the_oldest_when_full() {
+        let cache = MemoryKeyCache::new(2);
+        let key = private(CAVAGE_PRIVATE_PEM).public_key();
+        let entry = |secs| CachedKey {
+            actor_id: "https://a.example/u".into(),
+            public_key: key.clone(),
+            fetched_at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        };
+        cache.put("old", entry(1));
+        cache.put("new", entry(3));
+        cache.put("old", entry(2));
+        cache.put("newest", entry(4));
+        assert!(cache.get("old").is_none());
+        assert!(cache.get("new").is_some());
+        assert!(cache.get("newest").is_some());
+    }
+}

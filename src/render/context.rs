@@ -1,0 +1,362 @@
+//! What templates see. Every page gets `config`, `fediverse`, `site`, `feeds`, `lang`,
+//! `current_path` and `current_url`; then `paginator`, `post`, `page`, `tags` or `tag` +
+//! `posts`. Listings carry light post views (no `content`, no `text`).
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{json, Map, Value};
+use tera::Context;
+
+use crate::config::{AuthorConfig, SiteConfig};
+use crate::content::Document;
+use crate::federation::urls::Urls;
+use crate::site::interactions::{Interactions, PostInteractions};
+use crate::site::{feeds, Site};
+
+const DESCRIPTION_CHARS: usize = 160;
+
+pub struct Views<'a> {
+    globals: Map<String, Value>,
+    /// Light view of each post, same order as `Site::posts`.
+    listed: Vec<Value>,
+    urls: Urls,
+    host: String,
+    interactions: &'a Interactions,
+}
+
+impl<'a> Views<'a> {
+    pub fn new(site: &Site, interactions: &'a Interactions) -> Views<'a> {
+        let config = &site.config;
+        let urls = Urls::new(config);
+        let host = config.host();
+        let mut globals = Map::new();
+        globals.insert(
+            "config".into(),
+            json!({
+                "title": config.title,
+                "base_url": config.base_url,
+                "description": config.description,
+                "language": config.language,
+                "paginate_by": config.paginate_by,
+                "extra": config.extra,
+                "highlight_css": config.highlight_theme.is_none(),
+            }),
+        );
+        globals.insert("lang".into(), json!(config.language));
+        let fediverse_authors: Vec<Value> = config
+            .authors
+            .iter()
+            .filter(|a| a.actor)
+            .map(|a| author_view(config, &urls, &host, a))
+            .collect();
+        globals.insert(
+            "fediverse".into(),
+            json!({
+                "enabled": config.fediverse.enabled,
+                "username": config.fediverse.username,
+                "handle": Urls::handle(&config.fediverse.username, &host),
+                "actor_url": urls.actor(&config.fediverse.username),
+                "authors": fediverse_authors,
+                "profile_links": config.fediverse.profile_links,
+            }),
+        );
+        let pages: Vec<Value> = site
+            .pages
+            .iter()
+            .map(|p| json!({"title": p.title, "path": p.path, "permalink": config.absolute(&p.path)}))
+            .collect();
+        let tags: Vec<Value> = site
+            .tags
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "slug": t.slug,
+                    "path": t.path(),
+                    "permalink": config.absolute(&t.path()),
+                    "count": t.posts.len(),
+                })
+            })
+            .collect();
+        globals.insert("site".into(), json!({"pages": pages, "tags": tags}));
+        globals.insert(
+            "feeds".into(),
+            json!({
+                "atom": config.absolute(feeds::ATOM_PATH),
+                "rss": config.absolute(feeds::RSS_PATH),
+            }),
+        );
+        let mut views = Views {
+            globals,
+            listed: Vec::new(),
+            urls,
+            host,
+            interactions,
+        };
+        views.listed = site
+            .posts
+            .iter()
+            .map(|p| views.document(config, p, false))
+            .collect();
+        views
+    }
+
+    fn base(&self, config: &SiteConfig, path: &str) -> PageContext {
+        let mut context = PageContext(self.globals.clone());
+        context.insert("current_path", json!(path));
+        context.insert("current_url", json!(config.absolute(path)));
+        context
+    }
+
+    pub fn home(&self, site: &Site, number: usize) -> PageContext {
+        let per_page = site.config.paginate_by;
+        let total = site.home_page_count();
+        let path = Site::home_page_path(number);
+        let mut context = self.base(&site.config, &path);
+        let start = ((number - 1) * per_page).min(self.listed.len());
+        let end = (start + per_page).min(self.listed.len());
+        let link = |n: usize| (1..=total).contains(&n).then(|| Site::home_page_path(n));
+        context.insert("paginator", json!({
+                "number": number,
+                "total_pages": total,
+                "posts": &self.listed[start..end],
+                "previous": link(number.wrapping_sub(1)),
+                "next": link(number + 1),
+                "pages": (1..=total).map(|n| json!({"number": n, "path": Site::home_page_path(n)})).collect::<Vec<_>>(),
+            }),
+        );
+        context
+    }
+
+    pub fn post(&self, site: &Site, index: usize) -> PageContext {
+        let post = &site.posts[index];
+        let mut context = self.base(&site.config, &post.path);
+        let mut view = self.document(&site.config, post, true);
+        if let Some(map) = view.as_object_mut() {
+            map.insert(
+                "newer".into(),
+                index
+                    .checked_sub(1)
+                    .and_then(|i| self.listed.get(i))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+            map.insert(
+                "older".into(),
+                self.listed.get(index + 1).cloned().unwrap_or(Value::Null),
+            );
+        }
+        context.insert("post", view);
+        context
+    }
+
+    pub fn page(&self, site: &Site, index: usize) -> PageContext {
+        let page = &site.pages[index];
+        let mut context = self.base(&site.config, &page.path);
+        context.insert("page", self.document(&site.config, page, true));
+        context
+    }
+
+    pub fn tags(&self, site: &Site) -> PageContext {
+        let mut context = self.base(&site.config, "/tags/");
+        let tags = self
+            .globals
+            .get("site")
+            .and_then(|s| s.get("tags"))
+            .cloned();
+        context.insert("tags", tags.unwrap_or(Value::Array(Vec::new())));
+        context
+    }
+
+    pub fn tag(&self, site: &Site, index: usize) -> PageContext {
+        let tag = &site.tags[index];
+        let mut context = self.base(&site.config, &tag.path());
+        context.insert(
+            "tag",
+            json!({
+                "name": tag.name,
+                "slug": tag.slug,
+                "path": tag.path(),
+                "permalink": site.config.absolute(&tag.path()),
+                "count": tag.posts.len(),
+            }),
+        );
+        let posts = tag
+            .posts
+            .iter()
+            .filter_map(|&i| self.listed.get(i))
+            .cloned()
+            .collect();
+        context.insert("posts", Value::Array(posts));
+        context
+    }
+
+    pub fn not_found(&self, site: &Site) -> PageContext {
+        self.base(&site.config, "/404.html")
+    }
+
+    /// A document as templates see it. `full` adds the body and, for posts, interactions.
+    fn document(&self, config: &SiteConfig, doc: &Document, full: bool) -> Value {
+        let mut map = match serde_json::to_value(doc) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let description = description(doc);
+        if !full {
+            map.remove("content");
+            map.remove("text");
+        }
+        map.insert("permalink".into(), config.absolute(&doc.path).into());
+        map.insert("description".into(), description.into());
+        insert_date(&mut map, "date", doc.date);
+        insert_date(&mut map, "updated", doc.updated);
+        let tag_list: Vec<Value> = doc
+            .tags
+            .iter()
+            .map(|name| {
+                let slug = slug::slugify(name);
+                let path = format!("/tags/{slug}/");
+                json!({"name": name, "slug": slug, "permalink": config.absolute(&path), "path": path})
+            })
+            .collect();
+        map.insert("tag_list".into(), tag_list.into());
+        let authors: Vec<&AuthorConfig> = doc
+            .authors
+            .iter()
+            .filter_map(|id| config.author(id))
+            .collect();
+        map.insert("author_ids".into(), json!(doc.authors));
+        map.insert(
+            "authors".into(),
+            authors
+                .iter()
+                .map(|a| author_view(config, &self.urls, &self.host, a))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        let creator = authors
+            .iter()
+            .find(|a| a.actor)
+            .map_or(config.fediverse.username.as_str(), |a| a.id.as_str());
+        map.insert("creator".into(), Urls::handle(creator, &self.host).into());
+        if let Some(image) = &doc.image {
+            map.insert(
+                "image".into(),
+                json!({
+                    "src": image.src,
+                    "alt": image.alt,
+                    "media_type": image.media_type,
+                    "url": config.absolute(&image.src),
+                }),
+            );
+        }
+        if doc.kind == crate::content::DocumentKind::Post {
+            let object_url = self.urls.object(&doc.path);
+            if full {
+                let interactions = self
+                    .interactions
+                    .get(&object_url)
+                    .cloned()
+                    .unwrap_or_default();
+                map.insert("interactions".into(), interactions_view(&interactions));
+            }
+            map.insert("object_url".into(), object_url.into());
+        }
+        Value::Object(map)
+    }
+}
+
+/// A template context built as JSON and handed to Tera whole, without another deep copy.
+pub struct PageContext(Map<String, Value>);
+
+impl PageContext {
+    fn insert(&mut self, key: &str, value: Value) {
+        self.0.insert(key.to_string(), value);
+    }
+
+    pub fn into_tera(self) -> tera::Result<Context> {
+        Context::from_value(Value::Object(self.0))
+    }
+}
+
+fn author_view(config: &SiteConfig, urls: &Urls, host: &str, author: &AuthorConfig) -> Value {
+    json!({
+        "id": author.id,
+        "name": author.name,
+        "summary": author.summary,
+        "avatar": author.avatar.as_deref().map(|a| config.absolute(a)),
+        "url": author.url.clone().unwrap_or_else(|| config.absolute("/")),
+        "handle": author.actor.then(|| Urls::handle(&author.id, host)),
+        "actor_url": author.actor.then(|| urls.actor(&author.id)),
+        "profile_links": author.profile_links,
+    })
+}
+
+fn interactions_view(interactions: &PostInteractions) -> Value {
+    let mut value = serde_json::to_value(interactions).unwrap_or_else(|_| json!({}));
+    if let Some(replies) = value.get_mut("replies").and_then(Value::as_array_mut) {
+        for (reply, original) in replies.iter_mut().zip(&interactions.replies) {
+            if let Some(map) = reply.as_object_mut() {
+                map.insert(
+                    "published_display".into(),
+                    original
+                        .published
+                        .format("%-d %B %Y, %H:%M UTC")
+                        .to_string()
+                        .into(),
+                );
+            }
+        }
+    }
+    value
+}
+
+fn insert_date(map: &mut Map<String, Value>, key: &str, date: Option<DateTime<FixedOffset>>) {
+    let (iso, display) = match date {
+        Some(d) => (
+            Value::from(d.to_rfc3339()),
+            Value::from(d.format("%-d %B %Y").to_string()),
+        ),
+        None => (Value::Null, Value::Null),
+    };
+    map.insert(format!("{key}_iso"), iso);
+    map.insert(format!("{key}_display"), display);
+}
+
+/// Plain text for `<meta name="description">`: the summary without tags, else the start of
+/// the text, cut at a word boundary.
+fn description(doc: &Document) -> String {
+    let source = match &doc.summary {
+        Some(html) => strip_tags(html),
+        None => doc.text.clone(),
+    };
+    let flat = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= DESCRIPTION_CHARS {
+        return flat;
+    }
+    let cut: String = flat.chars().take(DESCRIPTION_CHARS).collect();
+    match cut.rfind(' ') {
+        Some(i) => format!("{}…", &cut[..i]),
+        None => format!("{cut}…"),
+    }
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+}

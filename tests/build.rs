@@ -1,0 +1,405 @@
+//! `relais init` and `relais build` run as the real binary on sites made in temp dirs.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn relais(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(args)
+        .output()
+        .expect("run relais")
+}
+
+fn build(site: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["build", "--site", site.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    relais(&args)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00,
+    0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa, 0xdc, 0xd8, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44,
+    0xae, 0x42, 0x60, 0x82,
+];
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "config.toml",
+        "title = \"Fixture\"\nbase_url = \"https://fixture.example\"\npaginate_by = 2\n\
+         [[authors]]\nid = \"ann\"\nname = \"Ann\"\n",
+    );
+    for (i, tag) in [(1, "rust"), (2, "web"), (3, "rust")] {
+        write(
+            root,
+            &format!("content/posts/post-{i}.md"),
+            &format!(
+                "+++\ntitle = \"Post {i}\"\ndate = 2024-05-0{i}\ntags = [\"{tag}\"]\nauthors = [\"ann\"]\n+++\n\nText of post {i}.\n\n```rust\nfn main() {{}}\n```\n"
+            ),
+        );
+    }
+    write(
+        root,
+        "content/posts/trip/index.md",
+        "---\ntitle: Trip\ndate: 2024-04-01\ntags: [travel]\n---\n\n![A red dot](dot.png)\n",
+    );
+    fs::write(root.join("content/posts/trip/dot.png"), PNG).unwrap();
+    write(
+        root,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\nAbout.\n",
+    );
+    write(root, "static/robots-note.txt", "static file\n");
+    dir
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn builds_every_kind_of_output() {
+    let site = fixture();
+    let out = build(site.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("Built 12 pages, 4 posts, 3 tags in "),
+        "{}",
+        stdout(&out)
+    );
+    let public = site.path().join("public");
+    for file in [
+        "index.html",
+        "page/2/index.html",
+        "posts/post-1/index.html",
+        "posts/trip/index.html",
+        "posts/trip/dot.png",
+        "about/index.html",
+        "tags/index.html",
+        "tags/rust/index.html",
+        "tags/travel/index.html",
+        "atom.xml",
+        "rss.xml",
+        "sitemap.xml",
+        "robots.txt",
+        "404.html",
+        "style.css",
+        "highlight.css",
+        "robots-note.txt",
+    ] {
+        assert!(public.join(file).is_file(), "missing {file}");
+    }
+    assert_eq!(fs::read(public.join("posts/trip/dot.png")).unwrap(), PNG);
+    let trip = fs::read_to_string(public.join("posts/trip/index.html")).unwrap();
+    assert!(
+        trip.contains("<img src=\"/posts/trip/dot.png\" alt=\"A red dot\""),
+        "{trip}"
+    );
+    let post = fs::read_to_string(public.join("posts/post-3/index.html")).unwrap();
+    assert!(
+        post.contains("class=\"hl-"),
+        "code is highlighted with classes"
+    );
+    let rust_tag = fs::read_to_string(public.join("tags/rust/index.html")).unwrap();
+    assert!(
+        rust_tag.contains("Post 1") && rust_tag.contains("Post 3") && !rust_tag.contains("Post 2")
+    );
+}
+
+#[test]
+fn rebuilds_write_only_what_changed_and_remove_what_is_gone() {
+    let site = fixture();
+    assert!(build(site.path(), &[]).status.success());
+    let public = site.path().join("public");
+    let before = snapshot(&public);
+
+    let again = build(site.path(), &[]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(snapshot(&public), before);
+
+    fs::remove_file(site.path().join("content/posts/post-2.md")).unwrap();
+    let after_delete = build(site.path(), &[]);
+    assert!(after_delete.status.success(), "{}", stderr(&after_delete));
+    assert!(!public.join("posts/post-2").exists());
+    assert!(
+        !public.join("tags/web").exists(),
+        "the tag only post 2 had is gone"
+    );
+    assert!(public.join("posts/post-1/index.html").is_file());
+}
+
+#[test]
+fn drafts_only_with_the_flag() {
+    let site = fixture();
+    write(
+        site.path(),
+        "content/posts/wip.md",
+        "+++\ntitle = \"WIP\"\ndate = 2024-06-01\ndraft = true\n+++\nSoon.\n",
+    );
+    assert!(build(site.path(), &[]).status.success());
+    assert!(!site.path().join("public/posts/wip").exists());
+    let out_dir = site.path().join("preview");
+    let out = build(
+        site.path(),
+        &["--drafts", "--out", out_dir.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out_dir.join("posts/wip/index.html").is_file());
+}
+
+#[test]
+fn example_site_builds_without_warnings() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-site");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = build(&example, &["--out", out_dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no warnings");
+    let bundle = out_dir.path().join("posts/harbour-at-dawn");
+    assert!(bundle.join("index.html").is_file());
+    assert!(bundle.join("harbour.png").is_file());
+    assert!(!out_dir.path().join("posts/notes-on-a-draft").exists());
+}
+
+#[test]
+fn init_makes_a_site_that_builds_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("blog");
+    let site_arg = site.to_str().unwrap();
+    let out = relais(&[
+        "init",
+        site_arg,
+        "--title",
+        "My \"quoted\" blog",
+        "--author",
+        "Zoë Q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gitignore = fs::read_to_string(site.join(".gitignore")).unwrap();
+    for ignored in ["/public/", "/relais-key.pem", "/relais.db*"] {
+        assert!(gitignore.lines().any(|l| l == ignored), "{ignored}");
+    }
+    assert!(
+        !site.join("themes").exists(),
+        "the theme stays in the binary unless asked"
+    );
+    let built = build(&site, &[]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let home = fs::read_to_string(site.join("public/index.html")).unwrap();
+    assert!(home.contains("My &quot;quoted&quot; blog"), "{home}");
+    assert!(site.join("public/posts/hello/index.html").is_file());
+    assert!(site.join("public/about/index.html").is_file());
+
+    let again = relais(&["init", site_arg]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    let ejected = dir.path().join("ejected");
+    let out = relais(&["init", ejected.to_str().unwrap(), "--eject-theme"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ejected.join("themes/default/templates/base.html").is_file());
+    assert!(build(&ejected, &[]).status.success());
+}
+
+/// Builds the fixture, breaks it with `breakage`, and checks that the build fails naming
+/// `expected` on stderr while `public/` stays exactly as it was.
+fn fails_and_keeps_public(breakage: impl FnOnce(&Path), expected: &[&str]) {
+    let site = fixture();
+    let first = build(site.path(), &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let public = site.path().join("public");
+    let before = snapshot(&public);
+
+    breakage(site.path());
+    let out = build(site.path(), &[]);
+    assert!(!out.status.success(), "the build should fail");
+    let err = stderr(&out);
+    for needle in expected {
+        assert!(err.contains(needle), "{needle:?} not in stderr: {err}");
+    }
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(snapshot(&public), before, "public/ was touched");
+}
+
+#[test]
+fn malformed_front_matter() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/posts/post-1.md",
+                "+++\ntitle = \"Broken\ndate = 2024-01-01\n+++\n",
+            )
+        },
+        &["error: content/posts/post-1.md:2: TOML front matter"],
+    );
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/about.md",
+                "---\ntitle: About\ntitel: typo\n---\n",
+            )
+        },
+        &["error: content/about.md:3: YAML front matter: unknown field `titel`"],
+    );
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/about.md",
+                "+++\ntitle = \"About\"\n\nNo end.\n",
+            )
+        },
+        &["error: content/about.md:1: front matter opened with `+++` is never closed"],
+    );
+}
+
+#[test]
+fn unknown_date_format() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/posts/post-2.md",
+                "+++\ntitle = \"Dated\"\ntags = []\ndate = \"May 3rd\"\n+++\n",
+            )
+        },
+        &["error: content/posts/post-2.md:4: unknown date format \"May 3rd\""],
+    );
+}
+
+#[test]
+fn template_syntax_error() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "templates/post.html",
+                "{% extends \"base.html\" %}\n{% block content %}\n{% if %}\n{% endblock content %}\n",
+            )
+        },
+        &["error: templates/post.html:3: template syntax error"],
+    );
+}
+
+#[test]
+fn missing_template() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "templates/page.html",
+                "{% extends \"base.html\" %}\n{% block content %}{% include \"partials/nope.html\" %}{% endblock content %}\n",
+            )
+        },
+        &["error: templates/page.html:2: template \"partials/nope.html\" does not exist"],
+    );
+    fails_and_keeps_public(
+        |site| {
+            let config = fs::read_to_string(site.join("config.toml")).unwrap();
+            write(site, "config.toml", &format!("theme = \"bare\"\n{config}"));
+            for name in [
+                "index.html",
+                "post.html",
+                "page.html",
+                "tags.html",
+                "404.html",
+            ] {
+                write(site, &format!("themes/bare/templates/{name}"), "x");
+            }
+        },
+        &["error: templates/tag.html: missing template tag.html"],
+    );
+}
+
+#[test]
+fn duplicate_slugs() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/posts/another.md",
+                "+++\ntitle = \"Another\"\ndate = 2024-01-01\nslug = \"post-1\"\n+++\n",
+            )
+        },
+        &[
+            "error: content/posts/post-1.md:1: page /posts/post-1/ is also produced by content/posts/another.md",
+        ],
+    );
+}
+
+#[test]
+fn link_to_a_missing_image() {
+    fails_and_keeps_public(
+        |site| {
+            write(
+                site,
+                "content/posts/trip/index.md",
+                "---\ntitle: Trip\ndate: 2024-04-01\n---\n\nFirst.\n\n![Gone](gone.jpg)\n",
+            )
+        },
+        &["error: content/posts/trip/index.md:8: image to missing file gone.jpg"],
+    );
+}
+
+#[test]
+fn every_broken_file_is_reported() {
+    fails_and_keeps_public(
+        |site| {
+            write(site, "content/posts/post-1.md", "+++\ntitle = 1\n+++\n");
+            write(
+                site,
+                "content/posts/post-3.md",
+                "+++\ntitle = \"x\"\ndate = \"soon\"\n+++\n",
+            );
+        },
+        &[
+            "error: content/posts/post-1.md:2:",
+            "error: content/posts/post-3.md:3: unknown date format",
+        ],
+    );
+}
