@@ -83,13 +83,14 @@ fn node_available() -> bool {
     false
 }
 
-/// Installs the pinned peer dependencies once (`npm ci` honours package-lock.json).
+/// Installs the pinned peer dependencies (`npm ci` honours package-lock.json) unless
+/// node_modules was installed from the current lock file.
 fn install_peer() {
     let dir = interop_dir();
-    if dir
-        .join("node_modules/@fedify/fedify/package.json")
-        .exists()
-    {
+    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(dir.join("node_modules/.package-lock.json"));
+    let locked = modified(dir.join("package-lock.json"));
+    if matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
         return;
     }
     let status = Command::new("npm")
