@@ -106,6 +106,29 @@ fn serves_pages_and_reloads_after_an_edit() {
     let (status, _) = get(&address, "/no/such/page/");
     assert_eq!(status, 404);
 
+    // The inbox runs in the same process: documents, WebFinger, and a guarded inbox.
+    let (status, actor) = get(&address, "/ap/users/blog.json");
+    assert_eq!(status, 200, "{actor}");
+    assert!(
+        actor.contains("content-type: application/activity+json"),
+        "{actor}"
+    );
+    let (status, finger) = get(
+        &address,
+        &format!("/.well-known/webfinger?resource=acct:blog@{address}"),
+    );
+    assert_eq!(status, 200, "{finger}");
+    assert!(finger.contains(&format!("http://{address}/ap/users/blog.json")));
+    let mut unsigned = TcpStream::connect(&address).unwrap();
+    write!(
+        unsigned,
+        "POST /ap/inbox HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/activity+json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    unsigned.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
     let mut events = TcpStream::connect(&address).unwrap();
     events
         .set_read_timeout(Some(Duration::from_secs(60)))

@@ -10,7 +10,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::SiteConfig;
 use crate::content::{DocumentCache, Highlighter};
-use crate::render::{self, Theme, WriteReport};
+use crate::federation::{
+    self,
+    check::{FederationState, FediverseWarning},
+    keys::{self, SiteKeySource},
+};
+use crate::render::{self, OutputFile, Theme, WriteReport};
 use crate::site::interactions::Interactions;
 use crate::site::{LoadOptions, Site};
 
@@ -41,6 +46,8 @@ pub struct BuildOptions {
     pub base_url: Option<String>,
     /// Show a spinner on stderr when the build takes a while.
     pub progress: bool,
+    /// Render and check everything but write nothing (`relais check`).
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +64,9 @@ pub struct BuildReport {
     pub write: WriteReport,
     pub elapsed: Duration,
     pub out_dir: PathBuf,
+    /// What will look wrong on Mastodon (`relais check` fails on these).
+    pub warnings: Vec<FediverseWarning>,
+    pub key_source: Option<SiteKeySource>,
 }
 
 impl BuildReport {
@@ -137,17 +147,39 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     )?;
 
     spinner.message("Rendering");
-    // Replies, likes and boosts come from the inbox store; none are known to a plain build.
-    let interactions = Interactions::new();
+    let interactions = stored_interactions(site_dir, &site)?;
     let mut files = render::render_site(&site, &theme, &interactions)?;
     files.extend(render::highlight_stylesheet(highlighter)?);
-    // Federation: the ActivityPub documents (actors, outboxes, objects, WebFinger) are appended to `files` here.
+    let fediverse = federation_stage(site_dir, &options.out_dir, &site)?;
+    files.extend(
+        fediverse
+            .files
+            .into_iter()
+            .map(|f| OutputFile::bytes(OutputFile::path_for(&f.path), f.bytes)),
+    );
 
-    spinner.message("Writing");
-    let write = render::write_output(&options.out_dir, &files)
-        .with_context(|| format!("writing {}", options.out_dir.display()))?;
+    let write = if options.dry_run {
+        WriteReport::default()
+    } else {
+        spinner.message("Writing");
+        render::write_output(&options.out_dir, &files)
+            .with_context(|| format!("writing {}", options.out_dir.display()))?
+    };
     spinner.finish();
+    // A build for another base_url (serve) has other object ids: it must not replace the
+    // state the next real build compares with.
+    if !options.dry_run && options.base_url.is_none() {
+        if let Err(err) = fediverse.state.save(site_dir) {
+            // Only warnings depend on it: a build that wrote its output has succeeded.
+            eprintln!(
+                "warning: cannot save {}: {err}",
+                federation::check::STATE_FILE
+            );
+        }
+    }
     Ok(BuildReport {
+        warnings: fediverse.warnings,
+        key_source: fediverse.key_source,
         html_pages: site.home_page_count()
             + site.posts.len()
             + site.pages.len()
@@ -165,6 +197,69 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     })
 }
 
+/// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox
+/// never ran (no store file) has none.
+fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interactions> {
+    let path = site_dir.join(&site.config.inbox.store);
+    if !site.config.fediverse.enabled || !path.exists() {
+        return Ok(Interactions::new());
+    }
+    let urls = federation::urls::Urls::new(&site.config);
+    let ids: Vec<String> = site.posts.iter().map(|p| urls.object(&p.path)).collect();
+    let store = crate::store::Store::open(&path)?;
+    Ok(store.interactions(&ids)?)
+}
+
+/// What the federation stage adds to a build.
+struct FederationStage {
+    files: Vec<federation::FederationOutput>,
+    warnings: Vec<FediverseWarning>,
+    state: FederationState,
+    key_source: Option<SiteKeySource>,
+}
+
+/// Actor, WebFinger, outbox and object documents plus host rules, and the Mastodon checks.
+fn federation_stage(
+    site_dir: &Path,
+    out_dir: &Path,
+    site: &Site,
+) -> anyhow::Result<FederationStage> {
+    let config = &site.config;
+    let urls = federation::urls::Urls::new(config);
+    let state = FederationState::of_posts(&urls, &site.posts);
+    if !config.fediverse.enabled {
+        return Ok(FederationStage {
+            files: Vec::new(),
+            warnings: Vec::new(),
+            state,
+            key_source: None,
+        });
+    }
+    let key_path = site_dir.join(&config.fediverse.key_path);
+    keys::ensure_outside(&key_path, out_dir)?;
+    let (public_key_pem, key_source) = keys::site_public_key(&key_path)?;
+    let previous = FederationState::load(site_dir);
+    Ok(FederationStage {
+        files: federation::output_files(config, &site.posts, &public_key_pem),
+        warnings: federation::check::check_site(config, &site.posts, &previous),
+        state,
+        key_source: Some(key_source),
+    })
+}
+
+/// Prints the build's warnings and key notice on stderr.
+pub fn print_notices(report: &BuildReport, site_dir: &Path) {
+    if report.key_source == Some(SiteKeySource::Generated) {
+        eprintln!(
+            "note: generated a new key pair in {} (keep the private key secret; commit the .pub.pem)",
+            site_dir.display()
+        );
+    }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let out_dir = args.out.unwrap_or_else(|| args.site.join("public"));
     let options = BuildOptions {
@@ -173,8 +268,10 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         drafts: args.drafts,
         base_url: None,
         progress: std::io::stderr().is_terminal(),
+        dry_run: false,
     };
     let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
+    print_notices(&report, &args.site);
     println!("{}", report.summary());
     Ok(())
 }

@@ -99,6 +99,14 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     for (path, bytes) in &files {
         write_new(path, bytes)?;
     }
+    // The key pair: the private half stays here (ignored by git), the public half is
+    // committed so a static host's build can publish it.
+    crate::federation::keys::generate_site_key(
+        &args
+            .dir
+            .join(crate::config::FediverseConfig::default().key_path),
+        false,
+    )?;
     if args.eject_theme {
         let theme_dir = args.dir.join(THEMES_DIR).join("default");
         for (rel, bytes) in EMBEDDED_DEFAULT_THEME {

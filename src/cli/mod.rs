@@ -1,7 +1,11 @@
 //! Command line: parses arguments and drives the stages. One file per command.
 
 pub mod build;
+pub mod check;
+pub mod inbox;
 pub mod init;
+pub mod keygen;
+pub mod moderate;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -25,8 +29,16 @@ pub enum Command {
     Init(init::InitArgs),
     /// Build the site into its output folder.
     Build(build::BuildArgs),
+    /// Build in memory and fail on anything Mastodon would show badly.
+    Check(check::CheckArgs),
+    /// Write a new RSA key pair for the site's actors.
+    Keygen(keygen::KeygenArgs),
     /// Build, serve on 127.0.0.1 and rebuild on change, reloading the browser.
     Serve(serve::ServeArgs),
+    /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
+    Inbox(inbox::InboxArgs),
+    /// Review and decide on what the inbox received.
+    Moderate(moderate::ModerateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -35,6 +47,10 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Inbox(args) => inbox::run(args),
+        Command::Moderate(args) => moderate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

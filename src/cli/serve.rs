@@ -22,6 +22,8 @@ use tokio_stream::StreamExt as _;
 use tower_http::services::{ServeDir, ServeFile};
 
 use super::build::{build_site, BuildOptions, BuildState};
+use crate::config::SiteConfig;
+use crate::inbox::InboxState;
 
 pub const LIVERELOAD_PATH: &str = "/__relais/livereload";
 /// Where `serve` writes: not `public/`, which must never ship the reload script's host.
@@ -63,6 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         drafts: args.drafts,
         base_url: Some(base_url.clone()),
         progress: false,
+        dry_run: false,
     };
     // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
     let mut state = BuildState::on_disk(&args.site);
@@ -72,6 +75,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "Serving {} at {base_url}/ (Ctrl-C to stop)",
         args.site.display()
     );
+    let inbox = if report.key_source.is_some() {
+        let mut config = SiteConfig::load(&args.site)?;
+        config.base_url = base_url.clone();
+        let inbox = super::inbox::inbox_state(&args.site, config, args.site.join(SERVE_DIR))?;
+        println!(
+            "Inbox on {base_url}/ap/inbox (store {})",
+            args.site.join(&inbox.config.inbox.store).display()
+        );
+        Some(inbox)
+    } else {
+        None
+    };
     // Tests and scripts read the address from stdout as soon as it is printed.
     let _ = std::io::stdout().flush();
 
@@ -87,25 +102,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rebuild_reload = reload.clone();
     std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_reload));
 
-    let app = router(&args.site.join(SERVE_DIR), reload);
+    let app = router(&args.site.join(SERVE_DIR), reload, inbox);
     runtime.block_on(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
     })?;
     drop(watcher);
     Ok(())
 }
 
-fn router(out_dir: &Path, reload: broadcast::Sender<()>) -> Router {
+/// The live-reloading file server, and the inbox's routes when the site federates.
+fn router(out_dir: &Path, reload: broadcast::Sender<()>, inbox: Option<InboxState>) -> Router {
     let files = ServeDir::new(out_dir).not_found_service(ServeFile::new(out_dir.join("404.html")));
-    Router::new()
-        .route(LIVERELOAD_PATH, get(livereload))
-        .with_state(reload)
-        .fallback_service(files)
-        .layer(axum::middleware::map_response(inject_reload_script))
+    let base = inbox.map(crate::inbox::routes).unwrap_or_default();
+    base.merge(
+        Router::new()
+            .route(LIVERELOAD_PATH, get(livereload))
+            .with_state(reload),
+    )
+    .fallback_service(files)
+    .layer(axum::middleware::map_response(inject_reload_script))
 }
 
 async fn livereload(

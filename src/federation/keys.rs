@@ -495,3 +495,91 @@ mod tests {
         assert!(ensure_outside(&site.join("keys/k.pem"), &site.join("public")).is_err());
     }
 }
+
+/// Where the public half of the site key is kept beside the private one
+/// (`relais-key.pem` → `relais-key.pub.pem`): safe to commit, so a static host's build,
+/// which must not hold the private key, can still publish the actor's `publicKeyPem`.
+pub fn public_key_path(private_key_path: &Path) -> PathBuf {
+    let stem = private_key_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "relais-key".into());
+    private_key_path.with_file_name(format!("{stem}.pub.pem"))
+}
+
+/// How the build found the site's public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteKeySource {
+    /// Derived from the private key.
+    PrivateKey,
+    /// Read from the committed public key file (the private key lives on the inbox host).
+    PublicKeyFile,
+    /// No key existed: a new pair was written.
+    Generated,
+}
+
+/// The site's public key PEM for the actor documents. Prefers the private key (so the
+/// published key always matches what signs), falls back to the public key file, and
+/// generates a pair when neither exists.
+pub fn site_public_key(private_key_path: &Path) -> Result<(String, SiteKeySource), KeyError> {
+    let public_path = public_key_path(private_key_path);
+    if private_key_path.exists() {
+        let key = PrivateKey::load(private_key_path)?;
+        let pem = key.public_key_pem()?;
+        if !public_path.exists() {
+            write_public_key(&public_path, &pem)?;
+        }
+        return Ok((pem, SiteKeySource::PrivateKey));
+    }
+    if public_path.exists() {
+        let pem = std::fs::read_to_string(&public_path).map_err(|source| KeyError::Read {
+            path: public_path.clone(),
+            source,
+        })?;
+        parse_public_key_pem(&pem)?;
+        return Ok((pem, SiteKeySource::PublicKeyFile));
+    }
+    let pem = generate_site_key(private_key_path, false)?;
+    Ok((pem, SiteKeySource::Generated))
+}
+
+/// Writes a new key pair (private 0600, public beside it) and returns the public PEM.
+pub fn generate_site_key(private_key_path: &Path, overwrite: bool) -> Result<String, KeyError> {
+    let key = PrivateKey::generate()?;
+    key.save(private_key_path, overwrite)?;
+    let pem = key.public_key_pem()?;
+    write_public_key(&public_key_path(private_key_path), &pem)?;
+    Ok(pem)
+}
+
+fn write_public_key(path: &Path, pem: &str) -> Result<(), KeyError> {
+    std::fs::write(path, pem).map_err(|source| KeyError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod site_key_tests {
+    use super::*;
+
+    #[test]
+    fn generates_then_reuses_then_falls_back_to_the_public_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("relais-key.pem");
+        let (first, source) = site_public_key(&private).unwrap();
+        assert_eq!(source, SiteKeySource::Generated);
+        assert!(dir.path().join("relais-key.pub.pem").exists());
+        let (again, source) = site_public_key(&private).unwrap();
+        assert_eq!(
+            (again.as_str(), source),
+            (first.as_str(), SiteKeySource::PrivateKey)
+        );
+        std::fs::remove_file(&private).unwrap();
+        let (public_only, source) = site_public_key(&private).unwrap();
+        assert_eq!(
+            (public_only.as_str(), source),
+            (first.as_str(), SiteKeySource::PublicKeyFile)
+        );
+    }
+}

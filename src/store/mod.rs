@@ -1,1 +1,327 @@
-//! See ARCHITECTURE.md.
+//! SQLite persistence for everything dynamic: followers, replies, reactions, blocks, flags,
+//! the remote actor cache and (in `queue`) the outbound delivery queue.
+//!
+//! One `Store` is shared by the inbox handlers, delivery and the build. It wraps a single
+//! connection behind a mutex: SQLite serialises writers anyway, and one connection keeps the
+//! in-memory database of the tests a single database. WAL lets `relais build` and
+//! `relais moderate` read while the inbox service writes.
+
+mod actors;
+mod blocks;
+mod followers;
+mod interactions;
+pub mod queue;
+mod reactions;
+mod replies;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+#[cfg(test)]
+pub(crate) use actors::tests::actor as test_actor;
+pub use actors::RemoteActor;
+pub use blocks::{normalize_domain, Purged};
+pub use blocks::{BlockSource, Flag, NewFlag};
+pub use followers::{FollowState, Follower, NewFollower};
+pub use reactions::ReactionKind;
+pub use replies::{NewReply, ReplyState, StoredReply};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: cannot open the store: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: a thread panicked while holding the connection")]
+    Poisoned,
+    #[error("store: schema version {found} is newer than this relais knows ({known})")]
+    TooNew { found: i64, known: i64 },
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
+/// Append only: a released migration never changes.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE followers (
+    id INTEGER PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    follower_host TEXT NOT NULL,
+    inbox TEXT NOT NULL,
+    shared_inbox TEXT,
+    follow_activity_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted')),
+    followed_at TEXT NOT NULL,
+    UNIQUE (actor_name, follower_id)
+);
+CREATE INDEX followers_by_follower ON followers (follower_id);
+
+CREATE TABLE seen_activities (
+    activity_id TEXT PRIMARY KEY,
+    received_at TEXT NOT NULL
+);
+
+CREATE TABLE replies (
+    id INTEGER PRIMARY KEY,
+    object_id TEXT NOT NULL UNIQUE,
+    in_reply_to TEXT NOT NULL,
+    root_id TEXT NOT NULL,
+    author_id TEXT NOT NULL,
+    author_host TEXT NOT NULL,
+    author_name TEXT NOT NULL,
+    author_handle TEXT NOT NULL,
+    author_url TEXT NOT NULL,
+    author_avatar TEXT,
+    content TEXT NOT NULL,
+    url TEXT NOT NULL,
+    published TEXT NOT NULL,
+    updated TEXT,
+    state TEXT NOT NULL CHECK (state IN ('visible', 'pending', 'hidden'))
+);
+CREATE INDEX replies_by_root ON replies (root_id);
+CREATE INDEX replies_by_parent ON replies (in_reply_to);
+CREATE INDEX replies_by_author ON replies (author_id);
+
+CREATE TABLE reactions (
+    activity_id TEXT PRIMARY KEY,
+    actor_id TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('Like', 'Announce')),
+    created_at TEXT NOT NULL,
+    UNIQUE (actor_id, object_id, kind)
+);
+CREATE INDEX reactions_by_object ON reactions (object_id);
+
+CREATE TABLE blocked_domains (
+    domain TEXT PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('config', 'moderation')),
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE blocked_actors (
+    actor_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('config', 'moderation')),
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE flags (
+    id INTEGER PRIMARY KEY,
+    activity_id TEXT UNIQUE,
+    actor_id TEXT NOT NULL,
+    objects TEXT NOT NULL,
+    content TEXT NOT NULL,
+    received_at TEXT NOT NULL
+);
+
+CREATE TABLE remote_blocks (
+    actor_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    activity_id TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (actor_id, actor_name)
+);
+
+CREATE TABLE remote_actors (
+    id TEXT PRIMARY KEY,
+    inbox TEXT NOT NULL,
+    shared_inbox TEXT,
+    name TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    url TEXT NOT NULL,
+    avatar TEXT,
+    public_key_pem TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    also_known_as TEXT NOT NULL,
+    moved_to TEXT,
+    fetched_at TEXT NOT NULL
+);
+CREATE INDEX remote_actors_by_key ON remote_actors (key_id);
+"#];
+
+/// Handle on the SQLite store; clones share one connection.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        Store::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+        // Build, moderate and the inbox may write at the same moment: wait rather than fail.
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        queue::migrate(&conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection; for the store's sibling modules.
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(f(&mut conn)?)
+    }
+
+    /// Records an activity id; false when it was already seen, so the caller skips it.
+    pub fn mark_seen(&self, activity_id: &str) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO seen_activities (activity_id, received_at) VALUES (?1, ?2)",
+                (activity_id, now()),
+            )?;
+            Ok(inserted == 1)
+        })
+    }
+
+    /// Un-records an activity id whose processing failed, so that the sender's retry counts.
+    pub fn forget_seen(&self, activity_id: &str) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "DELETE FROM seen_activities WHERE activity_id = ?1",
+                [activity_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets activity ids received before `before` (RFC 3339); senders do not retry that long.
+    pub fn prune_seen(&self, before: &str) -> Result<usize, StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "DELETE FROM seen_activities WHERE received_at < ?1",
+                [before],
+            )
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > known {
+        return Err(StoreError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The current time as stored: RFC 3339 in UTC with seconds, so text order is time order.
+pub fn now() -> String {
+    timestamp(chrono::Utc::now())
+}
+
+pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Host (with a non-default port) of an actor or object id: what domain blocks match.
+pub fn host_of(id: &str) -> Option<String> {
+    let url = url::Url::parse(id).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relais.db");
+        let store = Store::open(&path).unwrap();
+        assert!(store.mark_seen("https://m.example/a/1").unwrap());
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert!(!store.mark_seen("https://m.example/a/1").unwrap());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relais.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn prune_forgets_old_ids_only() {
+        let store = Store::open_in_memory().unwrap();
+        store.mark_seen("new").unwrap();
+        store
+            .with_conn(|c| {
+                c.execute(
+                    "INSERT INTO seen_activities VALUES ('old', '2000-01-01T00:00:00Z')",
+                    [],
+                )
+            })
+            .unwrap();
+        assert_eq!(store.prune_seen("2001-01-01T00:00:00Z").unwrap(), 1);
+        assert!(store.mark_seen("old").unwrap());
+        assert!(!store.mark_seen("new").unwrap());
+    }
+
+    #[test]
+    fn host_keeps_port_and_lowercases() {
+        assert_eq!(
+            host_of("https://M.Example/users/a").as_deref(),
+            Some("m.example")
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:9000/a").as_deref(),
+            Some("127.0.0.1:9000")
+        );
+        assert_eq!(host_of("not a url"), None);
+    }
+}

@@ -1,0 +1,40 @@
+//! `relais check`: everything `build` checks, plus failing on what Mastodon would show badly.
+
+use std::path::PathBuf;
+
+use super::build::{build_site, print_notices, BuildOptions, BuildState};
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// Check drafts too.
+    #[arg(long)]
+    pub drafts: bool,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let options = BuildOptions {
+        out_dir: args.site.join("public"),
+        site_dir: args.site.clone(),
+        drafts: args.drafts,
+        base_url: None,
+        progress: false,
+        dry_run: true,
+    };
+    let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
+    print_notices(&report, &args.site);
+    if report.warnings.is_empty() {
+        println!(
+            "Checked {} posts and {} pages: nothing Mastodon would show badly",
+            report.posts, report.pages
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} warning(s): fix them or accept them, then build",
+            report.warnings.len()
+        )
+    }
+}

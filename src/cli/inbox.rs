@@ -1,0 +1,82 @@
+//! `relais inbox`: runs the inbox service of a site.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::config::SiteConfig;
+use crate::federation::fetch::{ClientOptions, FederationClient};
+use crate::federation::keys::PrivateKey;
+use crate::inbox::{serve, InboxState};
+use crate::store::{timestamp, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct InboxArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    /// The built site, served when `inbox.serve_public` [default: SITE/public].
+    #[arg(long)]
+    pub public: Option<PathBuf>,
+}
+
+pub fn run(args: InboxArgs) -> anyhow::Result<()> {
+    init_logging();
+    run_inbox(&args.site, args.public.as_deref())
+}
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Fails only when a subscriber is already set, which then does the logging.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Opens what the inbox of the site in `site_dir` works with: its key, its store (created
+/// and migrated), its outbound client. `config` may differ from the file (`relais serve`
+/// replaces `base_url`).
+pub fn inbox_state(
+    site_dir: &Path,
+    config: SiteConfig,
+    public_dir: PathBuf,
+) -> anyhow::Result<InboxState> {
+    if !config.fediverse.enabled {
+        bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
+    }
+    let key_path = site_dir.join(&config.fediverse.key_path);
+    let key = PrivateKey::load(&key_path)
+        .context("the site key is made by `relais build` or `relais keygen`; run one first")?;
+    let store_path = site_dir.join(&config.inbox.store);
+    let store = Store::open(&store_path)?;
+    store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
+    let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
+    store.prune_seen(&timestamp(horizon))?;
+    let client = FederationClient::new(ClientOptions::from_config(&config))?;
+    Ok(InboxState::new(config, public_dir, key, store, client))
+}
+
+/// Activity ids are remembered this long; senders stop retrying well before.
+const SEEN_RETENTION_DAYS: i64 = 30;
+
+/// Serves the inbox of the site in `site_dir` until Ctrl-C or SIGTERM. `public_dir` is the
+/// built output to serve (default `site_dir/public`).
+pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<()> {
+    let config = SiteConfig::load(site_dir)?;
+    let public_dir = public_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| site_dir.join("public"));
+    let listen = config.inbox.listen.clone();
+    let state = inbox_state(site_dir, config, public_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(serve(state))
+        .with_context(|| format!("inbox service on {listen}"))
+}

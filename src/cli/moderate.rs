@@ -1,0 +1,312 @@
+//! `relais moderate`: what the inbox received, and the owner's decisions about it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::config::SiteConfig;
+use crate::federation::fetch::{ClientOptions, FederationClient};
+use crate::federation::keys::PrivateKey;
+use crate::federation::signature::SigningKey;
+use crate::federation::urls::Urls;
+use crate::inbox::process::FollowAnswer;
+use crate::inbox::send_follow_answer;
+use crate::store::{BlockSource, FollowState, Follower, ReplyState, Store, StoredReply};
+
+#[derive(Debug, clap::Args)]
+pub struct ModerateArgs {
+    /// Site directory (holding config.toml).
+    #[arg(long, default_value = ".")]
+    pub site: PathBuf,
+    #[command(subcommand)]
+    pub command: ModerateCommand,
+}
+
+pub fn run(args: ModerateArgs) -> anyhow::Result<()> {
+    run_moderate(&args.site, &args.command)
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ModerateCommand {
+    /// Lists replies, followers, blocks and reports (or only the kind given).
+    List {
+        #[arg(value_enum)]
+        what: Option<ListKind>,
+    },
+    /// Shows a reply (by its number in `list`): pending or hidden ones included.
+    Approve {
+        id: i64,
+    },
+    /// Hides a reply from the site.
+    Hide {
+        id: i64,
+    },
+    /// Blocks a domain (and its subdomains): its followers and reactions are removed, its
+    /// replies hidden, and its requests refused.
+    BlockDomain {
+        domain: String,
+    },
+    UnblockDomain {
+        domain: String,
+    },
+    /// Blocks one remote actor by its id (URL).
+    BlockActor {
+        actor: String,
+    },
+    UnblockActor {
+        actor: String,
+    },
+    /// Accepts a pending follow request and sends the `Accept`.
+    ApproveFollower {
+        id: i64,
+    },
+    /// Refuses a follow request (or removes a follower) and sends a `Reject`.
+    RejectFollower {
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListKind {
+    Replies,
+    Followers,
+    Blocks,
+    Flags,
+}
+
+pub fn run_moderate(site_dir: &Path, command: &ModerateCommand) -> anyhow::Result<()> {
+    let config = SiteConfig::load(site_dir)?;
+    let store = Store::open(&site_dir.join(&config.inbox.store))?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        ModerateCommand::List { what } => list(&store, *what, &mut out)?,
+        ModerateCommand::Approve { id } => set_reply(&store, *id, ReplyState::Visible, &mut out)?,
+        ModerateCommand::Hide { id } => set_reply(&store, *id, ReplyState::Hidden, &mut out)?,
+        ModerateCommand::BlockDomain { domain } => {
+            store.block_domain(domain, BlockSource::Moderation)?;
+            let purged = store.purge_domain(domain)?;
+            writeln!(
+                out,
+                "blocked {domain}: {} followers and {} reactions removed, {} replies hidden",
+                purged.followers, purged.reactions, purged.replies_hidden
+            )?;
+        }
+        ModerateCommand::UnblockDomain { domain } => {
+            if !store.unblock_domain(domain)? {
+                bail!("{domain} is not blocked");
+            }
+            writeln!(
+                out,
+                "unblocked {domain}; hidden replies stay hidden until approved"
+            )?;
+        }
+        ModerateCommand::BlockActor { actor } => {
+            store.block_actor(actor, BlockSource::Moderation)?;
+            writeln!(out, "blocked {actor}")?;
+        }
+        ModerateCommand::UnblockActor { actor } => {
+            if !store.unblock_actor(actor)? {
+                bail!("{actor} is not blocked");
+            }
+            writeln!(out, "unblocked {actor}")?;
+        }
+        ModerateCommand::ApproveFollower { id } => {
+            let Some(follower) = store.accept_follower(*id)? else {
+                bail!("no pending follow request #{id}");
+            };
+            writeln!(
+                out,
+                "{} now follows {}",
+                follower.follower_id, follower.actor_name
+            )?;
+            answer(site_dir, &config, &follower, FollowAnswer::Accept, &mut out)?;
+        }
+        ModerateCommand::RejectFollower { id } => {
+            let Some(follower) = store.remove_follower_row(*id)? else {
+                bail!("no follower or follow request #{id}");
+            };
+            writeln!(
+                out,
+                "{} no longer follows {}",
+                follower.follower_id, follower.actor_name
+            )?;
+            answer(site_dir, &config, &follower, FollowAnswer::Reject, &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_reply(
+    store: &Store,
+    id: i64,
+    state: ReplyState,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if !store.set_reply_state(id, state)? {
+        bail!("no reply #{id}");
+    }
+    writeln!(out, "reply #{id} is now {}", state.as_str())?;
+    Ok(())
+}
+
+/// Sends the answer to the follower's server now, signed by the followed actor.
+fn answer(
+    site_dir: &Path,
+    config: &SiteConfig,
+    follower: &Follower,
+    answer: FollowAnswer,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let key = PrivateKey::load(&site_dir.join(&config.fediverse.key_path))?;
+    let urls = Urls::new(config);
+    let signing_key = SigningKey::new(urls.key_id(&follower.actor_name), std::sync::Arc::new(key));
+    let client = FederationClient::new(ClientOptions::from_config(config))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let status = runtime
+        .block_on(send_follow_answer(
+            &client,
+            &urls,
+            &signing_key,
+            follower,
+            answer,
+        ))
+        .with_context(|| format!("sending the {answer:?} to {}", follower.inbox))?;
+    if !status.is_success() {
+        bail!("{} answered {status} to our {answer:?}", follower.inbox);
+    }
+    writeln!(out, "{answer:?} sent to {}", follower.inbox)?;
+    Ok(())
+}
+
+/// Text of a reply's HTML for a terminal: tags dropped, entities decoded, one line.
+fn plain_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn write_reply(out: &mut impl Write, r: &StoredReply) -> std::io::Result<()> {
+    let text = plain_text(&r.reply.content);
+    let short: String = text.chars().take(120).collect();
+    let ellipsis = if text.chars().count() > 120 {
+        "…"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "  #{:<5} {:<8} {}  {} ({})\n         on {}\n         {short}{ellipsis}",
+        r.id,
+        r.state.as_str(),
+        r.reply.published.format("%Y-%m-%d %H:%M"),
+        r.reply.author_handle,
+        r.reply.author_name,
+        r.root_id,
+    )
+}
+
+fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::Result<()> {
+    let wants = |kind| what.is_none_or(|w| w == kind);
+    if wants(ListKind::Replies) {
+        for (title, state) in [
+            ("Replies waiting for approval", ReplyState::Pending),
+            ("Visible replies", ReplyState::Visible),
+            ("Hidden replies", ReplyState::Hidden),
+        ] {
+            let replies = store.replies(Some(state))?;
+            writeln!(out, "{title}: {}", replies.len())?;
+            for r in &replies {
+                write_reply(out, r)?;
+            }
+        }
+    }
+    if wants(ListKind::Followers) {
+        for (title, state) in [
+            ("Follow requests", FollowState::Pending),
+            ("Followers", FollowState::Accepted),
+        ] {
+            let followers = store.followers(Some(state))?;
+            writeln!(out, "{title}: {}", followers.len())?;
+            for f in &followers {
+                writeln!(
+                    out,
+                    "  #{:<5} {} follows {} since {}",
+                    f.id, f.follower_id, f.actor_name, f.followed_at
+                )?;
+            }
+        }
+    }
+    if wants(ListKind::Blocks) {
+        let domains = store.blocked_domains()?;
+        let actors = store.blocked_actors()?;
+        writeln!(
+            out,
+            "Blocked: {} domains, {} actors",
+            domains.len(),
+            actors.len()
+        )?;
+        for (blocked, source) in domains.iter().chain(&actors) {
+            let from = match source {
+                BlockSource::Config => "config.toml",
+                BlockSource::Moderation => "moderate",
+            };
+            writeln!(out, "  {blocked} (from {from})")?;
+        }
+        let theirs = store.remote_blocks()?;
+        writeln!(out, "Blocking us: {}", theirs.len())?;
+        for (actor, ours) in &theirs {
+            writeln!(out, "  {actor} blocks {ours}")?;
+        }
+    }
+    if wants(ListKind::Flags) {
+        let flags = store.flags()?;
+        writeln!(out, "Reports: {}", flags.len())?;
+        for f in &flags {
+            writeln!(
+                out,
+                "  #{:<5} {} from {}: {}\n         about {}",
+                f.id,
+                f.received_at,
+                f.actor_id,
+                plain_text(&f.content),
+                f.objects.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_drops_tags_and_decodes_entities() {
+        assert_eq!(
+            plain_text("<p>Fish &amp; chips</p><p>&lt;3 <a href=\"x\">you</a></p>"),
+            "Fish & chips <3 you"
+        );
+    }
+}

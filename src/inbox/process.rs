@@ -1,0 +1,815 @@
+//! What a verified activity does to the store. Nothing here touches the network: the caller
+//! has verified the signature, cached the sender and fetched a `Move` target before.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use crate::config::SiteConfig;
+use crate::federation::documents::{actors, escape_html};
+use crate::federation::urls::Urls;
+use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
+use crate::inbox::remote::actor_from_document;
+use crate::inbox::sanitize::sanitize_html;
+use crate::site::interactions::Reply;
+use crate::store::{
+    host_of, FollowState, Follower, NewFlag, NewFollower, NewReply, ReactionKind, RemoteActor,
+    ReplyState, Store, StoreError,
+};
+
+/// What the inbox knows of our own site.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub urls: Urls,
+    /// Usernames of our actors.
+    pub actor_names: Vec<String>,
+    pub manually_approves_followers: bool,
+    pub approve_replies: bool,
+    /// The built output folder, when this machine has it: a post must then have its object
+    /// document there. Without it any object id of the post URL shape is taken for a post.
+    pub public_dir: Option<PathBuf>,
+}
+
+impl Site {
+    pub fn new(config: &SiteConfig, public_dir: Option<PathBuf>) -> Site {
+        Site {
+            urls: Urls::new(config),
+            actor_names: actors(config).into_iter().map(|a| a.name).collect(),
+            manually_approves_followers: config.fediverse.manually_approves_followers,
+            approve_replies: config.inbox.approve_replies,
+            public_dir,
+        }
+    }
+
+    /// The username of our actor with this id.
+    pub fn actor_name(&self, id: &str) -> Option<&str> {
+        self.actor_names
+            .iter()
+            .find(|name| self.urls.actor(name) == id)
+            .map(String::as_str)
+    }
+
+    /// Whether `id` is the object id of one of our posts.
+    pub fn is_our_post(&self, id: &str) -> bool {
+        let Some(rest) = id.strip_prefix(self.urls.base()) else {
+            return false;
+        };
+        let Ok(url) = url::Url::parse(id) else {
+            return false;
+        };
+        let path = url.path();
+        let shaped = rest == path
+            && path.starts_with("/ap/")
+            && path.ends_with(".json")
+            && !path.starts_with("/ap/users/")
+            && !path.split('/').any(|segment| segment == "..");
+        match (&self.public_dir, shaped) {
+            (Some(dir), true) if dir.is_dir() => dir.join(path.trim_start_matches('/')).is_file(),
+            (_, shaped) => shaped,
+        }
+    }
+}
+
+/// What came of an activity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The store changed.
+    Done(&'static str),
+    /// Nothing to do; the reason goes to the log.
+    Ignored(String),
+    /// A follow was accepted: send it our `Accept`.
+    Accept(Follower),
+}
+
+fn ignored(reason: impl Into<String>) -> Result<Outcome, StoreError> {
+    Ok(Outcome::Ignored(reason.into()))
+}
+
+/// Applies `activity`, sent by `sender` (whose key signed it). A repeated activity id is
+/// applied once. `move_target` is the fetched `target` of a `Move`.
+pub fn apply(
+    site: &Site,
+    store: &Store,
+    activity: &Activity,
+    sender: &RemoteActor,
+    move_target: Option<&RemoteActor>,
+) -> Result<Outcome, StoreError> {
+    if let Some(id) = &activity.id {
+        if !store.mark_seen(id)? {
+            return ignored(format!("{id} was already processed"));
+        }
+    }
+    let outcome = apply_once(site, store, activity, sender, move_target);
+    if outcome.is_err() {
+        if let Some(id) = &activity.id {
+            // The sender retries on our error status; let the retry through. If this fails
+            // too the store is unusable and the retry fails the same way.
+            let _ = store.forget_seen(id);
+        }
+    }
+    outcome
+}
+
+fn apply_once(
+    site: &Site,
+    store: &Store,
+    activity: &Activity,
+    sender: &RemoteActor,
+    move_target: Option<&RemoteActor>,
+) -> Result<Outcome, StoreError> {
+    let actor = activity.actor.as_str();
+    match &activity.kind {
+        Kind::Follow { object } => follow(site, store, activity, sender, object),
+        Kind::Undo(undone) => undo(site, store, actor, undone),
+        Kind::Create(note) => create(site, store, sender, note),
+        Kind::Update(Updated::Note(note)) => {
+            if !authored_by(note, actor) {
+                return ignored(format!("{actor} may not update {}", note.id));
+            }
+            let updated = note.updated.unwrap_or_else(Utc::now);
+            if store.update_reply(&note.id, actor, &reply_html(note), updated)? {
+                Ok(Outcome::Done("reply updated"))
+            } else {
+                ignored(format!("{} is no reply we store", note.id))
+            }
+        }
+        Kind::Update(Updated::Actor(doc)) => match actor_from_document(doc) {
+            Ok(profile) if profile.id == actor => {
+                store.cache_actor(&profile)?;
+                Ok(Outcome::Done("actor profile refreshed"))
+            }
+            Ok(profile) => ignored(format!("{actor} may not update {}", profile.id)),
+            Err(e) => ignored(format!("unreadable actor update: {e}")),
+        },
+        Kind::Update(Updated::Other) => ignored("Update of an object we do not keep"),
+        Kind::Delete { object } if object == actor => {
+            store.delete_actor_data(actor)?;
+            Ok(Outcome::Done(
+                "actor deleted with its follows, replies and reactions",
+            ))
+        }
+        Kind::Delete { object } => {
+            if store.delete_reply(object, actor)? {
+                Ok(Outcome::Done("reply deleted"))
+            } else {
+                ignored(format!("{object} is no reply of {actor}"))
+            }
+        }
+        Kind::Like { object } => react(site, store, activity, object, ReactionKind::Like),
+        Kind::Announce { object } => react(site, store, activity, object, ReactionKind::Announce),
+        Kind::Move { object, target } => {
+            let Some(new) = move_target.filter(|t| &t.id == target) else {
+                return ignored(format!("the target {target} of the move was not fetched"));
+            };
+            if object != actor {
+                return ignored(format!("{actor} may not move {object}"));
+            }
+            if !new.also_known_as.iter().any(|aka| aka == actor) {
+                return ignored(format!("{target} does not list {actor} in alsoKnownAs"));
+            }
+            store.cache_actor(new)?;
+            store.move_follower(actor, new)?;
+            Ok(Outcome::Done("follows moved to the new account"))
+        }
+        Kind::Block { object } => match site.actor_name(object) {
+            Some(name) => {
+                store.record_remote_block(actor, name, activity.id.as_deref())?;
+                store.remove_follower(name, actor)?;
+                Ok(Outcome::Done("block recorded"))
+            }
+            None => ignored(format!("{object} is none of our actors")),
+        },
+        Kind::Flag { objects, content } => {
+            store.add_flag(&NewFlag {
+                activity_id: activity.id.as_deref(),
+                actor_id: actor,
+                objects,
+                content,
+            })?;
+            Ok(Outcome::Done("report recorded"))
+        }
+        Kind::Other(kind) => ignored(format!("{kind} activities are not handled")),
+    }
+}
+
+fn follow(
+    site: &Site,
+    store: &Store,
+    activity: &Activity,
+    sender: &RemoteActor,
+    object: &str,
+) -> Result<Outcome, StoreError> {
+    let Some(name) = site.actor_name(object) else {
+        return ignored(format!("{object} is none of our actors"));
+    };
+    // Our Accept must name the Follow it answers.
+    let Some(follow_id) = &activity.id else {
+        return ignored("a Follow without id cannot be accepted");
+    };
+    let follower = store.upsert_follower(&NewFollower {
+        actor_name: name,
+        follower: sender,
+        follow_activity_id: follow_id,
+        state: if site.manually_approves_followers {
+            FollowState::Pending
+        } else {
+            FollowState::Accepted
+        },
+    })?;
+    store.cache_actor(sender)?;
+    match follower.state {
+        FollowState::Accepted => Ok(Outcome::Accept(follower)),
+        FollowState::Pending => Ok(Outcome::Done("follow request waits for approval")),
+    }
+}
+
+fn undo(site: &Site, store: &Store, actor: &str, undone: &Undone) -> Result<Outcome, StoreError> {
+    let removed = match undone {
+        Undone::Follow { actor: Some(a), .. } if a != actor => {
+            return ignored(format!("{actor} may not undo a follow by {a}"));
+        }
+        Undone::Follow { id, object, .. } => {
+            match (object.as_deref().map(|o| site.actor_name(o)), id) {
+                (Some(Some(name)), _) => store.remove_follower(name, actor)?,
+                (_, Some(id)) => store.remove_follow_activity(actor, id)?,
+                _ => false,
+            }
+        }
+        Undone::Like { id, object } => unreact(store, actor, id, object, ReactionKind::Like)?,
+        Undone::Announce { id, object } => {
+            unreact(store, actor, id, object, ReactionKind::Announce)?
+        }
+        Undone::Block { object } => match object.as_deref().and_then(|o| site.actor_name(o)) {
+            Some(name) => store.remove_remote_block(actor, name)?,
+            None => false,
+        },
+        Undone::Reference(id) => {
+            store.remove_follow_activity(actor, id)? || store.remove_reaction(id, actor)?
+        }
+        Undone::Other => return ignored("Undo of an activity we do not keep"),
+    };
+    if removed {
+        Ok(Outcome::Done("undone"))
+    } else {
+        ignored("Undo of nothing we have")
+    }
+}
+
+fn unreact(
+    store: &Store,
+    actor: &str,
+    id: &Option<String>,
+    object: &Option<String>,
+    kind: ReactionKind,
+) -> Result<bool, StoreError> {
+    if let Some(id) = id {
+        if store.remove_reaction(id, actor)? {
+            return Ok(true);
+        }
+    }
+    match object {
+        Some(object) => store.remove_reaction_of(actor, object, kind),
+        None => Ok(false),
+    }
+}
+
+fn react(
+    site: &Site,
+    store: &Store,
+    activity: &Activity,
+    object: &str,
+    kind: ReactionKind,
+) -> Result<Outcome, StoreError> {
+    if !site.is_our_post(object) {
+        return ignored(format!("{object} is none of our posts"));
+    }
+    let Some(id) = &activity.id else {
+        return ignored(format!("a {} without id cannot be undone", kind.as_str()));
+    };
+    store.add_reaction(id, &activity.actor, object, kind)?;
+    Ok(Outcome::Done(match kind {
+        ReactionKind::Like => "like recorded",
+        ReactionKind::Announce => "boost recorded",
+    }))
+}
+
+/// The object is the actor's own and lives on the actor's server (Mastodon's origin check).
+fn authored_by(note: &Note, actor: &str) -> bool {
+    note.attributed_to.as_deref() == Some(actor) && host_of(&note.id) == host_of(actor)
+}
+
+/// Sanitized HTML of a reply; a content warning goes first, in bold.
+fn reply_html(note: &Note) -> String {
+    let warning = note
+        .summary
+        .as_deref()
+        .map(|s| format!("<p><strong>{}</strong></p>", escape_html(s)))
+        .unwrap_or_default();
+    sanitize_html(&format!("{warning}{}", note.content))
+}
+
+fn create(
+    site: &Site,
+    store: &Store,
+    sender: &RemoteActor,
+    note: &Note,
+) -> Result<Outcome, StoreError> {
+    if !authored_by(note, &sender.id) {
+        return ignored(format!("{} is not {}'s own object", note.id, sender.id));
+    }
+    if !note.public {
+        return ignored(format!("{} is not public", note.id));
+    }
+    let Some(parent) = note.in_reply_to.as_deref() else {
+        return ignored(format!("{} answers nothing", note.id));
+    };
+    let root = if site.is_our_post(parent) {
+        parent.to_string()
+    } else {
+        match store.reply_root(parent)? {
+            Some(root) => root,
+            None => return ignored(format!("{parent} is none of our posts or their replies")),
+        }
+    };
+    let reply = Reply {
+        id: note.id.clone(),
+        url: note
+            .url
+            .clone()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .unwrap_or_else(|| note.id.clone()),
+        in_reply_to: parent.to_string(),
+        author_id: sender.id.clone(),
+        author_name: sender.name.clone(),
+        author_handle: sender.handle.clone(),
+        author_url: sender.url.clone(),
+        author_avatar: sender.avatar.clone(),
+        content: reply_html(note),
+        published: note.published.unwrap_or_else(Utc::now),
+        depth: 0,
+    };
+    let state = if site.approve_replies {
+        ReplyState::Pending
+    } else {
+        ReplyState::Visible
+    };
+    if store.insert_reply(&NewReply {
+        reply: &reply,
+        root_id: &root,
+        state,
+    })? {
+        Ok(Outcome::Done(match state {
+            ReplyState::Pending => "reply stored, waiting for approval",
+            _ => "reply stored",
+        }))
+    } else {
+        ignored(format!("{} is already stored", note.id))
+    }
+}
+
+/// How we answer a follow request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowAnswer {
+    Accept,
+    Reject,
+}
+
+/// The `Accept` or `Reject` of a follower's `Follow`, from the followed actor. Its id is
+/// derived from the Follow's, so answering the same Follow twice sends the same activity.
+pub fn follow_answer(urls: &Urls, follower: &Follower, answer: FollowAnswer) -> Value {
+    use sha2::Digest;
+    let our_actor = urls.actor(&follower.actor_name);
+    let (kind, path) = match answer {
+        FollowAnswer::Accept => ("Accept", "accepts"),
+        FollowAnswer::Reject => ("Reject", "rejects"),
+    };
+    let digest = sha2::Sha256::digest(follower.follow_activity_id.as_bytes());
+    let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{our_actor}#{path}/follows/{tag}"),
+        "type": kind,
+        "actor": our_actor,
+        "object": {
+            "id": follower.follow_activity_id,
+            "type": "Follow",
+            "actor": follower.follower_id,
+            "object": our_actor,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ReplyState;
+    use serde_json::json;
+    use std::path::Path;
+
+    const ALICE: &str = "https://m.example/users/alice";
+    const BLOG: &str = "https://blog.example/ap/users/blog.json";
+    const POST: &str = "https://blog.example/ap/posts/a.json";
+
+    fn site(extra: &str) -> Site {
+        let config = SiteConfig::parse(
+            &format!(
+                "title = \"T\"\nbase_url = \"https://blog.example\"\n\
+                 [[authors]]\nid = \"ann\"\nname = \"Ann\"\n{extra}"
+            ),
+            Path::new("config.toml"),
+        )
+        .unwrap();
+        Site::new(&config, None)
+    }
+
+    fn alice() -> RemoteActor {
+        crate::store::test_actor(ALICE)
+    }
+
+    fn run(site: &Site, store: &Store, json: Value) -> Outcome {
+        let activity = Activity::parse(&json).unwrap();
+        apply(site, store, &activity, &alice(), None).unwrap()
+    }
+
+    fn note(id: &str, parent: &str) -> Value {
+        json!({
+            "id": id, "type": "Note", "attributedTo": ALICE, "inReplyTo": parent,
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+            "content": "<p>Hello <script>x</script><b>there</b></p>",
+            "published": "2026-02-01T10:00:00Z", "url": format!("{id}/html"),
+        })
+    }
+
+    fn create(id: &str, object: Value) -> Value {
+        json!({ "id": id, "type": "Create", "actor": ALICE, "object": object })
+    }
+
+    #[test]
+    fn knows_our_actors_and_posts() {
+        let s = site("");
+        assert_eq!(s.actor_name(BLOG), Some("blog"));
+        assert_eq!(
+            s.actor_name("https://blog.example/ap/users/ann.json"),
+            Some("ann")
+        );
+        assert_eq!(s.actor_name("https://blog.example/ap/users/zed.json"), None);
+        assert!(s.is_our_post(POST));
+        assert!(s.is_our_post("https://blog.example/ap/2026/01/a.json"));
+        assert!(!s.is_our_post(BLOG));
+        assert!(!s.is_our_post("https://blog.example.evil/ap/posts/a.json"));
+        assert!(!s.is_our_post("https://blog.example/ap/posts/a.json?x=1"));
+        assert!(!s.is_our_post("https://blog.example/posts/a/"));
+    }
+
+    #[test]
+    fn with_the_built_site_a_post_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ap/posts")).unwrap();
+        std::fs::write(dir.path().join("ap/posts/a.json"), "{}").unwrap();
+        let s = Site {
+            public_dir: Some(dir.path().to_path_buf()),
+            ..site("")
+        };
+        assert!(s.is_our_post(POST));
+        assert!(!s.is_our_post("https://blog.example/ap/posts/b.json"));
+    }
+
+    #[test]
+    fn follow_is_accepted_or_waits_for_approval() {
+        let store = Store::open_in_memory().unwrap();
+        let follow = json!({ "id": "https://m.example/f/1", "type": "Follow", "actor": ALICE, "object": BLOG });
+        let Outcome::Accept(f) = run(&site(""), &store, follow.clone()) else {
+            panic!("not accepted")
+        };
+        assert_eq!(f.actor_name, "blog");
+        assert_eq!(f.inbox, alice().inbox);
+        assert_eq!(store.cached_actor(ALICE).unwrap(), Some(alice()));
+
+        let store = Store::open_in_memory().unwrap();
+        let manual = site("[fediverse]\nmanually_approves_followers = true\n");
+        assert_eq!(
+            run(&manual, &store, follow),
+            Outcome::Done("follow request waits for approval")
+        );
+        assert_eq!(
+            store.followers(Some(FollowState::Pending)).unwrap().len(),
+            1
+        );
+        assert!(matches!(
+            run(
+                &manual,
+                &store,
+                json!({ "id": "f2", "type": "Follow", "actor": ALICE, "object": "https://blog.example/ap/users/nobody.json" })
+            ),
+            Outcome::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn undo_follow_by_embedded_object_or_id() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        let follow = json!({ "id": "https://m.example/f/1", "type": "Follow", "actor": ALICE, "object": BLOG });
+        run(&s, &store, follow.clone());
+        run(
+            &s,
+            &store,
+            json!({ "id": "u1", "type": "Undo", "actor": ALICE, "object": follow }),
+        );
+        assert!(store.followers(None).unwrap().is_empty());
+        run(
+            &s,
+            &store,
+            json!({ "id": "https://m.example/f/2", "type": "Follow", "actor": ALICE, "object": BLOG }),
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "u2", "type": "Undo", "actor": ALICE, "object": "https://m.example/f/2" }),
+        );
+        assert!(store.followers(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn replies_are_sanitized_threaded_and_only_public() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        assert_eq!(
+            run(
+                &s,
+                &store,
+                create("c1", note("https://m.example/n/1", POST))
+            ),
+            Outcome::Done("reply stored")
+        );
+        run(
+            &s,
+            &store,
+            create("c2", note("https://m.example/n/2", "https://m.example/n/1")),
+        );
+        let mut private = note("https://m.example/n/3", POST);
+        private["to"] = json!([BLOG]);
+        assert!(matches!(
+            run(&s, &store, create("c3", private)),
+            Outcome::Ignored(_)
+        ));
+        assert!(matches!(
+            run(
+                &s,
+                &store,
+                create(
+                    "c4",
+                    note("https://m.example/n/4", "https://else.example/x")
+                )
+            ),
+            Outcome::Ignored(_)
+        ));
+        let mut forged = note("https://other.example/n/5", POST);
+        forged["attributedTo"] = json!(ALICE);
+        assert!(matches!(
+            run(&s, &store, create("c5", forged)),
+            Outcome::Ignored(_)
+        ));
+
+        let found = store.post_interactions(POST).unwrap();
+        let ids: Vec<(&str, usize)> = found
+            .replies
+            .iter()
+            .map(|r| (r.id.as_str(), r.depth))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![("https://m.example/n/1", 0), ("https://m.example/n/2", 1)]
+        );
+        let first = &found.replies[0];
+        assert_eq!(first.content, "<p>Hello <b>there</b></p>");
+        assert_eq!(first.url, "https://m.example/n/1/html");
+        assert_eq!(first.author_handle, alice().handle);
+        assert_eq!(
+            store
+                .reply_root("https://m.example/n/2")
+                .unwrap()
+                .as_deref(),
+            Some(POST)
+        );
+    }
+
+    #[test]
+    fn approval_mode_keeps_replies_pending() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("[inbox]\napprove_replies = true\n");
+        run(
+            &s,
+            &store,
+            create("c1", note("https://m.example/n/1", POST)),
+        );
+        assert!(store.post_interactions(POST).unwrap().replies.is_empty());
+        assert_eq!(store.replies(Some(ReplyState::Pending)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn update_and_delete_only_by_the_author() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        run(
+            &s,
+            &store,
+            create("c1", note("https://m.example/n/1", POST)),
+        );
+        let mut edited = note("https://m.example/n/1", POST);
+        edited["content"] = json!("<p>Edited</p>");
+        edited["updated"] = json!("2026-02-01T11:00:00Z");
+        let update = json!({ "id": "up1", "type": "Update", "actor": ALICE, "object": edited });
+        assert_eq!(run(&s, &store, update), Outcome::Done("reply updated"));
+        assert_eq!(
+            store.post_interactions(POST).unwrap().replies[0].content,
+            "<p>Edited</p>"
+        );
+        let mallory = Activity::parse(&json!({
+            "id": "d0", "type": "Delete", "actor": "https://m.example/users/mallory",
+            "object": { "id": "https://m.example/n/1", "type": "Tombstone" }
+        }))
+        .unwrap();
+        let outcome = apply(
+            &s,
+            &store,
+            &mallory,
+            &crate::store::test_actor("https://m.example/users/mallory"),
+            None,
+        )
+        .unwrap();
+        assert!(matches!(outcome, Outcome::Ignored(_)));
+        run(
+            &s,
+            &store,
+            json!({ "id": "d1", "type": "Delete", "actor": ALICE, "object": { "id": "https://m.example/n/1", "type": "Tombstone" } }),
+        );
+        assert!(store.post_interactions(POST).unwrap().replies.is_empty());
+    }
+
+    #[test]
+    fn likes_boosts_and_their_undo() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        let like = json!({ "id": "https://m.example/l/1", "type": "Like", "actor": ALICE, "object": POST });
+        run(&s, &store, like.clone());
+        run(
+            &s,
+            &store,
+            json!({ "id": "https://m.example/b/1", "type": "Announce", "actor": ALICE, "object": POST }),
+        );
+        assert!(matches!(
+            run(
+                &s,
+                &store,
+                json!({ "id": "https://m.example/l/2", "type": "Like", "actor": ALICE, "object": "https://else.example/p" })
+            ),
+            Outcome::Ignored(_)
+        ));
+        let found = store.post_interactions(POST).unwrap();
+        assert_eq!((found.likes.len(), found.boosts.len()), (1, 1));
+        run(
+            &s,
+            &store,
+            json!({ "id": "u1", "type": "Undo", "actor": ALICE, "object": like }),
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "u2", "type": "Undo", "actor": ALICE, "object": { "type": "Announce", "object": POST } }),
+        );
+        assert_eq!(store.post_interactions(POST).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn a_repeated_activity_is_applied_once() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        let like = json!({ "id": "https://m.example/l/1", "type": "Like", "actor": ALICE, "object": POST });
+        run(&s, &store, like.clone());
+        run(
+            &s,
+            &store,
+            json!({ "id": "u1", "type": "Undo", "actor": ALICE, "object": like.clone() }),
+        );
+        assert!(matches!(run(&s, &store, like), Outcome::Ignored(_)));
+        assert!(store.post_interactions(POST).unwrap().likes.is_empty());
+    }
+
+    #[test]
+    fn deleting_an_actor_removes_its_traces() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        run(
+            &s,
+            &store,
+            json!({ "id": "f1", "type": "Follow", "actor": ALICE, "object": BLOG }),
+        );
+        run(
+            &s,
+            &store,
+            create("c1", note("https://m.example/n/1", POST)),
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "l1", "type": "Like", "actor": ALICE, "object": POST }),
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "d1", "type": "Delete", "actor": ALICE, "object": ALICE }),
+        );
+        assert!(store.followers(None).unwrap().is_empty());
+        assert_eq!(store.post_interactions(POST).unwrap(), Default::default());
+        assert_eq!(store.cached_actor(ALICE).unwrap(), None);
+    }
+
+    #[test]
+    fn move_needs_the_new_account_to_claim_the_old() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        run(
+            &s,
+            &store,
+            json!({ "id": "f1", "type": "Follow", "actor": ALICE, "object": BLOG }),
+        );
+        let new_id = "https://new.example/users/alice";
+        let mv = Activity::parse(&json!({ "id": "mv1", "type": "Move", "actor": ALICE, "object": ALICE, "target": new_id })).unwrap();
+        let mut stranger = crate::store::test_actor(new_id);
+        stranger.also_known_as = vec![];
+        assert!(matches!(
+            apply(&s, &store, &mv, &alice(), Some(&stranger)).unwrap(),
+            Outcome::Ignored(_)
+        ));
+        let mut new = stranger.clone();
+        new.also_known_as = vec![ALICE.into()];
+        let mv = Activity {
+            id: Some("mv2".into()),
+            ..mv
+        };
+        assert_eq!(
+            apply(&s, &store, &mv, &alice(), Some(&new)).unwrap(),
+            Outcome::Done("follows moved to the new account")
+        );
+        let follower = store.follower("blog", new_id).unwrap().unwrap();
+        assert_eq!(follower.inbox, new.inbox);
+        assert_eq!(store.follower("blog", ALICE).unwrap(), None);
+    }
+
+    #[test]
+    fn block_and_flag_are_recorded() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        run(
+            &s,
+            &store,
+            json!({ "id": "f1", "type": "Follow", "actor": ALICE, "object": BLOG }),
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "b1", "type": "Block", "actor": ALICE, "object": BLOG }),
+        );
+        assert!(store.followers(None).unwrap().is_empty());
+        assert_eq!(
+            store.remote_blocks().unwrap(),
+            vec![(ALICE.to_string(), "blog".to_string())]
+        );
+        run(
+            &s,
+            &store,
+            json!({ "id": "fl1", "type": "Flag", "actor": ALICE, "object": [BLOG, POST], "content": "spam" }),
+        );
+        let flags = store.flags().unwrap();
+        assert_eq!(flags[0].objects, vec![BLOG.to_string(), POST.to_string()]);
+    }
+
+    #[test]
+    fn accept_names_the_follow_it_answers() {
+        let s = site("");
+        let follower = Follower {
+            id: 1,
+            actor_name: "ann".into(),
+            follower_id: ALICE.into(),
+            inbox: "i".into(),
+            shared_inbox: None,
+            follow_activity_id: "https://m.example/f/1".into(),
+            state: FollowState::Accepted,
+            followed_at: "t".into(),
+        };
+        let accept = follow_answer(&s.urls, &follower, FollowAnswer::Accept);
+        assert_eq!(accept["type"], "Accept");
+        assert_eq!(accept["actor"], "https://blog.example/ap/users/ann.json");
+        assert_eq!(accept["object"]["id"], "https://m.example/f/1");
+        assert_eq!(accept["object"]["actor"], ALICE);
+        assert!(accept["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://blog.example/ap/users/ann.json#accepts/follows/"));
+        let reject = follow_answer(&s.urls, &follower, FollowAnswer::Reject);
+        assert_eq!(reject["type"], "Reject");
+        assert_ne!(reject["id"], accept["id"]);
+    }
+}

@@ -1,0 +1,377 @@
+//! `POST` to an inbox: from the raw request to a verified activity applied to the store.
+//!
+//! Checks run cheapest first, so that junk costs no key fetch and no store write: content
+//! type (415), body size (413, by the router's limit), signature present and well-formed
+//! (401/400), rate per remote host (429), time window and `Digest` (401), JSON (400),
+//! blocks (403), then the key and the signature itself (401) and the key owner against the
+//! activity's `actor` (401). Only then is anything written.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::federation::fetch::{FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
+use crate::federation::keys::{parse_public_key_pem, public_key_to_pem};
+use crate::federation::signature::{
+    check_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
+};
+use crate::inbox::activity::{Activity, Kind};
+use crate::inbox::answer::spawn_follow_answer;
+use crate::inbox::process::{apply, FollowAnswer, Outcome};
+use crate::inbox::remote::actor_from_document;
+use crate::inbox::server::{blocking, HttpError, InboxState};
+use crate::store::{host_of, RemoteActor};
+
+/// How long a request may wait for a remote key or actor. Senders give up after about 10 s
+/// (Mastodon's HTTP timeout), and a cached key needs no wait at all.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+const ACCEPTED_TYPES: &[&str] = &[
+    "application/activity+json",
+    "application/ld+json",
+    "application/json",
+];
+
+/// `POST /ap/inbox`.
+pub async fn shared_inbox(
+    State(state): State<InboxState>,
+    peer: Option<ConnectInfo<SocketAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = Received {
+        peer: peer.map(|ConnectInfo(addr)| addr),
+        method,
+        uri,
+        headers,
+        body,
+    };
+    answer(receive(&state, &request).await)
+}
+
+/// `POST /ap/users/{name}/inbox`.
+pub async fn actor_inbox(
+    State(state): State<InboxState>,
+    Path(name): Path<String>,
+    peer: Option<ConnectInfo<SocketAddr>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !state.site.actor_names.contains(&name) {
+        return HttpError::not_found(format!("no actor {name:?} here")).into_response();
+    }
+    shared_inbox(
+        State(state),
+        peer.map(|p| ConnectInfo(p.0)),
+        method,
+        uri,
+        headers,
+        body,
+    )
+    .await
+}
+
+struct Received {
+    peer: Option<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// A refused request: its status, why (logged and answered), and when to come back.
+struct Refusal {
+    error: HttpError,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error: HttpError::new(status, message),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<HttpError> for Refusal {
+    fn from(error: HttpError) -> Refusal {
+        Refusal {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<SignatureError> for Refusal {
+    fn from(e: SignatureError) -> Refusal {
+        Refusal::new(e.status(), e.to_string())
+    }
+}
+
+fn answer(result: Result<StatusCode, Refusal>) -> Response {
+    match result {
+        Ok(status) => status.into_response(),
+        Err(refusal) => {
+            let status = refusal.error.status;
+            if status.is_server_error() {
+                tracing::error!("inbox: {status}: {}", refusal.error.message);
+            } else {
+                tracing::info!("inbox: refused with {status}: {}", refusal.error.message);
+            }
+            let mut response = refusal.error.into_response();
+            if let Some(wait) = refusal.retry_after {
+                if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+            }
+            response
+        }
+    }
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    Some(essence)
+}
+
+async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refusal> {
+    // Mastodon itself reads any body; refusing form and text types keeps browsers' simple
+    // cross-site POSTs out, since JSON types need a CORS preflight we never grant.
+    match media_type(&req.headers) {
+        Some(t) if ACCEPTED_TYPES.contains(&t.as_str()) => {}
+        other => {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type {} is not application/activity+json",
+                    other.as_deref().unwrap_or("(none)")
+                ),
+            ))
+        }
+    }
+    let params = SignatureParams::from_headers(&req.headers)?;
+
+    let remote_host = host_of(&params.key_id)
+        .or_else(|| req.peer.map(|p| p.ip().to_string()))
+        .unwrap_or_default();
+    if let Err(wait) = state.limiter.check(&remote_host, Instant::now()) {
+        return Err(Refusal {
+            error: HttpError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests from {remote_host}"),
+            ),
+            retry_after: Some(wait),
+        });
+    }
+
+    let public_host = state.config.host();
+    let path_and_query = req
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or_else(|| req.uri.path());
+    let request = IncomingRequest {
+        method: &req.method,
+        path_and_query,
+        headers: &req.headers,
+        public_host: &public_host,
+        body: Some(&req.body),
+    };
+    let now = SystemTime::now();
+    check_request(&params, &request, now)?;
+
+    let json: Value = serde_json::from_slice(&req.body).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let activity =
+        Activity::parse(&json).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+
+    let (actor, key_id) = (activity.actor.clone(), params.key_id.clone());
+    let (blocked, known) = blocking(&state.store, move |store| {
+        Ok((
+            store.is_blocked(&actor)? || store.is_blocked(&key_id)?,
+            store.cached_actor(&actor)?.is_some(),
+        ))
+    })
+    .await?;
+    if blocked {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            format!("{} is blocked here", activity.actor),
+        ));
+    }
+    // An actor deleting itself can no longer serve its key; if we never knew it there is
+    // nothing to delete (Mastodon's shortcut, which spares a fetch bound to fail).
+    if matches!(&activity.kind, Kind::Delete { object } if *object == activity.actor) && !known {
+        return Ok(StatusCode::ACCEPTED);
+    }
+
+    let sender = authenticate(state, &params, &request, now).await?;
+    if sender.id != activity.actor {
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "the key {} belongs to {}, not to the activity's actor {}",
+                params.key_id, sender.id, activity.actor
+            ),
+        ));
+    }
+
+    let move_target = match &activity.kind {
+        Kind::Move { target, .. } => match fetch_actor(state, target).await {
+            Ok(actor) => Some(actor),
+            Err(e) => {
+                tracing::info!("inbox: move to {target} ignored: {e}");
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let site = state.site.clone();
+    let outcome = blocking(&state.store, move |store| {
+        store.cache_actor(&sender)?;
+        apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
+    })
+    .await?;
+    match outcome {
+        (Outcome::Accept(follower), _) => {
+            tracing::info!(
+                "inbox: {} follows {}",
+                follower.follower_id,
+                follower.actor_name
+            );
+            spawn_follow_answer(state, follower, FollowAnswer::Accept);
+        }
+        (Outcome::Done(what), activity) => {
+            tracing::info!("inbox: {what} ({})", describe(&activity));
+        }
+        (Outcome::Ignored(why), activity) => {
+            tracing::debug!("inbox: ignored {}: {why}", describe(&activity));
+        }
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+fn describe(activity: &Activity) -> String {
+    format!(
+        "{} from {}",
+        activity.id.as_deref().unwrap_or("activity without id"),
+        activity.actor
+    )
+}
+
+/// The sender of a signed request: its cached actor when the cached key verifies, else the
+/// actor fetched anew (once: a key that fails right after a fetch is not fetched again
+/// before `KEY_REFETCH_COOLDOWN`, so forged requests cannot make us hammer a server).
+async fn authenticate(
+    state: &InboxState,
+    params: &SignatureParams,
+    request: &IncomingRequest<'_>,
+    now: SystemTime,
+) -> Result<RemoteActor, Refusal> {
+    let key_id = params.key_id.clone();
+    let cached = blocking(&state.store, move |store| {
+        store.cached_actor_by_key(&key_id)
+    })
+    .await?;
+    if let Some(actor) = cached {
+        match parse_public_key_pem(&actor.public_key_pem) {
+            Ok(key) => match verify_request(params, request, &key, now) {
+                Ok(()) => return Ok(actor),
+                Err(SignatureError::Mismatch)
+                    if fetched_before(&actor, now, KEY_REFETCH_COOLDOWN) =>
+                {
+                    tracing::info!(
+                        "inbox: cached key {} does not verify; fetching it again",
+                        params.key_id
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => tracing::info!("inbox: cached key {} unreadable: {e}", params.key_id),
+        }
+    }
+    let actor = fetch_signer(state, &params.key_id).await.map_err(|e| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            format!("cannot get the key {}: {e}", params.key_id),
+        )
+    })?;
+    let key = parse_public_key_pem(&actor.public_key_pem).map_err(|e| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            format!("the key {} is unreadable: {e}", params.key_id),
+        )
+    })?;
+    verify_request(params, request, &key, now)?;
+    Ok(actor)
+}
+
+fn fetched_before(actor: &RemoteActor, now: SystemTime, age: Duration) -> bool {
+    let Ok(fetched) = chrono::DateTime::parse_from_rfc3339(&actor.fetched_at) else {
+        return true;
+    };
+    let now: chrono::DateTime<chrono::Utc> = now.into();
+    now.signed_duration_since(fetched)
+        .to_std()
+        .is_ok_and(|elapsed| elapsed >= age)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Document(#[from] crate::inbox::remote::ActorDocError),
+    #[error("{0}")]
+    Key(String),
+    #[error("no answer within {} s", FETCH_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// The actor owning `key_id`, with that key.
+async fn fetch_signer(state: &InboxState, key_id: &str) -> Result<RemoteActor, ResolveError> {
+    let signer = state.signing_key(&state.config.fediverse.username);
+    let work = async {
+        let key = state.client.fetch_actor_key(key_id, Some(&signer)).await?;
+        let mut actor = fetch_actor_unbounded(state, &key.actor_id).await?;
+        actor.public_key_pem =
+            public_key_to_pem(&key.public_key).map_err(|e| ResolveError::Key(e.to_string()))?;
+        actor.key_id = key_id.to_string();
+        Ok(actor)
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, work)
+        .await
+        .map_err(|_| ResolveError::Timeout)?
+}
+
+/// An actor document, fetched from its id.
+async fn fetch_actor(state: &InboxState, id: &str) -> Result<RemoteActor, ResolveError> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch_actor_unbounded(state, id))
+        .await
+        .map_err(|_| ResolveError::Timeout)?
+}
+
+async fn fetch_actor_unbounded(state: &InboxState, id: &str) -> Result<RemoteActor, ResolveError> {
+    let signer = state.signing_key(&state.config.fediverse.username);
+    let doc = state
+        .client
+        .fetch_json(id, Some(&signer), IdCheck::MatchUrl)
+        .await?;
+    Ok(actor_from_document(&doc)?)
+}

@@ -1,0 +1,181 @@
+//! The axum application: shared state, routes and the error answer.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::services::ServeDir;
+
+use crate::config::SiteConfig;
+use crate::federation::fetch::FederationClient;
+use crate::federation::keys::PrivateKey;
+use crate::federation::signature::SigningKey;
+use crate::federation::urls::Urls;
+use crate::inbox::process::Site;
+use crate::inbox::ratelimit::RateLimiter;
+use crate::inbox::{collections, public, receive};
+use crate::store::{Store, StoreError};
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct InboxState {
+    pub config: Arc<SiteConfig>,
+    pub site: Arc<Site>,
+    pub store: Store,
+    /// The built site (`public/`), served when `inbox.serve_public`.
+    pub public_dir: Arc<PathBuf>,
+    pub key: Arc<PrivateKey>,
+    pub client: FederationClient,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl InboxState {
+    pub fn new(
+        config: SiteConfig,
+        public_dir: PathBuf,
+        key: PrivateKey,
+        store: Store,
+        client: FederationClient,
+    ) -> InboxState {
+        let site = Site::new(&config, Some(public_dir.clone()));
+        InboxState {
+            limiter: Arc::new(RateLimiter::new(config.inbox.rate_limit_per_minute)),
+            config: Arc::new(config),
+            site: Arc::new(site),
+            store,
+            public_dir: Arc::new(public_dir),
+            key: Arc::new(key),
+            client,
+        }
+    }
+
+    /// The key one of our actors signs with.
+    pub fn signing_key(&self, actor_name: &str) -> SigningKey {
+        SigningKey::new(self.site.urls.key_id(actor_name), self.key.clone())
+    }
+}
+
+/// A refusal or failure, answered as plain text (as Mastodon answers signature failures).
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> HttpError {
+        tracing::error!("{e}");
+        HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "the store failed")
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.status, self.message).into_response()
+    }
+}
+
+/// Runs store work off the async threads: SQLite calls block.
+pub async fn blocking<T, F>(store: &Store, work: F) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(result) => Ok(result?),
+        Err(e) => {
+            tracing::error!("store task failed: {e}");
+            Err(HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store failed",
+            ))
+        }
+    }
+}
+
+pub fn router(state: InboxState) -> Router {
+    let serve_public = state.config.inbox.serve_public;
+    let public_dir = state.public_dir.as_ref().clone();
+    let router = routes(state);
+    if serve_public {
+        router.fallback_service(ServeDir::new(public_dir))
+    } else {
+        router
+    }
+}
+
+/// The inbox's own routes, without the fallback to the built site's files: `relais serve`
+/// puts its live-reloading file server there instead.
+pub fn routes(state: InboxState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(Urls::SHARED_INBOX_PATH, post(receive::shared_inbox))
+        .route(&Urls::inbox_path(":name"), post(receive::actor_inbox))
+        .route(&Urls::followers_path(":name"), get(collections::followers))
+        .route(Urls::INTERACTIONS_PATH, get(collections::interactions))
+        .route("/ap/*rest", get(public::ap_get))
+        .route(Urls::WEBFINGER_PATH, get(public::webfinger))
+        // `Urls::webfinger_file_path`: one file per actor, `NAME.json`.
+        .route("/webfinger/:file", get(public::webfinger_file))
+        .route(Urls::NODEINFO_WELL_KNOWN_PATH, get(public::nodeinfo_links))
+        .route(Urls::NODEINFO_PATH, get(public::nodeinfo))
+        .layer(DefaultBodyLimit::max(state.config.inbox.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn serve(state: InboxState) -> std::io::Result<()> {
+    let listen = state.config.inbox.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    tracing::info!("inbox listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGTERM: {e}");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("inbox shutting down");
+}

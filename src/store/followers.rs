@@ -1,0 +1,380 @@
+//! Followers of our actors, one row per (our actor, remote follower).
+
+use rusqlite::{OptionalExtension, Row};
+
+use super::blocks::not_blocked;
+use super::{host_of, now, RemoteActor, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowState {
+    /// Waits for `relais moderate approve-follower`.
+    Pending,
+    Accepted,
+}
+
+impl FollowState {
+    fn as_str(self) -> &'static str {
+        match self {
+            FollowState::Pending => "pending",
+            FollowState::Accepted => "accepted",
+        }
+    }
+
+    fn parse(text: &str) -> FollowState {
+        // The column is CHECK-constrained to these two values.
+        if text == "accepted" {
+            FollowState::Accepted
+        } else {
+            FollowState::Pending
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    /// Local row id, what `relais moderate` shows and takes.
+    pub id: i64,
+    /// Which of our actors is followed.
+    pub actor_name: String,
+    pub follower_id: String,
+    pub inbox: String,
+    pub shared_inbox: Option<String>,
+    /// The `Follow` our `Accept` or `Reject` answers.
+    pub follow_activity_id: String,
+    pub state: FollowState,
+    pub followed_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFollower<'a> {
+    pub actor_name: &'a str,
+    pub follower: &'a RemoteActor,
+    pub follow_activity_id: &'a str,
+    pub state: FollowState,
+}
+
+const COLUMNS: &str = "id, actor_name, follower_id, inbox, shared_inbox, follow_activity_id, \
+                       state, followed_at";
+
+fn from_row(row: &Row) -> rusqlite::Result<Follower> {
+    let state: String = row.get(6)?;
+    Ok(Follower {
+        id: row.get(0)?,
+        actor_name: row.get(1)?,
+        follower_id: row.get(2)?,
+        inbox: row.get(3)?,
+        shared_inbox: row.get(4)?,
+        follow_activity_id: row.get(5)?,
+        state: FollowState::parse(&state),
+        followed_at: row.get(7)?,
+    })
+}
+
+impl Store {
+    /// Records a Follow. A repeated Follow refreshes the inboxes and the activity to answer;
+    /// an accepted follower stays accepted, a pending one becomes accepted if `state` says so.
+    pub fn upsert_follower(&self, new: &NewFollower) -> Result<Follower, StoreError> {
+        let f = new.follower;
+        let host = host_of(&f.id).unwrap_or_default();
+        self.with_conn(|c| {
+            c.query_row(
+                &format!(
+                    "INSERT INTO followers (actor_name, follower_id, follower_host, inbox, \
+                     shared_inbox, follow_activity_id, state, followed_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                     ON CONFLICT (actor_name, follower_id) DO UPDATE SET \
+                     inbox = excluded.inbox, shared_inbox = excluded.shared_inbox, \
+                     follow_activity_id = excluded.follow_activity_id, \
+                     state = CASE WHEN followers.state = 'accepted' THEN 'accepted' \
+                             ELSE excluded.state END \
+                     RETURNING {COLUMNS}"
+                ),
+                rusqlite::params![
+                    new.actor_name,
+                    f.id,
+                    host,
+                    f.inbox,
+                    f.shared_inbox,
+                    new.follow_activity_id,
+                    new.state.as_str(),
+                    now(),
+                ],
+                from_row,
+            )
+        })
+    }
+
+    pub fn follower(
+        &self,
+        actor_name: &str,
+        follower_id: &str,
+    ) -> Result<Option<Follower>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM followers WHERE actor_name = ?1 AND follower_id = ?2"
+                ),
+                [actor_name, follower_id],
+                from_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Accepts a pending follower; `None` when there is no such pending follower.
+    pub fn accept_follower(&self, row_id: i64) -> Result<Option<Follower>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!(
+                    "UPDATE followers SET state = 'accepted' WHERE id = ?1 AND state = 'pending' \
+                     RETURNING {COLUMNS}"
+                ),
+                [row_id],
+                from_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Removes a follower by row id (a rejected request); returns what was removed.
+    pub fn remove_follower_row(&self, row_id: i64) -> Result<Option<Follower>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!("DELETE FROM followers WHERE id = ?1 RETURNING {COLUMNS}"),
+                [row_id],
+                from_row,
+            )
+            .optional()
+        })
+    }
+
+    pub fn remove_follower(&self, actor_name: &str, follower_id: &str) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "DELETE FROM followers WHERE actor_name = ?1 AND follower_id = ?2",
+                [actor_name, follower_id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Undo of a Follow known only by its id.
+    pub fn remove_follow_activity(
+        &self,
+        follower_id: &str,
+        follow_activity_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "DELETE FROM followers WHERE follower_id = ?1 AND follow_activity_id = ?2",
+                [follower_id, follow_activity_id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Every follower of every actor, oldest first, optionally of one state only.
+    pub fn followers(&self, state: Option<FollowState>) -> Result<Vec<Follower>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {COLUMNS} FROM followers WHERE ?1 IS NULL OR state = ?1 \
+                 ORDER BY followed_at, id"
+            ))?;
+            let rows = stmt.query_map([state.map(FollowState::as_str)], from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Accepted, unblocked followers of one actor: the followers collection's `totalItems`.
+    pub fn follower_count(&self, actor_name: &str) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM followers WHERE actor_name = ?1 AND state = 'accepted' \
+                     AND {}",
+                    not_blocked("follower_host", "follower_id")
+                ),
+                [actor_name],
+                |row| row.get(0),
+            )
+        })
+    }
+
+    /// One page of accepted, unblocked follower ids, oldest first.
+    pub fn follower_ids(
+        &self,
+        actor_name: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT follower_id FROM followers WHERE actor_name = ?1 AND state = 'accepted' \
+                 AND {} ORDER BY followed_at, id LIMIT ?2 OFFSET ?3",
+                not_blocked("follower_host", "follower_id")
+            ))?;
+            let rows =
+                stmt.query_map(rusqlite::params![actor_name, limit, offset], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Moves every follow of `old_id` to `new` (the answer to `Move`), keeping its state.
+    /// Where `new` already follows the same actor, the old row is dropped instead.
+    pub fn move_follower(&self, old_id: &str, new: &RemoteActor) -> Result<usize, StoreError> {
+        let host = host_of(&new.id).unwrap_or_default();
+        self.with_conn(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM followers WHERE follower_id = ?1 AND actor_name IN \
+                 (SELECT actor_name FROM followers WHERE follower_id = ?2)",
+                [old_id, &new.id],
+            )?;
+            let moved = tx.execute(
+                "UPDATE followers SET follower_id = ?2, follower_host = ?3, inbox = ?4, \
+                 shared_inbox = ?5 WHERE follower_id = ?1",
+                rusqlite::params![old_id, new.id, host, new.inbox, new.shared_inbox],
+            )?;
+            tx.commit()?;
+            Ok(moved)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::actors::tests::actor;
+    use crate::store::BlockSource;
+
+    fn follow<'a>(name: &'a str, who: &'a RemoteActor, state: FollowState) -> NewFollower<'a> {
+        NewFollower {
+            actor_name: name,
+            follower: who,
+            follow_activity_id: "https://m.example/follows/1",
+            state,
+        }
+    }
+
+    #[test]
+    fn repeated_follow_keeps_acceptance() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = actor("https://m.example/users/alice");
+        let f = store
+            .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
+            .unwrap();
+        assert_eq!(f.state, FollowState::Accepted);
+        let again = store
+            .upsert_follower(&NewFollower {
+                follow_activity_id: "https://m.example/follows/2",
+                ..follow("blog", &alice, FollowState::Pending)
+            })
+            .unwrap();
+        assert_eq!(again.id, f.id);
+        assert_eq!(again.state, FollowState::Accepted);
+        assert_eq!(again.follow_activity_id, "https://m.example/follows/2");
+    }
+
+    #[test]
+    fn pending_followers_are_not_counted_until_accepted() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = actor("https://m.example/users/alice");
+        let f = store
+            .upsert_follower(&follow("blog", &alice, FollowState::Pending))
+            .unwrap();
+        assert_eq!(store.follower_count("blog").unwrap(), 0);
+        assert_eq!(
+            store.followers(Some(FollowState::Pending)).unwrap(),
+            vec![f.clone()]
+        );
+        let accepted = store.accept_follower(f.id).unwrap().unwrap();
+        assert_eq!(accepted.state, FollowState::Accepted);
+        assert_eq!(
+            store.accept_follower(f.id).unwrap(),
+            None,
+            "already accepted"
+        );
+        assert_eq!(store.follower_count("blog").unwrap(), 1);
+        assert_eq!(store.follower_count("ann").unwrap(), 0);
+        assert_eq!(
+            store.follower_ids("blog", 0, 10).unwrap(),
+            vec![alice.id.clone()]
+        );
+    }
+
+    #[test]
+    fn blocked_followers_are_neither_counted_nor_listed() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = actor("https://m.example/users/alice");
+        let eve = actor("https://bad.example/users/eve");
+        let mallory = actor("https://m.example/users/mallory");
+        for who in [&alice, &eve, &mallory] {
+            store
+                .upsert_follower(&follow("blog", who, FollowState::Accepted))
+                .unwrap();
+        }
+        store
+            .block_domain("bad.example", BlockSource::Moderation)
+            .unwrap();
+        store.block_actor(&mallory.id, BlockSource::Config).unwrap();
+        assert_eq!(store.follower_count("blog").unwrap(), 1);
+        assert_eq!(
+            store.follower_ids("blog", 0, 10).unwrap(),
+            vec![alice.id.clone()]
+        );
+        assert_eq!(
+            store.followers(None).unwrap().len(),
+            3,
+            "kept, only not shown"
+        );
+    }
+
+    #[test]
+    fn undo_by_activity_id_and_by_pair() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = actor("https://m.example/users/alice");
+        store
+            .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
+            .unwrap();
+        store
+            .upsert_follower(&follow("ann", &alice, FollowState::Accepted))
+            .unwrap();
+        assert!(!store
+            .remove_follow_activity(&alice.id, "https://m.example/follows/other")
+            .unwrap());
+        assert!(store.remove_follower("ann", &alice.id).unwrap());
+        assert!(store
+            .remove_follow_activity(&alice.id, "https://m.example/follows/1")
+            .unwrap());
+        assert!(store.followers(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn move_carries_follows_to_the_new_actor() {
+        let store = Store::open_in_memory().unwrap();
+        let old = actor("https://old.example/users/alice");
+        let new = actor("https://new.example/users/alice");
+        store
+            .upsert_follower(&follow("blog", &old, FollowState::Accepted))
+            .unwrap();
+        store
+            .upsert_follower(&follow("ann", &old, FollowState::Pending))
+            .unwrap();
+        // The new account already follows `ann`: that row wins, the old one goes.
+        store
+            .upsert_follower(&follow("ann", &new, FollowState::Accepted))
+            .unwrap();
+        assert_eq!(store.move_follower(&old.id, &new).unwrap(), 1);
+        let rows = store.followers(None).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|f| f.follower_id == new.id));
+        assert_eq!(
+            store.follower("blog", &new.id).unwrap().unwrap().inbox,
+            new.inbox
+        );
+        assert_eq!(
+            store.follower("ann", &new.id).unwrap().unwrap().state,
+            FollowState::Accepted
+        );
+    }
+}

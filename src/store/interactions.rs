@@ -1,0 +1,231 @@
+//! What the build shows under each post: visible replies, threaded, and who liked or boosted.
+
+use rusqlite::Connection;
+
+use super::blocks::not_blocked;
+use super::replies::{from_row, COLUMNS};
+use super::{Store, StoreError};
+use crate::site::interactions::{thread, Interactions, PostInteractions, Reactor};
+
+fn reactors(c: &Connection, post_id: &str, kind: &str) -> rusqlite::Result<Vec<Reactor>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT x.actor_id, a.name, a.url, a.avatar FROM reactions x \
+         LEFT JOIN remote_actors a ON a.id = x.actor_id \
+         WHERE x.object_id = ?1 AND x.kind = ?2 AND {} ORDER BY x.created_at, x.actor_id",
+        not_blocked("x.actor_host", "x.actor_id")
+    ))?;
+    let rows = stmt.query_map([post_id, kind], |r| {
+        let actor_id: String = r.get(0)?;
+        // An actor whose document is no longer cached is still counted, shown by its id.
+        let name: Option<String> = r.get(1)?;
+        let url: Option<String> = r.get(2)?;
+        Ok(Reactor {
+            name: name.unwrap_or_else(|| actor_id.clone()),
+            url: url.unwrap_or_else(|| actor_id.clone()),
+            avatar: r.get(3)?,
+            actor_id,
+        })
+    })?;
+    rows.collect()
+}
+
+fn post_interactions(c: &Connection, post_id: &str) -> rusqlite::Result<PostInteractions> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM replies r WHERE r.root_id = ?1 AND r.state = 'visible' AND {}",
+        not_blocked("r.author_host", "r.author_id")
+    ))?;
+    let replies = stmt
+        .query_map([post_id], from_row)?
+        .map(|row| row.map(|stored| stored.reply))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(PostInteractions {
+        replies: thread(post_id, replies),
+        likes: reactors(c, post_id, "Like")?,
+        boosts: reactors(c, post_id, "Announce")?,
+    })
+}
+
+impl Store {
+    /// Interactions of the given posts (object ids). Posts without any are left out.
+    pub fn interactions(&self, post_ids: &[String]) -> Result<Interactions, StoreError> {
+        self.with_conn(|c| {
+            let mut all = Interactions::new();
+            for id in post_ids {
+                let found = post_interactions(c, id)?;
+                if found != PostInteractions::default() {
+                    all.insert(id.clone(), found);
+                }
+            }
+            Ok(all)
+        })
+    }
+
+    /// Interactions of one post, empty when it has none.
+    pub fn post_interactions(&self, post_id: &str) -> Result<PostInteractions, StoreError> {
+        self.with_conn(|c| post_interactions(c, post_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::actors::tests::actor;
+    use crate::store::reactions::ReactionKind;
+    use crate::store::replies::tests::reply;
+    use crate::store::{BlockSource, NewReply, ReplyState};
+
+    const POST: &str = "https://blog.example/ap/posts/a.json";
+    const OTHER: &str = "https://blog.example/ap/posts/b.json";
+
+    fn insert(store: &Store, id: &str, parent: &str, author: &str, minute: u32, state: ReplyState) {
+        store
+            .insert_reply(&NewReply {
+                reply: &reply(id, parent, author, minute),
+                root_id: POST,
+                state,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn threads_visible_replies_and_drops_hidden_pending_and_blocked() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = "https://m.example/users/alice";
+        let eve = "https://bad.example/users/eve";
+        insert(
+            &store,
+            "https://m.example/n/1",
+            POST,
+            alice,
+            1,
+            ReplyState::Visible,
+        );
+        insert(
+            &store,
+            "https://m.example/n/2",
+            POST,
+            alice,
+            2,
+            ReplyState::Pending,
+        );
+        insert(
+            &store,
+            "https://m.example/n/3",
+            "https://m.example/n/1",
+            alice,
+            3,
+            ReplyState::Visible,
+        );
+        insert(
+            &store,
+            "https://m.example/n/4",
+            POST,
+            alice,
+            4,
+            ReplyState::Hidden,
+        );
+        insert(
+            &store,
+            "https://m.example/n/5",
+            "https://m.example/n/4",
+            alice,
+            5,
+            ReplyState::Visible,
+        );
+        insert(
+            &store,
+            "https://bad.example/n/6",
+            POST,
+            eve,
+            6,
+            ReplyState::Visible,
+        );
+        store
+            .block_domain("bad.example", BlockSource::Config)
+            .unwrap();
+
+        let found = store.post_interactions(POST).unwrap();
+        let got: Vec<(&str, usize)> = found
+            .replies
+            .iter()
+            .map(|r| (r.id.as_str(), r.depth))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("https://m.example/n/1", 0), ("https://m.example/n/3", 1)]
+        );
+    }
+
+    #[test]
+    fn reactions_carry_the_cached_actor_and_skip_blocked_actors() {
+        let store = Store::open_in_memory().unwrap();
+        let alice = actor("https://m.example/users/alice");
+        store.cache_actor(&alice).unwrap();
+        let uncached = "https://o.example/users/bob";
+        let blocked = "https://o.example/users/eve";
+        store
+            .add_reaction("https://m.example/l/1", &alice.id, POST, ReactionKind::Like)
+            .unwrap();
+        store
+            .add_reaction("https://o.example/l/2", uncached, POST, ReactionKind::Like)
+            .unwrap();
+        store
+            .add_reaction("https://o.example/l/3", blocked, POST, ReactionKind::Like)
+            .unwrap();
+        store
+            .add_reaction(
+                "https://m.example/b/1",
+                &alice.id,
+                OTHER,
+                ReactionKind::Announce,
+            )
+            .unwrap();
+        store.block_actor(blocked, BlockSource::Moderation).unwrap();
+
+        let all = store
+            .interactions(&[
+                POST.to_string(),
+                OTHER.to_string(),
+                "https://blog.example/ap/posts/none.json".to_string(),
+            ])
+            .unwrap();
+        assert_eq!(all.len(), 2, "posts without interactions are left out");
+        let likes = &all[POST].likes;
+        assert_eq!(likes.len(), 2);
+        assert!(likes.iter().any(|r| r.actor_id == alice.id
+            && r.name == alice.name
+            && r.url == alice.url
+            && r.avatar == alice.avatar));
+        assert!(likes
+            .iter()
+            .any(|r| r.actor_id == uncached && r.url == uncached));
+        assert!(all[POST].boosts.is_empty());
+        assert_eq!(all[OTHER].boosts.len(), 1);
+        assert!(all[OTHER].likes.is_empty());
+    }
+
+    #[test]
+    fn purging_a_domain_empties_its_interactions() {
+        let store = Store::open_in_memory().unwrap();
+        let eve = "https://bad.example/users/eve";
+        insert(
+            &store,
+            "https://bad.example/n/1",
+            POST,
+            eve,
+            1,
+            ReplyState::Visible,
+        );
+        store
+            .add_reaction("https://bad.example/l/1", eve, POST, ReactionKind::Like)
+            .unwrap();
+        let purged = store.purge_domain("bad.example").unwrap();
+        assert_eq!(purged.replies_hidden, 1);
+        assert_eq!(purged.reactions, 1);
+        assert_eq!(
+            store.post_interactions(POST).unwrap(),
+            PostInteractions::default()
+        );
+        assert_eq!(store.replies(Some(ReplyState::Hidden)).unwrap().len(), 1);
+    }
+}

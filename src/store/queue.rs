@@ -1,0 +1,1437 @@
+//! The durable outbound delivery queue, the health of remote hosts and what was published.
+//!
+//! - `delivery_activities`: one row per activity to send (its JSON body and signing actor).
+//! - `deliveries`: one row per (activity, target inbox), unique, so an activity is never
+//!   queued twice for one inbox. A worker claims a row by setting a lease; a worker killed
+//!   mid-request leaves a lease that expires, and the row is claimed again (at least once).
+//! - `delivery_hosts`: consecutive failures and unavailability per host, as Mastodon's
+//!   `DeliveryFailureTracker` and `UnavailableDomain` keep them.
+//! - `published_posts`: the last state of every post sent to followers, so that a post is
+//!   sent once and only its edits and its removal are sent again.
+//!
+//! Times are Unix seconds, given by the caller so tests can move the clock.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use super::blocks::not_blocked;
+use super::{host_of, Store, StoreError};
+
+/// Queue migrations, applied in order; `queue_schema.version` counts how many ran. Kept apart
+/// from the store's own migrations so the two lists grow independently. Append only.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE delivery_activities (
+    activity_id TEXT PRIMARY KEY,
+    object_id TEXT,
+    actor_name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    activity_id TEXT NOT NULL REFERENCES delivery_activities (activity_id),
+    object_id TEXT,
+    inbox TEXT NOT NULL,
+    host TEXT NOT NULL,
+    follower_id TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (activity_id, inbox)
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_in_order ON deliveries (inbox, object_id, id) WHERE state = 'pending';
+CREATE INDEX deliveries_by_host ON deliveries (host) WHERE state = 'pending';
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
+
+CREATE TABLE delivery_hosts (
+    host TEXT PRIMARY KEY,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    failure_days INTEGER NOT NULL DEFAULT 0,
+    last_failure_day INTEGER,
+    last_failure_at INTEGER,
+    last_success_at INTEGER,
+    unavailable_since INTEGER,
+    next_probe_at INTEGER
+);
+
+CREATE TABLE published_posts (
+    object_id TEXT PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    updated TEXT,
+    last_activity_id TEXT,
+    last_activity_at INTEGER NOT NULL,
+    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
+);
+"#];
+
+/// Brings the queue tables up to date; the store calls it each time it opens.
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS queue_schema (version INTEGER NOT NULL)")?;
+    let version: Option<i64> = conn
+        .query_row("SELECT version FROM queue_schema", [], |r| r.get(0))
+        .optional()?;
+    let version = version.unwrap_or(0);
+    if version > MIGRATIONS.len() as i64 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "queue schema version {version} is newer than this relais knows ({})",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = conn.execute_batch(sql).and_then(|()| {
+            conn.execute("DELETE FROM queue_schema", [])?;
+            conn.execute(
+                "INSERT INTO queue_schema (version) VALUES (?1)",
+                [index as i64 + 1],
+            )?;
+            Ok(())
+        });
+        match applied {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                conn.execute_batch("ROLLBACK")?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What was last sent for one post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedRecord {
+    pub object_id: String,
+    /// Our actor the post is attributed to: who signs its `Update` and `Delete`.
+    pub actor_name: String,
+    pub content_hash: String,
+    /// The `updated` followers last received (RFC 3339), if any.
+    pub updated: Option<String>,
+    /// The last `Create`, `Update` or `Delete` queued for the post; `None` when the post was
+    /// recorded without being sent (older than the first publish window).
+    pub last_activity_id: Option<String>,
+    /// When that activity was made (Unix seconds): later ids of the post must differ.
+    pub last_activity_at: i64,
+    pub deleted: bool,
+}
+
+/// An accepted follower of one of our actors, as delivery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFollower {
+    pub actor_name: String,
+    pub follower_id: String,
+    pub inbox: String,
+    pub shared_inbox: Option<String>,
+}
+
+/// One inbox an activity goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Recipient {
+    pub inbox: String,
+    /// Set when `inbox` is the personal inbox of this follower: a `410 Gone` from it means
+    /// the follower is gone.
+    pub follower_id: Option<String>,
+}
+
+/// An activity with the inboxes it goes to.
+#[derive(Debug, Clone)]
+pub struct QueuedActivity {
+    pub activity_id: String,
+    /// The post the activity is about: deliveries of one post to one inbox leave in the
+    /// order they were queued, so an `Update` never overtakes its `Create`.
+    pub object_id: Option<String>,
+    pub actor_name: String,
+    pub body: String,
+    pub recipients: Vec<Recipient>,
+}
+
+/// A delivery a worker has leased and must now send.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub activity_id: String,
+    pub actor_name: String,
+    pub inbox: String,
+    pub host: String,
+    pub follower_id: Option<String>,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The host has failed too often in a row just now: the worker reschedules this
+    /// delivery without sending it (Mastodon's circuit breaker).
+    pub host_cooling: bool,
+}
+
+/// How to claim: how many, which hosts are already busy, how long the lease lasts.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub limit: usize,
+    pub per_host: usize,
+    /// Hosts with deliveries in flight in this worker, and how many.
+    pub busy: &'a [(String, usize)],
+    pub lease_until: i64,
+    /// A host with this many consecutive failures is cooling off...
+    pub cooling_failures: u32,
+    /// ...for this many seconds after its last failure.
+    pub cooling_secs: i64,
+}
+
+/// What a remote host's answer says about the host, for its failure tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSignal {
+    /// It answered (2xx, or a 4xx that is final): it is up.
+    Reachable,
+    /// Timeout, connection failure, 5xx, 429...
+    Unreachable,
+    /// Nothing was learnt (the request was not sent).
+    Unknown,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        status: Option<u16>,
+        error: String,
+        next_attempt_at: i64,
+    },
+    Failed {
+        status: Option<u16>,
+        error: String,
+        /// Removes this remote actor from every follower list (its inbox said `410 Gone`).
+        remove_follower: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedDelivery {
+    pub id: i64,
+    pub host: String,
+    pub attempt: Attempt,
+    pub host_signal: HostSignal,
+}
+
+/// Counts of the queue, for `relais status` and the end of `relais publish`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Pending and due now.
+    pub due: u64,
+    /// Pending, waiting for a retry time.
+    pub waiting: u64,
+    /// Pending, leased by a worker right now.
+    pub leased: u64,
+    /// Pending for a host marked unavailable.
+    pub held: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+impl QueueCounts {
+    pub fn pending(&self) -> u64 {
+        self.due + self.waiting + self.leased + self.held
+    }
+}
+
+/// A host delivery has given up on for now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostHealth {
+    pub host: String,
+    pub consecutive_failures: u32,
+    pub failure_days: u32,
+    pub unavailable_since: Option<i64>,
+    pub next_probe_at: Option<i64>,
+    pub pending: u64,
+}
+
+/// One row of the queue, for `relais status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub activity_id: String,
+    pub inbox: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub finished_at: Option<i64>,
+    pub next_attempt_at: i64,
+}
+
+/// Consecutive distinct UTC days of failures after which a host is unavailable
+/// (Mastodon's `DeliveryFailureTracker::FAILURE_DAYS_THRESHOLD`).
+pub const UNAVAILABLE_AFTER_FAILURE_DAYS: u32 = 7;
+
+/// An unavailable host gets one delivery through this often, to see whether it is back.
+pub const PROBE_INTERVAL_SECS: i64 = 86_400;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// The view of the store inside one write transaction: what `plan_and_enqueue` reads and
+/// writes together, so a crash leaves either all of it or none.
+pub struct QueueTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl QueueTx<'_> {
+    pub fn published_records(&self) -> rusqlite::Result<Vec<PublishedRecord>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT object_id, actor_name, content_hash, updated, last_activity_id, \
+             last_activity_at, deleted FROM published_posts ORDER BY object_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PublishedRecord {
+                object_id: r.get(0)?,
+                actor_name: r.get(1)?,
+                content_hash: r.get(2)?,
+                updated: r.get(3)?,
+                last_activity_id: r.get(4)?,
+                last_activity_at: r.get(5)?,
+                deleted: r.get(6)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    pub fn record_published(&self, record: &PublishedRecord) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO published_posts (object_id, actor_name, content_hash, updated, \
+                 last_activity_id, last_activity_at, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (object_id) DO UPDATE SET actor_name = excluded.actor_name, \
+                 content_hash = excluded.content_hash, updated = excluded.updated, \
+                 last_activity_id = excluded.last_activity_id, \
+                 last_activity_at = excluded.last_activity_at, deleted = excluded.deleted",
+            )?
+            .execute(params![
+                record.object_id,
+                record.actor_name,
+                record.content_hash,
+                record.updated,
+                record.last_activity_id,
+                record.last_activity_at,
+                record.deleted,
+            ])?;
+        Ok(())
+    }
+
+    /// Accepted followers of the given actors, without blocked domains and actors, nor
+    /// followers that blocked the actor they follow.
+    pub fn delivery_followers(
+        &self,
+        actor_names: &[&str],
+    ) -> rusqlite::Result<Vec<DeliveryFollower>> {
+        let names = serde_json::Value::from(actor_names.to_vec()).to_string();
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
+             WHERE f.state = 'accepted' AND f.actor_name IN (SELECT value FROM json_each(?1)) \
+             AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
+             WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
+             ORDER BY f.id",
+            not_blocked("f.follower_host", "f.follower_id")
+        ))?;
+        let rows = stmt.query_map([names], |r| {
+            Ok(DeliveryFollower {
+                actor_name: r.get(0)?,
+                follower_id: r.get(1)?,
+                inbox: r.get(2)?,
+                shared_inbox: r.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Queues an activity for its recipients; returns how many deliveries were new. An
+    /// activity already queued for an inbox is not queued again.
+    pub fn enqueue(&self, activity: &QueuedActivity, now: i64) -> rusqlite::Result<usize> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO delivery_activities (activity_id, object_id, actor_name, \
+                 body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                activity.activity_id,
+                activity.object_id,
+                activity.actor_name,
+                activity.body,
+                now
+            ])?;
+        // A host unavailable or in a long backoff keeps new deliveries waiting with the rest.
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (activity_id, object_id, inbox, host, follower_id, \
+             state, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', \
+             COALESCE((SELECT next_probe_at FROM delivery_hosts \
+                       WHERE host = ?4 AND unavailable_since IS NOT NULL), ?6), ?6)",
+        )?;
+        let mut inserted = 0;
+        for recipient in &activity.recipients {
+            let host = host_of(&recipient.inbox).unwrap_or_default();
+            inserted += insert.execute(params![
+                activity.activity_id,
+                activity.object_id,
+                recipient.inbox,
+                host,
+                recipient.follower_id,
+                now
+            ])?;
+        }
+        Ok(inserted)
+    }
+}
+
+impl Store {
+    /// Runs `f` in one write transaction over the queue tables, committed if `f` succeeds.
+    pub fn queue_transaction<T>(
+        &self,
+        f: impl FnOnce(&QueueTx) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|c| {
+            // IMMEDIATE: take the write lock before reading, so two planners (the CLI and
+            // the inbox's deploy hook) cannot both plan from the same state.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let queue = QueueTx { tx };
+            let out = f(&queue)?;
+            queue.tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Queues one activity for one inbox, signed by our actor `actor_name` (the inbox uses it
+    /// for `Accept` and `Reject`). Queuing the same activity twice for an inbox does nothing.
+    pub fn enqueue_delivery(
+        &self,
+        inbox_url: &str,
+        activity_json: &str,
+        actor_name: &str,
+    ) -> Result<(), StoreError> {
+        let activity_id = serde_json::from_str::<serde_json::Value>(activity_json)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_string))
+            // Without an id, the body itself tells repeated activities apart.
+            .unwrap_or_else(|| format!("urn:sha256:{:x}", Sha256::digest(activity_json)));
+        let activity = QueuedActivity {
+            activity_id,
+            object_id: None,
+            actor_name: actor_name.to_string(),
+            body: activity_json.to_string(),
+            recipients: vec![Recipient {
+                inbox: inbox_url.to_string(),
+                follower_id: None,
+            }],
+        };
+        let now = chrono::Utc::now().timestamp();
+        self.queue_transaction(|q| q.enqueue(&activity, now))?;
+        Ok(())
+    }
+
+    /// Records the outcome of finished attempts, then claims up to `claim.limit` due
+    /// deliveries, all in one transaction (one disk sync for both).
+    pub fn finish_and_claim(
+        &self,
+        finished: &[FinishedDelivery],
+        now: i64,
+        claim: Option<&ClaimRequest>,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for done in finished {
+                finish(&tx, done, now)?;
+            }
+            let claimed = match claim {
+                Some(request) if request.limit > 0 => claim_due(&tx, request, now)?,
+                _ => Vec::new(),
+            };
+            tx.commit()?;
+            Ok(claimed)
+        })
+    }
+
+    /// When the next pending delivery becomes claimable: its retry time or the end of its
+    /// lease, whichever is later. `None` when nothing is pending.
+    pub fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM deliveries \
+                 WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Pending deliveries leased by some worker until after `now`.
+    pub fn leased_deliveries(&self, now: i64) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'pending' AND lease_until > ?1",
+                [now],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub fn queue_counts(&self, now: i64) -> Result<QueueCounts, StoreError> {
+        self.with_conn(|c| {
+            let mut counts = QueueCounts::default();
+            let mut stmt = c.prepare(
+                "SELECT CASE \
+                   WHEN d.state != 'pending' THEN d.state \
+                   WHEN d.lease_until > ?1 THEN 'leased' \
+                   WHEN h.unavailable_since IS NOT NULL THEN 'held' \
+                   WHEN d.next_attempt_at > ?1 THEN 'waiting' \
+                   ELSE 'due' END AS bucket, COUNT(*) \
+                 FROM deliveries d LEFT JOIN delivery_hosts h ON h.host = d.host \
+                 GROUP BY bucket",
+            )?;
+            let mut rows = stmt.query([now])?;
+            while let Some(row) = rows.next()? {
+                let bucket: String = row.get(0)?;
+                let count: u64 = row.get(1)?;
+                match bucket.as_str() {
+                    "done" => counts.done = count,
+                    "failed" => counts.failed = count,
+                    "leased" => counts.leased = count,
+                    "held" => counts.held = count,
+                    "waiting" => counts.waiting = count,
+                    _ => counts.due = count,
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Hosts that are unavailable or have failed lately, worst first.
+    pub fn troubled_hosts(&self) -> Result<Vec<HostHealth>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT h.host, h.consecutive_failures, h.failure_days, h.unavailable_since, \
+                 h.next_probe_at, (SELECT COUNT(*) FROM deliveries d \
+                                   WHERE d.host = h.host AND d.state = 'pending') \
+                 FROM delivery_hosts h WHERE h.consecutive_failures > 0 \
+                 OR h.unavailable_since IS NOT NULL \
+                 ORDER BY h.unavailable_since IS NULL, h.failure_days DESC, \
+                 h.consecutive_failures DESC, h.host",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(HostHealth {
+                    host: r.get(0)?,
+                    consecutive_failures: r.get(1)?,
+                    failure_days: r.get(2)?,
+                    unavailable_since: r.get(3)?,
+                    next_probe_at: r.get(4)?,
+                    pending: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The latest deliveries finished or attempted, newest first.
+    pub fn recent_deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT activity_id, inbox, state, attempts, last_status, last_error, \
+                 finished_at, next_attempt_at FROM deliveries WHERE attempts > 0 \
+                 ORDER BY COALESCE(finished_at, next_attempt_at) DESC, id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], delivery_record)?;
+            rows.collect()
+        })
+    }
+
+    /// Every delivery of one activity, by inbox.
+    pub fn deliveries_of(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT activity_id, inbox, state, attempts, last_status, last_error, \
+                 finished_at, next_attempt_at FROM deliveries WHERE activity_id = ?1 \
+                 ORDER BY inbox",
+            )?;
+            let rows = stmt.query_map([activity_id], delivery_record)?;
+            rows.collect()
+        })
+    }
+
+    /// A host was heard from (it sent us a signed request): like Mastodon, it is available
+    /// again and its held deliveries leave now.
+    pub fn mark_host_reachable(&self, host: &str, now: i64) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            host_reachable(&tx, host, now)?;
+            tx.commit()
+        })
+    }
+
+    /// Forgets deliveries finished before `before`, and activities nothing refers to any more.
+    pub fn prune_deliveries(&self, before: i64) -> Result<usize, StoreError> {
+        self.with_conn(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let removed = tx.execute(
+                "DELETE FROM deliveries WHERE state != 'pending' AND finished_at < ?1",
+                [before],
+            )?;
+            tx.execute(
+                "DELETE FROM delivery_activities WHERE NOT EXISTS \
+                 (SELECT 1 FROM deliveries d WHERE d.activity_id = delivery_activities.activity_id)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+}
+
+fn delivery_record(r: &Row) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        activity_id: r.get(0)?,
+        inbox: r.get(1)?,
+        state: r.get(2)?,
+        attempts: r.get(3)?,
+        last_status: r.get(4)?,
+        last_error: r.get(5)?,
+        finished_at: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+    })
+}
+
+fn finish(tx: &Transaction, done: &FinishedDelivery, now: i64) -> rusqlite::Result<()> {
+    match &done.attempt {
+        Attempt::Delivered { status } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
+                 last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![done.id, status, now])?;
+        }
+        Attempt::Retry {
+            status,
+            error,
+            next_attempt_at,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, \
+                 last_error = ?3, next_attempt_at = ?4, lease_until = 0 WHERE id = ?1",
+            )?
+            .execute(params![done.id, status, error, next_attempt_at])?;
+        }
+        Attempt::Failed {
+            status,
+            error,
+            remove_follower,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, \
+                 last_status = ?2, last_error = ?3, lease_until = 0, finished_at = ?4 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![done.id, status, error, now])?;
+            if let Some(follower_id) = remove_follower {
+                tx.prepare_cached("DELETE FROM followers WHERE follower_id = ?1")?
+                    .execute([follower_id])?;
+            }
+        }
+    }
+    match done.host_signal {
+        HostSignal::Reachable => host_reachable(tx, &done.host, now),
+        HostSignal::Unreachable => host_unreachable(tx, &done.host, now),
+        HostSignal::Unknown => Ok(()),
+    }
+}
+
+fn host_reachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<()> {
+    let was_unavailable: bool = tx
+        .prepare_cached("SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1")?
+        .query_row([host], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    tx.prepare_cached(
+        "INSERT INTO delivery_hosts (host, last_success_at) VALUES (?1, ?2) \
+         ON CONFLICT (host) DO UPDATE SET consecutive_failures = 0, failure_days = 0, \
+         last_failure_day = NULL, last_success_at = ?2, unavailable_since = NULL, \
+         next_probe_at = NULL",
+    )?
+    .execute(params![host, now])?;
+    if was_unavailable {
+        // Deliveries were held until the probe time; the host is back, so they go now.
+        tx.prepare_cached(
+            "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
+             AND next_attempt_at > ?2",
+        )?
+        .execute(params![host, now])?;
+    }
+    Ok(())
+}
+
+/// Counts a failure; the host becomes unavailable after failures on
+/// `UNAVAILABLE_AFTER_FAILURE_DAYS` distinct days with no success between them.
+fn host_unreachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<()> {
+    let day = now.div_euclid(SECONDS_PER_DAY);
+    tx.prepare_cached(
+        "INSERT INTO delivery_hosts (host, consecutive_failures, failure_days, \
+         last_failure_day, last_failure_at) VALUES (?1, 1, 1, ?2, ?3) \
+         ON CONFLICT (host) DO UPDATE SET consecutive_failures = consecutive_failures + 1, \
+         failure_days = failure_days + (COALESCE(last_failure_day, -1) != ?2), \
+         last_failure_day = ?2, last_failure_at = ?3",
+    )?
+    .execute(params![host, day, now])?;
+    let became_unavailable = tx
+        .prepare_cached(
+            "UPDATE delivery_hosts SET unavailable_since = ?2, next_probe_at = ?4 \
+             WHERE host = ?1 AND unavailable_since IS NULL AND failure_days >= ?3",
+        )?
+        .execute(params![
+            host,
+            now,
+            UNAVAILABLE_AFTER_FAILURE_DAYS,
+            now + PROBE_INTERVAL_SECS
+        ])?;
+    if became_unavailable > 0 {
+        hold_host(tx, host, now + PROBE_INTERVAL_SECS, now)?;
+    }
+    Ok(())
+}
+
+/// Moves the host's pending deliveries (but those leased right now) to `until`.
+fn hold_host(tx: &Transaction, host: &str, until: i64, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
+         AND next_attempt_at < ?2 AND lease_until <= ?3",
+    )?
+    .execute(params![host, until, now])?;
+    Ok(())
+}
+
+fn claim_due(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    now: i64,
+) -> rusqlite::Result<Vec<ClaimedDelivery>> {
+    let busy = serde_json::Value::from(
+        request
+            .busy
+            .iter()
+            .map(|(host, n)| serde_json::json!([host, n]))
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
+    // Look at the earliest due deliveries first; when busy hosts fill that window, widen it.
+    let mut scan = (request.limit * 4).max(256);
+    let chosen = loop {
+        let (rows, due_seen) = choose_due(tx, request, &busy, now, scan)?;
+        if rows.len() >= request.limit || due_seen < scan || scan >= 1 << 22 {
+            break rows;
+        }
+        scan *= 8;
+    };
+    let mut claimed = Vec::with_capacity(chosen.len());
+    let mut lease = tx.prepare_cached(
+        "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1 AND state = 'pending'",
+    )?;
+    let mut read = tx.prepare_cached(
+        "SELECT d.id, d.activity_id, a.actor_name, d.inbox, d.host, d.follower_id, a.body, \
+         d.attempts FROM deliveries d JOIN delivery_activities a USING (activity_id) \
+         WHERE d.id = ?1",
+    )?;
+    let mut probe =
+        tx.prepare_cached("UPDATE delivery_hosts SET next_probe_at = ?2 WHERE host = ?1")?;
+    for Chosen {
+        id,
+        host,
+        unavailable,
+        cooling,
+    } in chosen
+    {
+        lease.execute(params![id, request.lease_until])?;
+        if unavailable {
+            // This one is the probe: the host's other deliveries wait for the next one.
+            let next_probe = now + PROBE_INTERVAL_SECS;
+            probe.execute(params![host, next_probe])?;
+            hold_host(tx, &host, next_probe, now)?;
+        }
+        let mut delivery = read.query_row([id], |r| {
+            Ok(ClaimedDelivery {
+                id: r.get(0)?,
+                activity_id: r.get(1)?,
+                actor_name: r.get(2)?,
+                inbox: r.get(3)?,
+                host: r.get(4)?,
+                follower_id: r.get(5)?,
+                body: r.get(6)?,
+                attempts: r.get(7)?,
+                host_cooling: false,
+            })
+        })?;
+        delivery.host_cooling = cooling;
+        claimed.push(delivery);
+    }
+    Ok(claimed)
+}
+
+struct Chosen {
+    id: i64,
+    host: String,
+    unavailable: bool,
+    cooling: bool,
+}
+
+/// Picks up to `request.limit` deliveries among the first `scan` due ones: at most
+/// `per_host` in flight per host (one for an unavailable host, whose probe time has come),
+/// and never a delivery while an earlier one of the same post to the same inbox is pending.
+/// Also returns how many due deliveries were looked at.
+fn choose_due(
+    tx: &Transaction,
+    request: &ClaimRequest,
+    busy: &str,
+    now: i64,
+    scan: usize,
+) -> rusqlite::Result<(Vec<Chosen>, usize)> {
+    let mut stmt = tx.prepare_cached(
+        "WITH busy (host, n) AS ( \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
+             FROM json_each(?1)), \
+         due AS ( \
+             SELECT d.id, d.host, d.next_attempt_at FROM deliveries d \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 'pending' \
+                 AND e.inbox = d.inbox AND e.object_id = d.object_id AND e.id < d.id) \
+             ORDER BY d.next_attempt_at, d.id LIMIT ?3), \
+         ranked AS ( \
+             SELECT due.id, due.host, due.next_attempt_at, \
+                 ROW_NUMBER() OVER (PARTITION BY due.host \
+                     ORDER BY due.next_attempt_at, due.id) + COALESCE(b.n, 0) AS slot, \
+                 h.unavailable_since IS NOT NULL AS unavailable, \
+                 COALESCE(h.consecutive_failures >= ?5 AND h.last_failure_at > ?2 - ?6, 0) \
+                     AS cooling \
+             FROM due LEFT JOIN busy b ON b.host = due.host \
+             LEFT JOIN delivery_hosts h ON h.host = due.host \
+             WHERE h.unavailable_since IS NULL OR COALESCE(h.next_probe_at, 0) <= ?2) \
+         SELECT id, host, unavailable, cooling, (SELECT COUNT(*) FROM due) FROM ranked \
+         WHERE slot <= CASE WHEN unavailable THEN 1 ELSE ?4 END \
+         ORDER BY next_attempt_at, id LIMIT ?7",
+    )?;
+    let mut due_seen = 0;
+    let rows = stmt
+        .query_map(
+            params![
+                busy,
+                now,
+                scan as i64,
+                request.per_host as i64,
+                request.cooling_failures,
+                request.cooling_secs,
+                request.limit as i64,
+            ],
+            |r| {
+                Ok((
+                    Chosen {
+                        id: r.get(0)?,
+                        host: r.get(1)?,
+                        unavailable: r.get(2)?,
+                        cooling: r.get(3)?,
+                    },
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )?
+        .map(|row| {
+            row.map(|(chosen, seen)| {
+                due_seen = seen as usize;
+                chosen
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if rows.is_empty() {
+        // Nothing chosen: count the due window on its own to know whether to widen it.
+        due_seen =
+            tx.prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries d WHERE d.state = 'pending' \
+                 AND d.next_attempt_at <= ?1 AND d.lease_until <= ?1 LIMIT ?2)",
+            )?
+            .query_row(params![now, scan as i64], |r| r.get::<_, i64>(0))? as usize;
+    }
+    Ok((rows, due_seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BlockSource, FollowState, NewFollower, RemoteActor};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn follower(store: &Store, actor_name: &str, id: &str, shared: bool, state: FollowState) {
+        let host = host_of(id).unwrap();
+        let remote = RemoteActor {
+            id: id.into(),
+            inbox: format!("{id}/inbox"),
+            shared_inbox: shared.then(|| format!("https://{host}/inbox")),
+            name: "N".into(),
+            handle: format!("@n@{host}"),
+            url: id.into(),
+            avatar: None,
+            public_key_pem: "PEM".into(),
+            key_id: format!("{id}#main-key"),
+            also_known_as: Vec::new(),
+            moved_to: None,
+            fetched_at: "2026-01-01T00:00:00Z".into(),
+        };
+        store
+            .upsert_follower(&NewFollower {
+                actor_name,
+                follower: &remote,
+                follow_activity_id: &format!("{id}#follow"),
+                state,
+            })
+            .unwrap();
+    }
+
+    fn activity(id: &str, object: Option<&str>, inboxes: &[&str]) -> QueuedActivity {
+        QueuedActivity {
+            activity_id: id.into(),
+            object_id: object.map(str::to_string),
+            actor_name: "blog".into(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+            recipients: inboxes
+                .iter()
+                .map(|inbox| Recipient {
+                    inbox: inbox.to_string(),
+                    follower_id: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn request(
+        limit: usize,
+        per_host: usize,
+        busy: &[(String, usize)],
+        now: i64,
+    ) -> ClaimRequest<'_> {
+        ClaimRequest {
+            limit,
+            per_host,
+            busy,
+            lease_until: now + 30,
+            cooling_failures: 10,
+            cooling_secs: 60,
+        }
+    }
+
+    fn claim(store: &Store, limit: usize, now: i64) -> Vec<ClaimedDelivery> {
+        store
+            .finish_and_claim(&[], now, Some(&request(limit, 4, &[], now)))
+            .unwrap()
+    }
+
+    fn finish(
+        store: &Store,
+        delivery: &ClaimedDelivery,
+        attempt: Attempt,
+        signal: HostSignal,
+        now: i64,
+    ) {
+        store
+            .finish_and_claim(
+                &[FinishedDelivery {
+                    id: delivery.id,
+                    host: delivery.host.clone(),
+                    attempt,
+                    host_signal: signal,
+                }],
+                now,
+                None,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn migrating_again_keeps_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relais.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .enqueue_delivery("https://a.example/inbox", r#"{"id":"x"}"#, "blog")
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.queue_counts(NOW).unwrap().pending(), 1);
+    }
+
+    #[test]
+    fn an_activity_is_queued_once_per_inbox() {
+        let store = Store::open_in_memory().unwrap();
+        let a = activity(
+            "https://b/1#create",
+            Some("https://b/1"),
+            &["https://a.example/inbox", "https://c.example/inbox"],
+        );
+        let first = store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+        let again = store.queue_transaction(|q| q.enqueue(&a, NOW + 5)).unwrap();
+        assert_eq!((first, again), (2, 0));
+        store
+            .enqueue_delivery(
+                "https://a.example/inbox",
+                r#"{"id":"https://b/accept/1"}"#,
+                "blog",
+            )
+            .unwrap();
+        store
+            .enqueue_delivery(
+                "https://a.example/inbox",
+                r#"{"id":"https://b/accept/1"}"#,
+                "blog",
+            )
+            .unwrap();
+        assert_eq!(store.queue_counts(NOW + 10).unwrap().due, 3);
+    }
+
+    #[test]
+    fn a_lease_hides_a_claimed_delivery_until_it_expires() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(&activity("x", None, &["https://a.example/inbox"]), NOW)
+            })
+            .unwrap();
+        let first = claim(&store, 10, NOW);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].body, r#"{"id":"x"}"#);
+        assert!(claim(&store, 10, NOW + 29).is_empty());
+        assert_eq!(store.leased_deliveries(NOW + 29).unwrap(), 1);
+        // The worker that held it died: after the lease, another worker gets it.
+        let again = claim(&store, 10, NOW + 30);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, first[0].id);
+        assert_eq!(again[0].attempts, 0);
+    }
+
+    #[test]
+    fn claims_respect_per_host_limits_and_busy_hosts() {
+        let store = Store::open_in_memory().unwrap();
+        let inboxes: Vec<String> = (0..6)
+            .map(|i| format!("https://a.example/u/{i}/inbox"))
+            .collect();
+        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(&activity("x", None, &refs), NOW)?;
+                q.enqueue(&activity("y", None, &["https://b.example/inbox"]), NOW)
+            })
+            .unwrap();
+        let busy = vec![("a.example".to_string(), 1)];
+        let claimed = store
+            .finish_and_claim(&[], NOW, Some(&request(10, 3, &busy, NOW)))
+            .unwrap();
+        let on_a = claimed.iter().filter(|d| d.host == "a.example").count();
+        let on_b = claimed.iter().filter(|d| d.host == "b.example").count();
+        assert_eq!((on_a, on_b), (2, 1));
+    }
+
+    #[test]
+    fn later_activities_of_a_post_wait_for_earlier_ones_to_the_same_inbox() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(
+                    &activity("p#create", Some("p"), &["https://a.example/inbox"]),
+                    NOW,
+                )?;
+                q.enqueue(
+                    &activity(
+                        "p#update",
+                        Some("p"),
+                        &["https://a.example/inbox", "https://b.example/inbox"],
+                    ),
+                    NOW,
+                )
+            })
+            .unwrap();
+        let claimed = claim(&store, 10, NOW);
+        let ids: Vec<(&str, &str)> = claimed
+            .iter()
+            .map(|d| (d.activity_id.as_str(), d.host.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![("p#create", "a.example"), ("p#update", "b.example")]
+        );
+        finish(
+            &store,
+            &claimed[1],
+            Attempt::Delivered { status: 202 },
+            HostSignal::Reachable,
+            NOW,
+        );
+        let create = &claimed[0];
+        finish(
+            &store,
+            create,
+            Attempt::Retry {
+                status: Some(500),
+                error: "500".into(),
+                next_attempt_at: NOW + 100,
+            },
+            HostSignal::Unreachable,
+            NOW,
+        );
+        // The Create waits for its retry: the Update to the same inbox waits behind it.
+        assert!(claim(&store, 10, NOW + 1).is_empty());
+        let retried = claim(&store, 10, NOW + 100);
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].activity_id, "p#create");
+        assert_eq!(retried[0].attempts, 1);
+        finish(
+            &store,
+            &retried[0],
+            Attempt::Delivered { status: 202 },
+            HostSignal::Reachable,
+            NOW + 100,
+        );
+        let update = claim(&store, 10, NOW + 100);
+        assert_eq!(update.len(), 1);
+        assert_eq!(update[0].activity_id, "p#update");
+    }
+
+    #[test]
+    fn outcomes_are_recorded() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(
+                    &activity(
+                        "x",
+                        None,
+                        &["https://a.example/inbox", "https://b.example/inbox"],
+                    ),
+                    NOW,
+                )
+            })
+            .unwrap();
+        let claimed = claim(&store, 10, NOW);
+        finish(
+            &store,
+            &claimed[0],
+            Attempt::Delivered { status: 202 },
+            HostSignal::Reachable,
+            NOW,
+        );
+        finish(
+            &store,
+            &claimed[1],
+            Attempt::Failed {
+                status: Some(403),
+                error: "403 Forbidden".into(),
+                remove_follower: None,
+            },
+            HostSignal::Reachable,
+            NOW,
+        );
+        let counts = store.queue_counts(NOW).unwrap();
+        assert_eq!((counts.done, counts.failed, counts.pending()), (1, 1, 0));
+        let records = store.deliveries_of("x").unwrap();
+        assert_eq!(records[0].state, "done");
+        assert_eq!(records[0].last_status, Some(202));
+        assert_eq!(records[1].state, "failed");
+        assert_eq!(records[1].last_error.as_deref(), Some("403 Forbidden"));
+        assert_eq!(store.recent_deliveries(10).unwrap().len(), 2);
+        assert_eq!(store.prune_deliveries(NOW + 1).unwrap(), 2);
+        assert!(store.deliveries_of("x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn gone_follower_is_removed() {
+        let store = Store::open_in_memory().unwrap();
+        follower(
+            &store,
+            "blog",
+            "https://a.example/users/x",
+            false,
+            FollowState::Accepted,
+        );
+        let mut a = activity("x", None, &[]);
+        a.recipients.push(Recipient {
+            inbox: "https://a.example/users/x/inbox".into(),
+            follower_id: Some("https://a.example/users/x".into()),
+        });
+        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+        let claimed = claim(&store, 10, NOW);
+        assert_eq!(
+            claimed[0].follower_id.as_deref(),
+            Some("https://a.example/users/x")
+        );
+        finish(
+            &store,
+            &claimed[0],
+            Attempt::Failed {
+                status: Some(410),
+                error: "410 Gone".into(),
+                remove_follower: claimed[0].follower_id.clone(),
+            },
+            HostSignal::Reachable,
+            NOW,
+        );
+        assert!(store.followers(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn followers_for_delivery_are_accepted_and_unblocked() {
+        let store = Store::open_in_memory().unwrap();
+        follower(
+            &store,
+            "blog",
+            "https://a.example/users/1",
+            true,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://a.example/users/2",
+            true,
+            FollowState::Pending,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://bad.example/users/3",
+            true,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://c.example/users/4",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://c.example/users/5",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "alice",
+            "https://d.example/users/6",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "carol",
+            "https://e.example/users/7",
+            false,
+            FollowState::Accepted,
+        );
+        store
+            .block_domain("bad.example", BlockSource::Moderation)
+            .unwrap();
+        store
+            .record_remote_block("https://c.example/users/5", "blog", None)
+            .unwrap();
+        let followers = store
+            .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
+            .unwrap();
+        let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "https://a.example/users/1",
+                "https://c.example/users/4",
+                "https://d.example/users/6"
+            ]
+        );
+        assert_eq!(
+            followers[0].shared_inbox.as_deref(),
+            Some("https://a.example/inbox")
+        );
+        assert_eq!(followers[1].shared_inbox, None);
+    }
+
+    #[test]
+    fn published_records_round_trip() {
+        let store = Store::open_in_memory().unwrap();
+        let mut record = PublishedRecord {
+            object_id: "https://b/ap/posts/a.json".into(),
+            actor_name: "blog".into(),
+            content_hash: "h1".into(),
+            updated: None,
+            last_activity_id: Some("https://b/ap/posts/a.json#create".into()),
+            last_activity_at: NOW,
+            deleted: false,
+        };
+        store
+            .queue_transaction(|q| q.record_published(&record))
+            .unwrap();
+        record.content_hash = "h2".into();
+        record.updated = Some("2027-01-15T08:00:00Z".into());
+        record.deleted = true;
+        store
+            .queue_transaction(|q| q.record_published(&record))
+            .unwrap();
+        let records = store.queue_transaction(|q| q.published_records()).unwrap();
+        assert_eq!(records, vec![record]);
+    }
+
+    #[test]
+    fn a_host_failing_seven_days_is_unavailable_until_a_probe_succeeds() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(&activity("a", None, &["https://down.example/inbox"]), NOW)?;
+                q.enqueue(&activity("b", None, &["https://down.example/inbox"]), NOW)
+            })
+            .unwrap();
+        let day = 86_400;
+        for n in 0..7 {
+            let now = NOW + n * day;
+            let claimed = claim(&store, 10, now);
+            assert_eq!(claimed.len(), 2, "day {n}");
+            for d in &claimed {
+                finish(
+                    &store,
+                    d,
+                    Attempt::Retry {
+                        status: None,
+                        error: "timeout".into(),
+                        next_attempt_at: now + day,
+                    },
+                    HostSignal::Unreachable,
+                    now,
+                );
+            }
+        }
+        let hosts = store.troubled_hosts().unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].failure_days, 7);
+        assert_eq!(hosts[0].unavailable_since, Some(NOW + 6 * day));
+        let probe_at = NOW + 6 * day + PROBE_INTERVAL_SECS;
+        assert_eq!(hosts[0].next_probe_at, Some(probe_at));
+        assert_eq!(store.queue_counts(NOW + 7 * day).unwrap().held, 2);
+        // New deliveries for the host wait for the probe too.
+        store
+            .queue_transaction(|q| {
+                q.enqueue(
+                    &activity("c", None, &["https://down.example/inbox"]),
+                    NOW + 7 * day - 10,
+                )
+            })
+            .unwrap();
+        assert!(claim(&store, 10, probe_at - 1).is_empty());
+        let probe = claim(&store, 10, probe_at);
+        assert_eq!(probe.len(), 1, "one probe at a time");
+        finish(
+            &store,
+            &probe[0],
+            Attempt::Delivered { status: 202 },
+            HostSignal::Reachable,
+            probe_at + 1,
+        );
+        assert!(store.troubled_hosts().unwrap().is_empty());
+        assert_eq!(claim(&store, 10, probe_at + 1).len(), 2);
+    }
+
+    #[test]
+    fn failures_on_one_day_count_once_and_a_success_resets_them() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .queue_transaction(|q| {
+                q.enqueue(&activity("a", None, &["https://flaky.example/inbox"]), NOW)
+            })
+            .unwrap();
+        for n in 0..3 {
+            let claimed = claim(&store, 10, NOW + n * 100);
+            finish(
+                &store,
+                &claimed[0],
+                Attempt::Retry {
+                    status: Some(503),
+                    error: "503".into(),
+                    next_attempt_at: NOW + (n + 1) * 100,
+                },
+                HostSignal::Unreachable,
+                NOW + n * 100,
+            );
+        }
+        let hosts = store.troubled_hosts().unwrap();
+        assert_eq!(
+            (hosts[0].consecutive_failures, hosts[0].failure_days),
+            (3, 1)
+        );
+        let claimed = claim(&store, 10, NOW + 300);
+        finish(
+            &store,
+            &claimed[0],
+            Attempt::Delivered { status: 200 },
+            HostSignal::Reachable,
+            NOW + 300,
+        );
+        assert!(store.troubled_hosts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_host_failing_in_a_row_cools_off() {
+        let store = Store::open_in_memory().unwrap();
+        let inboxes: Vec<String> = (0..12)
+            .map(|i| format!("https://slow.example/u/{i}/inbox"))
+            .collect();
+        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
+        store
+            .queue_transaction(|q| q.enqueue(&activity("a", None, &refs), NOW))
+            .unwrap();
+        for round in 0..3 {
+            let claimed = claim(&store, 4, NOW);
+            assert!(claimed.iter().all(|d| !d.host_cooling), "round {round}");
+            for d in &claimed {
+                finish(
+                    &store,
+                    d,
+                    Attempt::Retry {
+                        status: None,
+                        error: "timeout".into(),
+                        next_attempt_at: NOW + 1000,
+                    },
+                    HostSignal::Unreachable,
+                    NOW,
+                );
+            }
+        }
+        // 12 failures in a row (threshold 10): the next claims within 60 s are marked.
+        store
+            .queue_transaction(|q| {
+                q.enqueue(&activity("b", None, &["https://slow.example/inbox"]), NOW)
+            })
+            .unwrap();
+        let claimed = claim(&store, 4, NOW + 59);
+        assert_eq!(claimed.len(), 1);
+        assert!(claimed[0].host_cooling);
+        finish(
+            &store,
+            &claimed[0],
+            Attempt::Retry {
+                status: None,
+                error: "cooling".into(),
+                next_attempt_at: NOW + 100,
+            },
+            HostSignal::Unknown,
+            NOW + 59,
+        );
+        let claimed = claim(&store, 4, NOW + 100);
+        assert!(!claimed[0].host_cooling);
+    }
+}

@@ -1,0 +1,941 @@
+//! The inbox service end to end: the real `relais inbox` binary on a free 127.0.0.1 port,
+//! and this test process acting as a remote Mastodon server: its actors (Mastodon's actor
+//! shape, `fixtures/mastodon_actor.json`) served on another loopback port, its activities
+//! signed with relais's signer, its inbox recording what the blog sends back.
+//!
+//! The site's `base_url` is the inbox itself, with `serve_public`: the inbox then serves the
+//! site's actor documents too, the way a blog on a host without header rules runs, and
+//! signatures are checked against that one host.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use relais::federation::keys::{parse_public_key_pem, PrivateKey};
+use relais::federation::signature::{
+    sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
+};
+use relais::store::{FollowState, ReplyState, Store};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
+const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
+const MALLORY_KEY: &str = include_str!("fixtures/mallory_key.pem");
+const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
+const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+/// Only a guard against a hung test: what is awaited normally comes at once.
+const GUARD: Duration = Duration::from_secs(60);
+
+fn public_pem(private_pem: &str) -> String {
+    PrivateKey::from_pem(private_pem)
+        .unwrap()
+        .public_key_pem()
+        .unwrap()
+}
+
+/// What the blog POSTed to the remote server.
+#[derive(Debug)]
+struct Delivery {
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+#[derive(Clone)]
+struct RemoteState {
+    base: String,
+    /// Username → the public key its actor document publishes.
+    keys: Arc<Mutex<HashMap<String, String>>>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+/// A Mastodon-like server on 127.0.0.1.
+struct Remote {
+    base: String,
+    host: String,
+    keys: Arc<Mutex<HashMap<String, String>>>,
+    deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivery>>,
+}
+
+async fn remote_actor(
+    State(state): State<RemoteState>,
+    Path(name): Path<String>,
+) -> impl IntoResponse {
+    let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let doc = ACTOR_TEMPLATE
+        .replace("{{BASE}}", &state.base)
+        .replace("{{USER}}", &name)
+        .replace("{{PEM}}", &pem.replace('\n', "\\n"));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/activity+json; charset=utf-8",
+        )],
+        doc,
+    )
+        .into_response()
+}
+
+async fn remote_inbox(
+    State(state): State<RemoteState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let _ = state.deliveries.send(Delivery {
+        path_and_query,
+        headers,
+        body,
+    });
+    StatusCode::ACCEPTED
+}
+
+impl Remote {
+    async fn start() -> Remote {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let base = format!("http://{host}");
+        let keys = Arc::new(Mutex::new(HashMap::from([
+            ("alice".to_string(), public_pem(ALICE_KEY)),
+            ("mallory".to_string(), public_pem(MALLORY_KEY)),
+        ])));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = RemoteState {
+            base: base.clone(),
+            keys: keys.clone(),
+            deliveries: tx,
+        };
+        let app = Router::new()
+            .route("/users/:name", get(remote_actor))
+            .route("/users/:name/inbox", post(remote_inbox))
+            .route("/inbox", post(remote_inbox))
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Remote {
+            base,
+            host,
+            keys,
+            deliveries: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    fn actor(&self, name: &str) -> String {
+        format!("{}/users/{name}", self.base)
+    }
+
+    fn key_id(&self, name: &str) -> String {
+        format!("{}#main-key", self.actor(name))
+    }
+
+    async fn next_delivery(&self) -> Delivery {
+        tokio::time::timeout(GUARD, self.deliveries.lock().await.recv())
+            .await
+            .expect("nothing was delivered to the remote server")
+            .unwrap()
+    }
+
+    async fn pending_deliveries(&self) -> usize {
+        let mut rx = self.deliveries.lock().await;
+        let mut count = 0;
+        while rx.try_recv().is_ok() {
+            count += 1;
+        }
+        count
+    }
+}
+
+/// A running `relais inbox`, killed on drop.
+struct Inbox {
+    dir: tempfile::TempDir,
+    base: String,
+    post_id: String,
+    client: reqwest::Client,
+    child: Child,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Inbox {
+    /// Starts an inbox; `inbox_extra` goes into `[inbox]`, `fediverse_extra` into
+    /// `[fediverse]`.
+    async fn start(inbox_extra: &str, fediverse_extra: &str) -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
+        let config_text = format!(
+            "title = \"Test blog\"\nbase_url = \"{base}\"\n\
+             [fediverse]\n{fediverse_extra}\n\
+             [inbox]\nlisten = \"127.0.0.1:{port}\"\nallow_private_addresses = true\n\
+             max_body_bytes = 65536\n{inbox_extra}\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), &config_text).unwrap();
+        std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
+
+        // The built site: one post, built by the real binary.
+        std::fs::create_dir_all(dir.path().join("content/posts")).unwrap();
+        std::fs::write(
+            dir.path().join("content/posts/hello.md"),
+            "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
+        )
+        .unwrap();
+        build_site(dir.path());
+        let post_id = format!("{base}/ap/posts/hello.json");
+        assert!(dir.path().join("public/ap/posts/hello.json").exists());
+
+        let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["inbox", "--site"])
+            .arg(dir.path())
+            .env("RUST_LOG", "relais=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut inbox = Inbox {
+            dir,
+            base,
+            post_id,
+            client: reqwest::Client::new(),
+            child,
+        };
+        inbox.wait_ready().await;
+        inbox
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("relais inbox exited with {status}:\n{}", self.log());
+            }
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "inbox never answered:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("inbox.log")).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn actor(&self) -> String {
+        self.url("/ap/users/blog.json")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.dir.path().join("relais.db")).unwrap()
+    }
+
+    fn moderate(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["moderate", "--site"])
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "relais moderate {args:?} failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// POSTs `body` to `path`, signed now by `key` under `key_id`.
+    async fn post_signed(
+        &self,
+        path: &str,
+        body: &Value,
+        key: &str,
+        key_id: &str,
+    ) -> reqwest::Response {
+        let bytes = body.to_string().into_bytes();
+        let headers = signed_headers(&self.url(path), &bytes, key, key_id, SystemTime::now());
+        self.send(path, headers, bytes).await
+    }
+
+    async fn send(&self, path: &str, headers: HeaderMap, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> (reqwest::header::HeaderMap, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        let headers = response.headers().clone();
+        (headers, response.json().await.unwrap())
+    }
+
+    async fn interactions(&self) -> Value {
+        let path = format!("/ap/interactions?post={}", self.post_id);
+        self.get_json(&path).await.1
+    }
+}
+
+/// Runs the real `relais build` on the site.
+fn build_site(site: &std::path::Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(site)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "relais build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn signed_headers(url: &str, body: &[u8], key: &str, key_id: &str, date: SystemTime) -> HeaderMap {
+    let key = SigningKey::new(key_id, Arc::new(PrivateKey::from_pem(key).unwrap()));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/activity+json"),
+    );
+    let url = url::Url::parse(url).unwrap();
+    sign_request(&key, &Method::POST, &url, &mut headers, Some(body), date).unwrap();
+    headers
+}
+
+fn follow(remote: &Remote, inbox: &Inbox, id: &str) -> Value {
+    json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/{id}", remote.base),
+        "type": "Follow",
+        "actor": remote.actor("alice"),
+        "object": inbox.actor(),
+    })
+}
+
+/// A reply as Mastodon sends it.
+fn create_reply(remote: &Remote, in_reply_to: &str, n: u32) -> Value {
+    let alice = remote.actor("alice");
+    let note = format!("{alice}/statuses/{n}");
+    json!({
+        "@context": ["https://www.w3.org/ns/activitystreams", { "sensitive": "as:sensitive" }],
+        "id": format!("{note}/activity"),
+        "type": "Create",
+        "actor": alice,
+        "published": "2026-02-01T10:00:00Z",
+        "to": [AS_PUBLIC],
+        "cc": [format!("{alice}/followers")],
+        "object": {
+            "id": note,
+            "type": "Note",
+            "summary": null,
+            "inReplyTo": in_reply_to,
+            "published": format!("2026-02-01T10:{n:02}:00Z"),
+            "url": format!("{}/@alice/{n}", remote.base),
+            "attributedTo": alice,
+            "to": [AS_PUBLIC],
+            "cc": [format!("{alice}/followers")],
+            "sensitive": false,
+            "content": format!("<p>Reply {n} <script>alert(1)</script><a href=\"javascript:x\">x</a></p>"),
+            "contentMap": { "en": format!("<p>Reply {n}</p>") },
+            "attachment": [],
+            "tag": []
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn follow_gets_a_signed_accept_and_undo_removes_it() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let follow = follow(&remote, &inbox, "follows/1");
+    let response = inbox
+        .post_signed(
+            "/ap/users/blog/inbox",
+            &follow,
+            ALICE_KEY,
+            &remote.key_id("alice"),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+
+    let accept = remote.next_delivery().await;
+    assert_eq!(accept.path_and_query, "/users/alice/inbox");
+    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert_eq!(body["actor"], inbox.actor());
+    assert_eq!(body["object"]["id"], follow["id"]);
+    // The Accept verifies against the key the blog's actor document publishes.
+    let (_, actor) = inbox.get_json("/ap/users/blog.json").await;
+    let key = parse_public_key_pem(actor["publicKey"]["publicKeyPem"].as_str().unwrap()).unwrap();
+    let params = SignatureParams::from_headers(&accept.headers).unwrap();
+    assert_eq!(params.key_id, format!("{}#main-key", inbox.actor()));
+    verify_request(
+        &params,
+        &IncomingRequest {
+            method: &Method::POST,
+            path_and_query: &accept.path_and_query,
+            headers: &accept.headers,
+            public_host: &remote.host,
+            body: Some(&accept.body),
+        },
+        &key,
+        SystemTime::now(),
+    )
+    .unwrap();
+
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 1);
+    assert_eq!(followers["type"], "OrderedCollection");
+    assert!(followers.get("first").is_none(), "followers are not public");
+    let stored = inbox
+        .store()
+        .follower("blog", &remote.actor("alice"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.inbox, format!("{}/inbox", remote.actor("alice")));
+    assert_eq!(stored.shared_inbox, Some(format!("{}/inbox", remote.base)));
+
+    let undo = json!({
+        "id": format!("{}/follows/1/undo", remote.base),
+        "type": "Undo",
+        "actor": remote.actor("alice"),
+        "object": follow,
+    });
+    // The shared inbox takes it too; the key is now cached.
+    let response = inbox
+        .post_signed("/ap/inbox", &undo, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replies_likes_and_boosts_are_shown_and_undone() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let alice_key_id = remote.key_id("alice");
+    let first = create_reply(&remote, &inbox.post_id, 1);
+    let first_note = first["object"]["id"].as_str().unwrap().to_string();
+    for activity in [
+        first.clone(),
+        first.clone(), // delivered twice: stored once
+        create_reply(&remote, &first_note, 2),
+    ] {
+        let response = inbox
+            .post_signed("/ap/inbox", &activity, ALICE_KEY, &alice_key_id)
+            .await;
+        assert_eq!(response.status(), 202, "{}", inbox.log());
+    }
+    let like = json!({
+        "id": format!("{}/users/alice#likes/1", remote.base),
+        "type": "Like", "actor": remote.actor("alice"), "object": inbox.post_id,
+    });
+    let boost = json!({
+        "id": format!("{}/users/alice/statuses/9/activity", remote.base),
+        "type": "Announce", "actor": remote.actor("alice"), "object": inbox.post_id,
+        "published": "2026-02-01T11:00:00Z", "to": [AS_PUBLIC], "cc": [inbox.actor()],
+    });
+    for activity in [&like, &boost] {
+        let response = inbox
+            .post_signed("/ap/inbox", activity, ALICE_KEY, &alice_key_id)
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+
+    let found = inbox.interactions().await;
+    let replies = found["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 2, "{found}");
+    assert_eq!(replies[0]["id"], first_note);
+    assert_eq!(replies[0]["depth"], 0);
+    assert_eq!(replies[1]["depth"], 1);
+    assert_eq!(
+        replies[0]["author_handle"],
+        format!("@alice@{}", remote.host)
+    );
+    assert_eq!(replies[0]["author_name"], "Alice Example");
+    let content = replies[0]["content"].as_str().unwrap();
+    assert!(content.starts_with("<p>Reply 1 "), "{content}");
+    assert!(
+        !content.contains("script") && !content.contains("javascript"),
+        "{content}"
+    );
+    assert_eq!(found["likes"][0]["actor_id"], remote.actor("alice"));
+    assert_eq!(found["boosts"].as_array().unwrap().len(), 1);
+
+    // What the build reads is the same.
+    let built = inbox
+        .store()
+        .interactions(std::slice::from_ref(&inbox.post_id))
+        .unwrap();
+    assert_eq!(serde_json::to_value(&built[&inbox.post_id]).unwrap(), found);
+
+    // The next build shows them under the post.
+    build_site(inbox.dir.path());
+    let page =
+        std::fs::read_to_string(inbox.dir.path().join("public/posts/hello/index.html")).unwrap();
+    assert!(page.contains("<p>Reply 1 "), "reply missing from the page");
+    assert!(
+        page.contains("Alice Example"),
+        "reply author missing from the page"
+    );
+    assert!(
+        !page.contains("<script>alert"),
+        "unsanitized reply on the page"
+    );
+
+    let (headers, replies_doc) = inbox.get_json("/ap/posts/hello/replies").await;
+    assert_eq!(
+        headers[reqwest::header::CONTENT_TYPE],
+        "application/activity+json; charset=utf-8"
+    );
+    assert_eq!(replies_doc["type"], "Collection");
+    assert_eq!(replies_doc["first"]["items"], json!([first_note]));
+
+    let undo_like = json!({
+        "id": format!("{}/users/alice#likes/1/undo", remote.base),
+        "type": "Undo", "actor": remote.actor("alice"), "object": like,
+    });
+    let response = inbox
+        .post_signed("/ap/inbox", &undo_like, ALICE_KEY, &alice_key_id)
+        .await;
+    assert_eq!(response.status(), 202);
+    let found = inbox.interactions().await;
+    assert_eq!(found["likes"], json!([]));
+    assert_eq!(found["boosts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_requests_store_nothing() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let alice_key_id = remote.key_id("alice");
+    let path = "/ap/users/blog/inbox";
+    let mut ids = Vec::new();
+    let mut next = |name: &str| {
+        let activity = follow(&remote, &inbox, name);
+        ids.push(activity["id"].as_str().unwrap().to_string());
+        activity
+    };
+
+    // Signed with Mallory's key under Alice's key id.
+    let forged = inbox
+        .post_signed(path, &next("forged"), MALLORY_KEY, &alice_key_id)
+        .await;
+    assert_eq!(forged.status(), 401);
+
+    // The body changed after signing.
+    let activity = next("tampered");
+    let signed = activity.to_string().into_bytes();
+    let headers = signed_headers(
+        &inbox.url(path),
+        &signed,
+        ALICE_KEY,
+        &alice_key_id,
+        SystemTime::now(),
+    );
+    let mut other = activity.clone();
+    other["object"] = json!(inbox.url("/ap/users/other.json"));
+    let tampered = inbox
+        .send(path, headers, other.to_string().into_bytes())
+        .await;
+    assert_eq!(tampered.status(), 401);
+
+    // Signed thirteen hours ago.
+    let body = next("stale").to_string().into_bytes();
+    let old = SystemTime::now() - Duration::from_secs(13 * 3600);
+    let headers = signed_headers(&inbox.url(path), &body, ALICE_KEY, &alice_key_id, old);
+    assert_eq!(inbox.send(path, headers, body).await.status(), 401);
+
+    // Mallory signs correctly, but the activity claims to be Alice's.
+    let impersonation = inbox
+        .post_signed(
+            path,
+            &next("impersonation"),
+            MALLORY_KEY,
+            &remote.key_id("mallory"),
+        )
+        .await;
+    assert_eq!(impersonation.status(), 401);
+
+    // No signature at all.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/activity+json"),
+    );
+    let unsigned = inbox
+        .send(path, headers, next("unsigned").to_string().into_bytes())
+        .await;
+    assert_eq!(unsigned.status(), 401);
+
+    // Over `max_body_bytes`.
+    let mut big = next("big");
+    big["padding"] = json!("x".repeat(70_000));
+    let oversized = inbox
+        .post_signed(path, &big, ALICE_KEY, &alice_key_id)
+        .await;
+    assert_eq!(oversized.status(), 413);
+
+    // A form post.
+    let body = next("form").to_string().into_bytes();
+    let mut headers = signed_headers(
+        &inbox.url(path),
+        &body,
+        ALICE_KEY,
+        &alice_key_id,
+        SystemTime::now(),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    assert_eq!(inbox.send(path, headers, body).await.status(), 415);
+
+    // Signed, but not JSON.
+    let body = b"not json".to_vec();
+    let headers = signed_headers(
+        &inbox.url(path),
+        &body,
+        ALICE_KEY,
+        &alice_key_id,
+        SystemTime::now(),
+    );
+    assert_eq!(inbox.send(path, headers, body).await.status(), 400);
+
+    let store = inbox.store();
+    assert!(store.followers(None).unwrap().is_empty());
+    assert_eq!(store.cached_actor(&remote.actor("alice")).unwrap(), None);
+    assert_eq!(store.cached_actor(&remote.actor("mallory")).unwrap(), None);
+    for id in &ids {
+        assert!(store.mark_seen(id).unwrap(), "{id} was recorded");
+    }
+    assert_eq!(remote.pending_deliveries().await, 0);
+
+    // And a proper request still goes through.
+    let fine = inbox
+        .post_signed(
+            path,
+            &follow(&remote, &inbox, "fine"),
+            ALICE_KEY,
+            &alice_key_id,
+        )
+        .await;
+    assert_eq!(fine.status(), 202);
+    assert_eq!(inbox.store().followers(None).unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocked_domains_are_refused_and_purged() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    // Alice likes the post; then her server's domain is blocked.
+    let like = json!({
+        "id": format!("{}/likes/1", remote.base), "type": "Like",
+        "actor": remote.actor("alice"), "object": inbox.post_id,
+    });
+    let response = inbox
+        .post_signed("/ap/inbox", &like, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(
+        inbox.interactions().await["likes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let said = inbox.moderate(&["block-domain", "127.0.0.1"]);
+    assert!(said.contains("1 reactions removed"), "{said}");
+    assert_eq!(inbox.interactions().await["likes"], json!([]));
+    let response = inbox
+        .post_signed(
+            "/ap/inbox",
+            &follow(&remote, &inbox, "follows/blocked"),
+            ALICE_KEY,
+            &remote.key_id("alice"),
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    assert!(inbox.store().followers(None).unwrap().is_empty());
+    let listed = inbox.moderate(&["list", "blocks"]);
+    assert!(listed.contains("127.0.0.1 (from moderate)"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_mode_waits_for_moderation() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start(
+        "approve_replies = true",
+        "manually_approves_followers = true",
+    )
+    .await;
+    let alice_key_id = remote.key_id("alice");
+    for activity in [
+        follow(&remote, &inbox, "follows/1"),
+        create_reply(&remote, &inbox.post_id, 1),
+    ] {
+        let response = inbox
+            .post_signed("/ap/inbox", &activity, ALICE_KEY, &alice_key_id)
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(inbox.interactions().await["replies"], json!([]));
+    let store = inbox.store();
+    let pending = store.followers(Some(FollowState::Pending)).unwrap();
+    assert_eq!(pending.len(), 1);
+    let reply = &store.replies(Some(ReplyState::Pending)).unwrap()[0];
+
+    let listed = inbox.moderate(&["list"]);
+    assert!(listed.contains("Follow requests: 1"), "{listed}");
+    assert!(
+        listed.contains("Replies waiting for approval: 1"),
+        "{listed}"
+    );
+    assert!(listed.contains("Reply 1"), "{listed}");
+
+    inbox.moderate(&["approve", &reply.id.to_string()]);
+    assert_eq!(
+        inbox.interactions().await["replies"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    inbox.moderate(&["hide", &reply.id.to_string()]);
+    assert_eq!(inbox.interactions().await["replies"], json!([]));
+
+    inbox.moderate(&["approve-follower", &pending[0].id.to_string()]);
+    let accept: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(accept["type"], "Accept");
+    assert_eq!(accept["object"]["id"], format!("{}/follows/1", remote.base));
+    assert_eq!(
+        remote.pending_deliveries().await,
+        0,
+        "the inbox itself sent no Accept for a pending request"
+    );
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 1);
+
+    inbox.moderate(&["reject-follower", &pending[0].id.to_string()]);
+    let reject: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(reject["type"], "Reject");
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_is_fetched_again() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let key_id = remote.key_id("alice");
+    let like = |n: u32| {
+        json!({
+            "id": format!("{}/likes/{n}", remote.base), "type": "Like",
+            "actor": remote.actor("alice"), "object": inbox.post_id,
+        })
+    };
+    assert_eq!(
+        inbox
+            .post_signed("/ap/inbox", &like(1), ALICE_KEY, &key_id)
+            .await
+            .status(),
+        202
+    );
+    // Alice's server rotates her key; the cached one is old enough to be refetched.
+    remote
+        .keys
+        .lock()
+        .unwrap()
+        .insert("alice".into(), public_pem(MALLORY_KEY));
+    rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
+        .unwrap()
+        .execute(
+            "UPDATE remote_actors SET fetched_at = '2000-01-01T00:00:00Z'",
+            [],
+        )
+        .unwrap();
+    let undo = json!({
+        "id": format!("{}/likes/1/undo", remote.base), "type": "Undo",
+        "actor": remote.actor("alice"), "object": like(1),
+    });
+    let response = inbox
+        .post_signed("/ap/inbox", &undo, MALLORY_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    assert_eq!(inbox.interactions().await["likes"], json!([]));
+    // The old key no longer verifies: it was replaced, not kept beside the new one.
+    let response = inbox
+        .post_signed("/ap/inbox", &like(2), ALICE_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_remote_host_is_rate_limited() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("rate_limit_per_minute = 2", "").await;
+    let key_id = remote.key_id("alice");
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let like = json!({
+            "id": format!("{}/likes/{n}", remote.base), "type": "Like",
+            "actor": remote.actor("alice"), "object": inbox.post_id,
+        });
+        let response = inbox
+            .post_signed("/ap/inbox", &like, ALICE_KEY, &key_id)
+            .await;
+        if response.status() == 429 {
+            assert!(response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER));
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, vec![202, 202, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_the_site_documents_with_their_content_types() {
+    let inbox = Inbox::start("", "").await;
+    let (headers, actor) = inbox.get_json("/ap/users/blog.json").await;
+    assert_eq!(
+        headers[reqwest::header::CONTENT_TYPE],
+        "application/activity+json; charset=utf-8"
+    );
+    assert_eq!(actor["id"], inbox.actor());
+
+    let host = inbox.base.trim_start_matches("http://").to_string();
+    for resource in [format!("acct:blog@{host}"), inbox.actor()] {
+        let response = inbox
+            .client
+            .get(inbox.url("/.well-known/webfinger"))
+            .query(&[("resource", &resource)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{resource}");
+        assert_eq!(
+            response.headers()[reqwest::header::CONTENT_TYPE],
+            "application/jrd+json; charset=utf-8"
+        );
+        let jrd: Value = response.json().await.unwrap();
+        assert_eq!(jrd["subject"], format!("acct:blog@{host}"));
+        assert_eq!(jrd["links"][0]["href"], inbox.actor());
+    }
+    let unknown = inbox
+        .client
+        .get(inbox.url("/.well-known/webfinger?resource=acct:nobody@elsewhere.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let missing = inbox
+        .client
+        .get(inbox.url("/.well-known/webfinger"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+
+    let (_, links) = inbox.get_json("/.well-known/nodeinfo").await;
+    let href = links["links"][0]["href"].as_str().unwrap();
+    let (headers, nodeinfo) = inbox.get_json(href.trim_start_matches(&inbox.base)).await;
+    assert!(headers[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .contains("nodeinfo.diaspora.software/ns/schema/2.1"));
+    assert_eq!(nodeinfo["version"], "2.1");
+
+    let escape = inbox
+        .client
+        .get(inbox.url("/ap/..%2Fconfig.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 404);
+    let missing_post = inbox
+        .client
+        .get(inbox.url("/ap/posts/none/replies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing_post.status(), 404);
+}
+
+#[test]
+fn keys_in_fixtures_differ() {
+    // The forged-signature tests mean something only if the keys are distinct.
+    let pems: Vec<String> = [SITE_KEY, ALICE_KEY, MALLORY_KEY]
+        .iter()
+        .map(|k| public_pem(k))
+        .collect();
+    assert_ne!(pems[0], pems[1]);
+    assert_ne!(pems[1], pems[2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_followers_are_listed_by_page() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "followers_public = true").await;
+    let response = inbox
+        .post_signed(
+            "/ap/users/blog/inbox",
+            &follow(&remote, &inbox, "follows/1"),
+            ALICE_KEY,
+            &remote.key_id("alice"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
+    assert_eq!(followers["totalItems"], 1);
+    let first = followers["first"].as_str().unwrap();
+    let (_, page) = inbox.get_json(first.trim_start_matches(&inbox.base)).await;
+    assert_eq!(page["type"], "OrderedCollectionPage");
+    assert_eq!(page["partOf"], followers["id"]);
+    assert_eq!(page["orderedItems"], json!([remote.actor("alice")]));
+    assert!(page.get("next").is_none());
+}
