@@ -147,7 +147,7 @@ fn start_peer(inbox_port: u16) -> Peer {
         .arg("--upstream")
         .arg(format!("127.0.0.1:{inbox_port}"))
         .current_dir(&dir)
-        .env("NODE_EXTRA_CA_CERTS", dir.join("tls/cert.pem"))
+        .env("NODE_EXTRA_CA_CERTS", dir.join("tls/ca.pem"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -187,6 +187,7 @@ fn site_config(blog_origin: &str, inbox_port: u16) -> String {
          base_url = \"{blog_origin}\"\n\
          [fediverse]\n\
          username = \"blog\"\n\
+         inbox_url = \"http://127.0.0.1:{inbox_port}\"\n\
          [inbox]\n\
          listen = \"127.0.0.1:{inbox_port}\"\n\
          allow_private_addresses = true\n\
@@ -305,7 +306,7 @@ async fn fedify_follows_receives_and_replies() {
     };
     let blog_http = reqwest::Client::builder()
         .add_root_certificate(
-            reqwest::Certificate::from_pem(include_bytes!("interop/tls/cert.pem")).unwrap(),
+            reqwest::Certificate::from_pem(include_bytes!("interop/tls/ca.pem")).unwrap(),
         )
         .timeout(STEP_LIMIT)
         .build()
