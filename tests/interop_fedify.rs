@@ -264,7 +264,7 @@ fn seq(event: &Value) -> u64 {
     event["seq"].as_u64().unwrap()
 }
 
-/// The note ids in a collection and its first page, whether embedded or linked.
+/// The JSON of a collection and of its first page, whether embedded or linked.
 async fn collection_text(http: &reqwest::Client, url: &str) -> String {
     let get = |url: String| async move {
         http.get(url)
