@@ -16,6 +16,18 @@ use crate::federation::urls::Urls;
 /// for short Notes wants them to fit.
 pub const MASTODON_CHARACTER_BUDGET: usize = 500;
 
+/// `MediaAttachment::IMAGE_MIME_TYPES` of Mastodon (`app/models/media_attachment.rb`): an
+/// attachment of another type is not downloaded and shows as a bare link.
+pub const MASTODON_IMAGE_TYPES: [&str; 7] = [
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/heic",
+    "image/heif",
+    "image/webp",
+    "image/avif",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FediverseWarning {
     /// Source file the warning is about, or `config.toml`.
@@ -123,11 +135,31 @@ pub fn check_site(
                 image.src
             )));
         }
-        if post.images.len() > MASTODON_MAX_ATTACHMENTS {
+        let mut distinct = std::collections::HashSet::new();
+        for image in post
+            .images
+            .iter()
+            .filter(|i| distinct.insert(i.src.as_str()))
+        {
+            if !MASTODON_IMAGE_TYPES.contains(&image.media_type.as_str()) {
+                warnings.push(warn(format!(
+                    "image {} is {}: Mastodon shows only JPEG, PNG, GIF, HEIC, WebP and AVIF attachments, others as a bare link",
+                    image.src, image.media_type
+                )));
+            }
+        }
+        let distinct_images = distinct.len();
+        if distinct_images > MASTODON_MAX_ATTACHMENTS {
             warnings.push(warn(format!(
-                "{} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments",
-                post.images.len()
+                "{distinct_images} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments"
             )));
+        }
+        if object_type(config, post) == ObjectType::Article && post.content_warning.is_some() {
+            // `processed_spoiler_text` in Mastodon's `status_parser.rb` is empty for converted
+            // types: the warning would be shown as the post's text, hiding nothing.
+            warnings.push(warn(
+                "content warning on an Article: Mastodon shows it as text, not as a warning; federate the post as a Note".into(),
+            ));
         }
         if object_type(config, post) == ObjectType::Note
             && config.fediverse.note_content == NoteContent::Excerpt
@@ -186,6 +218,32 @@ mod tests {
             "{w:?}"
         );
         assert!(w.iter().any(|m| m.contains("author \"zed\"")), "{w:?}");
+    }
+
+    #[test]
+    fn warns_on_images_mastodon_cannot_show_and_warned_articles() {
+        let c = config("[fediverse]\ninbox_url = \"https://i.example\"\n");
+        let mut p = post("a", &[]);
+        p.images[0].src = "/posts/a/plan.svg".into();
+        p.images[0].media_type = "image/svg+xml".into();
+        p.content_warning = Some("spoilers".into());
+        let w = messages(&check_site(
+            &c,
+            std::slice::from_ref(&p),
+            &FederationState::default(),
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("content/posts/a.md: image /posts/a/plan.svg is image/svg+xml"),
+            "{w:?}"
+        );
+        p.federate_as = Some(ObjectType::Article);
+        let w = messages(&check_site(&c, &[p], &FederationState::default()));
+        assert!(
+            w.iter()
+                .any(|m| m.contains("content warning on an Article")),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{NoteContent, ObjectType, ProfileLink, SiteConfig};
 use crate::content::{Document, ImageRef};
 use crate::federation::urls::Urls;
+use crate::site::feeds::absolutize;
 
 pub const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
 pub const ACTIVITY_JSON: &str = "application/activity+json";
@@ -327,7 +328,7 @@ pub fn note_content(config: &SiteConfig, urls: &Urls, post: &Document) -> String
 fn note_content_as(config: &SiteConfig, urls: &Urls, post: &Document, mode: NoteContent) -> String {
     let permalink = config.absolute(&post.path);
     let mut html = format!("<p><strong>{}</strong></p>", escape_html(&post.title));
-    html.push_str(&note_body(config, post, mode));
+    html.push_str(&federated_html(config, &note_body(config, post, mode)));
     html.push_str(&format!(
         "<p><a href=\"{0}\">{0}</a></p>",
         escape_html(&permalink)
@@ -338,14 +339,26 @@ fn note_content_as(config: &SiteConfig, urls: &Urls, post: &Document, mode: Note
     html
 }
 
+/// Post HTML as other servers get it: root-relative `href` and `src` made absolute. Mastodon
+/// turns a link without a scheme into plain text (`UNSUPPORTED_HREF_TRANSFORMER` in
+/// `lib/sanitize_ext/sanitize_config.rb`); other servers would resolve it against themselves.
+fn federated_html(config: &SiteConfig, html: &str) -> String {
+    absolutize(html, &config.base_url)
+}
+
 fn rfc3339(date: &chrono::DateTime<chrono::FixedOffset>) -> String {
     date.with_timezone(&chrono::Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// One attachment per image file, at most [`MASTODON_MAX_ATTACHMENTS`]: a cover image that
+/// is also shown in the text would otherwise be attached twice.
 fn attachments(config: &SiteConfig, images: &[ImageRef]) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
     images
         .iter()
+        .filter(|img| seen.insert(config.absolute(&img.src)))
+        .take(MASTODON_MAX_ATTACHMENTS)
         .map(|img| {
             json!({
                 "type": "Image",
@@ -386,7 +399,7 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
 
     let content = match kind {
         ObjectType::Note => note_content(config, urls, post),
-        ObjectType::Article => post.content.clone(),
+        ObjectType::Article => federated_html(config, &post.content),
     };
     let mut object = Map::new();
     object.insert("id".into(), json!(id));
@@ -417,7 +430,7 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     if kind == ObjectType::Article {
         object.insert("name".into(), json!(post.title));
         if let Some(summary) = &post.summary {
-            object.insert("summary".into(), json!(summary));
+            object.insert("summary".into(), json!(federated_html(config, summary)));
         }
         // Ghost's convention: servers that only show Notes can show this preview instead.
         object.insert(
@@ -442,10 +455,7 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     object.insert("tag".into(), json!(tags));
     object.insert(
         "attachment".into(),
-        json!(attachments(
-            config,
-            &post.images[..post.images.len().min(MASTODON_MAX_ATTACHMENTS)]
-        )),
+        json!(attachments(config, &post.images)),
     );
     object.insert("replies".into(), json!(urls.replies(&post.path)));
     Value::Object(object)
@@ -555,6 +565,20 @@ fn ordered_collection(id: String, items: Vec<Value>) -> Value {
     })
 }
 
+/// The (always empty) collection of accounts an actor follows. It has a `first` page because
+/// Mastodon reads a collection without one as hidden (`following_private?` in
+/// `app/services/activitypub/process_account_service.rb`) and then hides the actor's
+/// followers too.
+fn following_collection(id: String) -> Value {
+    let mut collection = ordered_collection(id.clone(), Vec::new());
+    collection["first"] = json!({
+        "type": "OrderedCollectionPage",
+        "partOf": id,
+        "orderedItems": [],
+    });
+    collection
+}
+
 /// Everything the federation stage writes for a site. `posts` are the published posts,
 /// newest first.
 pub fn site_documents(
@@ -589,10 +613,17 @@ pub fn site_documents(
             json: webfinger_document(config, &urls, actor),
         });
         files.extend(outbox_documents(config, &urls, &actor.name, &own));
+        // Mastodon pins only statuses of the collection's owner and, of embedded objects,
+        // only Notes (`process_note_items` in
+        // `app/services/activitypub/fetch_featured_collection_service.rb`): ids of the
+        // actor's own posts pass for Articles too.
         let pinned: Vec<Value> = own
             .iter()
-            .filter(|p| config.fediverse.pinned.contains(&p.slug))
-            .map(|p| post_object(config, &urls, p))
+            .filter(|p| {
+                config.fediverse.pinned.contains(&p.slug)
+                    && attributed_actor(config, p) == actor.name
+            })
+            .map(|p| json!(urls.object(&p.path)))
             .collect();
         files.push(FederationFile {
             path: Urls::featured_path(&actor.name),
@@ -600,7 +631,7 @@ pub fn site_documents(
         });
         files.push(FederationFile {
             path: Urls::following_path(&actor.name),
-            json: ordered_collection(urls.following(&actor.name), Vec::new()),
+            json: following_collection(urls.following(&actor.name)),
         });
     }
     for post in posts {
@@ -839,6 +870,94 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn root_relative_links_are_made_absolute() {
+        let mut p = post("links", &[]);
+        p.content = "<p><a href=\"/about/\">about</a> <img src=\"/posts/links/cat.png\" alt=\"\"> \
+                     <a href=\"//cdn.example/x\">cdn</a></p>"
+            .into();
+        for extra in ["", "[fediverse]\nobject_type = \"Article\"\n"] {
+            let c = config(extra);
+            let o = post_object(&c, &u(&c), &p);
+            let content = o["content"].as_str().unwrap();
+            assert!(
+                content.contains("<a href=\"https://blog.example/about/\">"),
+                "{content}"
+            );
+            assert!(content.contains("src=\"https://blog.example/posts/links/cat.png\""));
+            assert!(content.contains("href=\"//cdn.example/x\""), "{content}");
+            assert_eq!(o["contentMap"]["en"], o["content"]);
+        }
+    }
+
+    #[test]
+    fn each_image_is_attached_once_and_at_most_four() {
+        let c = config("");
+        let mut p = post("pics", &[]);
+        let image = |n: usize| ImageRef {
+            src: format!("/posts/pics/{n}.png"),
+            alt: format!("picture {n}"),
+            media_type: "image/png".into(),
+        };
+        p.images = vec![image(0), image(0), image(1)];
+        let o = post_object(&c, &u(&c), &p);
+        let urls: Vec<&str> = o["attachment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["url"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://blog.example/posts/pics/0.png",
+                "https://blog.example/posts/pics/1.png"
+            ]
+        );
+        p.images = (0..6).map(image).collect();
+        let o = post_object(&c, &u(&c), &p);
+        assert_eq!(o["attachment"].as_array().unwrap().len(), 4);
+        assert_eq!(o["attachment"][3]["name"], "picture 3");
+    }
+
+    #[test]
+    fn featured_lists_the_ids_of_the_actors_own_pinned_posts() {
+        let c = config("[fediverse]\npinned = [\"a\", \"b\", \"c\"]\n");
+        let posts = vec![post("a", &["ann"]), post("b", &[]), post("d", &[])];
+        let files = site_documents(&c, &posts, "PEM");
+        let featured = |name: &str| {
+            files
+                .iter()
+                .find(|f| f.path == format!("/ap/users/{name}/featured.json"))
+                .unwrap()
+                .json
+                .clone()
+        };
+        assert_eq!(
+            featured("ann")["orderedItems"],
+            json!(["https://blog.example/ap/posts/a.json"])
+        );
+        // The site actor's outbox has every post, but it can pin only its own.
+        assert_eq!(
+            featured("blog")["orderedItems"],
+            json!(["https://blog.example/ap/posts/b.json"])
+        );
+        assert_eq!(featured("blog")["totalItems"], 1);
+    }
+
+    #[test]
+    fn following_has_a_first_page_so_mastodon_shows_it() {
+        let c = config("");
+        let files = site_documents(&c, &[], "PEM");
+        let following = files
+            .iter()
+            .find(|f| f.path == "/ap/users/blog/following.json")
+            .unwrap();
+        assert_eq!(following.json["totalItems"], 0);
+        assert_eq!(following.json["first"]["type"], "OrderedCollectionPage");
+        assert_eq!(following.json["first"]["partOf"], following.json["id"]);
     }
 
     #[test]

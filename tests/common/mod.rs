@@ -1,0 +1,452 @@
+//! What the federation tests share: building a copy of `example-site/` with the real binary,
+//! and reading the output the way a fediverse server meets it, through a static host that
+//! applies the build's `_headers` and `_redirects` as Netlify does.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// `base_url` of `example-site/config.toml`.
+pub const BASE_URL: &str = "https://relais.example";
+pub const HOST: &str = "relais.example";
+/// `fediverse.inbox_url` of `example-site/config.toml`.
+pub const INBOX_SERVICE: &str = "https://inbox.relais.example";
+pub const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+pub const AS_CONTEXT: &str = "https://www.w3.org/ns/activitystreams";
+/// `SUPPORTED_TYPES` of Mastodon's `app/services/activitypub/fetch_remote_actor_service.rb`.
+pub const MASTODON_ACTOR_TYPES: [&str; 5] =
+    ["Application", "Group", "Organization", "Person", "Service"];
+
+pub fn relais(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(args)
+        .output()
+        .expect("run relais")
+}
+
+/// `relais <command> --site <site> <extra...>`.
+pub fn relais_on(command: &str, site: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![command, "--site", site.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    relais(&args)
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Copies the sources of `example-site/` into `to`, leaving out what a build of the
+/// checked-out example may have left there (output, cache, keys).
+pub fn copy_example_site(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-site");
+    copy_dir(&from, to, &|name| {
+        name == "public"
+            || name == ".relais"
+            || name.starts_with("relais-key")
+            || name.starts_with("relais.db")
+    });
+}
+
+fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if skip(&name) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target, &|_| false);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn write(root: &Path, rel: &str, bytes: impl AsRef<[u8]>) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+/// A 1×1 PNG.
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00,
+    0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa, 0xdc, 0xd8, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44,
+    0xae, 0x42, 0x60, 0x82,
+];
+
+/// A copy of the example site, built once per test binary.
+pub struct Built {
+    pub site: PathBuf,
+    pub public: PathBuf,
+}
+
+/// Copies the example site to `<cargo test tmpdir>/<name>`, lets `prepare` change it, runs
+/// `relais build` on it, and keeps the result for every test of the binary. The directory is
+/// rebuilt from scratch on each run of the tests.
+pub fn build_once(
+    cell: &'static OnceLock<Built>,
+    name: &str,
+    prepare: fn(&Path),
+) -> &'static Built {
+    cell.get_or_init(|| {
+        let site = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        if site.exists() {
+            fs::remove_dir_all(&site).unwrap();
+        }
+        copy_example_site(&site);
+        prepare(&site);
+        assert_success(&relais_on("build", &site, &[]), "relais build");
+        Built {
+            public: site.join("public"),
+            site,
+        }
+    })
+}
+
+/// Site path (`/ap/users/notes.json`) of a URL of the example site, if it is one.
+pub fn site_path(url: &str) -> Option<&str> {
+    url.strip_prefix(BASE_URL).filter(|p| p.starts_with('/'))
+}
+
+pub fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .unwrap_or_else(|e| panic!("{url:?} is not a URL: {e}"))
+        .host_str()
+        .unwrap_or_else(|| panic!("{url} has no host"))
+        .to_string()
+}
+
+pub fn read_json(path: &Path) -> Value {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Every file under `dir`, recursively, as `(site path, file)`, sorted.
+pub fn files_under(public: &Path, dir: &str) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let root = public.join(dir.trim_start_matches('/'));
+    if !root.exists() {
+        return found;
+    }
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(public).unwrap();
+                let site_path = format!("/{}", rel.to_string_lossy().replace('\\', "/"));
+                found.push((site_path, path));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Every JSON document of the federation stage: `(site path, document)`.
+pub fn json_documents(public: &Path) -> Vec<(String, Value)> {
+    ["/ap", "/webfinger", "/nodeinfo", "/.well-known"]
+        .iter()
+        .flat_map(|dir| files_under(public, dir))
+        .map(|(site_path, file)| (site_path, read_json(&file)))
+        .collect()
+}
+
+/// The actor documents, `/ap/users/<name>.json`.
+pub fn actor_documents(public: &Path) -> Vec<(String, Value)> {
+    json_documents(public)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.strip_prefix("/ap/users/")
+                .is_some_and(|rest| !rest.contains('/'))
+        })
+        .collect()
+}
+
+/// The object documents of the posts, `/ap/posts/<slug>.json`.
+pub fn post_objects(public: &Path) -> Vec<(String, Value)> {
+    json_documents(public)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.strip_prefix("/ap/posts/")
+                .is_some_and(|rest| !rest.contains('/'))
+        })
+        .collect()
+}
+
+/// The value of a string field, or a panic naming the document.
+pub fn text<'v>(doc: &'v Value, key: &str) -> &'v str {
+    doc[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not a string in {doc:#}"))
+}
+
+/// A `_headers` rule: a Netlify path pattern and the headers it sets.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub pattern: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A `_redirects` rule.
+#[derive(Debug, Clone)]
+pub struct RedirectRule {
+    pub from: String,
+    pub query: Vec<(String, String)>,
+    pub to: String,
+    pub status: u16,
+}
+
+/// What the static host does with a GET.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A file of the output folder, with the headers `_headers` gives it.
+    File {
+        site_path: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Handed to another server (the inbox service) as a 200 rewrite.
+    Proxied(String),
+    NotFound,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self {
+            Answer::File { headers, .. } => headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The media type of `Content-Type`, without parameters, lowercased.
+    pub fn mime_type(&self) -> Option<String> {
+        self.header("Content-Type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    pub fn json(&self) -> Value {
+        match self {
+            Answer::File {
+                body, site_path, ..
+            } => serde_json::from_slice(body)
+                .unwrap_or_else(|e| panic!("{site_path} is not JSON: {e}")),
+            other => panic!("expected a file, got {other:?}"),
+        }
+    }
+}
+
+/// The output folder served as Netlify serves it: an existing file wins over the rules
+/// (no rule is forced with `!`), then the first matching `_redirects` rule applies, and
+/// `_headers` rules add headers to files.
+#[derive(Debug, Clone)]
+pub struct StaticHost {
+    pub public: PathBuf,
+    pub headers: Vec<HeaderRule>,
+    pub redirects: Vec<RedirectRule>,
+}
+
+impl StaticHost {
+    pub fn new(public: &Path) -> StaticHost {
+        let headers = fs::read_to_string(public.join("_headers")).expect("public/_headers");
+        let redirects = fs::read_to_string(public.join("_redirects")).expect("public/_redirects");
+        StaticHost {
+            public: public.to_path_buf(),
+            headers: parse_headers_file(&headers),
+            redirects: parse_redirects_file(&redirects),
+        }
+    }
+
+    /// GET of an absolute URL; the fragment is not sent, as with any HTTP client.
+    pub fn get(&self, url: &str) -> Answer {
+        let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url:?}: {e}"));
+        assert_eq!(
+            parsed.host_str(),
+            Some(HOST),
+            "{url} is not on the site's host"
+        );
+        let path = parsed.path().to_string();
+        let query: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        if let Some(answer) = self.file(&path) {
+            return answer;
+        }
+        for rule in &self.redirects {
+            let Some(to) = match_path(&rule.from, &path, &rule.to) else {
+                continue;
+            };
+            if !rule.query.iter().all(|cond| query.contains(cond)) {
+                continue;
+            }
+            return match rule.status {
+                200 if to.starts_with("https://") || to.starts_with("http://") => {
+                    Answer::Proxied(to)
+                }
+                200 => self.file(&to).unwrap_or(Answer::NotFound),
+                _ => Answer::NotFound,
+            };
+        }
+        Answer::NotFound
+    }
+
+    fn file(&self, path: &str) -> Option<Answer> {
+        let rel = path.trim_start_matches('/');
+        let mut file = self.public.join(rel);
+        if path.ends_with('/') {
+            file = file.join("index.html");
+        }
+        if !file.is_file() {
+            return None;
+        }
+        let headers = self
+            .headers
+            .iter()
+            .filter(|rule| match_path(&rule.pattern, path, "").is_some())
+            .flat_map(|rule| rule.headers.clone())
+            .collect();
+        Some(Answer::File {
+            site_path: path.to_string(),
+            headers,
+            body: fs::read(file).unwrap(),
+        })
+    }
+}
+
+/// Netlify path matching: `*` at the end matches the rest (`:splat`), `:name` one segment.
+/// Returns `to` with the placeholders filled in.
+fn match_path(pattern: &str, path: &str, to: &str) -> Option<String> {
+    let mut to = to.to_string();
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        let rest = path.strip_prefix(prefix)?;
+        return Some(to.replace(":splat", rest));
+    }
+    let pattern_parts: Vec<&str> = pattern.split('/').collect();
+    let path_parts: Vec<&str> = path.split('/').collect();
+    if pattern_parts.len() != path_parts.len() {
+        return None;
+    }
+    for (want, got) in pattern_parts.iter().zip(&path_parts) {
+        match want.strip_prefix(':') {
+            Some(name) if !got.is_empty() => to = to.replace(&format!(":{name}"), got),
+            _ if want == got => {}
+            _ => return None,
+        }
+    }
+    Some(to)
+}
+
+pub fn parse_headers_file(text: &str) -> Vec<HeaderRule> {
+    let mut rules: Vec<HeaderRule> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if line.starts_with(char::is_whitespace) {
+            let (name, value) = line
+                .trim()
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad _headers line {line:?}"));
+            rules
+                .last_mut()
+                .expect("a header line follows a path")
+                .headers
+                .push((name.trim().to_string(), value.trim().to_string()));
+        } else {
+            rules.push(HeaderRule {
+                pattern: line.trim().to_string(),
+                headers: Vec::new(),
+            });
+        }
+    }
+    rules
+}
+
+pub fn parse_redirects_file(text: &str) -> Vec<RedirectRule> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(fields.len() >= 3, "bad _redirects line {line:?}");
+            let status = fields[fields.len() - 1]
+                .parse()
+                .unwrap_or_else(|_| panic!("no status in {line:?}"));
+            let query = fields[1..fields.len() - 2]
+                .iter()
+                .map(|cond| {
+                    let (k, v) = cond
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("bad condition in {line:?}"));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            RedirectRule {
+                from: fields[0].to_string(),
+                query,
+                to: fields[fields.len() - 2].to_string(),
+                status,
+            }
+        })
+        .collect()
+}
+
+/// Text of HTML with the tags removed, the common entities decoded and runs of whitespace
+/// made single spaces.
+pub fn plain_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    squash_spaces(&text)
+}
+
+pub fn squash_spaces(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
