@@ -12,7 +12,8 @@
 // then waits for commands on its control API (all JSON, under /control/):
 //   POST /control/follow   {"handle":"@blog@127.0.0.1:Q"}        WebFinger, fetch actor, Follow
 //   POST /control/reply    {"inReplyTo":URL,"content":HTML}      Create(Note) to the post's author
-//   POST /control/replay-tampered {"seq":N}                       inbox request N, body altered
+//   POST /control/replay   {"seq":N,"tamper":BOOL}               inbox request N again, as is
+//                                                                 or with its body altered
 //   GET  /control/wait?type=T[&object=URL][&contains=TEXT][&after=SEQ]
 //                                                                 first matching inbox event
 //   GET  /control/log                                             every event and inbox request
@@ -226,12 +227,16 @@ async function reply({ inReplyTo, content }) {
   return [200, { note: noteId.href, create: create.id.href, inReplyTo: post.id.href }];
 }
 
-/** Sends a recorded inbox request again with its body altered and its signature kept. */
-async function replayTampered({ seq }) {
+/**
+ * Sends a recorded inbox request again, headers and signature unchanged; with `tamper`, one
+ * word of its body altered. Untouched, Fedify knows the activity (202); altered, the Digest
+ * no longer matches (401).
+ */
+async function replay({ seq, tamper }) {
   const original = inboxLog[seq];
   if (original == null) return [404, { error: `no inbox request #${seq}` }];
-  const body = original.body.replace(/"content"\s*:\s*"/, '"content":"tampered ');
-  if (body === original.body) return [400, { error: `inbox request #${seq} has no content to alter` }];
+  const body = tamper ? original.body.replace(/"content"\s*:\s*"/, '"content":"tampered ') : original.body;
+  if (tamper && body === original.body) return [400, { error: `inbox request #${seq} has no content to alter` }];
   const headers = new Headers(original.headers);
   headers.delete("content-length");
   const response = await federation.fetch(
@@ -282,8 +287,8 @@ async function control(req, url, body) {
       return follow(input);
     case "POST /control/reply":
       return reply(input);
-    case "POST /control/replay-tampered":
-      return replayTampered(input);
+    case "POST /control/replay":
+      return replay(input);
     case "GET /control/wait":
       return wait(url.searchParams);
     case "GET /control/log":
