@@ -214,6 +214,7 @@ impl Inbox {
             .args(["inbox", "--site"])
             .arg(dir.path())
             .env("RUST_LOG", "relais=debug")
+            .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -317,6 +318,8 @@ impl Inbox {
         self.get_json(&path).await.1
     }
 }
+
+const DEPLOY_TOKEN: &str = "deploy-secret";
 
 /// Runs the real `relais build` on the site.
 fn build_site(site: &std::path::Path) {
@@ -938,4 +941,54 @@ async fn public_followers_are_listed_by_page() {
     assert_eq!(page["partOf"], followers["id"]);
     assert_eq!(page["orderedItems"], json!([remote.actor("alice")]));
     assert!(page.get("next").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_webhook_queues_new_posts_for_followers() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let follow = follow(&remote, &inbox, "follows/deploy");
+    let response = inbox
+        .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    let accept = remote.next_delivery().await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&accept.body).unwrap()["type"],
+        "Accept"
+    );
+
+    let deploy = |token: &'static str| {
+        inbox
+            .client
+            .post(inbox.url("/relais/deploy"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(deploy("wrong").await.unwrap().status(), 401);
+
+    // A new post, built, then the deploy hook: the old post is only recorded (first
+    // publish), the new one goes to the follower's shared inbox as a Create.
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    std::fs::write(
+        inbox.dir.path().join("content/posts/fresh.md"),
+        format!("+++\ntitle = \"Fresh\"\ndate = {today}\n+++\n\nJust written.\n"),
+    )
+    .unwrap();
+    build_site(inbox.dir.path());
+    let response = deploy(DEPLOY_TOKEN).await.unwrap();
+    assert_eq!(response.status(), 200, "{}", inbox.log());
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["creates"], 1, "{report}");
+    assert_eq!(report["skipped_old"], 1, "{report}");
+
+    let create = remote.next_delivery().await;
+    assert_eq!(create.path_and_query, "/inbox", "to the shared inbox");
+    let body: Value = serde_json::from_slice(&create.body).unwrap();
+    assert_eq!(body["type"], "Create");
+    assert_eq!(body["object"]["id"], inbox.url("/ap/posts/fresh.json"));
+
+    // Deploying again changes nothing and sends nothing.
+    let report: Value = deploy(DEPLOY_TOKEN).await.unwrap().json().await.unwrap();
+    assert_eq!(report["deliveries"], 0, "{report}");
 }

@@ -26,7 +26,7 @@ pub fn run(args: InboxArgs) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Fails only when a subscriber is already set, which then does the logging.
@@ -76,7 +76,54 @@ pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime
-        .block_on(serve(state))
-        .with_context(|| format!("inbox service on {listen}"))
+    runtime.block_on(async move {
+        let worker = DeliveryWorker::spawn(&state);
+        let served = serve(state).await;
+        worker.stop().await;
+        served.with_context(|| format!("inbox service on {listen}"))
+    })
+}
+
+/// The delivery worker running beside the inbox: it sends the queued answers to follows
+/// and the deliveries queued by `relais publish` or the deploy webhook.
+pub struct DeliveryWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long a stopping worker may take to finish the requests in flight; what it cannot
+/// finish stays leased in the store and is sent again after a restart.
+const WORKER_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl DeliveryWorker {
+    pub fn spawn(state: &InboxState) -> DeliveryWorker {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (store, client, key, config, wake) = (
+            state.store.clone(),
+            state.client.clone(),
+            state.key.clone(),
+            state.config.clone(),
+            state.wake.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            match crate::delivery::run_worker(store, client, key, &config, wake, shutdown).await {
+                Ok(summary) => tracing::info!("delivery worker stopped: {summary:?}"),
+                Err(e) => tracing::error!("delivery worker failed: {e}"),
+            }
+        });
+        DeliveryWorker { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(WORKER_STOP_GRACE, self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("delivery worker did not stop in time; its leases will expire");
+        }
+    }
 }

@@ -50,6 +50,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    super::inbox::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,16 +103,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rebuild_reload = reload.clone();
     std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_reload));
 
+    let worker = inbox.as_ref().map(|state| {
+        let _entered = runtime.enter();
+        super::inbox::DeliveryWorker::spawn(state)
+    });
     let app = router(&args.site.join(SERVE_DIR), reload, inbox);
     runtime.block_on(async move {
-        axum::serve(
+        let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
+        .await;
+        if let Some(worker) = worker {
+            worker.stop().await;
+        }
+        served
     })?;
     drop(watcher);
     Ok(())

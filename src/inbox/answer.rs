@@ -1,8 +1,8 @@
 //! Sending our answer (`Accept` or `Reject`) to a follow request.
 //!
-//! The answer goes straight to the follower's inbox in one signed POST. A failed answer is
-//! logged, not retried: the follower's server shows the request as pending and the person
-//! can follow again, which sends a new `Follow` and gets a new answer.
+//! The inbox queues the answer in the store's delivery queue, so the delivery worker sends
+//! it with retries and a crash loses nothing. `relais moderate` sends its answers directly,
+//! to report at once whether the follower's server took them.
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -11,7 +11,7 @@ use crate::federation::fetch::{FederationClient, FetchError};
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::process::{follow_answer, FollowAnswer};
-use crate::inbox::server::InboxState;
+use crate::inbox::server::{blocking, InboxState};
 use crate::store::Follower;
 
 /// POSTs the answer to the follower's own inbox (where Mastodon sends its own answers).
@@ -28,28 +28,20 @@ pub async fn send_follow_answer(
         .await
 }
 
-/// Sends the answer in the background, so the request that caused it is answered at once.
-pub fn spawn_follow_answer(state: &InboxState, follower: Follower, answer: FollowAnswer) {
-    let client = state.client.clone();
-    let urls = state.site.urls.clone();
-    let key = state.signing_key(&follower.actor_name);
-    tokio::spawn(async move {
-        match send_follow_answer(&client, &urls, &key, &follower, answer).await {
-            Ok(status) if status.is_success() => tracing::info!(
-                "inbox: {answer:?} of {} sent to {} ({status})",
-                follower.follow_activity_id,
-                follower.inbox
-            ),
-            Ok(status) => tracing::warn!(
-                "inbox: {answer:?} of {} refused by {} ({status})",
-                follower.follow_activity_id,
-                follower.inbox
-            ),
-            Err(e) => tracing::warn!(
-                "inbox: {answer:?} of {} not delivered to {}: {e}",
-                follower.follow_activity_id,
-                follower.inbox
-            ),
+/// Queues the answer for the delivery worker and wakes it; the request that caused it is
+/// answered at once.
+pub async fn queue_follow_answer(state: &InboxState, follower: Follower, answer: FollowAnswer) {
+    let activity = follow_answer(&state.site.urls, &follower, answer).to_string();
+    let inbox = follower.inbox.clone();
+    let queued = blocking(&state.store, move |store| {
+        store.enqueue_delivery(&follower.inbox, &activity, &follower.actor_name)
+    })
+    .await;
+    match queued {
+        Ok(()) => {
+            tracing::info!("inbox: {answer:?} queued for {inbox}");
+            state.wake.notify_one();
         }
-    });
+        Err(e) => tracing::error!("inbox: cannot queue the {answer:?} for {inbox}: {e:?}"),
+    }
 }

@@ -15,6 +15,7 @@
 pub mod activity;
 mod answer;
 mod collections;
+mod deploy;
 pub mod process;
 mod public;
 pub mod ratelimit;
@@ -24,5 +25,6 @@ pub mod sanitize;
 mod server;
 
 pub use answer::send_follow_answer;
+pub use deploy::DEPLOY_PATH;
 pub use receive::FETCH_TIMEOUT;
 pub use server::{router, routes, serve, InboxState};

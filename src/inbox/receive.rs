@@ -21,7 +21,7 @@ use crate::federation::signature::{
     check_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
 };
 use crate::inbox::activity::{Activity, Kind};
-use crate::inbox::answer::spawn_follow_answer;
+use crate::inbox::answer::queue_follow_answer;
 use crate::inbox::process::{apply, FollowAnswer, Outcome};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::server::{blocking, HttpError, InboxState};
@@ -243,8 +243,14 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     };
 
     let site = state.site.clone();
+    let sender_host = crate::store::host_of(&sender.id);
     let outcome = blocking(&state.store, move |store| {
         store.cache_actor(&sender)?;
+        // A server that talks to us is up: deliveries held for it go out again (Mastodon
+        // resets its failure tracker the same way).
+        if let Some(host) = &sender_host {
+            store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
+        }
         apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
     })
     .await?;
@@ -255,7 +261,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
                 follower.follower_id,
                 follower.actor_name
             );
-            spawn_follow_answer(state, follower, FollowAnswer::Accept);
+            queue_follow_answer(state, follower, FollowAnswer::Accept).await;
         }
         (Outcome::Done(what), activity) => {
             tracing::info!("inbox: {what} ({})", describe(&activity));

@@ -18,7 +18,7 @@ use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::process::Site;
 use crate::inbox::ratelimit::RateLimiter;
-use crate::inbox::{collections, public, receive};
+use crate::inbox::{collections, deploy, public, receive};
 use crate::store::{Store, StoreError};
 
 /// Everything a request handler needs; cheap to clone.
@@ -32,6 +32,8 @@ pub struct InboxState {
     pub key: Arc<PrivateKey>,
     pub client: FederationClient,
     pub limiter: Arc<RateLimiter>,
+    /// Wakes the delivery worker when something was queued.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl InboxState {
@@ -51,6 +53,7 @@ impl InboxState {
             public_dir: Arc::new(public_dir),
             key: Arc::new(key),
             client,
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -132,6 +135,7 @@ pub fn routes(state: InboxState) -> Router {
         .route(&Urls::inbox_path(":name"), post(receive::actor_inbox))
         .route(&Urls::followers_path(":name"), get(collections::followers))
         .route(Urls::INTERACTIONS_PATH, get(collections::interactions))
+        .route(deploy::DEPLOY_PATH, post(deploy::deploy))
         .route("/ap/*rest", get(public::ap_get))
         .route(Urls::WEBFINGER_PATH, get(public::webfinger))
         // `Urls::webfinger_file_path`: one file per actor, `NAME.json`.
