@@ -191,7 +191,7 @@ impl Inbox {
         let base = format!("http://127.0.0.1:{port}");
         let config_text = format!(
             "title = \"Test blog\"\nbase_url = \"{base}\"\n\
-             [fediverse]\n{fediverse_extra}\n\
+             [fediverse]\ninbox_url = \"{base}\"\n{fediverse_extra}\n\
              [inbox]\nlisten = \"127.0.0.1:{port}\"\nallow_private_addresses = true\n\
              max_body_bytes = 65536\n{inbox_extra}\n"
         );
@@ -527,6 +527,26 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
     assert!(
         !page.contains("<script>alert"),
         "unsanitized reply on the page"
+    );
+    // A build host without the store reads the same from the inbox's public endpoint.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--remote-interactions", "--site"])
+        .arg(inbox.dir.path())
+        .arg("--out")
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let remote_page =
+        std::fs::read_to_string(elsewhere.path().join("posts/hello/index.html")).unwrap();
+    assert!(
+        remote_page.contains("<p>Reply 1 "),
+        "remote build lacks the reply"
     );
 
     let (headers, replies_doc) = inbox.get_json("/ap/posts/hello/replies").await;

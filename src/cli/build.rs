@@ -35,6 +35,10 @@ pub struct BuildArgs {
     /// Include posts and pages marked `draft = true`.
     #[arg(long)]
     pub drafts: bool,
+    /// Fetch replies, likes and boosts from `fediverse.inbox_url` instead of the local
+    /// store file: for builds on a static host (Netlify) while the inbox runs elsewhere.
+    #[arg(long)]
+    pub remote_interactions: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +52,9 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Render and check everything but write nothing (`relais check`).
     pub dry_run: bool,
+    /// Read replies, likes and boosts from the inbox service's public endpoint instead of
+    /// the store file (for a build host that does not have the store).
+    pub remote_interactions: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,7 +154,11 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     )?;
 
     spinner.message("Rendering");
-    let interactions = stored_interactions(site_dir, &site)?;
+    let interactions = if options.remote_interactions {
+        remote_interactions(&site.config)?
+    } else {
+        stored_interactions(site_dir, &site)?
+    };
     let mut files = render::render_site(&site, &theme, &interactions)?;
     files.extend(render::highlight_stylesheet(highlighter)?);
     let fediverse = federation_stage(site_dir, &options.out_dir, &site)?;
@@ -210,6 +221,32 @@ fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interacti
     Ok(store.interactions(&ids)?)
 }
 
+/// Bound on the interactions document: generous, a big site's comments are text.
+const MAX_INTERACTIONS_BYTES: usize = 64 * 1024 * 1024;
+
+/// Replies, likes and boosts of every post, from the inbox service's public endpoint.
+fn remote_interactions(config: &SiteConfig) -> anyhow::Result<Interactions> {
+    let Some(service) = config.fediverse.inbox_url.as_deref() else {
+        anyhow::bail!("--remote-interactions needs fediverse.inbox_url in config.toml");
+    };
+    let url = format!(
+        "{}{}",
+        service.trim_end_matches('/'),
+        federation::urls::Urls::INTERACTIONS_PATH
+    );
+    let mut options = federation::fetch::ClientOptions::from_config(config);
+    options.max_response_bytes = MAX_INTERACTIONS_BYTES;
+    let client = federation::fetch::FederationClient::new(options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let json = runtime
+        .block_on(client.fetch_json(&url, None, federation::fetch::IdCheck::Skip))
+        .with_context(|| format!("fetching replies and reactions from {url}"))?;
+    serde_json::from_value(json).with_context(|| format!("{url}: not an interactions document"))
+}
+
 /// What the federation stage adds to a build.
 struct FederationStage {
     files: Vec<federation::FederationOutput>,
@@ -269,6 +306,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         base_url: None,
         progress: std::io::stderr().is_terminal(),
         dry_run: false,
+        remote_interactions: args.remote_interactions,
     };
     let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
     print_notices(&report, &args.site);

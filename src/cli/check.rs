@@ -22,6 +22,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         base_url: None,
         progress: false,
         dry_run: true,
+        remote_interactions: false,
     };
     let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
     print_notices(&report, &args.site);

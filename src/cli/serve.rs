@@ -67,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         base_url: Some(base_url.clone()),
         progress: false,
         dry_run: false,
+        remote_interactions: false,
     };
     // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
     let mut state = BuildState::on_disk(&args.site);

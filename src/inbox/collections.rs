@@ -173,18 +173,22 @@ pub async fn interactions(
     State(state): State<InboxState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
-    let Some(post) = query.get("post").cloned() else {
-        return Err(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "give the post's object id as ?post=",
-        ));
-    };
-    if !state.site.is_our_post(&post) {
-        return Err(HttpError::not_found(format!("{post} is none of our posts")));
+    // Without `?post=`: every post's interactions keyed by object id, for `relais build
+    // --remote-interactions` on a host that has no store.
+    let body = match query.get("post").cloned() {
+        None => {
+            let all = blocking(&state.store, |store| store.all_interactions()).await?;
+            serde_json::to_string(&all)
+        }
+        Some(post) => {
+            if !state.site.is_our_post(&post) {
+                return Err(HttpError::not_found(format!("{post} is none of our posts")));
+            }
+            let found = blocking(&state.store, move |store| store.post_interactions(&post)).await?;
+            serde_json::to_string(&found)
+        }
     }
-    let found = blocking(&state.store, move |store| store.post_interactions(&post)).await?;
-    let body = serde_json::to_string(&found)
-        .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json; charset=utf-8"),

@@ -60,6 +60,20 @@ impl Store {
         })
     }
 
+    /// Interactions of every post that has any: what a build elsewhere fetches from the
+    /// inbox's public endpoint.
+    pub fn all_interactions(&self) -> Result<Interactions, StoreError> {
+        let ids: Vec<String> = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT root_id FROM replies WHERE state = 'visible' \
+                 UNION SELECT object_id FROM reactions",
+            )?;
+            let ids = stmt.query_map([], |r| r.get(0))?;
+            ids.collect()
+        })?;
+        self.interactions(&ids)
+    }
+
     /// Interactions of one post, empty when it has none.
     pub fn post_interactions(&self, post_id: &str) -> Result<PostInteractions, StoreError> {
         self.with_conn(|c| post_interactions(c, post_id))
@@ -85,6 +99,28 @@ mod tests {
                 state,
             })
             .unwrap();
+    }
+
+    #[test]
+    fn all_interactions_lists_every_post_with_something_shown() {
+        let store = Store::open_in_memory().unwrap();
+        assert!(store.all_interactions().unwrap().is_empty());
+        let alice = "https://m.example/users/alice";
+        insert(
+            &store,
+            "https://m.example/n/1",
+            POST,
+            alice,
+            1,
+            ReplyState::Visible,
+        );
+        store
+            .add_reaction("https://m.example/like/1", alice, OTHER, ReactionKind::Like)
+            .unwrap();
+        let all = store.all_interactions().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[POST].replies.len(), 1);
+        assert_eq!(all[OTHER].likes.len(), 1);
     }
 
     #[test]
