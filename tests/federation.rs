@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use chrono::DateTime;
 use common::*;
+use relais::content::plain_text;
 use rsa::pkcs8::DecodePublicKey;
 use serde_json::Value;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::config::SiteConfig;
+use crate::content::plain_text;
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
@@ -180,31 +181,6 @@ fn answer(
     }
     writeln!(out, "{answer:?} sent to {}", follower.inbox)?;
     Ok(())
-}
-
-/// Text of a reply's HTML for a terminal: tags dropped, entities decoded, one line.
-fn plain_text(html: &str) -> String {
-    let mut text = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                text.push(' ');
-            }
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    let text = text
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn write_reply(out: &mut impl Write, r: &StoredReply) -> std::io::Result<()> {

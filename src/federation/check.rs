@@ -93,20 +93,6 @@ impl FederationState {
     }
 }
 
-fn plain_text_len(html: &str) -> usize {
-    let mut in_tag = false;
-    let mut count = 0;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            _ if !in_tag => count += 1,
-            _ => {}
-        }
-    }
-    count
-}
-
 /// Warnings for the published posts of a site.
 pub fn check_site(
     config: &SiteConfig,
@@ -164,7 +150,9 @@ pub fn check_site(
         if object_type(config, post) == ObjectType::Note
             && config.fediverse.note_content == NoteContent::Excerpt
         {
-            let len = plain_text_len(&note_content(config, &urls, post));
+            let len = crate::content::plain_text(&note_content(config, &urls, post))
+                .chars()
+                .count();
             if len > MASTODON_CHARACTER_BUDGET {
                 warnings.push(warn(format!(
                     "the Note is {len} characters, over Mastodon's usual {MASTODON_CHARACTER_BUDGET}: shorten its summary"
