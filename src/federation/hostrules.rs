@@ -1,6 +1,7 @@
 //! Static host rules: content types for the JSON documents, the WebFinger query routing and
 //! the proxying of dynamic endpoints to the inbox service. Written as `_headers` and
-//! `_redirects` in the output folder, which Netlify and Cloudflare Pages read from there.
+//! `_redirects` in the output folder, which Netlify reads from there. Cloudflare Pages reads
+//! the same files but not their query conditions: there WebFinger must go to the inbox.
 //!
 //! Netlify's `[[headers]]` do not apply to proxied responses: the inbox service sets the
 //! content types of what it answers itself.
