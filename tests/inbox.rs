@@ -528,6 +528,18 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
         !page.contains("<script>alert"),
         "unsanitized reply on the page"
     );
+    // The page's script asks the inbox for fresh ones at the address the page names.
+    let source = page
+        .split("data-source=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the interactions section names its source")
+        .replace("&amp;", "&");
+    assert!(page.contains("<script src=\"/interactions.js\" defer>"));
+    assert!(inbox.dir.path().join("public/interactions.js").exists());
+    let (_, fresh) = inbox.get_json(&source).await;
+    assert_eq!(fresh, found, "the page script gets what the inbox serves");
+
     // A build host without the store reads the same from the inbox's public endpoint.
     let elsewhere = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_relais"))

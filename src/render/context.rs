@@ -258,6 +258,15 @@ impl<'a> Views<'a> {
                     .cloned()
                     .unwrap_or_default();
                 map.insert("interactions".into(), interactions_view(&interactions));
+                // Where the page script asks the inbox (same origin, via the host rules)
+                // for replies and reactions newer than the build.
+                let source = url::Url::parse_with_params(
+                    &format!("{}{}", self.urls.base(), Urls::INTERACTIONS_PATH),
+                    [("post", object_url.as_str())],
+                )
+                .map(|u| format!("{}?{}", u.path(), u.query().unwrap_or_default()))
+                .unwrap_or_default();
+                map.insert("interactions_source".into(), source.into());
             }
             map.insert("object_url".into(), object_url.into());
         }

@@ -256,6 +256,7 @@ mod tests {
                 "atom.xml",
                 "favicon.ico",
                 "index.html",
+                "interactions.js",
                 "page/2/index.html",
                 "posts/p1/index.html",
                 "posts/p2/index.html",

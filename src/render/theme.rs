@@ -58,6 +58,10 @@ pub const EMBEDDED_DEFAULT_THEME: &[(&str, &[u8])] = &[
         include_bytes!("../../themes/default/templates/tags.html"),
     ),
     (
+        "static/interactions.js",
+        include_bytes!("../../themes/default/static/interactions.js"),
+    ),
+    (
         "static/style.css",
         include_bytes!("../../themes/default/static/style.css"),
     ),

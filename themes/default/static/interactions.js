@@ -1,0 +1,133 @@
+// Progressive enhancement: the page was built with the replies and reactions known at build
+// time; this asks the inbox for fresh ones and redraws them. Without JavaScript, or when the
+// inbox cannot be reached, the built list stays as it is.
+(function () {
+  "use strict";
+  var section = document.getElementById("interactions");
+  var source = section && section.getAttribute("data-source");
+  if (!source || !window.fetch) return;
+
+  function safeUrl(url) {
+    return /^https?:\/\//i.test(url || "") ? url : null;
+  }
+
+  function link(url, text, className) {
+    var a = document.createElement(safeUrl(url) ? "a" : "span");
+    if (safeUrl(url)) a.href = url;
+    if (className) a.className = className;
+    a.textContent = text;
+    return a;
+  }
+
+  function avatar(url, size, className) {
+    if (!safeUrl(url)) return null;
+    var img = document.createElement("img");
+    img.src = url;
+    img.alt = "";
+    img.width = size;
+    img.height = size;
+    img.loading = "lazy";
+    if (className) img.className = className;
+    return img;
+  }
+
+  function plural(n, one, many) {
+    return n + " " + (n === 1 ? one : many);
+  }
+
+  function counts(data) {
+    var p = document.createElement("p");
+    p.className = "reaction-counts";
+    p.textContent =
+      plural(data.likes.length, "like", "likes") + " · " + plural(data.boosts.length, "boost", "boosts");
+    return p;
+  }
+
+  function reactors(data) {
+    var ul = document.createElement("ul");
+    ul.className = "reactors";
+    ul.setAttribute("aria-label", "People who liked or boosted this post");
+    data.likes.concat(data.boosts).forEach(function (r) {
+      var li = document.createElement("li");
+      var a = link(r.url, "", null);
+      a.title = r.name;
+      var img = avatar(r.avatar, 32, null);
+      if (img) {
+        img.alt = r.name;
+        a.appendChild(img);
+      } else {
+        var fallback = document.createElement("span");
+        fallback.className = "avatar-fallback";
+        fallback.setAttribute("aria-label", r.name);
+        fallback.textContent = (r.name || "?").charAt(0);
+        a.appendChild(fallback);
+      }
+      li.appendChild(a);
+      ul.appendChild(li);
+    });
+    return ul;
+  }
+
+  function replies(data) {
+    var ol = document.createElement("ol");
+    ol.className = "replies";
+    data.replies.forEach(function (reply) {
+      var li = document.createElement("li");
+      li.className = "reply";
+      li.style.setProperty("--depth", String(reply.depth || 0));
+      var article = document.createElement("article");
+      var header = document.createElement("header");
+      var img = avatar(reply.author_avatar, 40, "avatar");
+      if (img) header.appendChild(img);
+      header.appendChild(link(reply.author_url, reply.author_name, "author"));
+      var handle = document.createElement("span");
+      handle.className = "handle-small";
+      handle.textContent = " " + reply.author_handle + " ";
+      header.appendChild(handle);
+      var time = document.createElement("time");
+      time.dateTime = reply.published;
+      time.textContent = new Date(reply.published).toLocaleString();
+      var when = link(reply.url, "", "reply-time");
+      when.appendChild(time);
+      header.appendChild(when);
+      var content = document.createElement("div");
+      content.className = "reply-content";
+      // The inbox stored this HTML sanitized to Mastodon's safe subset.
+      content.innerHTML = reply.content;
+      article.appendChild(header);
+      article.appendChild(content);
+      li.appendChild(article);
+      ol.appendChild(li);
+    });
+    return ol;
+  }
+
+  fetch(source, { headers: { Accept: "application/json" } })
+    .then(function (response) {
+      return response.ok ? response.json() : null;
+    })
+    .then(function (data) {
+      if (!data || !Array.isArray(data.replies)) return;
+      var old = section.querySelectorAll(".reaction-counts, .reactors, .replies, .no-replies");
+      Array.prototype.forEach.call(old, function (node) {
+        node.parentNode.removeChild(node);
+      });
+      var title = document.getElementById("interactions-title");
+      var after = title;
+      var parts = [];
+      if (data.likes.length || data.boosts.length) parts.push(counts(data), reactors(data));
+      if (data.replies.length) {
+        parts.push(replies(data));
+      } else {
+        var none = document.createElement("p");
+        none.className = "no-replies";
+        none.textContent = "No replies yet.";
+        parts.push(none);
+      }
+      parts.forEach(function (node) {
+        after.parentNode.insertBefore(node, after.nextSibling);
+        after = node;
+      });
+    })
+    .catch(function () {});
+})();
