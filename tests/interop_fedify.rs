@@ -86,6 +86,9 @@ fn node_available() -> bool {
 /// Installs the pinned peer dependencies (`npm ci` honours package-lock.json) unless
 /// node_modules was installed from the current lock file.
 fn install_peer() {
+    // Both tests of this file install into one folder: one `npm ci` at a time.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = interop_dir();
     let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
     let installed = modified(dir.join("node_modules/.package-lock.json"));
@@ -508,4 +511,97 @@ async fn fedify_follows_receives_and_replies() {
 
     inbox.assert_alive();
     peer.process.assert_alive();
+}
+
+/// The default theme's page script, run in jsdom on a page built by the real binary: it asks
+/// the inbox endpoint the page names and redraws replies and reactions from the answer,
+/// never turning a remote `javascript:` URL into a link.
+#[test]
+fn page_script_redraws_fresh_interactions() {
+    if !node_available() {
+        return;
+    }
+    install_peer();
+    let site = tempfile::tempdir().unwrap();
+    fs::write(
+        site.path().join("config.toml"),
+        "title = \"T\"\nbase_url = \"https://blog.example\"\n\
+         [fediverse]\ninbox_url = \"https://inbox.blog.example\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(site.path().join("content/posts")).unwrap();
+    fs::write(
+        site.path().join("content/posts/hello.md"),
+        "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nText.\n",
+    )
+    .unwrap();
+    let built = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let public = site.path().join("public");
+    let page = public.join("posts/hello/index.html");
+    assert!(fs::read_to_string(&page)
+        .unwrap()
+        .contains("No replies yet."));
+
+    let reactor = |n: u32| {
+        json!({ "actor_id": format!("https://m.example/users/r{n}"), "name": format!("R{n}"),
+                "url": format!("https://m.example/@r{n}"), "avatar": null })
+    };
+    let reply = |id: &str, depth: u32, author_url: &str| {
+        json!({ "id": id, "url": id, "in_reply_to": "x", "author_id": "https://m.example/users/a",
+                "author_name": "Alice <b>", "author_handle": "@alice@m.example",
+                "author_url": author_url, "author_avatar": null,
+                "content": "<p>Fresh reply</p>", "published": "2026-02-01T10:00:00Z", "depth": depth })
+    };
+    let data = json!({
+        "replies": [
+            reply("https://m.example/n/1", 0, "https://m.example/@alice"),
+            reply("https://m.example/n/2", 1, "javascript:alert(1)"),
+        ],
+        "likes": [reactor(1), reactor(2)],
+        "boosts": [reactor(3)],
+    });
+    let data_path = site.path().join("interactions.json");
+    fs::write(&data_path, data.to_string()).unwrap();
+
+    let output = Command::new("node")
+        .arg(interop_dir().join("page_script.mjs"))
+        .arg(&page)
+        .arg(public.join("interactions.js"))
+        .arg(&data_path)
+        .arg("https://blog.example/posts/hello/")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        shown["requested"],
+        json!(["/ap/interactions?post=https%3A%2F%2Fblog.example%2Fap%2Fposts%2Fhello.json"])
+    );
+    assert_eq!(shown["counts"], "2 likes · 1 boost");
+    assert_eq!(shown["reactors"], 3);
+    assert_eq!(shown["noReplies"], 0);
+    let replies = shown["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), 2);
+    assert_eq!(
+        replies[0]["author"], "Alice <b>",
+        "names are text, not HTML"
+    );
+    assert_eq!(replies[0]["authorIsLink"], true);
+    assert_eq!(replies[0]["content"], "<p>Fresh reply</p>");
+    assert_eq!(replies[1]["depth"], "1");
+    assert_eq!(replies[1]["authorIsLink"], false);
+    assert_eq!(shown["javascriptLinks"], 0);
 }
