@@ -332,8 +332,12 @@ impl SiteConfig {
     }
 
     /// Host (with port when not default) of the published site: the WebFinger domain.
+    /// `validate` guarantees a parseable URL; a `base_url` replaced later (`relais serve`)
+    /// that is not one gives an empty host rather than a panic.
     pub fn host(&self) -> String {
-        let url = url::Url::parse(&self.base_url).expect("validated in SiteConfig::validate");
+        let Ok(url) = url::Url::parse(&self.base_url) else {
+            return String::new();
+        };
         match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
