@@ -224,7 +224,7 @@ fn invalid(path: &Path, message: String) -> LoadError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Document, DocumentKind};
+    use crate::content::Document;
     use crate::federation::output_files;
 
     fn config(extra: &str) -> SiteConfig {
@@ -240,30 +240,10 @@ mod tests {
     }
 
     fn document(slug: &str, authors: &[&str], date: &str) -> Document {
-        let date = DateTime::parse_from_rfc3339(date).unwrap();
         Document {
-            kind: DocumentKind::Post,
-            source: PathBuf::from(format!("content/posts/{slug}.md")),
-            slug: slug.into(),
-            path: format!("/posts/{slug}/"),
-            title: format!("Title {slug}"),
-            date: Some(date),
-            updated: None,
-            draft: false,
-            tags: vec![],
-            summary: None,
-            authors: authors.iter().map(|a| a.to_string()).collect(),
-            language: None,
-            image: None,
-            content_warning: None,
-            federate_as: None,
-            content: format!("<p>Body of {slug}</p>"),
-            text: format!("Body of {slug}"),
-            images: vec![],
-            assets: vec![],
-            word_count: 3,
-            reading_minutes: 1,
+            date: Some(DateTime::parse_from_rfc3339(date).unwrap()),
             source_hash: slug.into(),
+            ..crate::federation::documents::tests::post(slug, authors)
         }
     }
 
