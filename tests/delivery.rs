@@ -5,6 +5,8 @@
 //! every request, and the tests verify each one's HTTP signature and Digest against the
 //! site's public key with relais's verifier, as Mastodon would.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -221,18 +223,8 @@ impl Site {
         std::fs::remove_file(self.path().join(format!("content/posts/{slug}.md"))).unwrap();
     }
 
-    /// Runs `relais build`.
     fn build(&self) {
-        let output = Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["build", "--site"])
-            .arg(self.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "relais build failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        common::build_site(self.path());
     }
 
     fn follow(

@@ -7,6 +7,8 @@
 //! site's actor documents too, the way a blog on a host without header rules runs, and
 //! signatures are checked against that one host.
 
+mod common;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -205,7 +207,7 @@ impl Inbox {
             "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
         )
         .unwrap();
-        build_site(dir.path());
+        common::build_site(dir.path());
         let post_id = format!("{base}/ap/posts/hello.json");
         assert!(dir.path().join("public/ap/posts/hello.json").exists());
 
@@ -320,20 +322,6 @@ impl Inbox {
 }
 
 const DEPLOY_TOKEN: &str = "deploy-secret";
-
-/// Runs the real `relais build` on the site.
-fn build_site(site: &std::path::Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["build", "--site"])
-        .arg(site)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "relais build failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 fn signed_headers(url: &str, body: &[u8], key: &str, key_id: &str, date: SystemTime) -> HeaderMap {
     let key = SigningKey::new(key_id, Arc::new(PrivateKey::from_pem(key).unwrap()));
@@ -516,7 +504,7 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
     assert_eq!(serde_json::to_value(&built[&inbox.post_id]).unwrap(), found);
 
     // The next build shows them under the post.
-    build_site(inbox.dir.path());
+    common::build_site(inbox.dir.path());
     let page =
         std::fs::read_to_string(inbox.dir.path().join("public/posts/hello/index.html")).unwrap();
     assert!(page.contains("<p>Reply 1 "), "reply missing from the page");
@@ -1007,7 +995,7 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
         format!("+++\ntitle = \"Fresh\"\ndate = {today}\n+++\n\nJust written.\n"),
     )
     .unwrap();
-    build_site(inbox.dir.path());
+    common::build_site(inbox.dir.path());
     let response = deploy(DEPLOY_TOKEN).await.unwrap();
     assert_eq!(response.status(), 200, "{}", inbox.log());
     let report: Value = response.json().await.unwrap();

@@ -54,6 +54,11 @@ pub fn assert_success(output: &Output, what: &str) {
     );
 }
 
+/// Runs the real `relais build` on `site`, failing the test on error.
+pub fn build_site(site: &Path) {
+    assert_success(&relais_on("build", site, &[]), "relais build");
+}
+
 /// Copies the sources of `example-site/` into `to`, leaving out what a build of the
 /// checked-out example may have left there (output, cache, keys).
 pub fn copy_example_site(to: &Path) {
