@@ -851,12 +851,41 @@ fn output_holding_the_key_is_refused() {
     let out = relais_on("build", &site, &["--out", site.to_str().unwrap()]);
     assert!(!out.status.success(), "a build into the site dir must fail");
     assert!(
-        stderr(&out).contains("relais-key.pem") && stderr(&out).contains("inside the output"),
+        stderr(&out).contains("relais-key.pem") && stderr(&out).contains("which is published"),
         "{}",
         stderr(&out)
     );
     assert!(!site.join("index.html").exists(), "nothing was written");
     assert!(!site.join("relais-key.pem").exists(), "no key was made");
+}
+
+#[test]
+fn a_key_in_a_copied_folder_is_refused() {
+    for folder in ["static", "content"] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_example_site(dir.path());
+        let config = dir.path().join("config.toml");
+        let text = fs::read_to_string(&config).unwrap().replace(
+            "[fediverse]\n",
+            &format!("[fediverse]\nkey_path = \"{folder}/relais-key.pem\"\n"),
+        );
+        fs::write(&config, text).unwrap();
+        let out = relais_on("build", dir.path(), &[]);
+        assert!(
+            !out.status.success(),
+            "a key under {folder}/ must be refused"
+        );
+        assert!(
+            stderr(&out).contains("which is published"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!dir.path().join("public").exists(), "nothing was written");
+        assert!(
+            !dir.path().join(folder).join("relais-key.pem").exists(),
+            "no key was made"
+        );
+    }
 }
 
 /// Warning lines of `relais check`, as `file: message`.

@@ -273,7 +273,15 @@ fn federation_stage(
         });
     }
     let key_path = site_dir.join(&config.fediverse.key_path);
-    keys::ensure_outside(&key_path, out_dir)?;
+    // The output folder, and every folder whose files the build copies into it.
+    for published in [
+        out_dir.to_path_buf(),
+        site_dir.join("static"),
+        site_dir.join("content"),
+        site_dir.join(crate::render::theme::THEMES_DIR),
+    ] {
+        keys::ensure_outside(&key_path, &published)?;
+    }
     let (public_key_pem, key_source) = keys::site_public_key(&key_path)?;
     let previous = FederationState::load(site_dir);
     Ok(FederationStage {

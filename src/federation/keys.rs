@@ -48,8 +48,8 @@ pub enum KeyError {
         source: std::io::Error,
     },
     #[error(
-        "the private key {key} is inside the output folder {out_dir}: it would be published; \
-         move it (fediverse.key_path) outside the output folder"
+        "the private key {key} is inside {out_dir}, which is published; \
+         move it (fediverse.key_path) out of the output, static, content and themes folders"
     )]
     InsideOutput { key: PathBuf, out_dir: PathBuf },
 }

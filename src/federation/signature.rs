@@ -574,8 +574,10 @@ fn check_time_window(
             .checked_add(Duration::from_secs(seconds))
             .ok_or_else(|| SignatureError::Malformed(format!("`{name}` is out of range")))
     };
+    // `created` and `expires` count only when signed: unsigned, anyone replaying an old
+    // request could freshen them.
     let created = match (params.algorithm(), params.created) {
-        ("hs2019", Some(created)) => Some(at(created, "created")?),
+        ("hs2019", Some(created)) if params.covers(CREATED) => Some(at(created, "created")?),
         _ => match header_text(headers, "date")? {
             Some(date) => Some(
                 httpdate::parse_http_date(&date).map_err(|_| SignatureError::InvalidDate(date))?,
@@ -585,6 +587,7 @@ fn check_time_window(
     };
     let mut expires = params
         .expires
+        .filter(|_| params.covers(EXPIRES))
         .map(|seconds| at(seconds, "expires"))
         .transpose()?;
     if let Some(created) = created {
@@ -925,6 +928,27 @@ mod tests {
         verify(earliest).unwrap();
         let err = verify(earliest - Duration::from_secs(1)).unwrap_err();
         assert!(matches!(err, SignatureError::NotYetValid), "{err}");
+    }
+
+    #[test]
+    fn unsigned_created_cannot_freshen_a_replayed_request() {
+        let (mut headers, _) = fresh_post("https://blog.example/ap/inbox", date());
+        let later = date() + Duration::from_secs(13 * 3600);
+        let now_secs = later.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        // A replayer rewrites the unsigned parameters of a 13-hour-old request.
+        let original = headers[SIGNATURE].to_str().unwrap().to_string();
+        let replayed = original.replace(
+            "algorithm=\"rsa-sha256\"",
+            &format!(
+                "algorithm=\"hs2019\",created={now_secs},expires={}",
+                now_secs + 60
+            ),
+        );
+        assert_ne!(original, replayed);
+        headers.insert(SIGNATURE, HeaderValue::from_str(&replayed).unwrap());
+        let params = SignatureParams::from_headers(&headers).unwrap();
+        let err = check_request(&params, &incoming(&headers, BODY), later).unwrap_err();
+        assert!(matches!(err, SignatureError::Expired), "{err}");
     }
 
     #[test]

@@ -95,14 +95,20 @@ pub fn apply(
     sender: &RemoteActor,
     move_target: Option<&RemoteActor>,
 ) -> Result<Outcome, StoreError> {
-    if let Some(id) = &activity.id {
+    // Only an id on the sender's own server is remembered: otherwise one actor could use up
+    // another's (predictable) Delete or Undo id and have the real one ignored.
+    let own_id = activity
+        .id
+        .as_ref()
+        .filter(|id| host_of(id).is_some() && host_of(id) == host_of(&activity.actor));
+    if let Some(id) = own_id {
         if !store.mark_seen(id)? {
             return ignored(format!("{id} was already processed"));
         }
     }
     let outcome = apply_once(site, store, activity, sender, move_target);
     if outcome.is_err() {
-        if let Some(id) = &activity.id {
+        if let Some(id) = own_id {
             // The sender retries on our error status; let the retry through. If this fails
             // too the store is unusable and the retry fails the same way.
             let _ = store.forget_seen(id);
@@ -135,10 +141,15 @@ fn apply_once(
             }
         }
         Kind::Update(Updated::Actor(doc)) => match actor_from_document(doc) {
-            Ok(profile) if profile.id == actor => {
+            // A key id on another server would let this actor's row answer for that key.
+            Ok(profile) if profile.id == actor && host_of(&profile.key_id) == host_of(actor) => {
                 store.cache_actor(&profile)?;
                 Ok(Outcome::Done("actor profile refreshed"))
             }
+            Ok(profile) if profile.id == actor => ignored(format!(
+                "{actor} names a key on another server: {}",
+                profile.key_id
+            )),
             Ok(profile) => ignored(format!("{actor} may not update {}", profile.id)),
             Err(e) => ignored(format!("unreadable actor update: {e}")),
         },
@@ -296,7 +307,9 @@ fn react(
 
 /// The object is the actor's own and lives on the actor's server (Mastodon's origin check).
 fn authored_by(note: &Note, actor: &str) -> bool {
-    note.attributed_to.as_deref() == Some(actor) && host_of(&note.id) == host_of(actor)
+    // The id becomes a link on the page when the note has no `url`: only http(s).
+    let web_id = note.id.starts_with("https://") || note.id.starts_with("http://");
+    web_id && note.attributed_to.as_deref() == Some(actor) && host_of(&note.id) == host_of(actor)
 }
 
 /// Sanitized HTML of a reply; a content warning goes first, in bold.
@@ -695,6 +708,71 @@ mod tests {
         );
         assert!(matches!(run(&s, &store, like), Outcome::Ignored(_)));
         assert!(store.post_interactions(POST).unwrap().likes.is_empty());
+    }
+
+    #[test]
+    fn a_reply_whose_id_is_no_web_address_is_not_stored() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        let mut object = note("javascript://m.example/%0Aalert(1)", POST);
+        object.as_object_mut().unwrap().remove("url");
+        let outcome = run(&s, &store, create("https://m.example/c/js", object));
+        assert!(matches!(outcome, Outcome::Ignored(_)));
+        assert!(store.post_interactions(POST).unwrap().replies.is_empty());
+    }
+
+    #[test]
+    fn an_activity_id_on_another_server_cannot_shadow_the_real_one() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        run(
+            &s,
+            &store,
+            create("https://m.example/c/1", note("https://m.example/n/1", POST)),
+        );
+        // Someone else's server sends an activity carrying Alice's future Delete id.
+        let evil = "https://evil.example/users/x";
+        let forged: Value = json!({
+            "id": "https://m.example/n/1#delete", "type": "Foo", "actor": evil,
+        });
+        let activity = Activity::parse(&forged).unwrap();
+        let mut sender = alice();
+        sender.id = evil.into();
+        apply(&s, &store, &activity, &sender, None).unwrap();
+        let delete = json!({
+            "id": "https://m.example/n/1#delete", "type": "Delete", "actor": ALICE,
+            "object": { "id": "https://m.example/n/1", "type": "Tombstone" },
+        });
+        assert!(matches!(run(&s, &store, delete), Outcome::Done(_)));
+        assert!(store.post_interactions(POST).unwrap().replies.is_empty());
+    }
+
+    #[test]
+    fn an_actor_update_may_not_claim_a_key_on_another_server() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        let fixture = include_str!("../../tests/fixtures/mastodon_actor.json")
+            .replace("{{BASE}}", "https://m.example")
+            .replace("{{USER}}", "alice");
+        let mut doc = serde_json::from_str::<Value>(&fixture).unwrap();
+        doc["id"] = json!(ALICE);
+        doc["publicKey"]["owner"] = json!(ALICE);
+        doc["publicKey"]["id"] = json!("https://victim.example/users/bob#main-key");
+        let update = json!({ "id": "https://m.example/u/1", "type": "Update", "actor": ALICE, "object": doc });
+        assert!(matches!(
+            run(&s, &store, update.clone()),
+            Outcome::Ignored(_)
+        ));
+        assert!(store
+            .cached_actor_by_key("https://victim.example/users/bob#main-key")
+            .unwrap()
+            .is_none());
+        // The same document with its own key is taken.
+        let mut own = update.clone();
+        own["id"] = json!("https://m.example/u/2");
+        own["object"]["publicKey"]["id"] = json!(format!("{ALICE}#main-key"));
+        let outcome = run(&s, &store, own);
+        assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
     }
 
     #[test]
