@@ -267,6 +267,22 @@ pub fn key_line(site_dir: &Path, source: &Path, key: &str) -> usize {
         .unwrap_or(1)
 }
 
+/// Escapes text for HTML content and attribute values (the escaping Tera templates get too).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Text of HTML for a terminal or a character count: tags dropped, the common entities
 /// decoded, whitespace runs made single spaces.
 pub fn plain_text(html: &str) -> String {
@@ -288,6 +304,7 @@ pub fn plain_text(html: &str) -> String {
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
+        .replace("&#x27;", "'")
         .replace("&nbsp;", " ")
         .replace("&amp;", "&");
     text.split_whitespace().collect::<Vec<_>>().join(" ")

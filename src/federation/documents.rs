@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, SiteConfig};
-use crate::content::{Document, ImageRef};
+use crate::content::{escape_html, media_type, Document, ImageRef};
 use crate::federation::urls::Urls;
 use crate::site::feeds::absolutize;
 
@@ -102,40 +102,7 @@ pub fn attributed_actor<'c>(config: &'c SiteConfig, post: &Document) -> &'c str 
 }
 
 fn image_object(url: &str) -> Value {
-    json!({ "type": "Image", "mediaType": media_type_of(url), "url": url })
-}
-
-/// MIME type from a file extension; Mastodon uses it to decide how to show an attachment.
-pub fn media_type_of(path: &str) -> &'static str {
-    let ext = path
-        .rsplit('.')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "svg" => "image/svg+xml",
-        _ => "application/octet-stream",
-    }
-}
-
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    json!({ "type": "Image", "mediaType": media_type(url), "url": url })
 }
 
 /// Profile fields shown on a Mastodon profile; a link value is what Mastodon checks for rel=me.

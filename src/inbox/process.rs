@@ -7,7 +7,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::config::SiteConfig;
-use crate::federation::documents::{actors, escape_html};
+use crate::content::escape_html;
+use crate::federation::documents::actors;
 use crate::federation::urls::Urls;
 use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
 use crate::inbox::remote::actor_from_document;

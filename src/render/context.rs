@@ -334,11 +334,10 @@ fn insert_date(map: &mut Map<String, Value>, key: &str, date: Option<DateTime<Fi
 /// Plain text for `<meta name="description">`: the summary without tags, else the start of
 /// the text, cut at a word boundary.
 fn description(doc: &Document) -> String {
-    let source = match &doc.summary {
-        Some(html) => strip_tags(html),
-        None => doc.text.clone(),
+    let flat = match &doc.summary {
+        Some(html) => crate::content::plain_text(html),
+        None => doc.text.split_whitespace().collect::<Vec<_>>().join(" "),
     };
-    let flat = source.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= DESCRIPTION_CHARS {
         return flat;
     }
@@ -347,25 +346,4 @@ fn description(doc: &Document) -> String {
         Some(i) => format!("{}…", &cut[..i]),
         None => format!("{cut}…"),
     }
-}
-
-fn strip_tags(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
 }

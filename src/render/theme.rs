@@ -279,7 +279,9 @@ fn compile(templates: &BTreeMap<String, TemplateSource>) -> Result<Tera, ThemeEr
         }
     }
     let mut tera = Tera::default();
-    tera.set_escape_fn(escape_html);
+    // Tera's default also escapes `/`, which garbles every URL in the page source for no
+    // gain: `/` cannot end an attribute value or start markup.
+    tera.set_escape_fn(crate::content::escape_html);
     tera.add_raw_templates(
         templates
             .values()
@@ -290,23 +292,6 @@ fn compile(templates: &BTreeMap<String, TemplateSource>) -> Result<Tera, ThemeEr
         message: error_chain(&e),
     })?;
     Ok(tera)
-}
-
-/// Tera's default also escapes `/`, which garbles every URL in the page source for no gain:
-/// `/` cannot end an attribute value or start markup.
-fn escape_html(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for c in input.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// Names in `{% include "x" %}` tags, unless marked `ignore missing`.
