@@ -4,6 +4,7 @@
 //! from a light and a dark syntect theme; `highlight_theme` switches to inline styles of one
 //! theme (for feeds read without the site's CSS).
 
+use crate::content::escape_html;
 use std::sync::OnceLock;
 
 use syntect::highlighting::ThemeSet;
@@ -85,12 +86,12 @@ impl Highlighter {
         let lang_attr = if lang.is_empty() {
             String::new()
         } else {
-            format!(" data-lang=\"{}\"", escape(lang))
+            format!(" data-lang=\"{}\"", escape_html(lang))
         };
         let code_class = if lang.is_empty() {
             String::new()
         } else {
-            format!(" class=\"language-{}\"", escape(lang))
+            format!(" class=\"language-{}\"", escape_html(lang))
         };
         let highlighted = syntax.and_then(|syntax| match &self.inline_theme {
             None => self.classed(code, syntax),
@@ -102,7 +103,7 @@ impl Highlighter {
             ),
             None => format!(
                 "<pre class=\"hl-code\"{lang_attr}><code{code_class}>{}</code></pre>\n",
-                escape(code)
+                escape_html(code)
             ),
         }
     }
@@ -161,20 +162,6 @@ impl Highlighter {
             css(DARK_THEME)?
         ))
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
