@@ -46,6 +46,8 @@ pub struct SiteConfig {
     pub inbox: InboxConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub deploy: DeployConfig,
     /// Free-form values handed to templates as `config.extra`.
     #[serde(default)]
     pub extra: toml::Table,
@@ -191,6 +193,15 @@ pub struct InboxConfig {
     pub rate_limit_per_minute: u32,
     /// Name of the environment variable holding the deploy webhook's bearer token.
     pub deploy_token_env: String,
+    /// Name of the environment variable holding the "JWS secret token" of Netlify's
+    /// deploy-succeeded notification (`X-Webhook-Signature`).
+    pub netlify_jws_secret_env: String,
+    /// Name of the environment variable holding the HMAC secret of GitHub-style
+    /// `X-Hub-Signature-256` deploy hooks (a CI workflow).
+    pub deploy_hmac_secret_env: String,
+    /// Without webhooks: how often the live outbox is checked for new, edited and deleted
+    /// posts, as `30s`, `10m` or `1h`. Off when unset.
+    pub poll_interval: Option<String>,
     /// Serve the built site's federation documents too (for hosts without header rules).
     pub serve_public: bool,
 }
@@ -207,6 +218,9 @@ impl Default for InboxConfig {
             max_body_bytes: 1024 * 1024,
             rate_limit_per_minute: 300,
             deploy_token_env: "RELAIS_DEPLOY_TOKEN".into(),
+            netlify_jws_secret_env: "RELAIS_NETLIFY_JWS_SECRET".into(),
+            deploy_hmac_secret_env: "RELAIS_DEPLOY_HMAC_SECRET".into(),
+            poll_interval: None,
             serve_public: true,
         }
     }
@@ -221,6 +235,10 @@ pub struct DeliveryConfig {
     pub per_host_connections: usize,
     pub max_attempts: u32,
     pub timeout_secs: u64,
+    /// A publish that would delete more than this share of the published posts (and more
+    /// than one post) waits for `relais publish --confirm-deletes`: a broken deploy looks
+    /// like mass deletion, and a sent `Delete` cannot be taken back.
+    pub max_delete_share: f64,
 }
 
 impl Default for DeliveryConfig {
@@ -231,8 +249,66 @@ impl Default for DeliveryConfig {
             per_host_connections: 4,
             max_attempts: 16,
             timeout_secs: 10,
+            max_delete_share: 0.25,
         }
     }
+}
+
+/// Where the built site is deployed: decides which host files the build writes.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    pub host: HostKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKind {
+    /// `_headers` and `_redirects` (query rules, 200 proxies to the inbox).
+    #[default]
+    Netlify,
+    /// `_headers` and an advanced-mode `_worker.js`: Pages rejects query rules and proxies.
+    CloudflarePages,
+    /// Built and pushed by a GitHub Actions workflow; GitHub Pages sets no headers, so the
+    /// domain is served by Caddy (or the inbox) in front.
+    GithubPages,
+    /// A server of one's own: Caddy serves the folder and proxies the inbox paths.
+    Caddy,
+}
+
+impl HostKind {
+    pub const ALL: [HostKind; 4] = [
+        HostKind::Netlify,
+        HostKind::CloudflarePages,
+        HostKind::GithubPages,
+        HostKind::Caddy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostKind::Netlify => "netlify",
+            HostKind::CloudflarePages => "cloudflare-pages",
+            HostKind::GithubPages => "github-pages",
+            HostKind::Caddy => "caddy",
+        }
+    }
+}
+
+/// Parses `30s`, `10m`, `2h` or a bare number of seconds.
+pub fn parse_interval(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
 }
 
 fn default_language() -> String {
@@ -324,6 +400,19 @@ impl SiteConfig {
                 )));
             }
         }
+        if let Some(interval) = &self.inbox.poll_interval {
+            if parse_interval(interval).is_none() {
+                return Err(invalid(format!(
+                    "inbox.poll_interval {interval:?} is not a duration such as \"30s\", \"10m\" or \"1h\""
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.delivery.max_delete_share) {
+            return Err(invalid(format!(
+                "delivery.max_delete_share {} must be between 0 and 1",
+                self.delivery.max_delete_share
+            )));
+        }
         if let Some(inbox) = &self.fediverse.inbox_url {
             url::Url::parse(inbox)
                 .map_err(|e| invalid(format!("fediverse.inbox_url {inbox:?} is not a URL: {e}")))?;
@@ -409,6 +498,37 @@ mod tests {
             Path::new("c")
         )
         .is_err());
+    }
+
+    #[test]
+    fn intervals_and_hosts_parse() {
+        assert_eq!(
+            parse_interval("90"),
+            Some(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_interval("10m"),
+            Some(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            parse_interval("1h"),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(parse_interval("0s"), None);
+        assert_eq!(parse_interval("ten"), None);
+        let c = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://e.com\"\n[deploy]\nhost = \"cloudflare-pages\"\n\
+             [inbox]\npoll_interval = \"5m\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.deploy.host, HostKind::CloudflarePages);
+        let err = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://e.com\"\n[inbox]\npoll_interval = \"soon\"\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("poll_interval"), "{err}");
     }
 
     #[test]
