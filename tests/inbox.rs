@@ -211,16 +211,7 @@ impl Inbox {
         let post_id = format!("{base}/ap/posts/hello.json");
         assert!(dir.path().join("public/ap/posts/hello.json").exists());
 
-        let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["inbox", "--site"])
-            .arg(dir.path())
-            .env("RUST_LOG", "relais=debug")
-            .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = Inbox::spawn(dir.path());
         let mut inbox = Inbox {
             dir,
             base,
@@ -230,6 +221,34 @@ impl Inbox {
         };
         inbox.wait_ready().await;
         inbox
+    }
+
+    fn spawn(dir: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("inbox.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["inbox", "--site"])
+            .arg(dir)
+            .env("RUST_LOG", "relais=debug")
+            .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn restart(&mut self) {
+        self.child = Inbox::spawn(self.dir.path());
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -835,6 +854,195 @@ async fn a_rotated_key_is_fetched_again() {
         .post_signed("/ap/inbox", &like(2), ALICE_KEY, &key_id)
         .await;
     assert_eq!(response.status(), 401);
+}
+
+/// Makes every insert into `table` of the inbox's store fail until [`heal`] is called: a
+/// store that breaks at one step of processing, without any test hook in relais.
+fn break_inserts(inbox: &Inbox, table: &str) {
+    rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON {table} \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        ))
+        .unwrap();
+}
+
+fn heal(inbox: &Inbox) {
+    rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
+        .unwrap()
+        .execute_batch("DROP TRIGGER injected_fault")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let key_id = remote.key_id("alice");
+    let alice = remote.actor("alice");
+    // Each step a follow writes: the seen mark, the sender's cached actor, the follower and
+    // the queued Accept. Whichever fails, the follow must be refused with a 5xx (so the
+    // sender retries) and leave nothing; the retry must then give one follower, one Accept.
+    let steps = [
+        "seen_activities",
+        "remote_actors",
+        "followers",
+        "deliveries",
+    ];
+    for (n, table) in steps.iter().enumerate() {
+        let follow = follow(&remote, &inbox, &format!("follows/fault-{n}"));
+        break_inserts(&inbox, table);
+        let response = inbox
+            .post_signed("/ap/users/blog/inbox", &follow, ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(
+            response.status(),
+            500,
+            "a follow whose {table} write failed must be retried: {}",
+            inbox.log()
+        );
+        let store = inbox.store();
+        assert!(store.follower("blog", &alice).unwrap().is_none(), "{table}");
+        heal(&inbox);
+
+        let response = inbox
+            .post_signed("/ap/users/blog/inbox", &follow, ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(
+            response.status(),
+            202,
+            "retry after {table}: {}",
+            inbox.log()
+        );
+        let follower = store.follower("blog", &alice).unwrap();
+        assert_eq!(
+            follower.map(|f| f.follow_activity_id),
+            Some(follow["id"].as_str().unwrap().to_string()),
+            "{table}"
+        );
+        let accept = remote.next_delivery().await;
+        let accept: Value = serde_json::from_slice(&accept.body).unwrap();
+        assert_eq!(accept["type"], "Accept", "{table}");
+        assert_eq!(accept["object"]["id"], follow["id"], "{table}");
+        let queued = store.deliveries_of(accept["id"].as_str().unwrap()).unwrap();
+        assert_eq!(queued.len(), 1, "one Accept after {table}");
+
+        // A third copy is a duplicate: answered, changing nothing.
+        let response = inbox
+            .post_signed("/ap/users/blog/inbox", &follow, ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(response.status(), 202);
+        let undo = json!({
+            "id": format!("{}/follows/fault-{n}/undo", remote.base), "type": "Undo",
+            "actor": alice, "object": follow,
+        });
+        let response = inbox
+            .post_signed("/ap/inbox", &undo, ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        remote.pending_deliveries().await,
+        0,
+        "an Accept was sent twice"
+    );
+
+    // A reply whose write fails is not lost either.
+    let reply = create_reply(&remote, &inbox.post_id, 1);
+    break_inserts(&inbox, "replies");
+    let response = inbox
+        .post_signed("/ap/inbox", &reply, ALICE_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 500);
+    heal(&inbox);
+    let response = inbox
+        .post_signed("/ap/inbox", &reply, ALICE_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    let replies = inbox.interactions().await["replies"].clone();
+    assert_eq!(replies.as_array().map(Vec::len), Some(1), "{replies}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
+    const SENDERS: u32 = 4;
+    const EACH: u32 = 100;
+    let remote = Arc::new(Remote::start().await);
+    let mut inbox = Inbox::start("rate_limit_per_minute = 1000000", "").await;
+    let (base, post_id) = (inbox.base.clone(), inbox.post_id.clone());
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (remote, acknowledged) = (remote.clone(), acknowledged.clone());
+        let (base, post_id) = (base.clone(), post_id.clone());
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("{base}/ap/inbox");
+            for n in 0..EACH {
+                let reply = create_reply(&remote, &post_id, 100 + sender * EACH + n);
+                let bytes = reply.to_string().into_bytes();
+                // Like a real server: retry until the inbox answers 2xx.
+                loop {
+                    let headers = signed_headers(
+                        &url,
+                        &bytes,
+                        ALICE_KEY,
+                        &remote.key_id("alice"),
+                        SystemTime::now(),
+                    );
+                    let sent = client
+                        .post(&url)
+                        .headers(headers)
+                        .body(bytes.clone())
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        let id = reply["object"]["id"].as_str().unwrap().to_string();
+                        acknowledged.lock().unwrap().push(id);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let mut kills_mid_flight = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        inbox.kill9();
+        // The process is dead: every reply it acknowledged must already be in the store.
+        let seen: Vec<String> = acknowledged.lock().unwrap().clone();
+        if seen.len() < (SENDERS * EACH) as usize {
+            kills_mid_flight += 1;
+        }
+        let store = inbox.store();
+        for id in &seen {
+            assert!(
+                store.reply_by_object(id).unwrap().is_some(),
+                "{id} was acknowledged but is not in the store"
+            );
+        }
+        drop(store);
+        inbox.restart().await;
+    }
+    assert!(
+        kills_mid_flight > 0,
+        "every kill came after the senders were done"
+    );
+    for sender in senders {
+        tokio::time::timeout(GUARD, sender).await.unwrap().unwrap();
+    }
+    let store = inbox.store();
+    let all = acknowledged.lock().unwrap().clone();
+    assert_eq!(all.len(), (SENDERS * EACH) as usize);
+    for id in &all {
+        assert!(store.reply_by_object(id).unwrap().is_some(), "{id} lost");
+    }
+    let stored = store.replies(None).unwrap();
+    assert_eq!(stored.len(), all.len(), "a reply was stored twice or lost");
 }
 
 #[tokio::test(flavor = "multi_thread")]

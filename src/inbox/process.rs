@@ -79,7 +79,7 @@ pub enum Outcome {
     Done(&'static str),
     /// Nothing to do; the reason goes to the log.
     Ignored(String),
-    /// A follow was accepted: send it our `Accept`.
+    /// A follow was accepted and our `Accept` queued for the delivery worker.
     Accept(Follower),
 }
 
@@ -87,8 +87,11 @@ fn ignored(reason: impl Into<String>) -> Result<Outcome, StoreError> {
     Ok(Outcome::Ignored(reason.into()))
 }
 
-/// Applies `activity`, sent by `sender` (whose key signed it). A repeated activity id is
-/// applied once. `move_target` is the fetched `target` of a `Move`.
+/// Applies `activity`, sent by `sender` (whose key signed it), in one store transaction:
+/// the seen mark of its id, its effect and any answer it needs queued (the `Accept` of a
+/// follow) commit together or not at all. A repeated activity id is applied once; a failed
+/// one is not marked seen, so the sender's retry is applied. `move_target` is the fetched
+/// `target` of a `Move`.
 pub fn apply(
     site: &Site,
     store: &Store,
@@ -96,26 +99,20 @@ pub fn apply(
     sender: &RemoteActor,
     move_target: Option<&RemoteActor>,
 ) -> Result<Outcome, StoreError> {
-    // Only an id on the sender's own server is remembered: otherwise one actor could use up
-    // another's (predictable) Delete or Undo id and have the real one ignored.
-    let own_id = activity
-        .id
-        .as_ref()
-        .filter(|id| host_of(id).is_some() && host_of(id) == host_of(&activity.actor));
-    if let Some(id) = own_id {
-        if !store.mark_seen(id)? {
-            return ignored(format!("{id} was already processed"));
-        }
-    }
-    let outcome = apply_once(site, store, activity, sender, move_target);
-    if outcome.is_err() {
+    store.atomically(|store| {
+        // Only an id on the sender's own server is remembered: otherwise one actor could use
+        // up another's (predictable) Delete or Undo id and have the real one ignored.
+        let own_id = activity
+            .id
+            .as_ref()
+            .filter(|id| host_of(id).is_some() && host_of(id) == host_of(&activity.actor));
         if let Some(id) = own_id {
-            // The sender retries on our error status; let the retry through. If this fails
-            // too the store is unusable and the retry fails the same way.
-            let _ = store.forget_seen(id);
+            if !store.mark_seen(id)? {
+                return ignored(format!("{id} was already processed"));
+            }
         }
-    }
-    outcome
+        apply_once(site, store, activity, sender, move_target)
+    })
 }
 
 fn apply_once(
@@ -231,7 +228,11 @@ fn follow(
     })?;
     store.cache_actor(sender)?;
     match follower.state {
-        FollowState::Accepted => Ok(Outcome::Accept(follower)),
+        FollowState::Accepted => {
+            let answer = follow_answer(&site.urls, &follower, FollowAnswer::Accept);
+            store.enqueue_delivery(&follower.inbox, &answer.to_string(), name)?;
+            Ok(Outcome::Accept(follower))
+        }
         FollowState::Pending => Ok(Outcome::Done("follow request waits for approval")),
     }
 }
@@ -516,6 +517,35 @@ mod tests {
                 &store,
                 json!({ "id": "f2", "type": "Follow", "actor": ALICE, "object": "https://blog.example/ap/users/nobody.json" })
             ),
+            Outcome::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_follow_commits_with_its_accept_or_not_at_all() {
+        let store = Store::open_in_memory().unwrap();
+        let follow = json!({ "id": "https://m.example/f/1", "type": "Follow", "actor": ALICE, "object": BLOG });
+        let activity = Activity::parse(&follow).unwrap();
+        store
+            .with_conn(|c| {
+                c.execute_batch(
+                    "CREATE TRIGGER fault BEFORE INSERT ON deliveries \
+                     BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+                )
+            })
+            .unwrap();
+        assert!(apply(&site(""), &store, &activity, &alice(), None).is_err());
+        // Neither the follower nor the seen mark survived the failed Accept.
+        assert!(store.followers(None).unwrap().is_empty());
+        store
+            .with_conn(|c| c.execute_batch("DROP TRIGGER fault"))
+            .unwrap();
+        let retried = apply(&site(""), &store, &activity, &alice(), None).unwrap();
+        assert!(matches!(retried, Outcome::Accept(_)), "{retried:?}");
+        assert_eq!(store.followers(None).unwrap().len(), 1);
+        assert_eq!(store.queue_counts(i64::MAX).unwrap().pending(), 1);
+        assert!(matches!(
+            apply(&site(""), &store, &activity, &alice(), None).unwrap(),
             Outcome::Ignored(_)
         ));
     }

@@ -21,8 +21,7 @@ use crate::federation::signature::{
     check_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
 };
 use crate::inbox::activity::{Activity, Kind};
-use crate::inbox::answer::queue_follow_answer;
-use crate::inbox::process::{apply, FollowAnswer, Outcome};
+use crate::inbox::process::{apply, Outcome};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::server::{blocking, HttpError, InboxState};
 use crate::store::{host_of, RemoteActor};
@@ -244,24 +243,31 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
 
     let site = state.site.clone();
     let sender_host = crate::store::host_of(&sender.id);
+    // One transaction for everything the request changes: a failure (or a crash) leaves
+    // nothing behind, the sender gets a 5xx and its retry is applied in full.
     let outcome = blocking(&state.store, move |store| {
-        store.cache_actor(&sender)?;
-        // A server that talks to us is up: deliveries held for it go out again (Mastodon
-        // resets its failure tracker the same way).
-        if let Some(host) = &sender_host {
-            store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
-        }
-        apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
+        store
+            .atomically(|store| {
+                store.cache_actor(&sender)?;
+                // A server that talks to us is up: deliveries held for it go out again (Mastodon
+                // resets its failure tracker the same way).
+                if let Some(host) = &sender_host {
+                    store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
+                }
+                apply(&site, store, &activity, &sender, move_target.as_ref())
+            })
+            .map(|o| (o, activity))
     })
     .await?;
     match outcome {
         (Outcome::Accept(follower), _) => {
             tracing::info!(
-                "inbox: {} follows {}",
+                "inbox: {} follows {}; Accept queued for {}",
                 follower.follower_id,
-                follower.actor_name
+                follower.actor_name,
+                follower.inbox
             );
-            queue_follow_answer(state, follower, FollowAnswer::Accept).await;
+            state.wake.notify_one();
         }
         (Outcome::Done(what), activity) => {
             tracing::info!("inbox: {what} ({})", describe(&activity));

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, Row};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, WriteTx};
 
 /// What we keep of a remote actor document.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +109,7 @@ impl Store {
     /// (the answer to `Delete` of an actor).
     pub fn delete_actor_data(&self, actor_id: &str) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = WriteTx::begin(c)?;
             tx.execute("DELETE FROM followers WHERE follower_id = ?1", [actor_id])?;
             tx.execute("DELETE FROM replies WHERE author_id = ?1", [actor_id])?;
             tx.execute("DELETE FROM reactions WHERE actor_id = ?1", [actor_id])?;

@@ -3,7 +3,7 @@
 
 use rusqlite::Row;
 
-use super::{host_of, now, Store, StoreError};
+use super::{host_of, now, Store, StoreError, WriteTx};
 
 /// Where a block comes from: `config.toml` (replaced at each start of the inbox) or
 /// `relais moderate` (kept until lifted).
@@ -140,7 +140,7 @@ impl Store {
         actors: &[String],
     ) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = WriteTx::begin(c)?;
             tx.execute("DELETE FROM blocked_domains WHERE source = 'config'", [])?;
             tx.execute("DELETE FROM blocked_actors WHERE source = 'config'", [])?;
             let time = now();
@@ -203,7 +203,7 @@ impl Store {
             )
         };
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = WriteTx::begin(c)?;
             let purged = Purged {
                 followers: tx.execute(
                     &format!("DELETE FROM followers WHERE {}", under("follower_host")),

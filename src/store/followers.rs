@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row};
 
 use super::blocks::not_blocked;
-use super::{host_of, now, RemoteActor, Store, StoreError};
+use super::{host_of, now, RemoteActor, Store, StoreError, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowState {
@@ -224,7 +224,7 @@ impl Store {
     pub fn move_follower(&self, old_id: &str, new: &RemoteActor) -> Result<usize, StoreError> {
         let host = host_of(&new.id).unwrap_or_default();
         self.with_conn(|c| {
-            let tx = c.transaction()?;
+            let tx = WriteTx::begin(c)?;
             tx.execute(
                 "DELETE FROM followers WHERE follower_id = ?1 AND actor_name IN \
                  (SELECT actor_name FROM followers WHERE follower_id = ?2)",

@@ -14,11 +14,13 @@ pub mod queue;
 mod reactions;
 mod replies;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use parking_lot::ReentrantMutex;
+use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior};
 
 #[cfg(test)]
 pub(crate) use actors::tests::actor as test_actor;
@@ -38,8 +40,8 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("store: a thread panicked while holding the connection")]
-    Poisoned,
+    #[error("store: the connection is already in use by this thread")]
+    Reentered,
     #[error("store: schema version {found} is newer than this relais knows ({known})")]
     TooNew { found: i64, known: i64 },
 }
@@ -145,9 +147,12 @@ CREATE INDEX remote_actors_by_key ON remote_actors (key_id);
 "#];
 
 /// Handle on the SQLite store; clones share one connection.
+///
+/// The lock is reentrant so that [`Store::atomically`] can hold it for a whole unit of work
+/// while the store's methods, called inside, take it again on the same thread.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<ReentrantMutex<RefCell<Connection>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,7 +185,7 @@ impl Store {
         migrate(&mut conn)?;
         queue::migrate(&conn)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(ReentrantMutex::new(RefCell::new(conn))),
         })
     }
 
@@ -189,8 +194,41 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let guard = self.conn.lock();
+        let mut conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
         Ok(f(&mut conn)?)
+    }
+
+    /// Runs `f` as one write transaction: every store call inside commits together when `f`
+    /// returns `Ok`, and none does when it returns `Err` or panics. Other threads wait for
+    /// the store meanwhile, so `f` must not wait on the network. Nested calls become
+    /// savepoints of the outer transaction.
+    pub fn atomically<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let guard = self.conn.lock();
+        let nested = {
+            let conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
+            let nested = !conn.is_autocommit();
+            let begin = if nested {
+                "SAVEPOINT relais_atomically"
+            } else {
+                // IMMEDIATE: take the write lock first, so the commit cannot be refused
+                // because another process wrote since our first read.
+                "BEGIN IMMEDIATE"
+            };
+            conn.execute_batch(begin).map_err(StoreError::from)?;
+            nested
+        };
+        let mut open = OpenTransaction {
+            conn: &guard,
+            nested,
+            finished: false,
+        };
+        let out = f(self)?;
+        open.commit()?;
+        Ok(out)
     }
 
     /// Records an activity id; false when it was already seen, so the caller skips it.
@@ -204,17 +242,6 @@ impl Store {
         })
     }
 
-    /// Un-records an activity id whose processing failed, so that the sender's retry counts.
-    pub fn forget_seen(&self, activity_id: &str) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM seen_activities WHERE activity_id = ?1",
-                [activity_id],
-            )?;
-            Ok(())
-        })
-    }
-
     /// Forgets activity ids received before `before` (RFC 3339); senders do not retry that long.
     pub fn prune_seen(&self, before: &str) -> Result<usize, StoreError> {
         self.with_conn(|c| {
@@ -223,6 +250,87 @@ impl Store {
                 [before],
             )
         })
+    }
+}
+
+/// The transaction `Store::atomically` opened; rolled back when dropped unfinished (an
+/// error or a panic in the work).
+struct OpenTransaction<'g> {
+    conn: &'g RefCell<Connection>,
+    nested: bool,
+    finished: bool,
+}
+
+impl OpenTransaction<'_> {
+    fn commit(&mut self) -> Result<(), StoreError> {
+        let conn = self
+            .conn
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Reentered)?;
+        let end = if self.nested {
+            "RELEASE relais_atomically"
+        } else {
+            "COMMIT"
+        };
+        conn.execute_batch(end)?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(conn) = self.conn.try_borrow_mut() else {
+            return;
+        };
+        let undo = if self.nested {
+            "ROLLBACK TO relais_atomically; RELEASE relais_atomically"
+        } else {
+            "ROLLBACK"
+        };
+        if let Err(e) = conn.execute_batch(undo) {
+            tracing::error!("store: cannot roll back: {e}");
+        }
+    }
+}
+
+/// A write transaction that nests: IMMEDIATE at the top level (the write lock is taken
+/// before the first read), a savepoint inside [`Store::atomically`]. Rolled back on drop.
+pub(crate) enum WriteTx<'c> {
+    Top(Transaction<'c>),
+    Nested(Savepoint<'c>),
+}
+
+impl WriteTx<'_> {
+    pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
+        if conn.is_autocommit() {
+            Ok(WriteTx::Top(conn.transaction_with_behavior(
+                TransactionBehavior::Immediate,
+            )?))
+        } else {
+            Ok(WriteTx::Nested(conn.savepoint()?))
+        }
+    }
+
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            WriteTx::Top(tx) => tx.commit(),
+            WriteTx::Nested(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            WriteTx::Top(tx) => tx,
+            WriteTx::Nested(savepoint) => savepoint,
+        }
     }
 }
 

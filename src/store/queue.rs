@@ -11,11 +11,11 @@
 //!
 //! Times are Unix seconds, given by the caller so tests can move the clock.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use sha2::{Digest, Sha256};
 
 use super::blocks::not_blocked;
-use super::{host_of, Store, StoreError};
+use super::{host_of, Store, StoreError, WriteTx};
 
 /// Queue migrations, applied in order; `queue_schema.version` counts how many ran. Kept apart
 /// from the store's own migrations so the two lists grow independently. Append only.
@@ -282,7 +282,7 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// The view of the store inside one write transaction: what `plan_and_enqueue` reads and
 /// writes together, so a crash leaves either all of it or none.
 pub struct QueueTx<'c> {
-    tx: Transaction<'c>,
+    tx: WriteTx<'c>,
 }
 
 impl QueueTx<'_> {
@@ -400,7 +400,7 @@ impl Store {
         self.with_conn(|c| {
             // IMMEDIATE: take the write lock before reading, so two planners (the CLI and
             // the inbox's deploy hook) cannot both plan from the same state.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = WriteTx::begin(c)?;
             let queue = QueueTx { tx };
             let out = f(&queue)?;
             queue.tx.commit()?;
@@ -445,7 +445,7 @@ impl Store {
         claim: Option<&ClaimRequest>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = WriteTx::begin(c)?;
             for done in finished {
                 finish(&tx, done, now)?;
             }
@@ -591,7 +591,7 @@ impl Store {
     /// again and its held deliveries leave now.
     pub fn mark_host_reachable(&self, host: &str, now: i64) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = WriteTx::begin(c)?;
             host_reachable(&tx, host, now)?;
             tx.commit()
         })
@@ -600,7 +600,7 @@ impl Store {
     /// Forgets deliveries finished before `before`, and activities nothing refers to any more.
     pub fn prune_deliveries(&self, before: i64) -> Result<usize, StoreError> {
         self.with_conn(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = WriteTx::begin(c)?;
             let removed = tx.execute(
                 "DELETE FROM deliveries WHERE state != 'pending' AND finished_at < ?1",
                 [before],
@@ -629,7 +629,7 @@ fn delivery_record(r: &Row) -> rusqlite::Result<DeliveryRecord> {
     })
 }
 
-fn finish(tx: &Transaction, done: &FinishedDelivery, now: i64) -> rusqlite::Result<()> {
+fn finish(tx: &Connection, done: &FinishedDelivery, now: i64) -> rusqlite::Result<()> {
     match &done.attempt {
         Attempt::Delivered { status } => {
             tx.prepare_cached(
@@ -674,7 +674,7 @@ fn finish(tx: &Transaction, done: &FinishedDelivery, now: i64) -> rusqlite::Resu
     }
 }
 
-fn host_reachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<()> {
+fn host_reachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
     let was_unavailable: bool = tx
         .prepare_cached("SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1")?
         .query_row([host], |r| r.get(0))
@@ -700,7 +700,7 @@ fn host_reachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<()
 
 /// Counts a failure; the host becomes unavailable after failures on
 /// `UNAVAILABLE_AFTER_FAILURE_DAYS` distinct days with no success between them.
-fn host_unreachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<()> {
+fn host_unreachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
     let day = now.div_euclid(SECONDS_PER_DAY);
     tx.prepare_cached(
         "INSERT INTO delivery_hosts (host, consecutive_failures, failure_days, \
@@ -728,7 +728,7 @@ fn host_unreachable(tx: &Transaction, host: &str, now: i64) -> rusqlite::Result<
 }
 
 /// Moves the host's pending deliveries (but those leased right now) to `until`.
-fn hold_host(tx: &Transaction, host: &str, until: i64, now: i64) -> rusqlite::Result<()> {
+fn hold_host(tx: &Connection, host: &str, until: i64, now: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
          AND next_attempt_at < ?2 AND lease_until <= ?3",
@@ -738,7 +738,7 @@ fn hold_host(tx: &Transaction, host: &str, until: i64, now: i64) -> rusqlite::Re
 }
 
 fn claim_due(
-    tx: &Transaction,
+    tx: &Connection,
     request: &ClaimRequest,
     now: i64,
 ) -> rusqlite::Result<Vec<ClaimedDelivery>> {
@@ -815,7 +815,7 @@ struct Chosen {
 /// and never a delivery while an earlier one of the same post to the same inbox is pending.
 /// Also returns how many due deliveries were looked at.
 fn choose_due(
-    tx: &Transaction,
+    tx: &Connection,
     request: &ClaimRequest,
     busy: &str,
     now: i64,
