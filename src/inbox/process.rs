@@ -300,6 +300,15 @@ fn react(
     let Some(id) = &activity.id else {
         return ignored(format!("a {} without id cannot be undone", kind.as_str()));
     };
+    // The id is the reaction's key: one on another server could be taken first by someone
+    // else and have the real reaction dropped as a duplicate.
+    if host_of(id).is_none() || host_of(id) != host_of(&activity.actor) {
+        return ignored(format!(
+            "{} id {id:?} is not on {}'s server",
+            kind.as_str(),
+            activity.actor
+        ));
+    }
     store.add_reaction(id, &activity.actor, object, kind)?;
     Ok(Outcome::Done(match kind {
         ReactionKind::Like => "like recorded",
@@ -727,6 +736,23 @@ mod tests {
     }
 
     #[test]
+    fn a_reaction_id_on_another_server_is_not_taken() {
+        let store = Store::open_in_memory().unwrap();
+        let s = site("");
+        // Mallory's server names its Like with an id of Alice's server first...
+        let squat = json!({ "id": "https://m.example/l/9", "type": "Like",
+            "actor": "https://evil.example/users/mallory", "object": POST });
+        let activity = Activity::parse(&squat).unwrap();
+        let mallory = crate::store::test_actor("https://evil.example/users/mallory");
+        let outcome = apply(&s, &store, &activity, &mallory, None).unwrap();
+        assert!(matches!(outcome, Outcome::Ignored(_)), "{outcome:?}");
+        // ...and Alice's real Like with that id still counts.
+        let like = json!({ "id": "https://m.example/l/9", "type": "Like", "actor": ALICE, "object": POST });
+        assert_eq!(run(&s, &store, like), Outcome::Done("like recorded"));
+        assert_eq!(store.post_interactions(POST).unwrap().likes.len(), 1);
+    }
+
+    #[test]
     fn a_repeated_activity_is_applied_once() {
         let store = Store::open_in_memory().unwrap();
         let s = site("");
@@ -823,7 +849,7 @@ mod tests {
         run(
             &s,
             &store,
-            json!({ "id": "l1", "type": "Like", "actor": ALICE, "object": POST }),
+            json!({ "id": "https://m.example/l1", "type": "Like", "actor": ALICE, "object": POST }),
         );
         run(
             &s,
