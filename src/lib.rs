@@ -8,6 +8,7 @@ pub mod content;
 pub mod delivery;
 pub mod federation;
 pub mod inbox;
+pub mod logging;
 pub mod render;
 pub mod site;
 pub mod store;

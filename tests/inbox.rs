@@ -1046,6 +1046,37 @@ async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn remote_text_cannot_forge_a_log_line_or_drive_a_terminal() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let forged = format!(
+        "{}\u{1b}]0;owned\u{7}\n2026-01-01T00:00:00Z ERROR relais: forged line",
+        remote.actor("alice")
+    );
+    let like = json!({
+        "id": format!("{}/likes/forged", remote.base), "type": "Like",
+        "actor": forged, "object": inbox.post_id,
+    });
+    let response = inbox
+        .post_signed("/ap/inbox", &like, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 401);
+    // Refusals are logged at info; give the line a moment to reach the file.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = inbox.log();
+    assert!(
+        log.contains("forged line"),
+        "the refusal was not logged: {log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("ERROR relais: forged") && !line.contains("refused")),
+        "a forged line reached the log:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_remote_host_is_rate_limited() {
     let remote = Remote::start().await;
     let inbox = Inbox::start("rate_limit_per_minute = 2", "").await;

@@ -8,6 +8,7 @@ use crate::config::SiteConfig;
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::inbox::{serve, InboxState};
+use crate::logging::LogFormat;
 use crate::store::{timestamp, Store};
 
 #[derive(Debug, clap::Args)]
@@ -18,22 +19,14 @@ pub struct InboxArgs {
     /// The built site, served when `inbox.serve_public` [default: SITE/public].
     #[arg(long)]
     pub public: Option<PathBuf>,
+    /// `text` lines, or `json` objects for a log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "RELAIS_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
 pub fn run(args: InboxArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::logging::init(args.log_format);
     run_inbox(&args.site, args.public.as_deref())
-}
-
-/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Fails only when a subscriber is already set, which then does the logging.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Opens what the inbox of the site in `site_dir` works with: its key, its store (created

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::config::SiteConfig;
-use crate::content::plain_text;
+use crate::content::{plain_text, printable};
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
@@ -119,7 +119,8 @@ pub fn run_moderate(site_dir: &Path, command: &ModerateCommand) -> anyhow::Resul
             writeln!(
                 out,
                 "{} now follows {}",
-                follower.follower_id, follower.actor_name
+                printable(&follower.follower_id),
+                follower.actor_name
             )?;
             answer(site_dir, &config, &follower, FollowAnswer::Accept, &mut out)?;
         }
@@ -130,7 +131,8 @@ pub fn run_moderate(site_dir: &Path, command: &ModerateCommand) -> anyhow::Resul
             writeln!(
                 out,
                 "{} no longer follows {}",
-                follower.follower_id, follower.actor_name
+                printable(&follower.follower_id),
+                follower.actor_name
             )?;
             answer(site_dir, &config, &follower, FollowAnswer::Reject, &mut out)?;
         }
@@ -179,7 +181,7 @@ fn answer(
     if !status.is_success() {
         bail!("{} answered {status} to our {answer:?}", follower.inbox);
     }
-    writeln!(out, "{answer:?} sent to {}", follower.inbox)?;
+    writeln!(out, "{answer:?} sent to {}", printable(&follower.inbox))?;
     Ok(())
 }
 
@@ -193,13 +195,14 @@ fn write_reply(out: &mut impl Write, r: &StoredReply) -> std::io::Result<()> {
     };
     writeln!(
         out,
-        "  #{:<5} {:<8} {}  {} ({})\n         on {}\n         {short}{ellipsis}",
+        "  #{:<5} {:<8} {}  {} ({})\n         on {}\n         {}{ellipsis}",
         r.id,
         r.state.as_str(),
         r.reply.published.format("%Y-%m-%d %H:%M"),
-        r.reply.author_handle,
-        r.reply.author_name,
-        r.root_id,
+        printable(&r.reply.author_handle),
+        printable(&r.reply.author_name),
+        printable(&r.root_id),
+        printable(&short),
     )
 }
 
@@ -229,7 +232,10 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                 writeln!(
                     out,
                     "  #{:<5} {} follows {} since {}",
-                    f.id, f.follower_id, f.actor_name, f.followed_at
+                    f.id,
+                    printable(&f.follower_id),
+                    f.actor_name,
+                    f.followed_at
                 )?;
             }
         }
@@ -248,12 +254,12 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                 BlockSource::Config => "config.toml",
                 BlockSource::Moderation => "moderate",
             };
-            writeln!(out, "  {blocked} (from {from})")?;
+            writeln!(out, "  {} (from {from})", printable(blocked))?;
         }
         let theirs = store.remote_blocks()?;
         writeln!(out, "Blocking us: {}", theirs.len())?;
         for (actor, ours) in &theirs {
-            writeln!(out, "  {actor} blocks {ours}")?;
+            writeln!(out, "  {} blocks {ours}", printable(actor))?;
         }
     }
     if wants(ListKind::Flags) {
@@ -265,9 +271,9 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                 "  #{:<5} {} from {}: {}\n         about {}",
                 f.id,
                 f.received_at,
-                f.actor_id,
-                plain_text(&f.content),
-                f.objects.join(", ")
+                printable(&f.actor_id),
+                printable(&plain_text(&f.content)),
+                printable(&f.objects.join(", "))
             )?;
         }
     }
@@ -277,6 +283,29 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_prints_no_remote_control_character() {
+        let store = Store::open_in_memory().unwrap();
+        let mut evil = crate::store::test_actor("https://m.example/users/e\u{1b}]0;pwned\u{7}");
+        evil.name = "Eve\u{1b}[2J".into();
+        store
+            .upsert_follower(&crate::store::NewFollower {
+                actor_name: "blog",
+                follower: &evil,
+                follow_activity_id: "https://m.example/f/1",
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+        store
+            .block_actor("https://x.example/\u{9b}31m", BlockSource::Moderation)
+            .unwrap();
+        let mut out = Vec::new();
+        list(&store, None, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(out.contains("e\\u{1b}]0;pwned\\u{7}"), "{out}");
+    }
 
     #[test]
     fn plain_text_drops_tags_and_decodes_entities() {

@@ -283,6 +283,26 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// Remote text made safe for a terminal or a log line: control characters (C0, DEL, C1:
+/// escape sequences, bells, line breaks that would forge a log line) and the bidirectional
+/// overrides that reorder what is shown are written as `\u{..}` escapes.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Text of HTML for a terminal or a character count: tags dropped, the common entities
 /// decoded, whitespace runs made single spaces.
 pub fn plain_text(html: &str) -> String {
@@ -313,6 +333,16 @@ pub fn plain_text(html: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_would_drive_a_terminal() {
+        assert_eq!(printable("Alice 🌻"), "Alice 🌻");
+        assert_eq!(
+            printable("a\u{1b}]0;owned\u{7}b\nINFO forged"),
+            "a\\u{1b}]0;owned\\u{7}b\\u{a}INFO forged"
+        );
+        assert_eq!(printable("\u{9b}31m\u{202e}x"), "\\u{9b}31m\\u{202e}x");
+    }
     use std::fs;
 
     fn write(root: &Path, rel: &str, text: &str) {
