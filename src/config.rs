@@ -189,8 +189,15 @@ pub struct InboxConfig {
     /// Replies wait for `relais moderate approve` before they are shown.
     pub approve_replies: bool,
     pub max_body_bytes: usize,
-    /// Requests per minute accepted from one remote host.
+    /// Signed requests per minute accepted from one remote server, counted once the
+    /// signature has verified.
     pub rate_limit_per_minute: u32,
+    /// Requests per minute accepted from one client address before any signature check.
+    pub client_rate_limit_per_minute: u32,
+    /// Proxies (addresses or networks such as `10.0.0.0/8`) in front of the inbox whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the real client. Behind a static host's
+    /// proxy every request comes from the proxy: list it so clients are told apart.
+    pub trusted_proxies: Vec<String>,
     /// Name of the environment variable holding the deploy webhook's bearer token.
     pub deploy_token_env: String,
     /// Name of the environment variable holding the "JWS secret token" of Netlify's
@@ -217,12 +224,29 @@ impl Default for InboxConfig {
             approve_replies: false,
             max_body_bytes: 1024 * 1024,
             rate_limit_per_minute: 300,
+            client_rate_limit_per_minute: 1200,
+            trusted_proxies: Vec::new(),
             deploy_token_env: "RELAIS_DEPLOY_TOKEN".into(),
             netlify_jws_secret_env: "RELAIS_NETLIFY_JWS_SECRET".into(),
             deploy_hmac_secret_env: "RELAIS_DEPLOY_HMAC_SECRET".into(),
             poll_interval: None,
             serve_public: true,
         }
+    }
+}
+
+impl InboxConfig {
+    /// `trusted_proxies` parsed: each an address or a network.
+    pub fn trusted_proxy_networks(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{entry:?} is not an IP address or network"))
+            })
+            .collect()
     }
 }
 
@@ -407,6 +431,9 @@ impl SiteConfig {
                 )));
             }
         }
+        self.inbox
+            .trusted_proxy_networks()
+            .map_err(|e| invalid(format!("inbox.trusted_proxies: {e}")))?;
         if !(0.0..=1.0).contains(&self.delivery.max_delete_share) {
             return Err(invalid(format!(
                 "delivery.max_delete_share {} must be between 0 and 1",

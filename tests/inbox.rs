@@ -1101,6 +1101,53 @@ async fn each_remote_host_is_rate_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn junk_naming_a_server_s_key_does_not_spend_its_allowance() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start(
+        "rate_limit_per_minute = 2\nclient_rate_limit_per_minute = 8",
+        "",
+    )
+    .await;
+    let key_id = remote.key_id("alice");
+    let like = |n: u32| {
+        json!({
+            "id": format!("{}/likes/{n}", remote.base), "type": "Like",
+            "actor": remote.actor("alice"), "object": inbox.post_id,
+        })
+    };
+    // Five forgeries naming Alice's key: signed with Mallory's. Refused, and not counted
+    // against Alice's server.
+    for n in 0..5 {
+        let response = inbox
+            .post_signed("/ap/inbox", &like(n), MALLORY_KEY, &key_id)
+            .await;
+        assert_eq!(response.status(), 401);
+    }
+    for n in 10..12 {
+        let response = inbox
+            .post_signed("/ap/inbox", &like(n), ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(response.status(), 202, "{}", inbox.log());
+    }
+    // The client address pays for everything it sent: 7 so far, one more passes.
+    let made_up = |n: u32| format!("http://made-up-{n}.example/users/x#main-key");
+    let statuses = {
+        let mut statuses = Vec::new();
+        for n in 0..2 {
+            let response = inbox
+                .post_signed("/ap/inbox", &like(20 + n), MALLORY_KEY, &made_up(n))
+                .await;
+            statuses.push(response.status().as_u16());
+        }
+        statuses
+    };
+    assert_eq!(
+        statuses[1], 429,
+        "rotating made-up hosts escapes the limit: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn serves_the_site_documents_with_their_content_types() {
     let inbox = Inbox::start("", "").await;
     let (headers, actor) = inbox.get_json("/ap/users/blog.json").await;

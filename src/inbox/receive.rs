@@ -7,7 +7,7 @@
 //! activity's `actor` (401). Only then is anything written.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -144,7 +144,25 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(essence)
 }
 
+fn too_many(who: &str, wait: Duration) -> Refusal {
+    Refusal {
+        error: HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests from {who}"),
+        ),
+        retry_after: Some(wait),
+    }
+}
+
 async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refusal> {
+    // Before anything costs us work: the client's own allowance. The keyId's host is not
+    // charged here, or anyone could spend a big server's allowance by naming its key.
+    if let Some(peer) = req.peer {
+        let client = state.limits.client_address(peer.ip(), &req.headers);
+        if let Err(wait) = state.limits.clients.check(&client) {
+            return Err(too_many(&client.to_string(), wait));
+        }
+    }
     // Mastodon itself reads any body; refusing form and text types keeps browsers' simple
     // cross-site POSTs out, since JSON types need a CORS preflight we never grant.
     match media_type(&req.headers) {
@@ -160,19 +178,6 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         }
     }
     let params = SignatureParams::from_headers(&req.headers)?;
-
-    let remote_host = host_of(&params.key_id)
-        .or_else(|| req.peer.map(|p| p.ip().to_string()))
-        .unwrap_or_default();
-    if let Err(wait) = state.limiter.check(&remote_host, Instant::now()) {
-        return Err(Refusal {
-            error: HttpError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests from {remote_host}"),
-            ),
-            retry_after: Some(wait),
-        });
-    }
 
     let public_host = state.config.host();
     let path_and_query = req
@@ -220,6 +225,11 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     }
 
     let sender = authenticate(state, &params, &request, now).await?;
+    // The sender is proven now: charge its server.
+    let sender_server = host_of(&sender.id).unwrap_or_default();
+    if let Err(wait) = state.limits.servers.check(&sender_server) {
+        return Err(too_many(&sender_server, wait));
+    }
     if sender.id != activity.actor {
         return Err(Refusal::new(
             StatusCode::UNAUTHORIZED,

@@ -17,7 +17,7 @@ use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::process::Site;
-use crate::inbox::ratelimit::RateLimiter;
+use crate::inbox::ratelimit::Limits;
 use crate::inbox::{collections, deploy, public, receive};
 use crate::store::{Store, StoreError};
 
@@ -31,7 +31,7 @@ pub struct InboxState {
     pub public_dir: Arc<PathBuf>,
     pub key: Arc<PrivateKey>,
     pub client: FederationClient,
-    pub limiter: Arc<RateLimiter>,
+    pub limits: Arc<Limits>,
     /// Wakes the delivery worker when something was queued.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -46,7 +46,12 @@ impl InboxState {
     ) -> InboxState {
         let site = Site::new(&config, Some(public_dir.clone()));
         InboxState {
-            limiter: Arc::new(RateLimiter::new(config.inbox.rate_limit_per_minute)),
+            limits: Arc::new(Limits::new(
+                config.inbox.client_rate_limit_per_minute,
+                config.inbox.rate_limit_per_minute,
+                // Validated with the configuration.
+                config.inbox.trusted_proxy_networks().unwrap_or_default(),
+            )),
             config: Arc::new(config),
             site: Arc::new(site),
             store,
