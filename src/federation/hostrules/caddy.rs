@@ -19,14 +19,23 @@ fn quote(text: &str) -> String {
 fn caddy_path(pattern: &str) -> String {
     pattern
         .split('/')
-        .map(|segment| if segment.starts_with(':') { "*" } else { segment })
+        .map(|segment| {
+            if segment.starts_with(':') {
+                "*"
+            } else {
+                segment
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
 
 fn header_lines(out: &mut String, indent: &str, matcher: &str, headers: &[(String, String)]) {
     for (name, value) in headers {
-        out.push_str(&format!("{indent}header {matcher}{name} {}\n", quote(value)));
+        out.push_str(&format!(
+            "{indent}header {matcher}{name} {}\n",
+            quote(value)
+        ));
     }
 }
 
@@ -101,7 +110,10 @@ fn dynamic_block(out: &mut String, rules: &HostRules) {
         Err(_) => (inbox.clone(), String::new()),
     };
     if !prefix.is_empty() {
-        out.push_str(&format!("\t\trewrite * {}\n", quote(&format!("{prefix}{{uri}}"))));
+        out.push_str(&format!(
+            "\t\trewrite * {}\n",
+            quote(&format!("{prefix}{{uri}}"))
+        ));
     }
     // The inbox checks signatures against base_url, not Host: giving the upstream its own
     // Host lets it sit behind another proxy or platform router.
@@ -129,7 +141,9 @@ mod tests {
         assert!(text.contains(
             "\t@inbox path /.well-known/webfinger /ap/users/*/inbox /ap/users/*/followers /ap/inbox /ap/posts/*/replies /ap/interactions\n"
         ));
-        assert!(text.contains("\t\trewrite * \"/relais{uri}\"\n\t\treverse_proxy \"https://inbox.example\" {"));
+        assert!(text.contains(
+            "\t\trewrite * \"/relais{uri}\"\n\t\treverse_proxy \"https://inbox.example\" {"
+        ));
         assert!(text.contains(
             "\t\theader /nodeinfo/2.1.json Content-Type \"application/json; profile=\\\"http://nodeinfo.diaspora.software/ns/schema/2.1#\\\"\"\n"
         ));

@@ -250,7 +250,11 @@ mod tests {
         ] {
             assert!(rules.is_dynamic(path), "{path}");
         }
-        for path in ["/ap/users/blog.json", "/ap/users//inbox", "/ap/posts/hello.json"] {
+        for path in [
+            "/ap/users/blog.json",
+            "/ap/users//inbox",
+            "/ap/posts/hello.json",
+        ] {
             assert!(!rules.is_dynamic(path), "{path}");
         }
     }
