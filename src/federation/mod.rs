@@ -19,7 +19,8 @@ pub struct FederationOutput {
     pub bytes: Vec<u8>,
 }
 
-/// Every file the federation stage writes: the JSON documents and the host rules.
+/// Every file the federation stage writes: the JSON documents and the host files for
+/// `config.deploy.host`.
 /// `posts` are the published posts, newest first.
 pub fn output_files(
     config: &SiteConfig,
@@ -37,14 +38,13 @@ pub fn output_files(
             path: file.path,
         })
         .collect();
-    let rules = hostrules::host_rules(config);
-    files.push(FederationOutput {
-        path: "/_headers".into(),
-        bytes: rules.to_headers_file().into_bytes(),
-    });
-    files.push(FederationOutput {
-        path: "/_redirects".into(),
-        bytes: rules.to_redirects_file().into_bytes(),
-    });
+    files.extend(
+        hostrules::output_files(config)
+            .into_iter()
+            .map(|file| FederationOutput {
+                path: file.path.to_string(),
+                bytes: file.text.into_bytes(),
+            }),
+    );
     files
 }
