@@ -263,6 +263,9 @@ pub struct DeliveryConfig {
     /// than one post) waits for `relais publish --confirm-deletes`: a broken deploy looks
     /// like mass deletion, and a sent `Delete` cannot be taken back.
     pub max_delete_share: f64,
+    /// Deliveries held for a server set aside as unavailable are dropped once they are this
+    /// many days old (Mastodon gives up on such a server after a week of failures).
+    pub held_expiry_days: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -274,6 +277,7 @@ impl Default for DeliveryConfig {
             max_attempts: 16,
             timeout_secs: 10,
             max_delete_share: 0.25,
+            held_expiry_days: 7,
         }
     }
 }

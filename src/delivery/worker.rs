@@ -140,6 +140,8 @@ pub struct WorkerOptions {
     pub max_attempts: u32,
     /// Of one request; the lease of a claimed delivery is a little longer.
     pub timeout: Duration,
+    /// Age after which deliveries held for an unavailable server are dropped.
+    pub held_expiry: Duration,
 }
 
 impl WorkerOptions {
@@ -149,6 +151,7 @@ impl WorkerOptions {
             per_host: config.per_host_connections.max(1),
             max_attempts: config.max_attempts.max(1),
             timeout: Duration::from_secs(config.timeout_secs.max(1)),
+            held_expiry: Duration::from_secs(u64::from(config.held_expiry_days.max(1)) * 86_400),
         }
     }
 }
@@ -422,6 +425,14 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 Mode::Forever => {
                     if last_prune.is_none_or(|at| now - at >= PRUNE_EVERY_SECS) {
                         self.store.prune_deliveries(now - KEEP_FINISHED_SECS)?;
+                        let held = self.options.held_expiry.as_secs() as i64;
+                        let expired = self.store.expire_held(now, held)?;
+                        if expired > 0 {
+                            tracing::info!(
+                                "delivery: dropped {expired} deliveries held over {} days for unavailable servers",
+                                held / 86_400
+                            );
+                        }
                         last_prune = Some(now);
                     }
                     // At least a second: a due delivery may be waiting behind an earlier one
@@ -589,6 +600,7 @@ mod tests {
             per_host,
             max_attempts: 16,
             timeout: Duration::from_secs(10),
+            held_expiry: Duration::from_secs(7 * 86_400),
         }
     }
 

@@ -91,17 +91,20 @@ fn flag_from_row(row: &Row) -> rusqlite::Result<Flag> {
 }
 
 impl Store {
+    /// Blocks a domain and its subdomains; what is still queued for them is dropped.
     pub fn block_domain(&self, domain: &str, source: BlockSource) -> Result<(), StoreError> {
         let domain = normalize_domain(domain);
         self.with_conn(|c| {
-            c.execute(
+            let tx = WriteTx::begin(c)?;
+            tx.execute(
                 "INSERT INTO blocked_domains (domain, source, created_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (domain) DO UPDATE SET source = \
                  CASE WHEN blocked_domains.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
-                (domain, source.as_str(), now()),
+                (&domain, source.as_str(), now()),
             )?;
-            Ok(())
+            drop_queued_for_domain(&tx, &domain)?;
+            tx.commit()
         })
     }
 
@@ -113,16 +116,20 @@ impl Store {
         })
     }
 
+    /// Blocks an actor; what is still queued for its own inbox is dropped (its server's
+    /// shared inbox still serves the other followers there).
     pub fn block_actor(&self, actor_id: &str, source: BlockSource) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            c.execute(
+            let tx = WriteTx::begin(c)?;
+            tx.execute(
                 "INSERT INTO blocked_actors (actor_id, source, created_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (actor_id) DO UPDATE SET source = \
                  CASE WHEN blocked_actors.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
                 (actor_id, source.as_str(), now()),
             )?;
-            Ok(())
+            drop_queued_for_actor(&tx, actor_id)?;
+            tx.commit()
         })
     }
 
@@ -145,16 +152,19 @@ impl Store {
             tx.execute("DELETE FROM blocked_actors WHERE source = 'config'", [])?;
             let time = now();
             for domain in domains {
+                let domain = normalize_domain(domain);
                 tx.execute(
                     "INSERT OR IGNORE INTO blocked_domains VALUES (?1, 'config', ?2)",
-                    (normalize_domain(domain), &time),
+                    (&domain, &time),
                 )?;
+                drop_queued_for_domain(&tx, &domain)?;
             }
             for actor in actors {
                 tx.execute(
                     "INSERT OR IGNORE INTO blocked_actors VALUES (?1, 'config', ?2)",
                     (actor, &time),
                 )?;
+                drop_queued_for_actor(&tx, actor)?;
             }
             tx.commit()
         })
@@ -196,12 +206,6 @@ impl Store {
     /// with `approve`).
     pub fn purge_domain(&self, domain: &str) -> Result<Purged, StoreError> {
         let domain = normalize_domain(domain);
-        let under = |col: &str| {
-            format!(
-                "({col} = ?1 OR substr({col}, -length(?1) - 1) = '.' || ?1 \
-                 OR substr({col}, 1, length(?1) + 1) = ?1 || ':')"
-            )
-        };
         self.with_conn(|c| {
             let tx = WriteTx::begin(c)?;
             let purged = Purged {
@@ -291,6 +295,37 @@ impl Store {
             rows.collect()
         })
     }
+}
+
+/// SQL condition: the host in `col` is the domain `?1`, one of its subdomains, or either
+/// with a port.
+fn under(col: &str) -> String {
+    format!(
+        "({col} = ?1 OR substr({col}, -length(?1) - 1) = '.' || ?1 \
+         OR substr({col}, 1, length(?1) + 1) = ?1 || ':')"
+    )
+}
+
+/// A blocked server must not get what was queued before the block: its pending deliveries
+/// end as failed (those in flight right now cannot be called back).
+fn drop_queued_for_domain(tx: &rusqlite::Connection, domain: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        &format!(
+            "UPDATE deliveries SET state = 'failed', last_error = 'blocked', finished_at = ?2 \
+             WHERE state = 'pending' AND {}",
+            under("host")
+        ),
+        (domain, chrono::Utc::now().timestamp()),
+    )
+}
+
+fn drop_queued_for_actor(tx: &rusqlite::Connection, actor_id: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        "UPDATE deliveries SET state = 'failed', last_error = 'blocked', finished_at = ?2 \
+         WHERE state = 'pending' AND (follower_id = ?1 \
+         OR inbox = (SELECT inbox FROM remote_actors WHERE id = ?1))",
+        (actor_id, chrono::Utc::now().timestamp()),
+    )
 }
 
 #[cfg(test)]

@@ -597,6 +597,20 @@ impl Store {
         })
     }
 
+    /// Gives up on deliveries queued more than `max_age` seconds ago for a server set aside
+    /// as unavailable, so the queue cannot grow without bound while it stays down.
+    pub fn expire_held(&self, now: i64, max_age: i64) -> Result<usize, StoreError> {
+        self.with_conn(|c| {
+            c.prepare_cached(
+                "UPDATE deliveries SET state = 'failed', finished_at = ?1, \
+                 last_error = 'expired: the server stayed unavailable' \
+                 WHERE state = 'pending' AND created_at < ?2 AND lease_until <= ?1 \
+                 AND host IN (SELECT host FROM delivery_hosts WHERE unavailable_since IS NOT NULL)",
+            )?
+            .execute(params![now, now - max_age])
+        })
+    }
+
     /// Forgets deliveries finished before `before`, and activities nothing refers to any more.
     pub fn prune_deliveries(&self, before: i64) -> Result<usize, StoreError> {
         self.with_conn(|c| {
@@ -1172,6 +1186,78 @@ mod tests {
         assert_eq!(store.recent_deliveries(10).unwrap().len(), 2);
         assert_eq!(store.prune_deliveries(NOW + 1).unwrap(), 2);
         assert!(store.deliveries_of("x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn blocking_drops_what_is_still_queued_for_the_blocked() {
+        let store = Store::open_in_memory().unwrap();
+        let mut a = activity(
+            "post",
+            Some("p"),
+            &[
+                "https://bad.example/inbox",
+                "https://sub.bad.example/inbox",
+                "https://ok.example/inbox",
+            ],
+        );
+        a.recipients.push(Recipient {
+            inbox: "https://ok.example/users/troll/inbox".into(),
+            follower_id: Some("https://ok.example/users/troll".into()),
+        });
+        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+        assert_eq!(store.queue_counts(NOW).unwrap().pending(), 4);
+        store
+            .block_domain("bad.example", BlockSource::Moderation)
+            .unwrap();
+        store
+            .block_actor("https://ok.example/users/troll", BlockSource::Config)
+            .unwrap();
+        let left: Vec<String> = claim(&store, 10, NOW)
+            .into_iter()
+            .map(|d| d.inbox)
+            .collect();
+        assert_eq!(left, vec!["https://ok.example/inbox".to_string()]);
+        let dropped = store.deliveries_of("post").unwrap();
+        assert_eq!(
+            dropped
+                .iter()
+                .filter(|d| d.last_error.as_deref() == Some("blocked"))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn deliveries_held_for_an_unavailable_server_expire() {
+        let store = Store::open_in_memory().unwrap();
+        let a = activity(
+            "post",
+            Some("p"),
+            &["https://down.example/inbox", "https://up.example/inbox"],
+        );
+        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+        store
+            .with_conn(|c| {
+                c.execute(
+                    "INSERT INTO delivery_hosts (host, unavailable_since) VALUES ('down.example', ?1)",
+                    [NOW],
+                )
+            })
+            .unwrap();
+        let week = 7 * 86_400;
+        assert_eq!(store.expire_held(NOW + week - 1, week).unwrap(), 0);
+        assert_eq!(store.expire_held(NOW + week + 1, week).unwrap(), 1);
+        let records = store.deliveries_of("post").unwrap();
+        let down = records.iter().find(|d| d.inbox.contains("down")).unwrap();
+        assert_eq!(down.state, "failed");
+        let up = records
+            .iter()
+            .find(|d| d.inbox.contains("up.example"))
+            .unwrap();
+        assert_eq!(
+            up.state, "pending",
+            "a server that is up keeps its deliveries"
+        );
     }
 
     #[test]
