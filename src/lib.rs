@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod delivery;
+pub mod deploy_files;
 pub mod federation;
 pub mod inbox;
 pub mod render;
