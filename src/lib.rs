@@ -7,6 +7,7 @@ pub mod config;
 pub mod content;
 pub mod delivery;
 pub mod deploy_files;
+pub mod doctor;
 pub mod federation;
 pub mod inbox;
 pub mod render;
