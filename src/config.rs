@@ -481,6 +481,102 @@ impl SiteConfig {
     }
 }
 
+/// Settings taken from the environment, for containers and platforms that configure a
+/// process through variables rather than files. Applied in one place, after `config.toml`
+/// is read; an empty variable counts as unset.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvOverrides {
+    /// `RELAIS_LISTEN`: replaces `inbox.listen` (containers use `0.0.0.0:8787`).
+    pub listen: Option<String>,
+    /// `RELAIS_STORE`: replaces `inbox.store` (relative to the site directory).
+    pub store: Option<PathBuf>,
+    /// `RELAIS_KEY`: the private key PEM itself; never written anywhere.
+    pub key_pem: Option<String>,
+    /// `RELAIS_KEY_FILE`: replaces `fediverse.key_path`.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where the site's private key comes from once the environment is applied.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The PEM text from `RELAIS_KEY`.
+    Pem(String),
+    File(PathBuf),
+}
+
+// Key material must never reach a log: only the variable names are shown.
+impl std::fmt::Debug for EnvOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvOverrides")
+            .field("listen", &self.listen)
+            .field("store", &self.store)
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "(set)"))
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Pem(_) => f.write_str("KeySource::Pem(..)"),
+            KeySource::File(path) => f.debug_tuple("KeySource::File").field(path).finish(),
+        }
+    }
+}
+
+impl EnvOverrides {
+    pub const LISTEN: &'static str = "RELAIS_LISTEN";
+    pub const STORE: &'static str = "RELAIS_STORE";
+    pub const KEY: &'static str = "RELAIS_KEY";
+    pub const KEY_FILE: &'static str = "RELAIS_KEY_FILE";
+
+    /// Reads the process environment.
+    pub fn from_env() -> EnvOverrides {
+        EnvOverrides::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> EnvOverrides {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        EnvOverrides {
+            listen: get(Self::LISTEN).map(|v| v.trim().to_string()),
+            store: get(Self::STORE).map(PathBuf::from),
+            // Platforms that take one-line secrets get the PEM with `\n` for its newlines.
+            key_pem: get(Self::KEY).map(|v| {
+                if v.contains('\n') {
+                    v
+                } else {
+                    v.replace("\\n", "\n")
+                }
+            }),
+            key_file: get(Self::KEY_FILE).map(PathBuf::from),
+        }
+    }
+
+    /// Replaces the settings the environment gives.
+    pub fn apply(&self, config: &mut SiteConfig) {
+        if let Some(listen) = &self.listen {
+            config.inbox.listen = listen.clone();
+        }
+        if let Some(store) = &self.store {
+            config.inbox.store = store.clone();
+        }
+        if let Some(key_file) = &self.key_file {
+            config.fediverse.key_path = key_file.clone();
+        }
+    }
+
+    /// The private key to sign with: `RELAIS_KEY` wins over any file.
+    pub fn key_source(&self, site_dir: &Path, config: &SiteConfig) -> KeySource {
+        match (&self.key_pem, &self.key_file) {
+            (Some(pem), _) => KeySource::Pem(pem.clone()),
+            (None, Some(file)) => KeySource::File(site_dir.join(file)),
+            (None, None) => KeySource::File(site_dir.join(&config.fediverse.key_path)),
+        }
+    }
+}
+
 /// 1-based line number of a byte offset.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -560,6 +656,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("poll_interval"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_listen_store_and_key() {
+        let vars = std::collections::HashMap::from([
+            ("RELAIS_LISTEN", "0.0.0.0:8787"),
+            ("RELAIS_STORE", "/data/relais.db"),
+            (
+                "RELAIS_KEY",
+                "-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----",
+            ),
+            ("RELAIS_KEY_FILE", ""),
+        ]);
+        let env = EnvOverrides::from_lookup(|name| vars.get(name).map(|v| v.to_string()));
+        let mut c = SiteConfig::parse(
+            "title = \"T\"\nbase_url = \"https://e.com\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        env.apply(&mut c);
+        assert_eq!(c.inbox.listen, "0.0.0.0:8787");
+        assert_eq!(c.inbox.store, PathBuf::from("/data/relais.db"));
+        assert_eq!(env.key_file, None, "an empty variable is unset");
+        assert_eq!(
+            env.key_source(Path::new("/site"), &c),
+            KeySource::Pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into())
+        );
+        assert!(!format!("{env:?}").contains("AAAA"), "{env:?}");
+
+        let none = EnvOverrides::from_lookup(|_| None);
+        none.apply(&mut c);
+        assert_eq!(c.inbox.listen, "0.0.0.0:8787");
+        assert_eq!(
+            none.key_source(Path::new("/site"), &c),
+            KeySource::File(PathBuf::from("/site/relais-key.pem"))
+        );
+        let file =
+            EnvOverrides::from_lookup(|n| (n == "RELAIS_KEY_FILE").then(|| "/run/k.pem".into()));
+        assert_eq!(
+            file.key_source(Path::new("/site"), &c),
+            KeySource::File(PathBuf::from("/run/k.pem"))
+        );
     }
 
     #[test]

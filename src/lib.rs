@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod delivery;
+pub mod deploy_files;
+pub mod doctor;
 pub mod federation;
 pub mod inbox;
 pub mod logging;

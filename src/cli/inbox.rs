@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::config::SiteConfig;
+use crate::config::{EnvOverrides, KeySource, SiteConfig};
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::inbox::{serve, InboxState};
@@ -37,12 +37,21 @@ pub fn inbox_state(
     config: SiteConfig,
     public_dir: PathBuf,
 ) -> anyhow::Result<InboxState> {
+    inbox_state_with_env(site_dir, config, public_dir, &EnvOverrides::default())
+}
+
+/// [`inbox_state`] with the key taken as `env` says (`RELAIS_KEY`, `RELAIS_KEY_FILE`);
+/// `config` already has `env` applied.
+pub fn inbox_state_with_env(
+    site_dir: &Path,
+    config: SiteConfig,
+    public_dir: PathBuf,
+    env: &EnvOverrides,
+) -> anyhow::Result<InboxState> {
     if !config.fediverse.enabled {
         bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
     }
-    let key_path = site_dir.join(&config.fediverse.key_path);
-    let key = PrivateKey::load(&key_path)
-        .context("the site key is made by `relais build` or `relais keygen`; run one first")?;
+    let key = load_site_key(&env.key_source(site_dir, &config))?;
     let store_path = site_dir.join(&config.inbox.store);
     let store = Store::open(&store_path)?;
     store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
@@ -52,18 +61,36 @@ pub fn inbox_state(
     Ok(InboxState::new(config, public_dir, key, store, client))
 }
 
+/// The site's private key from `RELAIS_KEY` or its file. The PEM from the environment is
+/// parsed in memory only: it is never written anywhere.
+pub(crate) fn load_site_key(source: &KeySource) -> anyhow::Result<PrivateKey> {
+    match source {
+        KeySource::Pem(pem) => PrivateKey::from_pem(pem).map_err(|message| {
+            anyhow::anyhow!(
+                "{} is not an RSA private key in PEM (PKCS#8 or PKCS#1): {message}",
+                EnvOverrides::KEY
+            )
+        }),
+        KeySource::File(path) => Ok(PrivateKey::load(path).context(
+            "the site key is made by `relais build` or `relais keygen` (or give it in RELAIS_KEY)",
+        )?),
+    }
+}
+
 /// Activity ids are remembered this long; senders stop retrying well before.
 const SEEN_RETENTION_DAYS: i64 = 30;
 
 /// Serves the inbox of the site in `site_dir` until Ctrl-C or SIGTERM. `public_dir` is the
 /// built output to serve (default `site_dir/public`).
 pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<()> {
-    let config = SiteConfig::load(site_dir)?;
+    let mut config = SiteConfig::load(site_dir)?;
+    let env = EnvOverrides::from_env();
+    env.apply(&mut config);
     let public_dir = public_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| site_dir.join("public"));
     let listen = config.inbox.listen.clone();
-    let state = inbox_state(site_dir, config, public_dir)?;
+    let state = inbox_state_with_env(site_dir, config, public_dir, &env)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,9 +1,13 @@
-//! `relais init DIR`: a new site with a first post, an about page and a `.gitignore`.
+//! `relais init DIR`: a new site with a first post, an about page and a `.gitignore`;
+//! with `--host`, also the files that deploy it there and run its inbox
+//! (`deploy_files`), added to an existing site without overwriting anything.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
+use crate::config::{HostKind, SiteConfig};
+use crate::deploy_files::{deploy_files, DeployFile};
 use crate::render::theme::{EMBEDDED_DEFAULT_THEME, THEMES_DIR};
 
 #[derive(Debug, clap::Args)]
@@ -24,15 +28,37 @@ pub struct InitArgs {
     /// Copy the built-in default theme into DIR/themes/default to edit it.
     #[arg(long)]
     pub eject_theme: bool,
+    /// Also write the files that deploy the site there (netlify, cloudflare-pages,
+    /// github-pages, caddy) and run its inbox; on an existing site, only the missing ones.
+    #[arg(long, value_parser = parse_host)]
+    pub host: Option<HostKind>,
+    /// With `--host netlify`: build and deploy from a GitHub Actions workflow instead of
+    /// Netlify's own build.
+    #[arg(long, requires = "host")]
+    pub ci: bool,
+}
+
+fn parse_host(text: &str) -> Result<HostKind, String> {
+    HostKind::ALL
+        .into_iter()
+        .find(|host| host.as_str() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = HostKind::ALL.iter().map(|h| h.as_str()).collect();
+            format!("unknown host {text:?}; one of {}", names.join(", "))
+        })
 }
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let config_path = args.dir.join(crate::config::CONFIG_FILE);
     if config_path.exists() {
-        bail!(
-            "{}: already exists; not overwriting a site",
-            config_path.display()
-        );
+        let Some(host) = args.host else {
+            bail!(
+                "{}: already exists; not overwriting a site (add --host HOST to write only \
+                 its deploy files)",
+                config_path.display()
+            );
+        };
+        return add_deploy_files(&args.dir, host, args.ci);
     }
     let author_id = author_id(&args.author);
     let today = chrono::Local::now().format("%Y-%m-%d").to_string();
@@ -48,16 +74,21 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
          \n\
          [fediverse]\n\
          # Followers find the site as @blog@<host of base_url>.\n\
-         username = \"blog\"\n",
+         username = \"blog\"\n\
+         {deploy}",
         title = toml_string(&args.title),
         base_url = toml_string(&args.base_url),
         language = toml_string(&args.language),
         description = toml_string(&args.description),
         id = toml_string(&author_id),
         name = toml_string(&args.author),
+        deploy = args
+            .host
+            .map(|host| format!("\n[deploy]\nhost = \"{}\"\n", host.as_str()))
+            .unwrap_or_default(),
     );
     // Checked before anything is written, so a bad value leaves no half-made site.
-    crate::config::SiteConfig::parse(&config, &config_path)?;
+    let parsed = SiteConfig::parse(&config, &config_path)?;
 
     let hello = format!(
         "+++\n\
@@ -85,7 +116,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         "+++\ntitle = \"About\"\n+++\n\n{} writes here. Tell your readers who you are.\n",
         args.author
     );
-    let gitignore = "/public/\n/.relais/\n/relais-key.pem\n/relais.db*\n";
+    let gitignore = "/public/\n/.relais/\n/.relais-tools/\n/relais-key.pem\n/relais.db*\n";
 
     let files: Vec<(PathBuf, Vec<u8>)> = vec![
         (config_path.clone(), config.into_bytes()),
@@ -113,11 +144,43 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             write_new(&theme_dir.join(rel), bytes)?;
         }
     }
+    if let Some(host) = args.host {
+        write_deploy_files(&args.dir, &deploy_files(&parsed, host, args.ci))?;
+    }
     println!(
         "Created a site in {}. Next: cd {} && relais serve",
         args.dir.display(),
         args.dir.display()
     );
+    Ok(())
+}
+
+/// `relais init --host` on an existing site: the deploy files that are missing.
+fn add_deploy_files(dir: &Path, host: HostKind, ci: bool) -> anyhow::Result<()> {
+    let config = SiteConfig::load(dir)?;
+    write_deploy_files(dir, &deploy_files(&config, host, ci))?;
+    if config.deploy.host != host {
+        println!(
+            "config.toml deploys to {:?}: set `[deploy] host = \"{}\"` so the build writes \
+             that host's rules",
+            config.deploy.host.as_str(),
+            host.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// Writes each file that does not exist yet and says which it kept.
+fn write_deploy_files(dir: &Path, files: &[DeployFile]) -> anyhow::Result<()> {
+    for file in files {
+        let path = dir.join(&file.path);
+        if path.exists() {
+            println!("kept    {} (already there)", file.path.display());
+            continue;
+        }
+        write_new(&path, file.contents.as_bytes())?;
+        println!("wrote   {}: {}", file.path.display(), file.purpose);
+    }
     Ok(())
 }
 

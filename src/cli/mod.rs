@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod check;
+pub mod doctor;
 pub mod inbox;
 pub mod init;
 pub mod keygen;
@@ -45,6 +46,8 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Show the delivery queue, followers and failing hosts.
     Status(status::StatusArgs),
+    /// Check a live deployment from outside, as Mastodon meets it.
+    Doctor(doctor::DoctorArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Moderate(args) => moderate::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Status(args) => status::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::config::SiteConfig;
+use crate::config::{EnvOverrides, SiteConfig};
 use crate::delivery::{
     load_published_posts, plan_and_enqueue, EnqueueReport, Signers, SystemClock, Worker,
     WorkerOptions,
 };
 use crate::federation::fetch::{ClientOptions, FederationClient};
-use crate::federation::keys::PrivateKey;
 use crate::federation::urls::Urls;
 use crate::store::queue::{Attempt, FinishedDelivery};
 use crate::store::Store;
@@ -54,13 +53,15 @@ pub fn run_publish(
     public_dir: Option<&Path>,
     delete_everything: bool,
 ) -> anyhow::Result<()> {
-    let config = SiteConfig::load(site_dir)?;
+    let mut config = SiteConfig::load(site_dir)?;
     if !config.fediverse.enabled {
         bail!("fediverse.enabled is false in config.toml: there is no follower to publish to");
     }
-    let key_path = site_dir.join(&config.fediverse.key_path);
-    let key = PrivateKey::load(&key_path)
-        .with_context(|| "the site key is made by `relais build`; run it first")?;
+    // The same environment as `relais inbox`: a publish beside a container's inbox must
+    // sign with its key and write to its store.
+    let env = EnvOverrides::from_env();
+    env.apply(&mut config);
+    let key = super::inbox::load_site_key(&env.key_source(site_dir, &config))?;
     let store = Store::open(&site_dir.join(&config.inbox.store))?;
     let public_dir = public_dir
         .map(Path::to_path_buf)

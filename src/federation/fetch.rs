@@ -659,6 +659,44 @@ fn key_from(entry: &Value, key_id: &str) -> Result<RsaPublicKey, FetchError> {
     parse_public_key_pem(pem).map_err(|e| key_error(e.to_string()))
 }
 
+/// An answer read whole (up to the size limit), whatever its status and content type.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl FederationClient {
+    /// One unsigned request through the SSRF guard, redirects not followed, answered as is:
+    /// for callers that judge status, headers and body themselves (`relais doctor`).
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<RawResponse, FetchError> {
+        let url = self.checked_url(url)?;
+        let response = self
+            .deliverer
+            .request(method, url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(&url, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(&url, response, self.options.max_response_bytes).await?;
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv6Addr;

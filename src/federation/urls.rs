@@ -20,6 +20,13 @@ impl Urls {
         }
     }
 
+    /// The URLs of a site known only by its address (`relais doctor` without a site folder).
+    pub fn from_base(base_url: &str) -> Urls {
+        Urls {
+            base: base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

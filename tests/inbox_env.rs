@@ -1,0 +1,233 @@
+//! `relais inbox` configured only through the environment, as in a container: the listen
+//! address, the store path and the private key itself (`RELAIS_KEY`, no key file on disk)
+//! come from variables. A signed Follow from a loopback "remote server" in this test gets a
+//! signed Accept that verifies against the published key.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+use relais::federation::keys::{parse_public_key_pem, PrivateKey};
+use relais::federation::signature::{
+    sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
+const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
+const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
+const GUARD: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+type Received = (String, HeaderMap, Bytes);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inbox_runs_from_environment_variables_alone() {
+    // The remote server: alice's actor and an inbox recording what the blog sends.
+    let remote_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote_host = remote_listener.local_addr().unwrap().to_string();
+    let remote = format!("http://{remote_host}");
+    let alice_pem = PrivateKey::from_pem(ALICE_KEY)
+        .unwrap()
+        .public_key_pem()
+        .unwrap();
+    let actor_doc = ACTOR_TEMPLATE
+        .replace("{{BASE}}", &remote)
+        .replace("{{USER}}", "alice")
+        .replace("{{PEM}}", &alice_pem.replace('\n', "\\n"));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Received>();
+    let app = Router::new()
+        .route(
+            "/users/alice",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/activity+json")],
+                    actor_doc,
+                )
+            }),
+        )
+        .route(
+            "/users/alice/inbox",
+            post(
+                |State(tx): State<mpsc::UnboundedSender<Received>>,
+                 uri: Uri,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let _ = tx.send((uri.path().to_string(), headers, body));
+                    axum::http::StatusCode::ACCEPTED
+                },
+            ),
+        )
+        .with_state(tx);
+    tokio::spawn(async move { axum::serve(remote_listener, app).await });
+
+    // The site: only the public key on disk, built with it.
+    let site = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    common::write(
+        site.path(),
+        "config.toml",
+        format!(
+            "title = \"Env blog\"\nbase_url = \"{base}\"\n[fediverse]\ninbox_url = \"{base}\"\n\
+             [inbox]\nallow_private_addresses = true\n"
+        ),
+    );
+    let site_public = PrivateKey::from_pem(SITE_KEY)
+        .unwrap()
+        .public_key_pem()
+        .unwrap();
+    common::write(site.path(), "relais-key.pub.pem", &site_public);
+    common::write(
+        site.path(),
+        "content/posts/hello.md",
+        "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
+    );
+    common::build_site(site.path());
+    assert!(!site.path().join("relais-key.pem").exists());
+
+    let store = data.path().join("store/relais.db");
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    let log = data.path().join("inbox.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["inbox", "--site"])
+        .arg(site.path())
+        .env("RELAIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RELAIS_STORE", &store)
+        .env("RELAIS_KEY", SITE_KEY)
+        .env_remove("RELAIS_KEY_FILE")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "relais inbox exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbox never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(store.exists(), "the store is where RELAIS_STORE says");
+    assert!(!site.path().join("relais.db").exists());
+
+    // A signed Follow: accepted, and answered with an Accept signed by the key from the env.
+    let blog = format!("{base}/ap/users/blog.json");
+    let follow = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{remote}/follows/1"),
+        "type": "Follow",
+        "actor": format!("{remote}/users/alice"),
+        "object": blog,
+    });
+    let body = follow.to_string().into_bytes();
+    let url = url::Url::parse(&format!("{base}/ap/users/blog/inbox")).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/activity+json"),
+    );
+    let alice = SigningKey::new(
+        format!("{remote}/users/alice#main-key"),
+        Arc::new(PrivateKey::from_pem(ALICE_KEY).unwrap()),
+    );
+    sign_request(
+        &alice,
+        &Method::POST,
+        &url,
+        &mut headers,
+        Some(&body),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let response = client
+        .post(url.as_str())
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        202,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let (path, headers, body) = tokio::time::timeout(GUARD, rx.recv())
+        .await
+        .expect("no Accept was delivered")
+        .unwrap();
+    let accept: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(accept["type"], "Accept");
+    let params = SignatureParams::from_headers(&headers).unwrap();
+    assert_eq!(params.key_id, format!("{blog}#main-key"));
+    verify_request(
+        &params,
+        &IncomingRequest {
+            method: &Method::POST,
+            path_and_query: &path,
+            headers: &headers,
+            public_host: &remote_host,
+            body: Some(&body),
+        },
+        &parse_public_key_pem(&site_public).unwrap(),
+        SystemTime::now(),
+    )
+    .unwrap();
+
+    let _ = child.kill();
+    let _ = child.wait();
+    // The key from the environment was written nowhere.
+    for dir in [site.path(), data.path()] {
+        for entry in walk(dir) {
+            let text = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&text).contains("PRIVATE KEY"),
+                "{} holds a private key",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
