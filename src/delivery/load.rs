@@ -215,7 +215,7 @@ impl Reader<'_> {
         let path = url
             .strip_prefix(self.urls.base())
             .filter(|p| p.starts_with('/') && !p.split('/').any(|part| part == ".."))
-            .ok_or_else(|| invalid(at, format!("{url} is not a document of this site")))?;
+            .ok_or_else(|| invalid(at, format!("{url:?} is not a document of this site")))?;
         Ok(path.split('#').next().unwrap_or(path))
     }
 
@@ -225,7 +225,7 @@ impl Reader<'_> {
         self.source
             .get(path, outbox)
             .await?
-            .ok_or_else(|| invalid(at, format!("it links to {url}, which does not exist")))
+            .ok_or_else(|| invalid(at, format!("it links to {url:?}, which does not exist")))
     }
 
     /// Every item of `outbox`, inline or over its pages (`first`, then `next`), with where
@@ -245,7 +245,7 @@ impl Reader<'_> {
         let mut visited = HashSet::new();
         while let Some(url) = next {
             if !visited.insert(url.clone()) {
-                return Err(invalid(&at, format!("outbox pages loop back to {url}")));
+                return Err(invalid(&at, format!("outbox pages loop back to {url:?}")));
             }
             if visited.len() as u64 > total + 1 {
                 return Err(invalid(
@@ -304,7 +304,7 @@ impl Reader<'_> {
             return Err(invalid(
                 from,
                 format!(
-                    "post {object_id} is not under base_url {}: this output was built for \
+                    "post {object_id:?} is not under base_url {}: this output was built for \
                      another address",
                     self.urls.base()
                 ),
@@ -317,7 +317,9 @@ impl Reader<'_> {
             .ok_or_else(|| {
                 invalid(
                     from,
-                    format!("post {object_id} is attributed to {attributed:?}, none of our actors"),
+                    format!(
+                        "post {object_id:?} is attributed to {attributed:?}, none of our actors"
+                    ),
                 )
             })?
             .to_string();
@@ -326,7 +328,9 @@ impl Reader<'_> {
                 None => Ok(None),
                 Some(text) => DateTime::parse_from_rfc3339(text)
                     .map(|d| Some(d.with_timezone(&Utc)))
-                    .map_err(|e| invalid(from, format!("post {object_id}: {field} {text:?}: {e}"))),
+                    .map_err(|e| {
+                        invalid(from, format!("post {object_id:?}: {field} {text:?}: {e}"))
+                    }),
             }
         };
         Ok(PublishedPost {
