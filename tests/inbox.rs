@@ -1264,11 +1264,13 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
         "Accept"
     );
 
+    // The webhook reads the live site at base_url over HTTP: here the inbox itself, which
+    // serves the built documents (`tests/live_site.rs` has a separate static host).
     let deploy = |token: &'static str| {
         inbox
             .client
             .post(inbox.url("/relais/deploy"))
-            .bearer_auth(token)
+            .header("authorization", format!("bearer {token}"))
             .send()
     };
     assert_eq!(deploy("wrong").await.unwrap().status(), 401);
@@ -1297,4 +1299,14 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
     // Deploying again changes nothing and sends nothing.
     let report: Value = deploy(DEPLOY_TOKEN).await.unwrap().json().await.unwrap();
     assert_eq!(report["deliveries"], 0, "{report}");
+
+    // A live outbox that does not add up is an error, not deleted posts.
+    let outbox = inbox.dir.path().join("public/ap/users/blog/outbox.json");
+    let mut broken: Value = serde_json::from_slice(&std::fs::read(&outbox).unwrap()).unwrap();
+    broken["totalItems"] = json!(3);
+    std::fs::write(&outbox, broken.to_string()).unwrap();
+    let response = deploy(DEPLOY_TOKEN).await.unwrap();
+    assert_eq!(response.status(), 502);
+    let message = response.text().await.unwrap();
+    assert!(message.contains("nothing was queued"), "{message}");
 }

@@ -98,7 +98,11 @@ pub fn run_inbox(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<(
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let worker = DeliveryWorker::spawn(&state);
+        let poller = crate::inbox::poll::Poller::spawn(&state);
         let served = serve(state).await;
+        if let Some(poller) = poller {
+            poller.stop().await;
+        }
         worker.stop().await;
         served.with_context(|| format!("inbox service on {listen}"))
     })

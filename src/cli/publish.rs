@@ -1,9 +1,9 @@
 //! `relais publish`: sends what the last build changed to every follower.
 //!
-//! It builds nothing: it reads the built outboxes, queues a `Create`, `Update` or `Delete`
-//! per changed post for every follower's inbox, then sends until every delivery is done or
-//! waits for a retry. Killed at any moment, the next run (or the inbox service) picks up
-//! where it stopped.
+//! It builds nothing: it reads the built outboxes (or, with `--from`, the live site's),
+//! queues a `Create`, `Update` or `Delete` per changed post for every follower's inbox, then
+//! sends until every delivery is done or waits for a retry. Killed at any moment, the next
+//! run (or the inbox service) picks up where it stopped.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::{EnvOverrides, SiteConfig};
 use crate::delivery::{
-    load_published_posts, plan_and_enqueue, EnqueueReport, Signers, SystemClock, Worker,
-    WorkerOptions,
+    load_live_posts, load_published_posts, plan_and_enqueue, EnqueueReport, Signers, SystemClock,
+    Worker, WorkerOptions,
 };
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::urls::Urls;
@@ -35,23 +35,41 @@ pub struct PublishArgs {
     #[arg(long, default_value = ".")]
     pub site: PathBuf,
     /// The built site [default: SITE/public].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     pub public: Option<PathBuf>,
-    /// Send a Delete for every published post when the built site has no post at all.
-    #[arg(long)]
-    pub delete_everything: bool,
+    /// Read the posts from the live site at this address (the config's base_url) instead of
+    /// the built folder: for the machine running the inbox when the site is built elsewhere.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// Send the Deletes a publish would otherwise hold back: every post gone, or more than
+    /// delivery.max_delete_share of them.
+    #[arg(long, alias = "delete-everything")]
+    pub confirm_deletes: bool,
+}
+
+/// Where `relais publish` reads the published posts.
+#[derive(Debug, Clone, Copy)]
+pub enum PostsFrom<'a> {
+    /// The built output folder [default: SITE/public].
+    Folder(Option<&'a Path>),
+    /// The live site at this address, which must be `base_url`.
+    Live(&'a str),
 }
 
 pub fn run(args: PublishArgs) -> anyhow::Result<()> {
-    run_publish(&args.site, args.public.as_deref(), args.delete_everything)
+    let from = match &args.from {
+        Some(url) => PostsFrom::Live(url),
+        None => PostsFrom::Folder(args.public.as_deref()),
+    };
+    run_publish(&args.site, from, args.confirm_deletes)
 }
 
-/// Queues the changes of the site built in `public_dir` (default `site_dir/public`) and
-/// delivers every due delivery, printing a summary.
+/// Queues the changes of the site built in a folder (default `site_dir/public`) or live at
+/// `base_url`, and delivers every due delivery, printing a summary.
 pub fn run_publish(
     site_dir: &Path,
-    public_dir: Option<&Path>,
-    delete_everything: bool,
+    from: PostsFrom<'_>,
+    confirm_deletes: bool,
 ) -> anyhow::Result<()> {
     let mut config = SiteConfig::load(site_dir)?;
     if !config.fediverse.enabled {
@@ -63,17 +81,27 @@ pub fn run_publish(
     env.apply(&mut config);
     let key = super::inbox::load_site_key(&env.key_source(site_dir, &config))?;
     let store = Store::open(&site_dir.join(&config.inbox.store))?;
-    let public_dir = public_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| site_dir.join("public"));
-    let posts = load_published_posts(&config, &public_dir)?;
-    let report = plan_and_enqueue(
-        &store,
-        &config,
-        &posts,
-        chrono::Utc::now(),
-        delete_everything,
-    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let posts = match from {
+        PostsFrom::Folder(public_dir) => {
+            let public_dir = public_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| site_dir.join("public"));
+            load_published_posts(&config, &public_dir)?
+        }
+        PostsFrom::Live(url) => {
+            check_live_address(url, &config.base_url)?;
+            let client = FederationClient::new(ClientOptions::from_config(&config))?;
+            runtime
+                .block_on(load_live_posts(&config, &client))
+                .context("cannot read the live site; nothing was queued")?
+                .posts
+        }
+    };
+    let report = plan_and_enqueue(&store, &config, &posts, chrono::Utc::now(), confirm_deletes)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", queued_line(&report))?;
     out.flush()?;
@@ -100,10 +128,6 @@ pub fn run_publish(
         }
         bar.inc(1);
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let summary = runtime.block_on(worker.run_until_idle(
         async {
             // Ctrl-C stops claiming; the requests in flight finish and are recorded.
@@ -135,6 +159,22 @@ pub fn run_publish(
             "Deliveries waiting for a retry go out with the next `relais publish` or from \
              `relais inbox`; `relais status` shows them."
         )?;
+    }
+    Ok(())
+}
+
+/// The published posts' ids are under `base_url`: another address could only be compared as
+/// a site whose every post is gone.
+fn check_live_address(url: &str, base_url: &str) -> anyhow::Result<()> {
+    let given = url::Url::parse(url).with_context(|| format!("--from {url:?} is not a URL"))?;
+    let base = url::Url::parse(base_url).context("base_url is not a URL")?;
+    if given.origin() != base.origin() {
+        bail!(
+            "--from {url} is not the site's address: the posts were published under base_url \
+             {base_url}, and their ids are read from there (give --from {}, or change \
+             base_url in config.toml)",
+            base.origin().ascii_serialization()
+        );
     }
     Ok(())
 }

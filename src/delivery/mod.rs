@@ -1,15 +1,15 @@
 //! Delivery: what a build changed, sent to every follower, durably.
 //!
-//! `load` reads the posts of the built site, `plan` compares them with what followers
-//! already have, `fanout` picks the inboxes, and `plan_and_enqueue` queues it all in one
-//! transaction of the store's queue; `worker` drains the queue.
+//! `load` reads the posts of the built or live site, `plan` compares them with what
+//! followers already have, `fanout` picks the inboxes, and `plan_and_enqueue` queues it all
+//! in one transaction of the store's queue; `worker` drains the queue.
 
 pub mod fanout;
 pub mod load;
 pub mod plan;
 pub mod worker;
 
-pub use load::{load_published_posts, LoadError};
+pub use load::{load_live_posts, load_published_posts, LiveSite, LoadError};
 pub use plan::{content_hash, plan, ActivityKind, Plan, PlanContext, PublishedPost};
 pub use worker::{
     Clock, ManualClock, RunSummary, SendError, Signers, SystemClock, Transport, Worker,
@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::config::SiteConfig;
-use crate::federation::fetch::FederationClient;
+use crate::federation::fetch::{FederationClient, Validators};
 use crate::federation::keys::PrivateKey;
 use crate::federation::urls::Urls;
 use crate::store::queue::QueuedActivity;
@@ -37,10 +37,33 @@ pub enum DeliveryError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(
-        "the built site has no posts but {0} were published: refusing to delete them all \
-         (build the site first, or confirm that every post is to be deleted)"
+        "the site has no posts but {0} were published: refusing to delete them all (build \
+         and deploy the site first; if every post really is gone, run \
+         `relais publish --confirm-deletes`)"
     )]
     WouldDeleteEverything(usize),
+    #[error(
+        "this publish would delete {deletes} of the {published} published posts, more than \
+         delivery.max_delete_share ({share}) allows: nothing was sent; if these posts really \
+         are gone, run `relais publish --confirm-deletes`"
+    )]
+    TooManyDeletes {
+        deletes: usize,
+        published: usize,
+        share: f64,
+    },
+    #[error("the publish task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl DeliveryError {
+    /// A publish held back until someone confirms its deletions.
+    pub fn is_held_delete(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::WouldDeleteEverything(_) | DeliveryError::TooManyDeletes { .. }
+        )
+    }
 }
 
 /// What one `plan_and_enqueue` queued.
@@ -60,15 +83,18 @@ pub struct EnqueueReport {
 /// activity for every follower's inbox and records the posts as published, all in one
 /// transaction: a crash leaves either the whole publish queued or none of it.
 ///
-/// `delete_everything` must be set to send a `Delete` for every post when `posts` is empty;
-/// otherwise that is refused, as it is more likely a missing build than the wish to delete.
+/// Without `confirm_deletes`, a publish that deletes every post (`posts` is empty), or more
+/// than one post and more than `delivery.max_delete_share` of the published ones, is
+/// refused with nothing queued or recorded: it is more likely a broken build or deploy than
+/// the wish to delete.
 pub fn plan_and_enqueue(
     store: &Store,
     config: &SiteConfig,
     posts: &[PublishedPost],
     now: DateTime<Utc>,
-    delete_everything: bool,
+    confirm_deletes: bool,
 ) -> Result<EnqueueReport, DeliveryError> {
+    let share = config.delivery.max_delete_share;
     let urls = Urls::new(config);
     let ctx = PlanContext {
         urls: &urls,
@@ -78,12 +104,22 @@ pub fn plan_and_enqueue(
             config.delivery.first_publish_max_age_days,
         )),
     };
-    let outcome = store.queue_transaction(|q| {
+    store.queue_transaction(|q| {
         let records = q.published_records()?;
         let plan = plan::plan(posts, &records, &ctx);
         let deletes = plan.count(ActivityKind::Delete);
-        if posts.is_empty() && deletes > 0 && !delete_everything {
-            return Ok(Err(deletes));
+        if !confirm_deletes {
+            let published = records.iter().filter(|r| !r.deleted).count();
+            if posts.is_empty() && deletes > 0 {
+                return Ok(Err(DeliveryError::WouldDeleteEverything(deletes)));
+            }
+            if deletes > 1 && deletes as f64 > share * published as f64 {
+                return Ok(Err(DeliveryError::TooManyDeletes {
+                    deletes,
+                    published,
+                    share,
+                }));
+            }
         }
         let mut report = EnqueueReport {
             creates: plan.count(ActivityKind::Create),
@@ -119,8 +155,33 @@ pub fn plan_and_enqueue(
             q.record_published(record)?;
         }
         Ok(Ok(report))
-    })?;
-    outcome.map_err(DeliveryError::WouldDeleteEverything)
+    })?
+}
+
+/// Publishes what the live site at `base_url` changed: reads its outboxes over HTTP
+/// ([`load_live_posts`]), then plans and queues off the async threads. Returns the outbox
+/// documents read with the result, so that a poller can ask for them again conditionally
+/// even when the publish was held back.
+pub async fn publish_live(
+    store: &Store,
+    config: &Arc<SiteConfig>,
+    client: &FederationClient,
+    confirm_deletes: bool,
+) -> Result<
+    (
+        Vec<(String, Validators)>,
+        Result<EnqueueReport, DeliveryError>,
+    ),
+    LoadError,
+> {
+    let LiveSite { posts, documents } = load_live_posts(config, client).await?;
+    let (store, config) = (store.clone(), config.clone());
+    let queued = tokio::task::spawn_blocking(move || {
+        plan_and_enqueue(&store, &config, &posts, Utc::now(), confirm_deletes)
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.into()));
+    Ok((documents, queued))
 }
 
 /// Runs the delivery worker of a site until `shutdown` completes: the inbox service's
@@ -282,5 +343,50 @@ mod tests {
         assert_eq!(one_gone.deletes, 1);
         let all_gone = plan_and_enqueue(&store, &config, &[], now(), true).unwrap();
         assert_eq!((all_gone.deletes, all_gone.deliveries), (1, 1));
+    }
+
+    #[test]
+    fn deleting_more_than_the_share_waits_for_confirmation() {
+        let config = config();
+        assert_eq!(config.delivery.max_delete_share, 0.25);
+        let store = Store::open_in_memory().unwrap();
+        follow(
+            &store,
+            "blog",
+            "https://m.example/u/1",
+            Some("https://m.example/inbox"),
+        );
+        let posts: Vec<PublishedPost> = (0..8)
+            .map(|i| post(&config, &format!("p{i}"), "blog", "hi"))
+            .collect();
+        plan_and_enqueue(&store, &config, &posts, now(), false).unwrap();
+        let pending = store.queue_counts(0).unwrap().pending();
+        // 3 of 8 is more than a quarter: held, nothing queued or recorded.
+        let refused = plan_and_enqueue(&store, &config, &posts[3..], now(), false);
+        assert!(
+            matches!(
+                refused,
+                Err(DeliveryError::TooManyDeletes {
+                    deletes: 3,
+                    published: 8,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("--confirm-deletes"), "{message}");
+        assert_eq!(store.queue_counts(0).unwrap().pending(), pending);
+        // 2 of 8 is a quarter, not more: sent.
+        let two = plan_and_enqueue(&store, &config, &posts[2..], now(), false).unwrap();
+        assert_eq!(two.deletes, 2);
+        // One deletion always goes, whatever the share.
+        let one = plan_and_enqueue(&store, &config, &posts[3..], now(), false).unwrap();
+        assert_eq!(one.deletes, 1);
+        // Confirmed, the rest go too.
+        let rest = plan_and_enqueue(&store, &config, &posts[5..], now(), false);
+        assert!(rest.is_err(), "2 of 5 is more than a quarter");
+        let rest = plan_and_enqueue(&store, &config, &posts[5..], now(), true).unwrap();
+        assert_eq!(rest.deletes, 2);
     }
 }

@@ -140,6 +140,24 @@ pub enum IdCheck {
     Skip,
 }
 
+/// What identifies the version of a document a server sent (`ETag`, `Last-Modified`), for
+/// asking later whether it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// The answer to [`FederationClient::fetch_json_if_changed`].
+#[derive(Debug, Clone)]
+pub enum Conditional {
+    NotModified,
+    Changed {
+        document: Value,
+        validators: Validators,
+    },
+}
+
 /// An actor's public key, as found by [`FederationClient::fetch_actor_key`].
 #[derive(Debug, Clone)]
 pub struct ActorKey {
@@ -219,6 +237,69 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| send_error(&url, e))?;
+        self.read_document(&url, response, id_check).await
+    }
+
+    /// A conditional, unsigned GET of an ActivityPub document: with the validators of the
+    /// version last seen (`If-None-Match`, `If-Modified-Since`), a `304` answers
+    /// [`Conditional::NotModified`] without a body; any other answer is checked as
+    /// [`Self::fetch_json`] checks it and comes with its own validators. Empty validators
+    /// make it a plain GET that also says how to ask again.
+    pub async fn fetch_json_if_changed(
+        &self,
+        url: &str,
+        known: &Validators,
+        id_check: IdCheck,
+    ) -> Result<Conditional, FetchError> {
+        let mut url = self.checked_url(url)?;
+        url.set_fragment(None);
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACTIVITY_JSON_ACCEPT));
+        let conditions = [
+            (http::header::IF_NONE_MATCH, &known.etag),
+            (http::header::IF_MODIFIED_SINCE, &known.last_modified),
+        ];
+        for (name, value) in conditions {
+            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+        let response = self
+            .fetcher
+            .get(url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| send_error(&url, e))?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(Conditional::NotModified);
+        }
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let validators = Validators {
+            etag: header(http::header::ETAG),
+            last_modified: header(http::header::LAST_MODIFIED),
+        };
+        let document = self.read_document(&url, response, id_check).await?;
+        Ok(Conditional::Changed {
+            document,
+            validators,
+        })
+    }
+
+    /// The checks of a fetched document: a success status, an ActivityPub content type, the
+    /// size limit, JSON, and with [`IdCheck::MatchUrl`] an `id` equal to `url`.
+    async fn read_document(
+        &self,
+        url: &Url,
+        response: reqwest::Response,
+        id_check: IdCheck,
+    ) -> Result<Value, FetchError> {
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -238,14 +319,14 @@ impl FederationClient {
                 content_type,
             });
         }
-        let body = read_limited(&url, response, self.options.max_response_bytes).await?;
+        let body = read_limited(url, response, self.options.max_response_bytes).await?;
         let document: Value = serde_json::from_slice(&body).map_err(|source| FetchError::Json {
             url: url.to_string(),
             source,
         })?;
         if id_check == IdCheck::MatchUrl {
             let found = document.get("id").and_then(Value::as_str);
-            if found.and_then(|id| Url::parse(id).ok()).as_ref() != Some(&url) {
+            if found.and_then(|id| Url::parse(id).ok()).as_ref() != Some(url) {
                 return Err(FetchError::IdMismatch {
                     url: url.to_string(),
                     found: found.map(str::to_string),

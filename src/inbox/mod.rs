@@ -15,7 +15,8 @@
 pub mod activity;
 mod answer;
 mod collections;
-mod deploy;
+pub mod deploy;
+pub mod poll;
 pub mod process;
 mod public;
 pub mod ratelimit;
