@@ -160,3 +160,36 @@ fn systemd_unit_verifies() {
         "systemd-analyze verify:\n{stderr}"
     );
 }
+
+#[test]
+fn the_caddyfile_init_writes_is_one_caddy_accepts() {
+    if tool_version("caddy", "version").is_none() {
+        assert!(
+            std::env::var_os("RELAIS_REQUIRE_CADDY").is_none(),
+            "RELAIS_REQUIRE_CADDY is set but caddy is missing"
+        );
+        eprintln!("SKIPPED: caddy is missing; the generated Caddyfile was not validated");
+        return;
+    }
+    for host in ["caddy", "github-pages"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("blog");
+        init(&dir, &["--host", host]);
+        let caddyfile = dir.join("Caddyfile");
+        let text = std::fs::read_to_string(&caddyfile).unwrap();
+        assert!(text.contains("/srv/blog/public"), "{text}");
+        let output = Command::new("caddy")
+            .args(["validate", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            .env("HOME", root.path())
+            .env("XDG_DATA_HOME", root.path())
+            .env("XDG_CONFIG_HOME", root.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "caddy validate ({host}):\n{}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -48,6 +48,9 @@ pub enum CiTarget {
 
 pub const WORKFLOW_PATH: &str = ".github/workflows/relais.yml";
 
+/// Where the generated Caddyfile expects the built site (the systemd unit's site folder).
+pub const CADDY_ROOT: &str = "/srv/blog/public";
+
 /// Every file for `host`. `ci` asks for a GitHub Actions workflow where the host could
 /// build by itself (Netlify); GitHub Pages and Cloudflare Pages always get one, as neither
 /// build image can install relais.
@@ -61,9 +64,12 @@ pub fn deploy_files(config: &SiteConfig, host: HostKind, ci: bool) -> Vec<Deploy
         HostKind::Caddy => {}
     }
     if matches!(host, HostKind::GithubPages | HostKind::Caddy) {
-        // merge: add crate::federation::hostrules::caddyfile(config, "/srv/blog/public")
-        // as DeployFile { path: "Caddyfile", purpose: "Caddy: serves public/ with the
-        // fediverse content types and proxies the inbox paths" }.
+        files.push(DeployFile {
+            path: "Caddyfile".into(),
+            contents: crate::federation::hostrules::caddyfile(config, CADDY_ROOT),
+            purpose: "Caddy: serves public/ with the fediverse content types and proxies \
+                      the inbox paths",
+        });
     }
     files.extend(inbox_files(config));
     files
