@@ -728,3 +728,74 @@ async fn caddy_serves_the_site_and_proxies_the_inbox() {
     let inbox_path = format!("{}/ap/users/{BLOG}/inbox", alone.base_url);
     assert_eq!(fetch(&plain, &inbox_path).await.0, 404);
 }
+
+/// `relais doctor` against a deployment served by Caddy (plain http on loopback): the
+/// generated Caddyfile passes every check; one without the inbox proxy fails on the inbox
+/// with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_through_caddy_and_names_a_missing_proxy() {
+    if !available("Caddy", "RELAIS_REQUIRE_CADDY", caddy_problem()) {
+        return;
+    }
+    let site = tempfile::tempdir().unwrap();
+    let (port, inbox_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let config = build_example(site.path(), &base, inbox_port, "caddy");
+    let public = site.path().join("public");
+    let plain = reqwest::Client::new();
+    let _inbox = start_inbox(site.path(), inbox_port, &plain).await;
+
+    let run_caddy = |name: &'static str, config: &SiteConfig| {
+        let path = site.path().join(format!("Caddyfile.{name}"));
+        fs::write(
+            &path,
+            format!(
+                "{{\n\tdefault_bind 127.0.0.1\n\tadmin off\n\thttp_port {port}\n}}\n\n{}",
+                hostrules::caddyfile(config, &public.to_string_lossy())
+            ),
+        )
+        .unwrap();
+        Running::start(
+            name,
+            Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&path)
+                .env("HOME", site.path())
+                .env("XDG_DATA_HOME", site.path().join("data"))
+                .env("XDG_CONFIG_HOME", site.path().join("config")),
+            site.path().join(format!("caddy-{name}.log")),
+        )
+    };
+    let doctor = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relais"));
+        command.arg("doctor").arg("--site").arg(site.path());
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+
+    let mut caddy = run_caddy("good", &config);
+    caddy.wait_for(&plain, &format!("{base}/")).await;
+    let output = doctor().await.unwrap();
+    assert!(
+        output.status.success(),
+        "doctor failed through Caddy:\n{}{}",
+        common::stdout(&output),
+        common::stderr(&output)
+    );
+    drop(caddy);
+
+    // The same site behind a Caddyfile written without the inbox: nothing proxies.
+    let mut no_proxy = config.clone();
+    no_proxy.fediverse.inbox_url = None;
+    let mut caddy = run_caddy("no-proxy", &no_proxy);
+    caddy.wait_for(&plain, &format!("{base}/")).await;
+    let output = doctor().await.unwrap();
+    let stdout = common::stdout(&output);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("/ap/inbox") && l.contains("proxy")),
+        "no line names the missing proxy:\n{stdout}"
+    );
+    drop(caddy);
+}
