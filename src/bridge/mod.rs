@@ -163,6 +163,9 @@ pub fn federate(
     let mut seen: HashSet<String> = HashSet::new();
     for feed_path in &feeds {
         let entries = feed::read_feed(feed_path)?;
+        // A new blog's feed may be empty; entries none of which are ours mean a wrong
+        // base_url, which would otherwise federate nothing without a word.
+        let listed = !entries.is_empty();
         let before = found.len();
         for entry in entries {
             match post_of_entry(config, out, feed_path, &entry)? {
@@ -174,7 +177,7 @@ pub fn federate(
                 Err(why) => report.skipped.push(why),
             }
         }
-        if found.len() == before && config.fediverse.enabled {
+        if listed && found.len() == before && config.fediverse.enabled {
             return Err(BridgeError::NothingToFederate {
                 feed: feed_path.clone(),
                 base_url: config.base_url.clone(),
