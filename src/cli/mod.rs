@@ -3,6 +3,7 @@
 pub mod build;
 pub mod check;
 pub mod doctor;
+pub mod federate;
 pub mod inbox;
 pub mod init;
 pub mod keygen;
@@ -48,6 +49,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Check a live deployment from outside, as Mastodon meets it.
     Doctor(doctor::DoctorArgs),
+    /// Add the fediverse to a site another generator built (Hugo, Jekyll, Eleventy…).
+    Federate(federate::FederateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => publish::run(args),
         Command::Status(args) => status::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Federate(args) => federate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
