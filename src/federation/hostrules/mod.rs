@@ -104,13 +104,22 @@ pub fn host_rules(config: &SiteConfig) -> HostRules {
         .as_deref()
         .map(|url| url.trim_end_matches('/').to_string());
     let dynamic = match inbox {
-        Some(_) => vec![
-            Urls::inbox_path(":name"),
-            Urls::followers_path(":name"),
-            Urls::SHARED_INBOX_PATH.to_string(),
-            Urls::replies_path("/posts/:slug/"),
-            Urls::INTERACTIONS_PATH.to_string(),
-        ],
+        Some(_) => {
+            let mut paths = vec![
+                Urls::inbox_path(":name"),
+                Urls::followers_path(":name"),
+                Urls::SHARED_INBOX_PATH.to_string(),
+            ];
+            // A post's replies live under its page path, which is `/posts/slug/` for relais's
+            // own posts but anything for a bridged site (Jekyll's `/2024/05/01/x.html`). Host
+            // patterns cannot match several segments in the middle, so one per depth.
+            paths.extend((1..=MAX_POST_DEPTH).map(|depth| {
+                let segments: String = (1..=depth).map(|n| format!("/:p{n}")).collect();
+                Urls::replies_path(&format!("{segments}/"))
+            }));
+            paths.push(Urls::INTERACTIONS_PATH.to_string());
+            paths
+        }
         None => Vec::new(),
     };
     HostRules {
@@ -120,6 +129,9 @@ pub fn host_rules(config: &SiteConfig) -> HostRules {
         inbox,
     }
 }
+
+/// Deepest page path whose replies collection the host proxies: `/a/b/c/d/e/f/`.
+pub const MAX_POST_DEPTH: usize = 6;
 
 impl HostRules {
     /// The headers the rules give a file at `path`, in rule order.
@@ -246,6 +258,7 @@ mod tests {
             "/ap/inbox",
             "/ap/users/ann/followers",
             "/ap/posts/hello/replies",
+            "/ap/2024/05/01/x.html/replies",
             "/ap/interactions",
         ] {
             assert!(rules.is_dynamic(path), "{path}");
@@ -254,6 +267,7 @@ mod tests {
             "/ap/users/blog.json",
             "/ap/users//inbox",
             "/ap/posts/hello.json",
+            "/ap/a/b/c/d/e/f/g/replies",
         ] {
             assert!(!rules.is_dynamic(path), "{path}");
         }

@@ -140,7 +140,8 @@ mod tests {
             "/ap/users/:name/inbox https://inbox.example/ap/users/:name/inbox 200",
             "/ap/inbox https://inbox.example/ap/inbox 200",
             "/ap/users/:name/followers https://inbox.example/ap/users/:name/followers 200",
-            "/ap/posts/:slug/replies https://inbox.example/ap/posts/:slug/replies 200",
+            "/ap/:p1/:p2/replies https://inbox.example/ap/:p1/:p2/replies 200",
+            "/ap/:p1/:p2/:p3/:p4/:p5/:p6/replies https://inbox.example/ap/:p1/:p2/:p3/:p4/:p5/:p6/replies 200",
             "/.well-known/webfinger https://inbox.example/.well-known/webfinger 200",
         ] {
             assert!(redirects.contains(line), "missing {line} in\n{redirects}");
