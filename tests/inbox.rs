@@ -224,20 +224,24 @@ impl Inbox {
     }
 
     fn spawn(dir: &std::path::Path) -> Child {
+        Inbox::command(dir).spawn().unwrap()
+    }
+
+    fn command(dir: &std::path::Path) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("inbox.log"))
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_relais"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relais"));
+        command
             .args(["inbox", "--site"])
             .arg(dir)
             .env("RUST_LOG", "relais=debug")
             .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+            .stderr(log);
+        command
     }
 
     /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
@@ -1309,4 +1313,118 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
     assert_eq!(response.status(), 502);
     let message = response.text().await.unwrap();
     assert!(message.contains("nothing was queued"), "{message}");
+}
+
+/// The soft open-file limit service managers commonly start a service with (systemd's
+/// `LimitNOFILE` default), whatever this test process was given.
+#[cfg(unix)]
+fn with_soft_fd_limit(command: &mut Command, soft: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use std::os::unix::process::CommandExt;
+    let hard = getrlimit(Resource::Nofile).maximum;
+    // SAFETY: setrlimit is async-signal-safe and touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(soft),
+                    maximum: hard,
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Raises this test process's own open-file limit so it can hold many connections.
+#[cfg(unix)]
+fn raise_own_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            ..limit
+        },
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_half_sent_connections_cannot_stop_the_service() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_own_fd_limit();
+    let remote = Remote::start().await;
+    let mut inbox = Inbox::start("header_timeout_secs = 3\nbody_timeout_secs = 3", "").await;
+    // Restarted as a service manager would start it.
+    inbox.kill9();
+    let mut command = Inbox::command(inbox.dir.path());
+    with_soft_fd_limit(&mut command, 1024);
+    inbox.child = command.spawn().unwrap();
+    inbox.wait_ready().await;
+
+    let address = inbox.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for n in 0..1100 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let part: &[u8] = match n % 3 {
+            // Connected, nothing sent.
+            0 => b"",
+            // Half a request head.
+            1 => b"POST /ap/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/activity+json\r\n",
+            // A whole head, and a body that stops early.
+            _ => b"POST /ap/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/activity+json\r\nContent-Length: 4000\r\n\r\n{\"type\":",
+        };
+        stream.write_all(part).await.unwrap();
+        held.push(stream);
+    }
+
+    let follow = follow(&remote, &inbox, "follows/while-held");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        inbox.post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice")),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no answer within 1 s while 1,100 connections are held:\n{}",
+            inbox.log()
+        )
+    });
+    assert_eq!(answer.status(), 202, "{}", inbox.log());
+
+    // The held connections are closed by the header and body timeouts (the body ones with
+    // a 408), not kept forever.
+    let mut closed = 0;
+    for stream in held.iter_mut().step_by(50) {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(GUARD, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a held connection was never closed");
+        closed += 1;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    assert_eq!(closed, 22);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let inbox = Inbox::start("header_timeout_secs = 1", "").await;
+    let address = inbox.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(GUARD, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the idle connection was kept open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }

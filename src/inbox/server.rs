@@ -1,8 +1,8 @@
 //! The axum application: shared state, routes and the error answer.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -16,6 +16,7 @@ use crate::federation::fetch::FederationClient;
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
+use crate::inbox::listener::{self, serve_connections, ConnectionLimits};
 use crate::inbox::process::Site;
 use crate::inbox::ratelimit::Limits;
 use crate::inbox::{collections, deploy, public, receive};
@@ -134,6 +135,8 @@ pub fn router(state: InboxState) -> Router {
 /// The inbox's own routes, without the fallback to the built site's files: `relais serve`
 /// puts its live-reloading file server there instead.
 pub fn routes(state: InboxState) -> Router {
+    let body_timeout = Duration::from_secs(state.config.inbox.body_timeout_secs.max(1));
+    let max_body_bytes = state.config.inbox.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(Urls::SHARED_INBOX_PATH, post(receive::shared_inbox))
@@ -148,6 +151,9 @@ pub fn routes(state: InboxState) -> Router {
         .route(Urls::NODEINFO_WELL_KNOWN_PATH, get(public::nodeinfo_links))
         .route(Urls::NODEINFO_PATH, get(public::nodeinfo))
         .layer(DefaultBodyLimit::max(state.config.inbox.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            listener::read_body_within(body_timeout, max_body_bytes, request, next)
+        }))
         .with_state(state)
 }
 
@@ -156,12 +162,8 @@ pub async fn serve(state: InboxState) -> std::io::Result<()> {
     let listen = state.config.inbox.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!("inbox listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
+    let limits = ConnectionLimits::from_config(&state.config.inbox);
+    serve_connections(listener, router(state), limits, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
