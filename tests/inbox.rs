@@ -56,6 +56,8 @@ struct RemoteState {
     base: String,
     /// Username → the public key its actor document publishes.
     keys: Arc<Mutex<HashMap<String, String>>>,
+    /// Username → GETs of its actor document.
+    gets: Arc<Mutex<HashMap<String, usize>>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
 }
 
@@ -64,6 +66,7 @@ struct Remote {
     base: String,
     host: String,
     keys: Arc<Mutex<HashMap<String, String>>>,
+    gets: Arc<Mutex<HashMap<String, usize>>>,
     deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivery>>,
 }
 
@@ -71,6 +74,7 @@ async fn remote_actor(
     State(state): State<RemoteState>,
     Path(name): Path<String>,
 ) -> impl IntoResponse {
+    *state.gets.lock().unwrap().entry(name.clone()).or_default() += 1;
     let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -116,9 +120,11 @@ impl Remote {
             ("mallory".to_string(), public_pem(MALLORY_KEY)),
         ])));
         let (tx, rx) = mpsc::unbounded_channel();
+        let gets = Arc::new(Mutex::new(HashMap::new()));
         let state = RemoteState {
             base: base.clone(),
             keys: keys.clone(),
+            gets: gets.clone(),
             deliveries: tx,
         };
         let app = Router::new()
@@ -131,6 +137,7 @@ impl Remote {
             base,
             host,
             keys,
+            gets,
             deliveries: tokio::sync::Mutex::new(rx),
         }
     }
@@ -141,6 +148,11 @@ impl Remote {
 
     fn key_id(&self, name: &str) -> String {
         format!("{}#main-key", self.actor(name))
+    }
+
+    /// How many times the actor document of `name` was fetched.
+    fn gets_of(&self, name: &str) -> usize {
+        self.gets.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 
     async fn next_delivery(&self) -> Delivery {
@@ -1427,4 +1439,88 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(read.is_ok(), "the idle connection was kept open");
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_key_is_fetched_once_however_many_ask() {
+    let remote = Remote::start().await;
+    let inbox = Arc::new(
+        Inbox::start(
+            "client_rate_limit_per_minute = 100000\nrate_limit_per_minute = 100000",
+            "",
+        )
+        .await,
+    );
+    // Mastodon's keyId serves the actor itself: one GET gives key and actor.
+    let follow = follow(&remote, &inbox, "follows/once");
+    let response = inbox
+        .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    assert_eq!(remote.gets_of("alice"), 1, "the actor was fetched twice");
+
+    // Twenty concurrent likes from someone new wait for one fetch of their key.
+    remote
+        .keys
+        .lock()
+        .unwrap()
+        .insert("carol".into(), public_pem(MALLORY_KEY));
+    let sent: Vec<_> = (0..20)
+        .map(|n| {
+            let (inbox, like) = (
+                inbox.clone(),
+                json!({
+                    "id": format!("{}/likes/carol-{n}", remote.base), "type": "Like",
+                    "actor": remote.actor("carol"), "object": inbox.post_id,
+                }),
+            );
+            let key_id = remote.key_id("carol");
+            tokio::spawn(async move {
+                inbox
+                    .post_signed("/ap/inbox", &like, MALLORY_KEY, &key_id)
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for response in sent {
+        assert_eq!(response.await.unwrap(), 202, "{}", inbox.log());
+    }
+    assert_eq!(remote.gets_of("carol"), 1);
+
+    // 300 junk requests, 30 at a time: naming a key that does not exist, and forged with
+    // the wrong key in the name of someone real but not known here yet.
+    remote
+        .keys
+        .lock()
+        .unwrap()
+        .insert("dave".into(), public_pem(ALICE_KEY));
+    for round in 0..10 {
+        let sent: Vec<_> = (0..30)
+            .map(|n| {
+                let inbox = inbox.clone();
+                let name = if n % 2 == 0 { "ghost" } else { "dave" };
+                let like = json!({
+                    "id": format!("{}/likes/junk-{round}-{n}", remote.base), "type": "Like",
+                    "actor": remote.actor(name), "object": inbox.post_id,
+                });
+                let key_id = remote.key_id(name);
+                tokio::spawn(async move {
+                    inbox
+                        .post_signed("/ap/inbox", &like, MALLORY_KEY, &key_id)
+                        .await
+                        .status()
+                })
+            })
+            .collect();
+        for response in sent {
+            assert_eq!(response.await.unwrap(), 401);
+        }
+    }
+    assert!(
+        remote.gets_of("ghost") <= 2 && remote.gets_of("dave") <= 2,
+        "300 junk requests made {} fetches of a missing key and {} of a real one",
+        remote.gets_of("ghost"),
+        remote.gets_of("dave")
+    );
 }

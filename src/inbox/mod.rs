@@ -16,6 +16,7 @@ pub mod activity;
 mod answer;
 mod collections;
 pub mod deploy;
+mod keyfetch;
 mod listener;
 pub mod poll;
 pub mod process;

@@ -16,6 +16,7 @@ use crate::federation::fetch::FederationClient;
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
+use crate::inbox::keyfetch::KeyFetches;
 use crate::inbox::listener::{self, serve_connections, ConnectionLimits};
 use crate::inbox::process::Site;
 use crate::inbox::ratelimit::Limits;
@@ -33,6 +34,8 @@ pub struct InboxState {
     pub key: Arc<PrivateKey>,
     pub client: FederationClient,
     pub limits: Arc<Limits>,
+    /// Key fetches in flight and their recent outcomes.
+    pub key_fetches: Arc<KeyFetches>,
     /// Wakes the delivery worker when something was queued.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -53,6 +56,7 @@ impl InboxState {
                 // Validated with the configuration.
                 config.inbox.trusted_proxy_networks().unwrap_or_default(),
             )),
+            key_fetches: Arc::new(KeyFetches::default()),
             config: Arc::new(config),
             site: Arc::new(site),
             store,
