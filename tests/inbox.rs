@@ -1524,3 +1524,29 @@ async fn an_unknown_key_is_fetched_once_however_many_ask() {
         remote.gets_of("dave")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_webhook_stops_a_guesser() {
+    let inbox = Inbox::start("", "").await;
+    let deploy = |token: &'static str| {
+        inbox
+            .client
+            .post(inbox.url("/relais/deploy"))
+            .header("authorization", format!("BEARER {token}"))
+            .send()
+    };
+    for n in 0..10 {
+        let response = deploy("guess").await.unwrap();
+        assert_eq!(response.status(), 401, "guess {n}");
+    }
+    let response = deploy("guess").await.unwrap();
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    // While refused, even the right token is not looked at: guessing cannot go on.
+    assert_eq!(deploy(DEPLOY_TOKEN).await.unwrap().status(), 429);
+}

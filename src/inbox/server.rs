@@ -78,6 +78,8 @@ impl InboxState {
 pub struct HttpError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Option<Duration>,
 }
 
 impl HttpError {
@@ -85,6 +87,15 @@ impl HttpError {
         HttpError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After: wait`.
+    pub fn too_many(message: impl Into<String>, wait: Duration) -> HttpError {
+        HttpError {
+            retry_after: Some(wait),
+            ..HttpError::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -102,7 +113,15 @@ impl From<StoreError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, self.message).into_response()
+        let mut response = (self.status, self.message).into_response();
+        if let Some(wait) = self.retry_after {
+            if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 
