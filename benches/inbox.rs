@@ -9,8 +9,10 @@
 //!    loopback address 127.31.x.y) follow at once; the inbox fetches each actor, and the
 //!    delivery worker sends each an `Accept`. Reports the time until all got their Accept.
 //!
-//!     cargo bench --bench inbox                 # 100 activities per actor, 2 000 followers
-//!     cargo bench --bench inbox -- 200 4000
+//! ```text
+//! cargo bench --bench inbox                 # 100 activities per actor, 2 000 followers
+//! cargo bench --bench inbox -- 200 4000
+//! ```
 //!
 //! Every request is signed before the clock starts: the remote side's RSA signing would
 //! otherwise compete with the inbox for the same cores. The fake servers run in this
