@@ -26,6 +26,7 @@ mod receive;
 pub mod remote;
 pub mod sanitize;
 mod server;
+mod verify;
 
 pub use answer::send_follow_answer;
 pub use deploy::DEPLOY_PATH;

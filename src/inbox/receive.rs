@@ -7,6 +7,7 @@
 //! activity's `actor` (401). Only then is anything written.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -16,14 +17,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
-use crate::federation::keys::{parse_public_key_pem, public_key_to_pem};
+use crate::federation::keys::public_key_to_pem;
 use crate::federation::signature::{
-    check_request, verify_request, IncomingRequest, SignatureError, SignatureParams, SigningKey,
+    check_request, IncomingRequest, SignatureError, SignatureParams, SigningKey,
 };
 use crate::inbox::activity::{Activity, Kind};
 use crate::inbox::process::{apply, Outcome};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::server::{blocking, HttpError, InboxState};
+use crate::inbox::verify::SignedRequest;
 use crate::store::{host_of, RemoteActor};
 
 /// How long a request may wait for a remote key or actor. Senders give up after about 10 s
@@ -194,6 +196,13 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     };
     let now = SystemTime::now();
     check_request(&params, &request, now)?;
+    let signed = Arc::new(SignedRequest {
+        method: req.method.clone(),
+        path_and_query: path_and_query.to_string(),
+        headers: req.headers.clone(),
+        public_host: public_host.clone(),
+        body: req.body.clone(),
+    });
 
     let json: Value = serde_json::from_slice(&req.body).map_err(|e| {
         Refusal::new(
@@ -205,10 +214,12 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         Activity::parse(&json).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
 
     let (actor, key_id) = (activity.actor.clone(), params.key_id.clone());
-    let (blocked, known) = blocking(&state.store, move |store| {
+    // One trip to the store for everything read before the signature is checked.
+    let (blocked, known, cached_signer) = blocking(&state.store, move |store| {
         Ok((
             store.is_blocked(&actor)? || store.is_blocked(&key_id)?,
             store.cached_actor(&actor)?.is_some(),
+            store.cached_actor_by_key(&key_id)?,
         ))
     })
     .await?;
@@ -224,7 +235,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         return Ok(StatusCode::ACCEPTED);
     }
 
-    let sender = authenticate(state, &params, &request, now).await?;
+    let sender = authenticate(state, &params, cached_signer, &signed, now).await?;
     // The sender is proven now: charge its server.
     let sender_server = host_of(&sender.id).unwrap_or_default();
     if let Err(wait) = state.limits.servers.check(&sender_server) {
@@ -303,19 +314,16 @@ fn describe(activity: &Activity) -> String {
 async fn authenticate(
     state: &InboxState,
     params: &SignatureParams,
-    request: &IncomingRequest<'_>,
+    cached: Option<RemoteActor>,
+    request: &Arc<SignedRequest>,
     now: SystemTime,
 ) -> Result<RemoteActor, Refusal> {
-    let key_id = params.key_id.clone();
-    let cached = blocking(&state.store, move |store| {
-        store.cached_actor_by_key(&key_id)
-    })
-    .await?;
+    let verifier = &state.verifier;
     // Whether the copy we hold is what failed: then only a fresh fetch will do.
     let mut outdated = false;
     if let Some(actor) = cached {
-        match parse_public_key_pem(&actor.public_key_pem) {
-            Ok(key) => match verify_request(params, request, &key, now) {
+        match verifier.key(&params.key_id, &actor.public_key_pem) {
+            Ok(key) => match verifier.verify(params, request, key, now).await {
                 Ok(()) => return Ok(actor),
                 Err(SignatureError::Mismatch)
                     if fetched_before(&actor, now, KEY_REFETCH_COOLDOWN) =>
@@ -339,13 +347,15 @@ async fn authenticate(
                 format!("cannot get the key {}: {e}", params.key_id),
             )
         })?;
-    let key = parse_public_key_pem(&actor.public_key_pem).map_err(|e| {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            format!("the key {} is unreadable: {e}", params.key_id),
-        )
-    })?;
-    if let Err(e) = verify_request(params, request, &key, now) {
+    let key = verifier
+        .key(&params.key_id, &actor.public_key_pem)
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                format!("the key {} is unreadable: {e}", params.key_id),
+            )
+        })?;
+    if let Err(e) = verifier.verify(params, request, key, now).await {
         if outdated {
             // The fresh copy replaces the outdated one, so the next forgery naming this key
             // waits out the cooldown instead of fetching again.

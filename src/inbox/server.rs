@@ -20,6 +20,7 @@ use crate::inbox::keyfetch::KeyFetches;
 use crate::inbox::listener::{self, serve_connections, ConnectionLimits};
 use crate::inbox::process::Site;
 use crate::inbox::ratelimit::Limits;
+use crate::inbox::verify::Verifier;
 use crate::inbox::{collections, deploy, public, receive};
 use crate::store::{Store, StoreError};
 
@@ -36,6 +37,8 @@ pub struct InboxState {
     pub limits: Arc<Limits>,
     /// Key fetches in flight and their recent outcomes.
     pub key_fetches: Arc<KeyFetches>,
+    /// Signature checks, off the async threads, with parsed keys kept.
+    pub verifier: Arc<Verifier>,
     /// Wakes the delivery worker when something was queued.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -57,6 +60,7 @@ impl InboxState {
                 config.inbox.trusted_proxy_networks().unwrap_or_default(),
             )),
             key_fetches: Arc::new(KeyFetches::default()),
+            verifier: Arc::new(Verifier::default()),
             config: Arc::new(config),
             site: Arc::new(site),
             store,
