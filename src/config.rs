@@ -211,6 +211,13 @@ pub struct InboxConfig {
     pub poll_interval: Option<String>,
     /// Serve the built site's federation documents too (for hosts without header rules).
     pub serve_public: bool,
+    /// Seconds a client has to send a request's headers, counted from when it connects or
+    /// when its previous answer was sent: the idle keep-alive timeout too.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for InboxConfig {
@@ -231,6 +238,9 @@ impl Default for InboxConfig {
             deploy_hmac_secret_env: "RELAIS_DEPLOY_HMAC_SECRET".into(),
             poll_interval: None,
             serve_public: true,
+            header_timeout_secs: 10,
+            body_timeout_secs: 10,
+            max_connections: 4096,
         }
     }
 }

@@ -56,6 +56,8 @@ struct RemoteState {
     base: String,
     /// Username → the public key its actor document publishes.
     keys: Arc<Mutex<HashMap<String, String>>>,
+    /// Username → GETs of its actor document.
+    gets: Arc<Mutex<HashMap<String, usize>>>,
     deliveries: mpsc::UnboundedSender<Delivery>,
 }
 
@@ -64,6 +66,7 @@ struct Remote {
     base: String,
     host: String,
     keys: Arc<Mutex<HashMap<String, String>>>,
+    gets: Arc<Mutex<HashMap<String, usize>>>,
     deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivery>>,
 }
 
@@ -71,6 +74,7 @@ async fn remote_actor(
     State(state): State<RemoteState>,
     Path(name): Path<String>,
 ) -> impl IntoResponse {
+    *state.gets.lock().unwrap().entry(name.clone()).or_default() += 1;
     let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -116,9 +120,11 @@ impl Remote {
             ("mallory".to_string(), public_pem(MALLORY_KEY)),
         ])));
         let (tx, rx) = mpsc::unbounded_channel();
+        let gets = Arc::new(Mutex::new(HashMap::new()));
         let state = RemoteState {
             base: base.clone(),
             keys: keys.clone(),
+            gets: gets.clone(),
             deliveries: tx,
         };
         let app = Router::new()
@@ -131,6 +137,7 @@ impl Remote {
             base,
             host,
             keys,
+            gets,
             deliveries: tokio::sync::Mutex::new(rx),
         }
     }
@@ -141,6 +148,11 @@ impl Remote {
 
     fn key_id(&self, name: &str) -> String {
         format!("{}#main-key", self.actor(name))
+    }
+
+    /// How many times the actor document of `name` was fetched.
+    fn gets_of(&self, name: &str) -> usize {
+        self.gets.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 
     async fn next_delivery(&self) -> Delivery {
@@ -224,20 +236,24 @@ impl Inbox {
     }
 
     fn spawn(dir: &std::path::Path) -> Child {
+        Inbox::command(dir).spawn().unwrap()
+    }
+
+    fn command(dir: &std::path::Path) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("inbox.log"))
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_relais"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relais"));
+        command
             .args(["inbox", "--site"])
             .arg(dir)
             .env("RUST_LOG", "relais=debug")
             .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+            .stderr(log);
+        command
     }
 
     /// SIGKILL: no shutdown, no flush, whatever was in flight is cut.
@@ -1309,4 +1325,228 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
     assert_eq!(response.status(), 502);
     let message = response.text().await.unwrap();
     assert!(message.contains("nothing was queued"), "{message}");
+}
+
+/// The soft open-file limit service managers commonly start a service with (systemd's
+/// `LimitNOFILE` default), whatever this test process was given.
+#[cfg(unix)]
+fn with_soft_fd_limit(command: &mut Command, soft: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    use std::os::unix::process::CommandExt;
+    let hard = getrlimit(Resource::Nofile).maximum;
+    // SAFETY: setrlimit is async-signal-safe and touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(move || {
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(soft),
+                    maximum: hard,
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Raises this test process's own open-file limit so it can hold many connections.
+#[cfg(unix)]
+fn raise_own_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            ..limit
+        },
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_half_sent_connections_cannot_stop_the_service() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raise_own_fd_limit();
+    let remote = Remote::start().await;
+    let mut inbox = Inbox::start("header_timeout_secs = 3\nbody_timeout_secs = 3", "").await;
+    // Restarted as a service manager would start it.
+    inbox.kill9();
+    let mut command = Inbox::command(inbox.dir.path());
+    with_soft_fd_limit(&mut command, 1024);
+    inbox.child = command.spawn().unwrap();
+    inbox.wait_ready().await;
+
+    let address = inbox.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for n in 0..1100 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let part: &[u8] = match n % 3 {
+            // Connected, nothing sent.
+            0 => b"",
+            // Half a request head.
+            1 => b"POST /ap/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/activity+json\r\n",
+            // A whole head, and a body that stops early.
+            _ => b"POST /ap/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/activity+json\r\nContent-Length: 4000\r\n\r\n{\"type\":",
+        };
+        stream.write_all(part).await.unwrap();
+        held.push(stream);
+    }
+
+    let follow = follow(&remote, &inbox, "follows/while-held");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        inbox.post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice")),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no answer within 1 s while 1,100 connections are held:\n{}",
+            inbox.log()
+        )
+    });
+    assert_eq!(answer.status(), 202, "{}", inbox.log());
+
+    // The held connections are closed by the header and body timeouts (the body ones with
+    // a 408), not kept forever.
+    let mut closed = 0;
+    for stream in held.iter_mut().step_by(50) {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(GUARD, stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a held connection was never closed");
+        closed += 1;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    }
+    assert_eq!(closed, 22);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let inbox = Inbox::start("header_timeout_secs = 1", "").await;
+    let address = inbox.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(GUARD, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the idle connection was kept open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_key_is_fetched_once_however_many_ask() {
+    let remote = Remote::start().await;
+    let inbox = Arc::new(
+        Inbox::start(
+            "client_rate_limit_per_minute = 100000\nrate_limit_per_minute = 100000",
+            "",
+        )
+        .await,
+    );
+    // Mastodon's keyId serves the actor itself: one GET gives key and actor.
+    let follow = follow(&remote, &inbox, "follows/once");
+    let response = inbox
+        .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    assert_eq!(remote.gets_of("alice"), 1, "the actor was fetched twice");
+
+    // Twenty concurrent likes from someone new wait for one fetch of their key.
+    remote
+        .keys
+        .lock()
+        .unwrap()
+        .insert("carol".into(), public_pem(MALLORY_KEY));
+    let sent: Vec<_> = (0..20)
+        .map(|n| {
+            let (inbox, like) = (
+                inbox.clone(),
+                json!({
+                    "id": format!("{}/likes/carol-{n}", remote.base), "type": "Like",
+                    "actor": remote.actor("carol"), "object": inbox.post_id,
+                }),
+            );
+            let key_id = remote.key_id("carol");
+            tokio::spawn(async move {
+                inbox
+                    .post_signed("/ap/inbox", &like, MALLORY_KEY, &key_id)
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    for response in sent {
+        assert_eq!(response.await.unwrap(), 202, "{}", inbox.log());
+    }
+    assert_eq!(remote.gets_of("carol"), 1);
+
+    // 300 junk requests, 30 at a time: naming a key that does not exist, and forged with
+    // the wrong key in the name of someone real but not known here yet.
+    remote
+        .keys
+        .lock()
+        .unwrap()
+        .insert("dave".into(), public_pem(ALICE_KEY));
+    for round in 0..10 {
+        let sent: Vec<_> = (0..30)
+            .map(|n| {
+                let inbox = inbox.clone();
+                let name = if n % 2 == 0 { "ghost" } else { "dave" };
+                let like = json!({
+                    "id": format!("{}/likes/junk-{round}-{n}", remote.base), "type": "Like",
+                    "actor": remote.actor(name), "object": inbox.post_id,
+                });
+                let key_id = remote.key_id(name);
+                tokio::spawn(async move {
+                    inbox
+                        .post_signed("/ap/inbox", &like, MALLORY_KEY, &key_id)
+                        .await
+                        .status()
+                })
+            })
+            .collect();
+        for response in sent {
+            assert_eq!(response.await.unwrap(), 401);
+        }
+    }
+    assert!(
+        remote.gets_of("ghost") <= 2 && remote.gets_of("dave") <= 2,
+        "300 junk requests made {} fetches of a missing key and {} of a real one",
+        remote.gets_of("ghost"),
+        remote.gets_of("dave")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deploy_webhook_stops_a_guesser() {
+    let inbox = Inbox::start("", "").await;
+    let deploy = |token: &'static str| {
+        inbox
+            .client
+            .post(inbox.url("/relais/deploy"))
+            .header("authorization", format!("BEARER {token}"))
+            .send()
+    };
+    for n in 0..10 {
+        let response = deploy("guess").await.unwrap();
+        assert_eq!(response.status(), 401, "guess {n}");
+    }
+    let response = deploy("guess").await.unwrap();
+    assert_eq!(response.status(), 429);
+    let wait: u64 = response.headers()[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    // While refused, even the right token is not looked at: guessing cannot go on.
+    assert_eq!(deploy(DEPLOY_TOKEN).await.unwrap().status(), 429);
 }

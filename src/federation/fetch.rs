@@ -164,6 +164,9 @@ pub struct ActorKey {
     /// The actor that owns the key: the one a signed request speaks for.
     pub actor_id: String,
     pub public_key: RsaPublicKey,
+    /// The owner's actor document, as served from its own id: callers need not fetch it
+    /// again.
+    pub actor: Value,
 }
 
 /// The outbound HTTP client: cheap to clone, connections pooled (HTTP/2 where offered).
@@ -209,13 +212,26 @@ impl FederationClient {
     /// authorized-fetch mode require it). The response must be `application/activity+json`
     /// or `application/ld+json`; plain `application/json` is accepted too, as some servers
     /// mislabel their documents (Mastodon refuses it). The URL's fragment is not sent, and
-    /// with [`IdCheck::MatchUrl`] the document's `id` must equal the URL without it.
+    /// with [`IdCheck::MatchUrl`] the document's `id` must equal the URL it was finally
+    /// served from, after redirects.
     pub async fn fetch_json(
         &self,
         url: &str,
         signer: Option<&SigningKey>,
         id_check: IdCheck,
     ) -> Result<Value, FetchError> {
+        Ok(self.fetch_document(url, signer, id_check).await?.0)
+    }
+
+    /// [`Self::fetch_json`], with the URL the document was finally served from. That URL,
+    /// not the one asked for, is what the document may speak for: an open redirect on one
+    /// server must not let another's document pass as the first server's.
+    async fn fetch_document(
+        &self,
+        url: &str,
+        signer: Option<&SigningKey>,
+        id_check: IdCheck,
+    ) -> Result<(Value, Url), FetchError> {
         let mut url = self.checked_url(url)?;
         url.set_fragment(None);
         let mut headers = HeaderMap::new();
@@ -237,7 +253,7 @@ impl FederationClient {
             .send()
             .await
             .map_err(|e| send_error(&url, e))?;
-        self.read_document(&url, response, id_check).await
+        self.read_document(response, id_check).await
     }
 
     /// A conditional, unsigned GET of an ActivityPub document: with the validators of the
@@ -285,7 +301,7 @@ impl FederationClient {
             etag: header(http::header::ETAG),
             last_modified: header(http::header::LAST_MODIFIED),
         };
-        let document = self.read_document(&url, response, id_check).await?;
+        let (document, _) = self.read_document(response, id_check).await?;
         Ok(Conditional::Changed {
             document,
             validators,
@@ -293,13 +309,16 @@ impl FederationClient {
     }
 
     /// The checks of a fetched document: a success status, an ActivityPub content type, the
-    /// size limit, JSON, and with [`IdCheck::MatchUrl`] an `id` equal to `url`.
+    /// size limit, JSON, and with [`IdCheck::MatchUrl`] an `id` equal to the URL it was
+    /// served from (after redirects). Returns that URL too.
     async fn read_document(
         &self,
-        url: &Url,
         response: reqwest::Response,
         id_check: IdCheck,
-    ) -> Result<Value, FetchError> {
+    ) -> Result<(Value, Url), FetchError> {
+        let mut final_url = response.url().clone();
+        final_url.set_fragment(None);
+        let url = &final_url;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status {
@@ -333,15 +352,17 @@ impl FederationClient {
                 });
             }
         }
-        Ok(document)
+        Ok((document, final_url))
     }
 
     /// Finds the key a `keyId` names and the actor owning it, as Mastodon does:
     /// - the keyId (fragment removed) serves an actor listing the key in `publicKey` (object
-    ///   or array); if that actor's `id` is another URL (GoToSocial's `/main-key`), the actor
-    ///   is fetched from its id to confirm it;
+    ///   or array); that document is the actor when its `id` is the URL it was served from,
+    ///   else (GoToSocial's `/main-key`) the actor is fetched from its id to confirm it;
     /// - or it serves a key document (`publicKeyPem` + `owner`) whose owner, fetched, lists
     ///   the key.
+    ///
+    /// Ids are compared with the URL a document was finally served from, after redirects.
     pub async fn fetch_actor_key(
         &self,
         key_id: &str,
@@ -351,17 +372,21 @@ impl FederationClient {
             key_id: key_id.to_string(),
             reason,
         };
-        let mut fetched_url = self.checked_url(key_id)?;
-        fetched_url.set_fragment(None);
-        let document = self.fetch_json(key_id, signer, IdCheck::Skip).await?;
+        let (document, served_from) = self.fetch_document(key_id, signer, IdCheck::Skip).await?;
         let id = document
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| key_error("the fetched document has no id".into()))?;
+        let served_from_id = Url::parse(id).ok().is_some_and(|mut id_url| {
+            id_url.set_fragment(None);
+            id_url == served_from
+        });
 
         if document.get("publicKeyPem").is_some() {
-            if id != key_id && Url::parse(id).ok().as_ref() != Some(&fetched_url) {
-                return Err(key_error(format!("the key document says its id is {id:?}")));
+            if !served_from_id {
+                return Err(key_error(format!(
+                    "the key document says its id is {id:?}, but was served from {served_from}"
+                )));
             }
             let owner = document
                 .get("owner")
@@ -375,12 +400,13 @@ impl FederationClient {
             return Ok(ActorKey {
                 actor_id: owner.to_string(),
                 public_key: key_from(&document, key_id)?,
+                actor,
             });
         }
 
         // Either way the actor document below was served from its own id.
         let actor_id = id.to_string();
-        let actor = if Url::parse(id).ok().as_ref() == Some(&fetched_url) {
+        let actor = if Url::parse(id).ok().as_ref() == Some(&served_from) {
             document
         } else {
             self.fetch_json(id, signer, IdCheck::MatchUrl).await?
@@ -395,9 +421,11 @@ impl FederationClient {
                 )));
             }
         }
+        let public_key = key_from(entry, key_id)?;
         Ok(ActorKey {
-            public_key: key_from(entry, key_id)?,
+            public_key,
             actor_id,
+            actor,
         })
     }
 
@@ -610,7 +638,9 @@ fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
 
 /// Whether `ip` is on the public internet: not loopback, private (RFC 1918), link-local,
 /// CGNAT, unique-local, unspecified, multicast, broadcast, reserved, benchmarking or
-/// documentation space. IPv6 forms embedding an IPv4 address are judged by that address.
+/// documentation space. IPv6 forms embedding an IPv4 address are judged by that address;
+/// tunnels and translators that can reach any IPv4 address (Teredo, local-use NAT64, the
+/// 6to4 relay anycast) are refused outright.
 pub fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -627,6 +657,11 @@ pub fn is_public_address(ip: IpAddr) -> bool {
             }
             if s[0] == 0x2002 {
                 return is_public_v4(embedded(s[1], s[2]));
+            }
+            // Teredo (2001::/32) hides its IPv4 server and client; local-use NAT64
+            // (64:ff9b:1::/48, RFC 8215) translates to whatever the operator's network is.
+            if (s[0] == 0x2001 && s[1] == 0) || s[..3] == [0x64, 0xff9b, 1] {
+                return false;
             }
             !(v6.is_unspecified()
                 || v6.is_loopback()
@@ -651,6 +686,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || (a == 100 && (b & 0xc0) == 64) // CGNAT 100.64.0.0/10
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated, RFC 7526)
         || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
         || a >= 240) // reserved, broadcast included
 }
@@ -895,7 +931,11 @@ mod tests {
             ("GET", "/users/carol") => activity(json!({
                 "id": format!("{base}/users/carol"),
                 "type": "Service",
-                "publicKey": [format!("{base}/keys/carol-old"), {"id": format!("{base}/keys/carol")}],
+                "publicKey": [
+                    format!("{base}/keys/carol-old"),
+                    {"id": format!("{base}/keys/carol")},
+                    format!("{base}/keys/dave"),
+                ],
             })),
             ("GET", "/keys/mallory") => activity(json!({
                 "id": format!("{base}/keys/mallory"),
@@ -939,6 +979,15 @@ mod tests {
                 }
             }
             ("GET", "/redirect") => redirect(format!("{base}/users/alice")),
+            // An open redirect to a document claiming the redirecting URL as its id.
+            ("GET", "/claimed") => redirect(format!("{base}/claimer")),
+            ("GET", "/claimer") => activity(json!({"id": format!("{base}/claimed")})),
+            ("GET", "/keys/dave") => redirect(format!("{base}/keys/dave-elsewhere")),
+            ("GET", "/keys/dave-elsewhere") => activity(json!({
+                "id": format!("{base}/keys/dave"),
+                "owner": format!("{base}/users/carol"),
+                "publicKeyPem": pem(OTHER_PRIVATE_PEM),
+            })),
             ("GET", "/loop") => redirect(format!("{base}/loop")),
             ("POST", "/inbox") => {
                 let typed = headers
@@ -1108,8 +1157,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(doc["type"], "Person");
-        let err = client
+        // The id is judged against where the document was finally served from.
+        let doc = client
             .fetch_json(&redirected, None, IdCheck::MatchUrl)
+            .await
+            .unwrap();
+        assert_eq!(doc["id"], format!("{}/users/alice", peer.base));
+        let err = client
+            .fetch_json(&format!("{}/claimed", peer.base), None, IdCheck::MatchUrl)
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::IdMismatch { .. }), "{err}");
@@ -1184,6 +1239,8 @@ mod tests {
             format!("{base}/keys/mallory"),
             format!("{base}/users/eve/main-key"),
             format!("{base}/users/alice#other-key"),
+            // Served, after a redirect, from a URL that is not its id.
+            format!("{base}/keys/dave"),
         ] {
             let err = client.fetch_actor_key(&key_id, None).await.unwrap_err();
             assert!(matches!(err, FetchError::Key { .. }), "{key_id}: {err}");
@@ -1322,6 +1379,13 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:c0a8:101::1",
             "100::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::808:808",
+            "192.88.99.1",
+            "192.88.99.255",
+            "::ffff:192.88.99.1",
         ];
         for text in blocked {
             let ip: IpAddr = text.parse().unwrap();
@@ -1342,6 +1406,11 @@ mod tests {
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
+            "2001:1::1",
+            "2001:4860:4860::8888",
+            "64:ff9b:2::1",
+            "192.88.98.1",
+            "192.88.100.1",
         ];
         for text in public {
             let ip: IpAddr = text.parse().unwrap();

@@ -15,8 +15,11 @@
 //! The body itself is never used: it only has to be what was signed. What is published is
 //! read from the live site, so a forged or replayed call can at most make the inbox look.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use hmac::{Hmac, Mac};
@@ -137,14 +140,29 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// 429 for a client that failed to authenticate too often.
+fn too_many_failures(wait: Duration) -> HttpError {
+    HttpError::too_many("too many failed attempts from this address", wait)
+}
+
 pub async fn deploy(
     State(state): State<InboxState>,
+    peer: Option<ConnectInfo<SocketAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, HttpError> {
     let secrets = DeploySecrets::from_env(&state.config.inbox);
     if !secrets.any() {
         return Err(HttpError::not_found("the deploy webhook is not enabled"));
+    }
+    // Whoever failed too often is refused before its credentials are even looked at.
+    let client = peer.map(|ConnectInfo(peer)| state.limits.client_address(peer.ip(), &headers));
+    if let Some(client) = &client {
+        state
+            .limits
+            .deploy_failures
+            .check(client)
+            .map_err(too_many_failures)?;
     }
     let body = axum::body::to_bytes(body, MAX_DEPLOY_BODY)
         .await
@@ -155,6 +173,14 @@ pub async fn deploy(
             )
         })?;
     if !secrets.authenticate(&headers, &body) {
+        if let Some(client) = &client {
+            tracing::info!("deploy: failed authentication from {client}");
+            state
+                .limits
+                .deploy_failures
+                .failed(client)
+                .map_err(too_many_failures)?;
+        }
         return Err(HttpError::new(
             StatusCode::UNAUTHORIZED,
             "a valid X-Webhook-Signature (Netlify), X-Hub-Signature-256 or \

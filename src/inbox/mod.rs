@@ -16,6 +16,8 @@ pub mod activity;
 mod answer;
 mod collections;
 pub mod deploy;
+mod keyfetch;
+mod listener;
 pub mod poll;
 pub mod process;
 mod public;
@@ -24,6 +26,7 @@ mod receive;
 pub mod remote;
 pub mod sanitize;
 mod server;
+mod verify;
 
 pub use answer::send_follow_answer;
 pub use deploy::DEPLOY_PATH;

@@ -75,7 +75,77 @@ impl<K: Hash + Eq + Clone, C: Clock> std::fmt::Debug for RateLimiter<K, C> {
     }
 }
 
-/// The inbox's two limiters.
+/// Counts failures only (wrong credentials), and refuses a key outright once it failed more
+/// than its allowance, until the allowance refills: a guesser cannot keep trying, and
+/// whoever knows the secret is never slowed down by its own successes.
+pub struct FailureLimiter<K: Hash + Eq + Clone> {
+    failures: RateLimiter<K>,
+    /// Keys over their allowance, until when.
+    blocked: parking_lot::Mutex<std::collections::HashMap<K, std::time::Instant>>,
+}
+
+/// Blocked keys tracked at most; expired ones are dropped first when full.
+const MAX_BLOCKED: usize = 10_000;
+
+impl<K: Hash + Eq + Clone> FailureLimiter<K> {
+    /// At most `per_minute` failures a minute per key, in bursts of as many.
+    pub fn per_minute(per_minute: u32) -> FailureLimiter<K> {
+        FailureLimiter {
+            failures: RateLimiter::per_minute(per_minute),
+            blocked: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// `Err(wait)` while `key` is blocked.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let mut blocked = self.blocked.lock();
+        match blocked.get(key) {
+            Some(until) => match until.checked_duration_since(std::time::Instant::now()) {
+                Some(wait) if !wait.is_zero() => Err(wait),
+                _ => {
+                    blocked.remove(key);
+                    Ok(())
+                }
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure; `Err(wait)` when it was one too many, and `key` is blocked for
+    /// `wait`.
+    pub fn failed(&self, key: &K) -> Result<(), Duration> {
+        let wait = self
+            .failures
+            .check(key)
+            .err()
+            .map(|wait| wait.max(Duration::from_secs(1)));
+        let Some(wait) = wait else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let mut blocked = self.blocked.lock();
+        if blocked.len() >= MAX_BLOCKED {
+            blocked.retain(|_, until| *until > now);
+        }
+        if blocked.len() < MAX_BLOCKED {
+            blocked.insert(key.clone(), now + wait);
+        }
+        Err(wait)
+    }
+}
+
+impl<K: Hash + Eq + Clone> std::fmt::Debug for FailureLimiter<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureLimiter")
+            .field("blocked", &self.blocked.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failed deploy webhook authentications allowed per client address and minute.
+pub const DEPLOY_FAILURES_PER_MINUTE: u32 = 10;
+
+/// The inbox's limiters.
 #[derive(Debug)]
 pub struct Limits {
     /// Before verification, per client address.
@@ -84,6 +154,8 @@ pub struct Limits {
     pub servers: RateLimiter<String>,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` name the real client.
     pub trusted_proxies: Vec<IpNet>,
+    /// Failed authentications at the deploy webhook, per client address.
+    pub deploy_failures: FailureLimiter<IpAddr>,
 }
 
 impl Limits {
@@ -92,6 +164,7 @@ impl Limits {
             clients: RateLimiter::per_minute(per_client),
             servers: RateLimiter::per_minute(per_server),
             trusted_proxies,
+            deploy_failures: FailureLimiter::per_minute(DEPLOY_FAILURES_PER_MINUTE),
         }
     }
 

@@ -7,6 +7,7 @@
 //! activity's `actor` (401). Only then is anything written.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -15,15 +16,16 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::federation::fetch::{FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
-use crate::federation::keys::{parse_public_key_pem, public_key_to_pem};
+use crate::federation::fetch::{FederationClient, FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
+use crate::federation::keys::public_key_to_pem;
 use crate::federation::signature::{
-    check_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
+    check_request, IncomingRequest, SignatureError, SignatureParams, SigningKey,
 };
 use crate::inbox::activity::{Activity, Kind};
 use crate::inbox::process::{apply, Outcome};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::server::{blocking, HttpError, InboxState};
+use crate::inbox::verify::SignedRequest;
 use crate::store::{host_of, RemoteActor};
 
 /// How long a request may wait for a remote key or actor. Senders give up after about 10 s
@@ -194,6 +196,13 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     };
     let now = SystemTime::now();
     check_request(&params, &request, now)?;
+    let signed = Arc::new(SignedRequest {
+        method: req.method.clone(),
+        path_and_query: path_and_query.to_string(),
+        headers: req.headers.clone(),
+        public_host: public_host.clone(),
+        body: req.body.clone(),
+    });
 
     let json: Value = serde_json::from_slice(&req.body).map_err(|e| {
         Refusal::new(
@@ -205,10 +214,12 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         Activity::parse(&json).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
 
     let (actor, key_id) = (activity.actor.clone(), params.key_id.clone());
-    let (blocked, known) = blocking(&state.store, move |store| {
+    // One trip to the store for everything read before the signature is checked.
+    let (blocked, known, cached_signer) = blocking(&state.store, move |store| {
         Ok((
             store.is_blocked(&actor)? || store.is_blocked(&key_id)?,
             store.cached_actor(&actor)?.is_some(),
+            store.cached_actor_by_key(&key_id)?,
         ))
     })
     .await?;
@@ -224,7 +235,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         return Ok(StatusCode::ACCEPTED);
     }
 
-    let sender = authenticate(state, &params, &request, now).await?;
+    let sender = authenticate(state, &params, cached_signer, &signed, now).await?;
     // The sender is proven now: charge its server.
     let sender_server = host_of(&sender.id).unwrap_or_default();
     if let Err(wait) = state.limits.servers.check(&sender_server) {
@@ -303,17 +314,16 @@ fn describe(activity: &Activity) -> String {
 async fn authenticate(
     state: &InboxState,
     params: &SignatureParams,
-    request: &IncomingRequest<'_>,
+    cached: Option<RemoteActor>,
+    request: &Arc<SignedRequest>,
     now: SystemTime,
 ) -> Result<RemoteActor, Refusal> {
-    let key_id = params.key_id.clone();
-    let cached = blocking(&state.store, move |store| {
-        store.cached_actor_by_key(&key_id)
-    })
-    .await?;
+    let verifier = &state.verifier;
+    // Whether the copy we hold is what failed: then only a fresh fetch will do.
+    let mut outdated = false;
     if let Some(actor) = cached {
-        match parse_public_key_pem(&actor.public_key_pem) {
-            Ok(key) => match verify_request(params, request, &key, now) {
+        match verifier.key(&params.key_id, &actor.public_key_pem) {
+            Ok(key) => match verifier.verify(params, request, key, now).await {
                 Ok(()) => return Ok(actor),
                 Err(SignatureError::Mismatch)
                     if fetched_before(&actor, now, KEY_REFETCH_COOLDOWN) =>
@@ -322,25 +332,37 @@ async fn authenticate(
                         "inbox: cached key {} does not verify; fetching it again",
                         params.key_id
                     );
+                    outdated = true;
                 }
                 Err(e) => return Err(e.into()),
             },
             Err(e) => tracing::info!("inbox: cached key {} unreadable: {e}", params.key_id),
         }
     }
-    let actor = fetch_signer(state, &params.key_id).await.map_err(|e| {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            format!("cannot get the key {}: {e}", params.key_id),
-        )
-    })?;
-    let key = parse_public_key_pem(&actor.public_key_pem).map_err(|e| {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            format!("the key {} is unreadable: {e}", params.key_id),
-        )
-    })?;
-    verify_request(params, request, &key, now)?;
+    let actor = fetch_signer(state, &params.key_id, !outdated)
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                format!("cannot get the key {}: {e}", params.key_id),
+            )
+        })?;
+    let key = verifier
+        .key(&params.key_id, &actor.public_key_pem)
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                format!("the key {} is unreadable: {e}", params.key_id),
+            )
+        })?;
+    if let Err(e) = verifier.verify(params, request, key, now).await {
+        if outdated {
+            // The fresh copy replaces the outdated one, so the next forgery naming this key
+            // waits out the cooldown instead of fetching again.
+            blocking(&state.store, move |store| store.cache_actor(&actor)).await?;
+        }
+        return Err(e.into());
+    }
     Ok(actor)
 }
 
@@ -366,34 +388,51 @@ enum ResolveError {
     Timeout,
 }
 
-/// The actor owning `key_id`, with that key.
-async fn fetch_signer(state: &InboxState, key_id: &str) -> Result<RemoteActor, ResolveError> {
+/// The actor owning `key_id`, with that key: one fetch however many requests name the key
+/// at once, and its outcome remembered for a while (see `inbox::keyfetch`).
+async fn fetch_signer(
+    state: &InboxState,
+    key_id: &str,
+    recent_success_will_do: bool,
+) -> Result<RemoteActor, String> {
+    let client = state.client.clone();
     let signer = state.signing_key(&state.config.fediverse.username);
-    let work = async {
-        let key = state.client.fetch_actor_key(key_id, Some(&signer)).await?;
-        let mut actor = fetch_actor_unbounded(state, &key.actor_id).await?;
-        actor.public_key_pem =
-            public_key_to_pem(&key.public_key).map_err(|e| ResolveError::Key(e.to_string()))?;
-        actor.key_id = key_id.to_string();
-        Ok(actor)
+    let key = key_id.to_string();
+    let fetch = async move {
+        match tokio::time::timeout(FETCH_TIMEOUT, resolve_signer(&client, &signer, &key)).await {
+            Ok(resolved) => resolved.map_err(|e| e.to_string()),
+            Err(_) => Err(ResolveError::Timeout.to_string()),
+        }
     };
-    tokio::time::timeout(FETCH_TIMEOUT, work)
+    state
+        .key_fetches
+        .get(key_id, recent_success_will_do, fetch)
         .await
-        .map_err(|_| ResolveError::Timeout)?
+}
+
+/// The key and its owner's document come from one fetch when the keyId serves the actor
+/// itself (Mastodon's `#main-key`): the document is not fetched a second time.
+async fn resolve_signer(
+    client: &FederationClient,
+    signer: &SigningKey,
+    key_id: &str,
+) -> Result<RemoteActor, ResolveError> {
+    let key = client.fetch_actor_key(key_id, Some(signer)).await?;
+    let mut actor = actor_from_document(&key.actor)?;
+    actor.public_key_pem =
+        public_key_to_pem(&key.public_key).map_err(|e| ResolveError::Key(e.to_string()))?;
+    actor.key_id = key_id.to_string();
+    Ok(actor)
 }
 
 /// An actor document, fetched from its id.
 async fn fetch_actor(state: &InboxState, id: &str) -> Result<RemoteActor, ResolveError> {
-    tokio::time::timeout(FETCH_TIMEOUT, fetch_actor_unbounded(state, id))
-        .await
-        .map_err(|_| ResolveError::Timeout)?
-}
-
-async fn fetch_actor_unbounded(state: &InboxState, id: &str) -> Result<RemoteActor, ResolveError> {
     let signer = state.signing_key(&state.config.fediverse.username);
-    let doc = state
+    let work = state
         .client
-        .fetch_json(id, Some(&signer), IdCheck::MatchUrl)
-        .await?;
+        .fetch_json(id, Some(&signer), IdCheck::MatchUrl);
+    let doc = tokio::time::timeout(FETCH_TIMEOUT, work)
+        .await
+        .map_err(|_| ResolveError::Timeout)??;
     Ok(actor_from_document(&doc)?)
 }

@@ -1,8 +1,8 @@
 //! The axum application: shared state, routes and the error answer.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -16,8 +16,11 @@ use crate::federation::fetch::FederationClient;
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
+use crate::inbox::keyfetch::KeyFetches;
+use crate::inbox::listener::{self, serve_connections, ConnectionLimits};
 use crate::inbox::process::Site;
 use crate::inbox::ratelimit::Limits;
+use crate::inbox::verify::Verifier;
 use crate::inbox::{collections, deploy, public, receive};
 use crate::store::{Store, StoreError};
 
@@ -32,6 +35,10 @@ pub struct InboxState {
     pub key: Arc<PrivateKey>,
     pub client: FederationClient,
     pub limits: Arc<Limits>,
+    /// Key fetches in flight and their recent outcomes.
+    pub key_fetches: Arc<KeyFetches>,
+    /// Signature checks, off the async threads, with parsed keys kept.
+    pub verifier: Arc<Verifier>,
     /// Wakes the delivery worker when something was queued.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -52,6 +59,8 @@ impl InboxState {
                 // Validated with the configuration.
                 config.inbox.trusted_proxy_networks().unwrap_or_default(),
             )),
+            key_fetches: Arc::new(KeyFetches::default()),
+            verifier: Arc::new(Verifier::default()),
             config: Arc::new(config),
             site: Arc::new(site),
             store,
@@ -73,6 +82,8 @@ impl InboxState {
 pub struct HttpError {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Option<Duration>,
 }
 
 impl HttpError {
@@ -80,6 +91,15 @@ impl HttpError {
         HttpError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After: wait`.
+    pub fn too_many(message: impl Into<String>, wait: Duration) -> HttpError {
+        HttpError {
+            retry_after: Some(wait),
+            ..HttpError::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -97,7 +117,15 @@ impl From<StoreError> for HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.status, self.message).into_response()
+        let mut response = (self.status, self.message).into_response();
+        if let Some(wait) = self.retry_after {
+            if let Ok(value) = wait.as_secs().max(1).to_string().parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 
@@ -134,6 +162,8 @@ pub fn router(state: InboxState) -> Router {
 /// The inbox's own routes, without the fallback to the built site's files: `relais serve`
 /// puts its live-reloading file server there instead.
 pub fn routes(state: InboxState) -> Router {
+    let body_timeout = Duration::from_secs(state.config.inbox.body_timeout_secs.max(1));
+    let max_body_bytes = state.config.inbox.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(Urls::SHARED_INBOX_PATH, post(receive::shared_inbox))
@@ -148,6 +178,9 @@ pub fn routes(state: InboxState) -> Router {
         .route(Urls::NODEINFO_WELL_KNOWN_PATH, get(public::nodeinfo_links))
         .route(Urls::NODEINFO_PATH, get(public::nodeinfo))
         .layer(DefaultBodyLimit::max(state.config.inbox.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            listener::read_body_within(body_timeout, max_body_bytes, request, next)
+        }))
         .with_state(state)
 }
 
@@ -156,12 +189,8 @@ pub async fn serve(state: InboxState) -> std::io::Result<()> {
     let listen = state.config.inbox.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!("inbox listening on http://{}", listener.local_addr()?);
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
+    let limits = ConnectionLimits::from_config(&state.config.inbox);
+    serve_connections(listener, router(state), limits, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {
