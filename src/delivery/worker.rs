@@ -590,7 +590,7 @@ mod tests {
         )
         .unwrap();
         let key =
-            PrivateKey::from_pem(crate::federation::keys::test_keys::CAVAGE_PRIVATE_PEM).unwrap();
+            PrivateKey::from_pem(crate::federation::keys::test_keys::TEST_PRIVATE_PEM).unwrap();
         Signers::new(Arc::new(key), Urls::new(&config))
     }
 
