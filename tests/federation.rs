@@ -65,7 +65,7 @@ fn post_source(site: &Path, slug: &str) -> Source {
             serde_json::to_value(toml::from_str::<toml::Table>(s).unwrap()).unwrap()
         })
     } else {
-        ("---", |s| serde_yaml::from_str(s).unwrap())
+        ("---", |s| serde_norway::from_str(s).unwrap())
     };
     let rest = &text[fence.len()..];
     let end = rest.find(&format!("\n{fence}")).unwrap();
