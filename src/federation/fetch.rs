@@ -16,8 +16,8 @@ use url::{Host, Url};
 
 use super::keys::{parse_public_key_pem, PublicKey};
 use super::signature::{
-    check_request, sign_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
-    SigningKey,
+    check_request, sign_request, sign_request_digested, verify_request, DigestedBody,
+    IncomingRequest, SignatureError, SignatureParams, SigningKey,
 };
 use crate::config::SiteConfig;
 
@@ -409,22 +409,32 @@ impl FederationClient {
         body: Bytes,
         key: &SigningKey,
     ) -> Result<StatusCode, FetchError> {
+        self.post_digested(url, &DigestedBody::new(body), key).await
+    }
+
+    /// [`FederationClient::post_signed`] of a body digested once for all its inboxes.
+    pub async fn post_digested(
+        &self,
+        url: &str,
+        body: &DigestedBody,
+        key: &SigningKey,
+    ) -> Result<StatusCode, FetchError> {
         let url = self.checked_url(url)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-        sign_request(
+        sign_request_digested(
             key,
             &Method::POST,
             &url,
             &mut headers,
-            Some(&body),
+            Some(body.digest()),
             SystemTime::now(),
         )?;
         let response = self
             .deliverer
             .post(url.clone())
             .headers(headers)
-            .body(body)
+            .body(body.bytes().clone())
             .send()
             .await
             .map_err(|e| send_error(&url, e))?;

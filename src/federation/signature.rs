@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -116,12 +117,49 @@ pub fn sign_request(
     body: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<(), SignatureError> {
+    let digest = body.map(digest_header);
+    sign_request_digested(key, method, url, headers, digest.as_deref(), now)
+}
+
+/// A request body with its `Digest` header value, computed once for every inbox the same
+/// activity goes to. Cloning shares the bytes.
+#[derive(Debug, Clone)]
+pub struct DigestedBody {
+    bytes: Bytes,
+    digest: Arc<str>,
+}
+
+impl DigestedBody {
+    pub fn new(bytes: Bytes) -> DigestedBody {
+        let digest = digest_header(&bytes).into();
+        DigestedBody { bytes, digest }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// `SHA-256=<base64>`.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// [`sign_request`] for a body whose `Digest` value (`digest`) is already known.
+pub fn sign_request_digested(
+    key: &SigningKey,
+    method: &Method,
+    url: &Url,
+    headers: &mut HeaderMap,
+    digest: Option<&str>,
+    now: SystemTime,
+) -> Result<(), SignatureError> {
     let host = host_header(url)?;
     headers.insert(HOST, header_value(&host)?);
     headers.insert(DATE, header_value(&httpdate::fmt_http_date(now))?);
     let mut covered = vec![REQUEST_TARGET, "host", "date"];
-    if let Some(body) = body {
-        headers.insert(DIGEST, header_value(&digest_header(body))?);
+    if let Some(digest) = digest {
+        headers.insert(DIGEST, header_value(digest)?);
         covered.push("digest");
         if headers.contains_key(CONTENT_TYPE) {
             covered.push("content-type");
