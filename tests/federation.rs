@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 use chrono::DateTime;
 use common::*;
 use relais::content::plain_text;
-use rsa::pkcs8::DecodePublicKey;
 use serde_json::Value;
 
 static SITE: OnceLock<Built> = OnceLock::new();
@@ -66,7 +65,7 @@ fn post_source(site: &Path, slug: &str) -> Source {
             serde_json::to_value(toml::from_str::<toml::Table>(s).unwrap()).unwrap()
         })
     } else {
-        ("---", |s| serde_yaml::from_str(s).unwrap())
+        ("---", |s| serde_norway::from_str(s).unwrap())
     };
     let rest = &text[fence.len()..];
     let end = rest.find(&format!("\n{fence}")).unwrap();
@@ -201,7 +200,7 @@ fn actors_link_to_what_the_site_serves() {
         assert_eq!(actor["publicKey"]["owner"], id);
         let pem = text(&actor["publicKey"], "publicKeyPem");
         assert_eq!(pem, public_pem, "{name}: the committed public key");
-        rsa::RsaPublicKey::from_public_key_pem(pem)
+        common::rsa_spki_pem(pem)
             .unwrap_or_else(|e| panic!("{name}: publicKeyPem is not SPKI: {e}"));
 
         // The oldest post's date, so Mastodon shows "joined" no later than the first post.

@@ -30,8 +30,6 @@ use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
 use relais::federation::urls::Urls;
 use relais::site::{LoadOptions, Site};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use url::Url;
@@ -188,14 +186,8 @@ fn mastodon_signed_string(
 /// `keypair.public_key.verify(OpenSSL::Digest.new('SHA256'), signature, signed_string)`:
 /// RSASSA-PKCS1-v1_5 with SHA-256.
 fn rsa_sha256_verifies(public_key_pem: &str, signed_string: &str, signature: &[u8]) -> bool {
-    let key = rsa::RsaPublicKey::from_public_key_pem(public_key_pem).unwrap();
-    let verifying = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key);
-    let Ok(signature) = rsa::pkcs1v15::Signature::try_from(signature) else {
-        return false;
-    };
-    verifying
-        .verify(signed_string.as_bytes(), &signature)
-        .is_ok()
+    let (key, _bits) = common::rsa_spki_pem(public_key_pem).unwrap();
+    common::ring_rsa_sha256_verifies(&key, signed_string.as_bytes(), signature)
 }
 
 /// `SignedRequest#matches_time_window?` for a signature with no `created`/`expires`: the
@@ -702,12 +694,8 @@ fn actor_public_key_is_an_rsa_spki_pem() {
     for (url, actor) in fetched_of_type(&fetched, &MASTODON_ACTOR_TYPES) {
         let pem = text(&actor["publicKey"], "publicKeyPem");
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{url}");
-        let key = rsa::RsaPublicKey::from_public_key_pem(pem).unwrap();
-        assert_eq!(
-            rsa::traits::PublicKeyParts::size(&key),
-            256,
-            "{url}: 2048 bits"
-        );
+        let (_key, bits) = common::rsa_spki_pem(pem).unwrap();
+        assert_eq!(bits, 2048, "{url}");
     }
 }
 

@@ -9,11 +9,10 @@ use std::time::{Duration, SystemTime};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use relais::federation::keys::{parse_public_key_pem, PrivateKey};
+use relais::federation::keys::{parse_public_key_pem, PrivateKey, PublicKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
 };
-use rsa::RsaPublicKey;
 
 const ALICE_KEY_ID: &str = "https://mastodon.example/users/alice#main-key";
 
@@ -71,7 +70,7 @@ const FOLLOW_SIGNATURE: &str = "keyId=\"https://mastodon.example/users/alice#mai
 struct Inbox {
     public_host: String,
     now: SystemTime,
-    keys: HashMap<String, RsaPublicKey>,
+    keys: HashMap<String, PublicKey>,
 }
 
 /// What an inbox does with a request: parse, verify, answer 202 or the error's status

@@ -169,21 +169,21 @@ fn parse(inner: &str, format: Format, shift: usize) -> Result<FrontMatter, Front
             if inner.trim().is_empty() {
                 return Ok(FrontMatter::default());
             }
-            let raw: Raw<serde_yaml::Value> =
-                serde_yaml::from_str(inner).map_err(|e| FrontMatterError {
+            let raw: Raw<serde_norway::Value> =
+                serde_norway::from_str(inner).map_err(|e| FrontMatterError {
                     line: shift + e.location().map_or(1, |l| l.line()),
                     message: format!("YAML front matter: {}", yaml_message(&e)),
                 })?;
             raw.into_front_matter(&line_of, |value, key| match value {
-                serde_yaml::Value::String(s) => Ok(s),
+                serde_norway::Value::String(s) => Ok(s),
                 _ => Err(format!("`{key}` must be a date such as 2024-05-01")),
             })
         }
     }
 }
 
-/// serde_yaml appends " at line L column C" to its messages; the line is reported already.
-fn yaml_message(e: &serde_yaml::Error) -> String {
+/// serde_norway appends " at line L column C" to its messages; the line is reported already.
+fn yaml_message(e: &serde_norway::Error) -> String {
     let text = e.to_string();
     match text.find(" at line ") {
         Some(i) => text[..i].to_string(),

@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::config::DeliveryConfig;
 use crate::federation::fetch::{FederationClient, FetchError};
 use crate::federation::keys::PrivateKey;
-use crate::federation::signature::SigningKey;
+use crate::federation::signature::{DigestedBody, SigningKey};
 use crate::federation::urls::Urls;
 use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery, HostSignal};
 use crate::store::{Store, StoreError};
@@ -99,14 +99,19 @@ pub trait Transport: Send + Sync + 'static {
     fn post(
         &self,
         inbox: &str,
-        body: Bytes,
+        body: &DigestedBody,
         key: &SigningKey,
     ) -> impl Future<Output = Result<u16, SendError>> + Send;
 }
 
 impl Transport for FederationClient {
-    async fn post(&self, inbox: &str, body: Bytes, key: &SigningKey) -> Result<u16, SendError> {
-        match self.post_signed(inbox, body, key).await {
+    async fn post(
+        &self,
+        inbox: &str,
+        body: &DigestedBody,
+        key: &SigningKey,
+    ) -> Result<u16, SendError> {
+        match self.post_digested(inbox, body, key).await {
             Ok(status) => Ok(status.as_u16()),
             Err(e @ (FetchError::InvalidUrl(_) | FetchError::Blocked(_))) => {
                 Err(SendError::Refused(e.to_string()))
@@ -130,6 +135,29 @@ impl Signers {
 
     pub fn for_actor(&self, actor_name: &str) -> SigningKey {
         SigningKey::new(self.urls.key_id(actor_name), self.key.clone())
+    }
+}
+
+/// Activities being delivered, each body with its digest computed once, however many
+/// inboxes it goes to; bounded, as a long-running worker sees new activities forever.
+#[derive(Default)]
+struct Bodies(HashMap<String, DigestedBody>);
+
+impl Bodies {
+    const KEEP: usize = 64;
+
+    /// The body of `delivery`, whose own copy of the JSON is taken (it is not needed again).
+    fn take(&mut self, delivery: &mut ClaimedDelivery) -> DigestedBody {
+        if let Some(body) = self.0.get(&delivery.activity_id) {
+            return body.clone();
+        }
+        if self.0.len() >= Bodies::KEEP {
+            self.0.clear();
+        }
+        let json = std::mem::take(&mut delivery.body);
+        let body = DigestedBody::new(Bytes::from(json));
+        self.0.insert(delivery.activity_id.clone(), body.clone());
+        body
     }
 }
 
@@ -337,6 +365,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         let mut answered: Vec<Sent> = Vec::new();
         let mut finished: Vec<FinishedDelivery> = Vec::new();
         let mut last_prune: Option<i64> = None;
+        let mut bodies = Bodies::default();
         let lease_secs = self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
         loop {
             while let Some(joined) = tasks.try_join_next_with_id() {
@@ -381,16 +410,18 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 .store
                 .finish_and_claim(&finished, now, Some(&request))?;
             finished.clear();
-            for delivery in claimed {
+            for mut delivery in claimed {
                 if delivery.host_cooling {
                     finished.push(self.cool_off(delivery, now));
                     continue;
                 }
                 *busy.entry(delivery.host.clone()).or_default() += 1;
                 let host = delivery.host.clone();
+                let body = bodies.take(&mut delivery);
                 let handle = tasks.spawn(attempt(
                     self.transport.clone(),
                     self.signers.for_actor(&delivery.actor_name),
+                    body,
                     delivery,
                 ));
                 hosts_of_tasks.insert(handle.id(), host);
@@ -503,10 +534,10 @@ fn collect(
 async fn attempt<T: Transport>(
     transport: Arc<T>,
     key: SigningKey,
+    body: DigestedBody,
     delivery: ClaimedDelivery,
 ) -> Sent {
-    let body = Bytes::from(delivery.body.clone());
-    let result = transport.post(&delivery.inbox, body, &key).await;
+    let result = transport.post(&delivery.inbox, &body, &key).await;
     Sent { delivery, result }
 }
 
@@ -529,6 +560,8 @@ mod tests {
         in_flight: Mutex<HashMap<String, usize>>,
         peak_per_host: Mutex<usize>,
         peak_total: Mutex<usize>,
+        /// Per call: where the body's bytes live, and its digest.
+        bodies: Mutex<Vec<(usize, String)>>,
     }
 
     impl FakeTransport {
@@ -553,9 +586,13 @@ mod tests {
         async fn post(
             &self,
             inbox: &str,
-            _body: Bytes,
+            body: &DigestedBody,
             key: &SigningKey,
         ) -> Result<u16, SendError> {
+            self.bodies
+                .lock()
+                .unwrap()
+                .push((body.bytes().as_ptr() as usize, body.digest().to_string()));
             let host = crate::store::host_of(inbox).unwrap();
             {
                 let mut in_flight = self.in_flight.lock().unwrap();
@@ -590,7 +627,7 @@ mod tests {
         )
         .unwrap();
         let key =
-            PrivateKey::from_pem(crate::federation::keys::test_keys::CAVAGE_PRIVATE_PEM).unwrap();
+            PrivateKey::from_pem(crate::federation::keys::test_keys::TEST_PRIVATE_PEM).unwrap();
         Signers::new(Arc::new(key), Urls::new(&config))
     }
 
@@ -855,6 +892,35 @@ mod tests {
         assert_eq!(transport.calls.lock().unwrap().len(), 50);
         assert_eq!(*transport.peak_per_host.lock().unwrap(), 2);
         assert_eq!(*transport.peak_total.lock().unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn each_activity_is_digested_once_for_all_its_inboxes() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        let clock = ManualClock::new(START);
+        let inboxes = |server: &str| -> Vec<Recipient> {
+            (0..5)
+                .map(|n| to(&format!("https://{server}{n}.example/inbox")))
+                .collect()
+        };
+        queue(&store, "a", "blog", inboxes("a"));
+        queue(&store, "b", "blog", inboxes("b"));
+        let w = worker(&store, &transport, &clock, options(4, 1));
+        assert_eq!(drain(&w).await.delivered, 10);
+        let bodies = transport.bodies.lock().unwrap();
+        let mut distinct: Vec<&(usize, String)> = bodies.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        // One shared buffer and one digest per activity, whatever the number of inboxes.
+        assert_eq!(distinct.len(), 2, "{bodies:?}");
+        let digests: Vec<&str> = distinct.iter().map(|(_, d)| d.as_str()).collect();
+        for id in ["a", "b"] {
+            let digest = crate::federation::signature::digest_header(
+                format!("{{\"id\":\"{id}\"}}").as_bytes(),
+            );
+            assert!(digests.contains(&digest.as_str()), "{digests:?}");
+        }
     }
 
     #[tokio::test]

@@ -11,14 +11,13 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use rsa::RsaPublicKey;
 use serde_json::Value;
 use url::{Host, Url};
 
-use super::keys::parse_public_key_pem;
+use super::keys::{parse_public_key_pem, PublicKey};
 use super::signature::{
-    check_request, sign_request, verify_request, IncomingRequest, SignatureError, SignatureParams,
-    SigningKey,
+    check_request, sign_request, sign_request_digested, verify_request, DigestedBody,
+    IncomingRequest, SignatureError, SignatureParams, SigningKey,
 };
 use crate::config::SiteConfig;
 
@@ -163,7 +162,7 @@ pub enum Conditional {
 pub struct ActorKey {
     /// The actor that owns the key: the one a signed request speaks for.
     pub actor_id: String,
-    pub public_key: RsaPublicKey,
+    pub public_key: PublicKey,
     /// The owner's actor document, as served from its own id: callers need not fetch it
     /// again.
     pub actor: Value,
@@ -438,22 +437,32 @@ impl FederationClient {
         body: Bytes,
         key: &SigningKey,
     ) -> Result<StatusCode, FetchError> {
+        self.post_digested(url, &DigestedBody::new(body), key).await
+    }
+
+    /// [`FederationClient::post_signed`] of a body digested once for all its inboxes.
+    pub async fn post_digested(
+        &self,
+        url: &str,
+        body: &DigestedBody,
+        key: &SigningKey,
+    ) -> Result<StatusCode, FetchError> {
         let url = self.checked_url(url)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-        sign_request(
+        sign_request_digested(
             key,
             &Method::POST,
             &url,
             &mut headers,
-            Some(&body),
+            Some(body.digest()),
             SystemTime::now(),
         )?;
         let response = self
             .deliverer
             .post(url.clone())
             .headers(headers)
-            .body(body)
+            .body(body.bytes().clone())
             .send()
             .await
             .map_err(|e| send_error(&url, e))?;
@@ -531,7 +540,7 @@ impl AuthError {
 #[derive(Debug, Clone)]
 pub struct CachedKey {
     pub actor_id: String,
-    pub public_key: RsaPublicKey,
+    pub public_key: PublicKey,
     pub fetched_at: SystemTime,
 }
 
@@ -764,7 +773,7 @@ fn value_or_id(value: &Value) -> Option<&str> {
     }
 }
 
-fn key_from(entry: &Value, key_id: &str) -> Result<RsaPublicKey, FetchError> {
+fn key_from(entry: &Value, key_id: &str) -> Result<PublicKey, FetchError> {
     let key_error = |reason: String| FetchError::Key {
         key_id: key_id.to_string(),
         reason,
@@ -826,7 +835,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::federation::keys::test_keys::{CAVAGE_PRIVATE_PEM, OTHER_PRIVATE_PEM};
+    use crate::federation::keys::test_keys::{OTHER_PRIVATE_PEM, TEST_PRIVATE_PEM};
     use crate::federation::keys::PrivateKey;
 
     fn private(pem: &str) -> PrivateKey {
@@ -841,7 +850,7 @@ mod tests {
     struct Peer {
         base: String,
         /// Our key, which it checks on protected fetches and deliveries.
-        our_key: RsaPublicKey,
+        our_key: PublicKey,
         alice_fetches: AtomicUsize,
         deliveries: AtomicUsize,
     }
@@ -900,7 +909,7 @@ mod tests {
             "publicKey": {
                 "id": format!("{base}/users/alice#main-key"),
                 "owner": format!("{base}/users/alice"),
-                "publicKeyPem": pem(CAVAGE_PRIVATE_PEM),
+                "publicKeyPem": pem(TEST_PRIVATE_PEM),
             },
         });
         let bob = json!({
@@ -924,7 +933,7 @@ mod tests {
                 json!({
                     "id": format!("{base}/keys/carol"),
                     "owner": format!("{base}/users/carol"),
-                    "publicKeyPem": pem(CAVAGE_PRIVATE_PEM),
+                    "publicKeyPem": pem(TEST_PRIVATE_PEM),
                 })
                 .to_string(),
             ),
@@ -1013,7 +1022,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = Arc::new(Peer {
             base: format!("http://{}", listener.local_addr().unwrap()),
-            our_key: private(CAVAGE_PRIVATE_PEM).public_key(),
+            our_key: private(TEST_PRIVATE_PEM).public_key(),
             alice_fetches: AtomicUsize::new(0),
             deliveries: AtomicUsize::new(0),
         });
@@ -1033,7 +1042,7 @@ mod tests {
     fn our_key(peer: &Peer) -> SigningKey {
         SigningKey::new(
             format!("{}/users/relais#main-key", peer.base),
-            Arc::new(private(CAVAGE_PRIVATE_PEM)),
+            Arc::new(private(TEST_PRIVATE_PEM)),
         )
     }
 
@@ -1211,7 +1220,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(alice.actor_id, format!("{base}/users/alice"));
-        assert_eq!(alice.public_key, private(CAVAGE_PRIVATE_PEM).public_key());
+        assert_eq!(alice.public_key, private(TEST_PRIVATE_PEM).public_key());
 
         // GoToSocial: the key URL serves the actor, whose id is elsewhere.
         let bob = client
@@ -1227,7 +1236,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(carol.actor_id, format!("{base}/users/carol"));
-        assert_eq!(carol.public_key, private(CAVAGE_PRIVATE_PEM).public_key());
+        assert_eq!(carol.public_key, private(TEST_PRIVATE_PEM).public_key());
     }
 
     #[tokio::test]
@@ -1438,7 +1447,7 @@ mod tests {
     fn alice_request(peer: &Peer, now: SystemTime) -> (HeaderMap, SignatureParams) {
         let key = SigningKey::new(
             format!("{}/users/alice#main-key", peer.base),
-            Arc::new(private(CAVAGE_PRIVATE_PEM)),
+            Arc::new(private(TEST_PRIVATE_PEM)),
         );
         let url = Url::parse("https://blog.example/ap/inbox").unwrap();
         let mut headers = HeaderMap::new();
@@ -1497,10 +1506,7 @@ mod tests {
             .unwrap();
         assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
         let refreshed = cache.get(&params.key_id).unwrap();
-        assert_eq!(
-            refreshed.public_key,
-            private(CAVAGE_PRIVATE_PEM).public_key()
-        );
+        assert_eq!(refreshed.public_key, private(TEST_PRIVATE_PEM).public_key());
         assert_eq!(refreshed.fetched_at, now);
 
         // Fetched moments ago and still failing: no second fetch, the signature is bad.
@@ -1575,7 +1581,7 @@ mod tests {
     #[test]
     fn memory_cache_drops_the_oldest_when_full() {
         let cache = MemoryKeyCache::new(2);
-        let key = private(CAVAGE_PRIVATE_PEM).public_key();
+        let key = private(TEST_PRIVATE_PEM).public_key();
         let entry = |secs| CachedKey {
             actor_id: "https://a.example/u".into(),
             public_key: key.clone(),

@@ -6,14 +6,14 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
-use base64::Engine;
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs8::{
-    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{
+    KeyPair as _, ParsedPublicKey, RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY, RSA_PKCS1_SHA256,
 };
-use rsa::{Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
-use sha2::{Digest, Sha256};
+use base64::Engine;
 
 /// Size of generated keys: what Mastodon generates for its own accounts.
 pub const KEY_BITS: usize = 2048;
@@ -34,12 +34,12 @@ pub enum KeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot generate an RSA key: {0}")]
-    Generate(rsa::Error),
-    #[error("cannot encode the key as PEM: {0}")]
-    Encode(String),
-    #[error("cannot sign: {0}")]
-    Sign(rsa::Error),
+    #[error("cannot generate an RSA key")]
+    Generate,
+    #[error("cannot encode the key as DER")]
+    Encode,
+    #[error("cannot sign: the RSA operation failed")]
+    Sign,
     #[error("not an RSA public key in PEM (SPKI or PKCS#1): {0}")]
     ParsePublic(String),
     #[error("{path}: cannot resolve the path: {source}")]
@@ -54,10 +54,16 @@ pub enum KeyError {
     InsideOutput { key: PathBuf, out_dir: PathBuf },
 }
 
-/// An RSA private key. `Debug` never prints key material.
+/// An RSA private key, parsed once and shared by every signature (cloning shares it).
+/// `Debug` never prints key material.
+///
+/// Signing runs in aws-lc (AWS's BoringSSL fork), whose RSA private-key operations are
+/// constant-time and blinded: the pure-Rust `rsa` crate they replace leaks timing
+/// (RUSTSEC-2023-0071, the Marvin attack) and was about five times slower.
 #[derive(Clone)]
 pub struct PrivateKey {
-    key: RsaPrivateKey,
+    pair: Arc<KeyPair>,
+    public: PublicKey,
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -69,20 +75,38 @@ impl std::fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// A fresh RSA-2048 key from the operating system's random source.
     pub fn generate() -> Result<PrivateKey, KeyError> {
-        let key =
-            RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS).map_err(KeyError::Generate)?;
-        Ok(PrivateKey { key })
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+        PrivateKey::new(pair)
     }
 
     /// Parses PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM, so a key
-    /// made by `openssl genrsa` of any age can be used. The error text never holds key material.
+    /// made by `openssl genrsa` of any age can be used, as long as it has 2048 to 8192 bits
+    /// (what aws-lc signs with). The error text never holds key material.
     pub fn from_pem(pem: &str) -> Result<PrivateKey, String> {
-        let key = if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
-            RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| e.to_string())?
-        } else {
-            RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?
-        };
-        Ok(PrivateKey { key })
+        let (label, der) = decode_pem(pem)?;
+        let pair = match label {
+            "RSA PRIVATE KEY" => KeyPair::from_der(&der),
+            "PRIVATE KEY" => KeyPair::from_pkcs8(&der),
+            other => return Err(format!("unexpected PEM label {other:?}")),
+        }
+        .map_err(|e| match e.description_() {
+            "TooSmall" => {
+                "the key has fewer than 2048 bits; make a new one (relais keygen --force)"
+                    .to_string()
+            }
+            "TooLarge" => "the key has more than 8192 bits".to_string(),
+            other => format!("the key is not valid ({other})"),
+        })?;
+        PrivateKey::new(pair).map_err(|e| e.to_string())
+    }
+
+    fn new(pair: KeyPair) -> Result<PrivateKey, KeyError> {
+        let spki = pair.public_key().as_der().map_err(|_| KeyError::Encode)?;
+        let public = PublicKey::from_der(spki.as_ref())?;
+        Ok(PrivateKey {
+            pair: Arc::new(pair),
+            public,
+        })
     }
 
     /// Reads the key file written by [`PrivateKey::save`] (or any PKCS#8/PKCS#1 PEM).
@@ -104,10 +128,9 @@ impl PrivateKey {
             path: path.to_path_buf(),
             source,
         };
-        let pem = self
-            .key
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(self.pair.as_ref())
+            .map_err(|_| KeyError::Encode)?;
+        let pem = encode_pem("PRIVATE KEY", der.as_ref());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
@@ -134,22 +157,74 @@ impl PrivateKey {
         std::fs::rename(&temporary, path).map_err(write_error)
     }
 
-    pub fn public_key(&self) -> RsaPublicKey {
-        self.key.to_public_key()
+    pub fn public_key(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    /// Size of the modulus, which is also the length of every signature, in bytes.
+    pub fn modulus_len(&self) -> usize {
+        self.pair.public_modulus_len()
     }
 
     /// SPKI PEM (`BEGIN PUBLIC KEY`): the `publicKeyPem` of the actor document.
     pub fn public_key_pem(&self) -> Result<String, KeyError> {
-        public_key_to_pem(&self.public_key())
+        Ok(spki_pem(&self.public))
     }
 
     /// RSASSA-PKCS1-v1_5 over SHA-256 of `message`: what `rsa-sha256` and Mastodon's
-    /// `hs2019` mean.
+    /// `hs2019` mean. Deterministic: the same message always gives the same signature.
     pub fn sign_sha256(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let hashed = Sha256::digest(message);
-        self.key
-            .sign(Pkcs1v15Sign::new::<Sha256>(), &hashed)
-            .map_err(KeyError::Sign)
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        // aws-lc ignores the random source for PKCS#1 v1.5 (its blinding draws its own).
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        self.pair
+            .sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)
+            .map_err(|_| KeyError::Sign)?;
+        Ok(signature)
+    }
+}
+
+/// A remote actor's (or our own) RSA public key, parsed once for every verification.
+/// Equal keys have the same SPKI encoding.
+#[derive(Clone)]
+pub struct PublicKey {
+    parsed: ParsedPublicKey,
+}
+
+impl PublicKey {
+    /// From DER, SPKI or PKCS#1 `RSAPublicKey`; kept as SPKI. Keys from 1024 to 8192 bits
+    /// verify, as Mastodon's OpenSSL accepts them.
+    pub fn from_der(der: &[u8]) -> Result<PublicKey, KeyError> {
+        let invalid = |_| KeyError::ParsePublic("not a valid RSA public key".into());
+        let spki = aws_lc_rs::rsa::PublicKey::from_der(der)
+            .map_err(invalid)?
+            .as_der()
+            .map_err(|_| KeyError::Encode)?;
+        let parsed = ParsedPublicKey::new(
+            &RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            spki.as_ref(),
+        )
+        .map_err(invalid)?;
+        Ok(PublicKey { parsed })
+    }
+
+    /// The SubjectPublicKeyInfo DER of the key.
+    pub fn spki_der(&self) -> &[u8] {
+        self.parsed.as_ref()
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        self.spki_der() == other.spki_der()
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({})", spki_pem(self).trim_end())
     }
 }
 
@@ -168,16 +243,17 @@ fn write_new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Checks an RSASSA-PKCS1-v1_5 SHA-256 signature of `message`.
-pub fn verify_sha256(key: &RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
-    let hashed = Sha256::digest(message);
-    key.verify(Pkcs1v15Sign::new::<Sha256>(), &hashed, signature)
-        .is_ok()
+pub fn verify_sha256(key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
+    key.parsed.verify_sig(message, signature).is_ok()
 }
 
 /// SPKI PEM of a public key, with a final newline as Mastodon writes it.
-pub fn public_key_to_pem(key: &RsaPublicKey) -> Result<String, KeyError> {
-    key.to_public_key_pem(LineEnding::LF)
-        .map_err(|e| KeyError::Encode(e.to_string()))
+pub fn public_key_to_pem(key: &PublicKey) -> Result<String, KeyError> {
+    Ok(spki_pem(key))
+}
+
+fn spki_pem(key: &PublicKey) -> String {
+    encode_pem("PUBLIC KEY", key.spki_der())
 }
 
 /// Parses a remote actor's `publicKeyPem`: SPKI (`BEGIN PUBLIC KEY`) or PKCS#1
@@ -185,18 +261,27 @@ pub fn public_key_to_pem(key: &RsaPublicKey) -> Result<String, KeyError> {
 ///
 /// The PEM armour is read leniently (any line length, CRLF, surrounding text) because peers
 /// emit all of these; the DER inside is then decoded strictly.
-pub fn parse_public_key_pem(pem: &str) -> Result<RsaPublicKey, KeyError> {
+pub fn parse_public_key_pem(pem: &str) -> Result<PublicKey, KeyError> {
     let (label, der) = decode_pem(pem).map_err(KeyError::ParsePublic)?;
     match label {
-        "PUBLIC KEY" => RsaPublicKey::from_public_key_der(&der)
-            .map_err(|e| KeyError::ParsePublic(e.to_string())),
-        "RSA PUBLIC KEY" => {
-            RsaPublicKey::from_pkcs1_der(&der).map_err(|e| KeyError::ParsePublic(e.to_string()))
-        }
+        "PUBLIC KEY" | "RSA PUBLIC KEY" => PublicKey::from_der(&der),
         other => Err(KeyError::ParsePublic(format!(
             "unexpected PEM label {other:?}"
         ))),
     }
+}
+
+/// PEM armour as OpenSSL writes it: 64 base64 characters a line, final newline.
+fn encode_pem(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        // Base64 is ASCII, so every chunk is valid UTF-8.
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
 }
 
 /// The label and decoded body of the first PEM block in `text`.
@@ -277,12 +362,104 @@ fn resolve(path: &Path) -> Result<PathBuf, KeyError> {
     }
 }
 
-/// The published test key of draft-cavage-http-signatures-12 Appendix C (1024 bits despite
-/// the draft's prose), shared by the signature tests.
+/// Test keys shared by the signature tests. Signing needs 2048 bits at least (aws-lc), so the
+/// signing keys are throwaway RSA-2048 keys made with OpenSSL; the draft-cavage Appendix C key
+/// (1024 bits despite the draft's prose) is kept for verifying the draft's published vectors.
 #[cfg(test)]
 pub(crate) mod test_keys {
-    /// The draft-cavage-http-signatures-12 Appendix C key, in PKCS#1 form.
-    pub const CAVAGE_PRIVATE_PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
+    /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048` (PKCS#8).
+    pub const TEST_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIIEugIBADANBgkqhkiG9w0BAQEFAASCBKQwggSgAgEAAoIBAQCWnl3bVcd5/4s5
+Bun9sfZhfYs/H0E4HF/EYtry51GGijdw7PLRpgJ1wTzQRF30uShtaH4J75kaUlBj
+kJFt4hn7Insugpgk6ZvP5o/OKy6aXUXBY5vL+PCChtLe9m1SqV2+b0/q+gXx0j0H
+Qjja1cliaN3UkSsjuw/0FzPTlU6ZQMtIOryqE7ngeqX/YxyyUtiKxUndArH/+i7E
+xmNNJiMGKIKofGD0nSgzL9j4GBgRd1yu6uAExEEsTqBqpriYIiuBNjE9Ji0RD6LT
+87zbkCz4/nuEGNGz065iRp1EUZ7iYqkf7MA6T+/0AXI82rwR7H73Ib/YeEkQ2k8n
+lTPM5z9JAgMBAAECgf9ffx7wphmeYc8LFxlJKBMESdSGOOO/qtdxDMI44R1ogKSh
+9Avb3LvY9II6X73Uv1ro+C2iBu3BHlSRYBR6FPXzwpAgEWHTPnsJ2xlthyVLkPAH
+6iZXbe0hO48mqGBoP3jQdnesEdA3WMZUtUaibfbqDlYU9uet6d33KOPlwknSpf/Z
+us5lUHivbMhSqMMfDkL0Jq549fxoz4RGFYJrrH1Xxy/9MykAwGmWovWyuYxXLhey
+G9+lIK89Wj4YcipP5iQQhXaCCZcJIzewl4dLGewh0BQITTLN45tlc5CtNlXiequc
+bC4w9zeEczdvC3fXcJ2V6cadbGlMaUorOH/KO2ECgYEAzQE4GHzebxsi71G0mYao
+GbKTzHlvuj1SKLzlzzfRDXquI1ik+96VAoK4uzV5Ao41NwuIg6D8SGyWjleeX3fo
+KzOByx+l9t4QoiNEsZVWJFfi93xHjzNgzS56lE82nO+BBLYeVqNlQL+eONZCf4MX
+p2YtIJTasXUBtKT2nzt81ukCgYEAvBXRPiGwQnOq2ynGnUcJvchV9Hb2rlzZg9LA
+RuGdIM3haVJpRMsGzeLbrH5tiiplZKnM3GGkIa9J2l4bhBQXIb2VLgWUWbX4EjO2
+JuccNo1Gl4DS/oHD493/ZfjMox7gA2blL4gLcA07wQwSg5jLYpujtRO2wDVtyPWN
+z9KqqWECgYBBguU5NhYi7UoRrkuHUDfB1oZSrm/c1SG/MPZDbPPaWdzyIK7AalW1
+8q4z7ReZkHZC++WJItXcEw9dt3Q9z+SagaA1mAyCQl6QYbLfCPj5Ljiym72GboW9
+q9+yK0ophoP1THmPeDGwKkvWn+mqM+tILGe5ZLgqQ1jjMGA7bFgtmQKBgDz0OR6Q
+nmW6xJlIPaTE2+RUY37ZevJhBuEQ0N1nyptR/YY7fgAcZ/UbWyPYyTkoqjloSgr1
+3dJI039gVjyEokZ+ATWr+zrjnSSQ+6w548vOFx2MU1TFyy0yyc1LR05p+CFCHG4+
+Aa7rqvzSI8HgJ7GqTPCnFefOqOiio7XBSSuhAoGAcH/pGYkfJetF8uyAkraDf8vT
+MHAn0By8QmXyYDQyI7NxCNkvQQRs8jw6dfZNKHA0qK4Tdz2INQ0I8IQsqPe/rreo
+Cs2cP4tqiSlcuglyll5fSUD6957b3j7+/fVio6cjMZJ8nhT+foyEut+xmJCAulgS
+BCXGUqQihnkpYZHSx0U=
+-----END PRIVATE KEY-----
+";
+
+    /// Its public half, `openssl pkey -pubout`.
+    pub const TEST_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAlp5d21XHef+LOQbp/bH2
+YX2LPx9BOBxfxGLa8udRhoo3cOzy0aYCdcE80ERd9LkobWh+Ce+ZGlJQY5CRbeIZ
++yJ7LoKYJOmbz+aPzisuml1FwWOby/jwgobS3vZtUqldvm9P6voF8dI9B0I42tXJ
+Ymjd1JErI7sP9Bcz05VOmUDLSDq8qhO54Hql/2McslLYisVJ3QKx//ouxMZjTSYj
+BiiCqHxg9J0oMy/Y+BgYEXdcrurgBMRBLE6gaqa4mCIrgTYxPSYtEQ+i0/O825As
++P57hBjRs9OuYkadRFGe4mKpH+zAOk/v9AFyPNq8Eex+9yG/2HhJENpPJ5UzzOc/
+SQIDAQAB
+-----END PUBLIC KEY-----
+";
+
+    /// An unrelated key, for "signed by someone else" cases: `openssl genrsa -traditional`
+    /// (PKCS#1).
+    pub const OTHER_PRIVATE_PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
+MIIEpQIBAAKCAQEAqnqckoPqgTSPDm+hYslDRygqXh7BCYNJdCtx7lu0y7ERZX33
+H9zJzU32PCa5jusuCLOXUeXWEAvmOsnNxTuWE4/UAaxsCfEKA2r5i+KtdGHWEN+s
+xKvQ7BH6rKwMtd4WlKW9/GIBSV6ENq/l/fqC+qvQXLIn5BQ8inHR4c9vpRnqHhXy
+OJi0I/9bjQlFN78capOzF9SvTNMxsZz92yhut4vIgTf8HirfsKgs1aivG0sz0EW8
+eh0wEiAsH4AvRTJsdgDKXYDkE9BEHRu6rRhtcxwGR92cenFMQq1ktf3oYU4BHHkF
+RTYfaTWFmZSlbEIjJ0JVHLGk8P/u5w8gtaaobwIDAQABAoIBAAdKI48hnucUH+3b
+w3My7J01UCJ4KYRGSIoeysoIwoFXOp7etQYiwxTz+Xchp3DqCNeMaQhdIzsfwczP
+u5cXG4K4oAsg8U8M2dhtkZV0BZC4F5bfHvHF8F1ieMKQv3ZjXw8kyyvokOovOsi6
+hW4dG86rhsb/7d690sePYwxxz0dS82xMNwetasBSew/Y9ACzvORkDKVxOQ+l2TaP
+Wg8iCBw2E+yBl6FyWBoYiGuRzJ9v3vklm6/sQz/rvJ8S8djW++FlTuG8c2bxpdqv
+iRwAY22ynNjsYTQkCrXx1svqclWuagJdBZZ0f/HWuBvx3TWLzBaDgj7rRgt2zFX0
+lMZfNMkCgYEA4z/0shXHaU1VDnd/qAUtHfder4jrw3osAYA7ZgATd94NiftZUTFQ
+tsxNiGmZmWTUti8WaWdJWdaAePQOfnEGeg18weiGta/n6lH/gMTCnxyqyv24s7ZS
+RM6oKXNw3Cirjdf4j1+Dke5v6zP7vPVX68am54WbGx2O0pxsaNFJbjMCgYEAwAv9
+zml7xxoIHY0GchSJ/fN4pEsrMnM6fdXqkLdqauAdPvy7qszCY3BuRDAsLaAgtCpX
+1ti7XnvI8RAjj6g3VKNrvQa3BkfrM3x7KP0eOXStG+gh+W+g0vUNHIbr2UPsoFMd
+h8I+ppncx+vL5ix2SwUrc7PBdkzsqvIXnPpSKNUCgYEA1yXy5jPGYsTLVXH/kzSr
+XWaY53mrNJvTU+xy0AQcamz5xnwION2GvDo64X6Q5HBZDs8P2eTmxj5Vza3Klx0s
+85sXVYJvH06WM/tD+kbOt9NtQ9fo6YQg6XH6NZxM6rM6kIU7l4nnR99FaJoDqQdj
+IR8nX6TXj1lxoaZk4OvcKI8CgYEAkZ/GKmHEMRqlMrtAOvsmFAIt5e7154CGxuqR
+voDGWhptMtjz+TTg5gRYKK6aoVI92kANcWXQ1nloypqhTIqSwkRVKvXPjRy11cm7
+nj4pUAoQRgwEzx79RVn6Qjpw1sPxxzSfPNVnKm+bgaFkcLogTQyzgT26Ill8ULfY
+ffk2ma0CgYEAlZfs05zfffE6Tbf7huYSwlVQNVOrDnsUCKC09MdMQUWKrdRkfR2i
+PvXdXMmXUXxjGzWyI9DultgYAJI4UOQD1imDwR1owauX8s0N/Duhkv9pShDRfQ4b
+sAKdD4YO2Qhuq4+yHW00FteKKh5SDA9RToEZXB/nzEwCQthOhprFG9U=
+-----END RSA PRIVATE KEY-----
+";
+
+    /// Its public half as published in the draft, SPKI.
+    pub const CAVAGE_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDCFENGw33yGihy92pDjZQhl0C3
+6rPJj+CvfSC8+q28hxA161QFNUd13wuCTUcq0Qd2qsBe/2hFyc2DCJJg0h1L78+6
+Z4UMR7EOcpfdUE9Hf3m/hs+FUR45uBJeDK1HSFHD8bHKD6kv8FPGfJTotc+2xjJw
+oYi+1hqp1fIekaxsyQIDAQAB
+-----END PUBLIC KEY-----
+";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_keys::{
+        CAVAGE_PUBLIC_PEM, OTHER_PRIVATE_PEM, TEST_PRIVATE_PEM, TEST_PUBLIC_PEM,
+    };
+    use super::*;
+
+    /// The draft-cavage-http-signatures-12 Appendix C private key (PKCS#1, 1024 bits).
+    const CAVAGE_PRIVATE_PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
 MIICXgIBAAKBgQDCFENGw33yGihy92pDjZQhl0C36rPJj+CvfSC8+q28hxA161QF
 NUd13wuCTUcq0Qd2qsBe/2hFyc2DCJJg0h1L78+6Z4UMR7EOcpfdUE9Hf3m/hs+F
 UR45uBJeDK1HSFHD8bHKD6kv8FPGfJTotc+2xjJwoYi+1hqp1fIekaxsyQIDAQAB
@@ -299,50 +476,16 @@ G6aFKaqQfOXKCyWoUiVknQJAXrlgySFci/2ueKlIE1QqIiLSZ8V8OlpFLRnb1pzI
 -----END RSA PRIVATE KEY-----
 ";
 
-    /// An unrelated key, for "signed by someone else" cases.
-    pub const OTHER_PRIVATE_PEM: &str = "-----BEGIN RSA PRIVATE KEY-----
-MIICXAIBAAKBgQCqqKx4zHoV54X5tFbiEgjDaBR+649yKTOtY3yweHTxXTV37OAy
-dQqGf03LXtfYp9CBq9qnH9HIr8UgU4B4Aa9drc0ivsXokvTynoL3Sxaiz02R+i6s
-8NTvKKZFkmGcYP9tjoArta5EbuaWj9PuVg6YrhO1SZ1iTiM23jXt4FOLhwIDAQAB
-AoGAUIgUC1UCb3+3myPctAWqmPtuYI4sPMTwm+uMlYHiPVustZDUIztT4jAEt+lj
-ldtq6yX7ok3Dox4+uYht4TN6WscNUcA1sq8657bVqfr3tcg0GDYN0+QYGJfkY0xn
-DiEGOnNW9juei8zfO8ReXFZFrIYs32Tsne06N9Xgpoy77bECQQDaCvWzJEZsmX93
-HBc4kul8yF5b8mKxSem0PYyHzSe2jFESwFzIh8TkWKpTi2UbhFwL9kWs4t2g9Tc7
-TeETeN+bAkEAyF4Oq3KXZcTNWesU+pxaPnS1cj8wDs2m8ElweKwLCkVSm33Fd+FZ
-nfcx422ZKqFCWKEjxcDeXBbDH+oEPvwghQJAc9SEp7DqlICKnTzX/R7WWIqczd2a
-njH0q+JSiEXtBeXOn9Z+s6ykZOXRPeZ8RLzwpQ4j/27Za8s4lxGNMunwZwJAWl8J
-8Mw7etw73p2IFcyla1wKZqAXVeXtsJz/DH5UcGp56sXcZciPOg8/QhuxpKedHAp5
-7vyhjhl6Io/TIHFpXQJBAKQe9RSaptA5jLDwMUFGCNnP9BH4pEQoAOTQNUCFGJ5I
-CXolEsAZ/4ojE25OyOxL0ARjMJk8Rox6AF5J1GJJdvs=
------END RSA PRIVATE KEY-----
-";
-
-    /// Its public half as published in the draft, SPKI.
-    pub const CAVAGE_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
-MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDCFENGw33yGihy92pDjZQhl0C3
-6rPJj+CvfSC8+q28hxA161QFNUd13wuCTUcq0Qd2qsBe/2hFyc2DCJJg0h1L78+6
-Z4UMR7EOcpfdUE9Hf3m/hs+FUR45uBJeDK1HSFHD8bHKD6kv8FPGfJTotc+2xjJw
-oYi+1hqp1fIekaxsyQIDAQAB
------END PUBLIC KEY-----
-";
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_keys::{CAVAGE_PRIVATE_PEM, CAVAGE_PUBLIC_PEM};
-    use super::*;
-
-    fn cavage() -> PrivateKey {
-        PrivateKey::from_pem(CAVAGE_PRIVATE_PEM).unwrap()
+    fn test_key() -> PrivateKey {
+        PrivateKey::from_pem(TEST_PRIVATE_PEM).unwrap()
     }
 
     #[test]
     fn generated_key_is_2048_bits_and_round_trips_through_its_file() {
-        use rsa::traits::PublicKeyParts;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/site.pem");
         let key = PrivateKey::generate().unwrap();
-        assert_eq!(key.public_key().size() * 8, KEY_BITS);
+        assert_eq!(key.modulus_len() * 8, KEY_BITS);
         key.save(&path, false).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{text}");
@@ -357,6 +500,27 @@ mod tests {
     }
 
     #[test]
+    fn pkcs1_keys_load_and_are_saved_as_pkcs8() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        let other = PrivateKey::from_pem(OTHER_PRIVATE_PEM).unwrap();
+        other.save(&path, false).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{text}");
+        assert_eq!(
+            PrivateKey::load(&path).unwrap().public_key(),
+            other.public_key()
+        );
+    }
+
+    #[test]
+    fn keys_below_2048_bits_cannot_sign() {
+        let message = PrivateKey::from_pem(CAVAGE_PRIVATE_PEM).unwrap_err();
+        assert!(message.contains("fewer than 2048 bits"), "{message}");
+        assert!(!message.contains("MIIC"), "{message}");
+    }
+
+    #[test]
     fn save_refuses_to_replace_a_key_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.pem");
@@ -366,14 +530,14 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
-        let err = cavage().save(&path, false).unwrap_err();
+        let err = test_key().save(&path, false).unwrap_err();
         assert!(matches!(err, KeyError::AlreadyExists { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 
-        cavage().save(&path, true).unwrap();
+        test_key().save(&path, true).unwrap();
         assert_eq!(
             PrivateKey::load(&path).unwrap().public_key(),
-            cavage().public_key()
+            test_key().public_key()
         );
         assert!(!dir.path().join("key.pem.tmp").exists());
         #[cfg(unix)]
@@ -392,50 +556,73 @@ mod tests {
         assert!(matches!(err, KeyError::Read { .. }));
         assert!(err.to_string().contains("nope.pem"), "{err}");
 
-        let garbage = dir.path().join("garbage.pem");
-        std::fs::write(
-            &garbage,
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        let err = PrivateKey::load(&garbage).unwrap_err();
-        assert!(matches!(err, KeyError::ParsePrivate { .. }));
-        assert!(err.to_string().contains("garbage.pem"), "{err}");
+        for (name, text) in [
+            (
+                "garbage.pem",
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            ),
+            ("public.pem", TEST_PUBLIC_PEM),
+            ("empty.pem", ""),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = PrivateKey::load(&path).unwrap_err();
+            assert!(matches!(err, KeyError::ParsePrivate { .. }), "{err}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]
     fn debug_output_hides_the_key() {
-        assert_eq!(format!("{:?}", cavage()), "PrivateKey(..)");
+        assert_eq!(format!("{:?}", test_key()), "PrivateKey(..)");
     }
 
     #[test]
-    fn public_pem_is_spki_and_matches_the_published_one() {
-        let pem = cavage().public_key_pem().unwrap();
+    fn public_pem_is_spki_and_matches_openssls() {
+        let pem = test_key().public_key_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
         assert!(pem.ends_with("-----END PUBLIC KEY-----\n"));
-        assert_eq!(pem, CAVAGE_PUBLIC_PEM);
+        assert_eq!(pem, TEST_PUBLIC_PEM);
     }
+
+    /// `openssl rsa -pubin -RSAPublicKey_out` of [`TEST_PUBLIC_PEM`].
+    const TEST_PUBLIC_PKCS1_PEM: &str = "-----BEGIN RSA PUBLIC KEY-----
+MIIBCgKCAQEAlp5d21XHef+LOQbp/bH2YX2LPx9BOBxfxGLa8udRhoo3cOzy0aYC
+dcE80ERd9LkobWh+Ce+ZGlJQY5CRbeIZ+yJ7LoKYJOmbz+aPzisuml1FwWOby/jw
+gobS3vZtUqldvm9P6voF8dI9B0I42tXJYmjd1JErI7sP9Bcz05VOmUDLSDq8qhO5
+4Hql/2McslLYisVJ3QKx//ouxMZjTSYjBiiCqHxg9J0oMy/Y+BgYEXdcrurgBMRB
+LE6gaqa4mCIrgTYxPSYtEQ+i0/O825As+P57hBjRs9OuYkadRFGe4mKpH+zAOk/v
+9AFyPNq8Eex+9yG/2HhJENpPJ5UzzOc/SQIDAQAB
+-----END RSA PUBLIC KEY-----
+";
 
     #[test]
     fn remote_keys_parse_as_spki_pkcs1_and_sloppy_armour() {
-        let expected = cavage().public_key();
-        assert_eq!(parse_public_key_pem(CAVAGE_PUBLIC_PEM).unwrap(), expected);
-
-        let pkcs1 = {
-            use rsa::pkcs1::EncodeRsaPublicKey;
-            expected.to_pkcs1_pem(LineEnding::LF).unwrap()
-        };
-        assert!(pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----"));
-        assert_eq!(parse_public_key_pem(&pkcs1).unwrap(), expected);
+        let expected = test_key().public_key();
+        assert_eq!(parse_public_key_pem(TEST_PUBLIC_PEM).unwrap(), expected);
+        assert_eq!(
+            parse_public_key_pem(TEST_PUBLIC_PKCS1_PEM).unwrap(),
+            expected
+        );
+        // Kept as SPKI whatever the form it came in.
+        assert_eq!(
+            spki_pem(&parse_public_key_pem(TEST_PUBLIC_PKCS1_PEM).unwrap()),
+            TEST_PUBLIC_PEM
+        );
 
         // One long base64 line, CRLF endings and surrounding whitespace.
-        let body: String = CAVAGE_PUBLIC_PEM
+        let body: String = TEST_PUBLIC_PEM
             .lines()
             .filter(|l| !l.starts_with("-----"))
             .collect();
         let sloppy =
             format!("\r\n -----BEGIN PUBLIC KEY-----\r\n{body}\r\n-----END PUBLIC KEY-----");
         assert_eq!(parse_public_key_pem(&sloppy).unwrap(), expected);
+
+        // 1024-bit keys (the draft's, old servers') still parse for verification.
+        let cavage = parse_public_key_pem(CAVAGE_PUBLIC_PEM).unwrap();
+        assert_eq!(spki_pem(&cavage), CAVAGE_PUBLIC_PEM);
+        assert_ne!(cavage, expected);
     }
 
     #[test]
@@ -458,15 +645,16 @@ mod tests {
 
     #[test]
     fn signatures_verify_only_for_the_signed_message() {
-        let key = cavage();
+        let key = test_key();
+        let public = key.public_key();
         let signature = key.sign_sha256(b"message").unwrap();
-        assert!(verify_sha256(&key.public_key(), b"message", &signature));
-        assert!(!verify_sha256(&key.public_key(), b"massage", &signature));
-        assert!(!verify_sha256(
-            &key.public_key(),
-            b"message",
-            &signature[1..]
-        ));
+        assert_eq!(signature.len(), 256);
+        assert_eq!(key.sign_sha256(b"message").unwrap(), signature);
+        assert!(verify_sha256(&public, b"message", &signature));
+        assert!(!verify_sha256(&public, b"massage", &signature));
+        assert!(!verify_sha256(&public, b"message", &signature[1..]));
+        let other = PrivateKey::from_pem(OTHER_PRIVATE_PEM).unwrap();
+        assert!(!verify_sha256(&other.public_key(), b"message", &signature));
     }
 
     #[test]

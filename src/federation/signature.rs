@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use rsa::RsaPublicKey;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::keys::{self, KeyError, PrivateKey};
+use super::keys::{self, KeyError, PrivateKey, PublicKey};
 
 /// The longest a signature may stay valid after its creation, whatever `expires` says.
 pub const EXPIRATION_WINDOW_LIMIT: Duration = Duration::from_secs(12 * 60 * 60);
@@ -117,12 +117,49 @@ pub fn sign_request(
     body: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<(), SignatureError> {
+    let digest = body.map(digest_header);
+    sign_request_digested(key, method, url, headers, digest.as_deref(), now)
+}
+
+/// A request body with its `Digest` header value, computed once for every inbox the same
+/// activity goes to. Cloning shares the bytes.
+#[derive(Debug, Clone)]
+pub struct DigestedBody {
+    bytes: Bytes,
+    digest: Arc<str>,
+}
+
+impl DigestedBody {
+    pub fn new(bytes: Bytes) -> DigestedBody {
+        let digest = digest_header(&bytes).into();
+        DigestedBody { bytes, digest }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// `SHA-256=<base64>`.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// [`sign_request`] for a body whose `Digest` value (`digest`) is already known.
+pub fn sign_request_digested(
+    key: &SigningKey,
+    method: &Method,
+    url: &Url,
+    headers: &mut HeaderMap,
+    digest: Option<&str>,
+    now: SystemTime,
+) -> Result<(), SignatureError> {
     let host = host_header(url)?;
     headers.insert(HOST, header_value(&host)?);
     headers.insert(DATE, header_value(&httpdate::fmt_http_date(now))?);
     let mut covered = vec![REQUEST_TARGET, "host", "date"];
-    if let Some(body) = body {
-        headers.insert(DIGEST, header_value(&digest_header(body))?);
+    if let Some(digest) = digest {
+        headers.insert(DIGEST, header_value(digest)?);
         covered.push("digest");
         if headers.contains_key(CONTENT_TYPE) {
             covered.push("content-type");
@@ -477,7 +514,7 @@ pub fn check_request(
 pub fn verify_request(
     params: &SignatureParams,
     request: &IncomingRequest<'_>,
-    key: &RsaPublicKey,
+    key: &PublicKey,
     now: SystemTime,
 ) -> Result<(), SignatureError> {
     check_request(params, request, now)?;
@@ -487,7 +524,7 @@ pub fn verify_request(
 fn verify_signature(
     params: &SignatureParams,
     request: &IncomingRequest<'_>,
-    key: &RsaPublicKey,
+    key: &PublicKey,
 ) -> Result<(), SignatureError> {
     let mut targets = vec![request.path_and_query];
     if let Some((path, _query)) = request.path_and_query.split_once('?') {
@@ -644,7 +681,10 @@ fn check_digest(headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::federation::keys::test_keys::{CAVAGE_PRIVATE_PEM, OTHER_PRIVATE_PEM};
+    use crate::federation::keys::parse_public_key_pem;
+    use crate::federation::keys::test_keys::{
+        CAVAGE_PUBLIC_PEM, OTHER_PRIVATE_PEM, TEST_PRIVATE_PEM,
+    };
 
     // draft-cavage-http-signatures-12, Appendix C: the request and the published signatures.
     const BODY: &[u8] = br#"{"hello": "world"}"#;
@@ -654,15 +694,27 @@ mod tests {
     const C2_BASIC: &str = "keyId=\"Test\",algorithm=\"rsa-sha256\",headers=\"(request-target) host date\",signature=\"qdx+H7PHHDZgy4y/Ahn9Tny9V3GP6YgBPyUXMmoxWtLbHpUnXS2mg2+SbrQDMCJypxBLSPQR2aAjn7ndmw2iicw3HMbe8VfEdKFYRqzic+efkb3nndiv/x1xSHDJWeSWkx3ButlYSuBskLu6kd9Fswtemr3lgdDEmn04swr2Os0=\"";
     const C3_ALL: &str = "keyId=\"Test\",algorithm=\"rsa-sha256\",headers=\"(request-target) host date content-type digest content-length\",signature=\"vSdrb+dS3EceC9bcwHSo4MlyKS59iFIrhgYkz8+oVLEEzmYZZvRs8rgOp+63LEM3v+MFHB32NfpB2bEKBIvB1q52LaEUHFv120V01IL+TAD48XaERZFukWgHoBTLMhYS2Gb51gWxpeIq8knRmPnYePbF5MOkR0Zkly4zKH7s1dE=\"";
 
+    // The same requests signed with the 2048-bit test key by OpenSSL
+    // (`openssl dgst -sha256 -sign`), as the draft's 1024-bit key cannot sign in aws-lc.
+    const C1_OPENSSL: &str = "B1C6uvMyvg88u0yP4t1XQHp4KfRiEVu6RPcNImNi2A+1gQQgcgO+5byqFnVRons9/nFxhyuaq/nfPmjExs6zvcQBu9eHmpoEnIMKS87AgJt4XIB7uC3caOeFYwh98t6luynyS/MwgHnnswAbKnSHItPO35NfSBPVoVH0VVAnOeuVClGcsGFlLJL0eG2UqBQaW3RLcRjNXodXlIh5SNOa/98Re+5cqJ2PPGKNJWtMVHMH1bZjlWhmf08YHnzgzO8IDc5AfsxpX8Dxj4Wd6dcJY7N/7d2Tif7LrQstmlAxEVmgrrPjbCeeqiRd0CUtB+dhdNvGMWcn0UtBzEIfxm6PbA==";
+    const C2_OPENSSL: &str = "KhgD92hy42k3wAtXBLe49F9zsr2jhNW9a69NmQ16adjW95z+HYCTUblRgh/6qhufki5AVOl1+ltM4HV2Pk0NO0D2MGNFLZeNqAn5w7TWlH9q6Kkz4cczcGz+CmVSkXRCdr+318JxOnHjI3e2/iUpeEZrTmQFwOjsyAo7/8Z3fXj1SWxpuFongwRjjYrnvAoDYi7P+VaF07nUD2fJraV4Be3G/d6Xj25uJ96JxLCIDu/2AK+sX3B8ekD42qZfXAK0y3lNQ4Ig2C5z4HlTRIBCYkNSg00OSkvqBIkGNOiD9H4cyDLHsj5Ddcu+bhz0ajeyEZqsBJP8TW4NV8++zzzedQ==";
+    const C3_OPENSSL: &str = "TVeDaHeleXe0CsucOIFyDalMOzS4t2gxjDzoIdlylpSWh7QjJlPO5Wo2f9p+cqVZUtwo6Z1Ri4GjrwFWKyVYCMrTx+mNuZzOw5ZM8bGttotR/pcl2QLwYy4eNIMIU/+4I1zKetYjCa3WrZIva6LKtxlRE9SdtP1OUvAAcZ37xoCBX8xtmgULUL8VjuJs4YHc5CDea47HRO72PL1z8myHhCosmFdyGg0btoOGQrLvjmGIWNmbWnHstCKAvbKWPc3UD7wKUCDB3rTFCvQnwyz3YTmC5NcGLUz8o5wwP4zjeSJC46D/fNz1qGzLe4AOjaFhdCn1zte0inLmNFZN2Dnt6Q==";
+
     fn key() -> SigningKey {
         SigningKey::new(
             "Test",
-            Arc::new(PrivateKey::from_pem(CAVAGE_PRIVATE_PEM).unwrap()),
+            Arc::new(PrivateKey::from_pem(TEST_PRIVATE_PEM).unwrap()),
         )
     }
 
-    fn public() -> RsaPublicKey {
+    /// The test signing key's public half.
+    fn public() -> PublicKey {
         key().key.public_key()
+    }
+
+    /// The draft's key, which made its published signatures.
+    fn cavage_public() -> PublicKey {
+        parse_public_key_pem(CAVAGE_PUBLIC_PEM).unwrap()
     }
 
     fn date() -> SystemTime {
@@ -705,12 +757,22 @@ mod tests {
     }
 
     #[test]
-    fn signer_reproduces_the_published_signatures() {
+    fn signer_reproduces_openssls_signatures_of_the_appendix_c_requests() {
+        let with_signature = |published: &str, signature: &str| {
+            let (params, _) = published.split_once(",signature=").unwrap();
+            format!("{params},signature=\"{signature}\"")
+        };
         assert_eq!(
             signed_with(&["date"]),
-            C1_DEFAULT.replace(",signature", ",headers=\"date\",signature")
+            with_signature(
+                &C1_DEFAULT.replace(",signature", ",headers=\"date\",signature"),
+                C1_OPENSSL
+            )
         );
-        assert_eq!(signed_with(&["(request-target)", "host", "date"]), C2_BASIC);
+        assert_eq!(
+            signed_with(&["(request-target)", "host", "date"]),
+            with_signature(C2_BASIC, C2_OPENSSL)
+        );
         assert_eq!(
             signed_with(&[
                 "(request-target)",
@@ -720,7 +782,7 @@ mod tests {
                 "digest",
                 "content-length"
             ]),
-            C3_ALL
+            with_signature(C3_ALL, C3_OPENSSL)
         );
     }
 
@@ -730,7 +792,7 @@ mod tests {
         let request = incoming(&headers, BODY);
         for published in [C1_DEFAULT, C2_BASIC, C3_ALL] {
             let params = SignatureParams::parse(published).unwrap();
-            verify_signature(&params, &request, &public()).unwrap();
+            verify_signature(&params, &request, &cavage_public()).unwrap();
         }
         let c1 = SignatureParams::parse(C1_DEFAULT).unwrap();
         assert_eq!(c1.headers, ["date"]);
@@ -740,7 +802,7 @@ mod tests {
     fn all_headers_test_passes_the_full_verification() {
         let headers = appendix_c_headers();
         let params = SignatureParams::parse(C3_ALL).unwrap();
-        verify_request(&params, &incoming(&headers, BODY), &public(), date()).unwrap();
+        verify_request(&params, &incoming(&headers, BODY), &cavage_public(), date()).unwrap();
     }
 
     #[test]
@@ -748,13 +810,13 @@ mod tests {
         let headers = appendix_c_headers();
         let request = incoming(&headers, BODY);
         let c1 = SignatureParams::parse(C1_DEFAULT).unwrap();
-        let err = verify_request(&c1, &request, &public(), date()).unwrap_err();
+        let err = verify_request(&c1, &request, &cavage_public(), date()).unwrap_err();
         assert!(
             matches!(err, SignatureError::NotCovered(REQUEST_TARGET)),
             "{err}"
         );
         let c2 = SignatureParams::parse(C2_BASIC).unwrap();
-        let err = verify_request(&c2, &request, &public(), date()).unwrap_err();
+        let err = verify_request(&c2, &request, &cavage_public(), date()).unwrap_err();
         assert!(
             matches!(err, SignatureError::NotCovered(n) if n.starts_with("digest")),
             "{err}"
@@ -767,10 +829,11 @@ mod tests {
         let headers = appendix_c_headers();
         let params = SignatureParams::parse(&C3_ALL.replace("rsa-sha256", "hs2019")).unwrap();
         assert_eq!(params.algorithm(), "hs2019");
-        verify_request(&params, &incoming(&headers, BODY), &public(), date()).unwrap();
+        verify_request(&params, &incoming(&headers, BODY), &cavage_public(), date()).unwrap();
 
         let other = SignatureParams::parse(&C3_ALL.replace("rsa-sha256", "rsa-sha512")).unwrap();
-        let err = verify_request(&other, &incoming(&headers, BODY), &public(), date()).unwrap_err();
+        let err = verify_request(&other, &incoming(&headers, BODY), &cavage_public(), date())
+            .unwrap_err();
         assert!(matches!(err, SignatureError::UnsupportedAlgorithm(ref a) if a == "rsa-sha512"));
     }
 
@@ -782,7 +845,7 @@ mod tests {
         let err = verify_request(
             &params,
             &incoming(&headers, br#"{"hello": "World"}"#),
-            &public(),
+            &cavage_public(),
             date(),
         )
         .unwrap_err();
@@ -801,7 +864,7 @@ mod tests {
         let err = verify_request(
             &params,
             &incoming(&with_forged_digest, forged),
-            &public(),
+            &cavage_public(),
             date(),
         )
         .unwrap_err();
@@ -809,8 +872,13 @@ mod tests {
 
         let mut other_type = appendix_c_headers();
         other_type.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        let err =
-            verify_request(&params, &incoming(&other_type, BODY), &public(), date()).unwrap_err();
+        let err = verify_request(
+            &params,
+            &incoming(&other_type, BODY),
+            &cavage_public(),
+            date(),
+        )
+        .unwrap_err();
         assert!(matches!(err, SignatureError::Mismatch), "{err}");
 
         let mut other_date = appendix_c_headers();
@@ -818,23 +886,28 @@ mod tests {
             DATE,
             HeaderValue::from_static("Sun, 05 Jan 2014 21:31:41 GMT"),
         );
-        let err =
-            verify_request(&params, &incoming(&other_date, BODY), &public(), date()).unwrap_err();
+        let err = verify_request(
+            &params,
+            &incoming(&other_date, BODY),
+            &cavage_public(),
+            date(),
+        )
+        .unwrap_err();
         assert!(matches!(err, SignatureError::Mismatch), "{err}");
 
         let mut request = incoming(&headers, BODY);
         request.public_host = "example.org";
-        let err = verify_request(&params, &request, &public(), date()).unwrap_err();
+        let err = verify_request(&params, &request, &cavage_public(), date()).unwrap_err();
         assert!(matches!(err, SignatureError::Mismatch), "{err}");
 
         let mut request = incoming(&headers, BODY);
         request.path_and_query = "/bar?param=value&pet=dog";
-        let err = verify_request(&params, &request, &public(), date()).unwrap_err();
+        let err = verify_request(&params, &request, &cavage_public(), date()).unwrap_err();
         assert!(matches!(err, SignatureError::Mismatch), "{err}");
 
         let mut request = incoming(&headers, BODY);
         request.method = &Method::PUT;
-        let err = verify_request(&params, &request, &public(), date()).unwrap_err();
+        let err = verify_request(&params, &request, &cavage_public(), date()).unwrap_err();
         assert!(matches!(err, SignatureError::Mismatch), "{err}");
 
         let stranger = PrivateKey::from_pem(OTHER_PRIVATE_PEM).unwrap();
@@ -855,10 +928,10 @@ mod tests {
         let params = SignatureParams::parse(C3_ALL).unwrap();
         let mut proxied = appendix_c_headers();
         proxied.insert(HOST, HeaderValue::from_static("127.0.0.1:8787"));
-        verify_request(&params, &incoming(&proxied, BODY), &public(), date()).unwrap();
+        verify_request(&params, &incoming(&proxied, BODY), &cavage_public(), date()).unwrap();
     }
 
-    /// A POST to `url` signed by the Appendix C key at `when` with [`sign_request`].
+    /// A POST to `url` signed by the test key at `when` with [`sign_request`].
     fn fresh_post(url: &str, when: SystemTime) -> (HeaderMap, SignatureParams) {
         let url = Url::parse(url).unwrap();
         let mut headers = HeaderMap::new();
@@ -1129,8 +1202,8 @@ mod tests {
         let params = SignatureParams::parse(C3_ALL).unwrap();
         let mut headers = appendix_c_headers();
         headers.remove("content-length");
-        let err =
-            verify_request(&params, &incoming(&headers, BODY), &public(), date()).unwrap_err();
+        let err = verify_request(&params, &incoming(&headers, BODY), &cavage_public(), date())
+            .unwrap_err();
         assert!(
             matches!(err, SignatureError::MissingHeader(ref h) if h == "content-length"),
             "{err}"

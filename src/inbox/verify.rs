@@ -19,7 +19,7 @@ use crate::federation::signature::{
 };
 
 /// The parsed public key `verify_request` takes.
-pub type VerifyingKey = rsa::RsaPublicKey;
+pub type VerifyingKey = crate::federation::keys::PublicKey;
 
 /// Parsed keys kept at most; past that the map starts over (parsing again is cheap).
 const MAX_KEYS: usize = 20_000;

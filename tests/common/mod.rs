@@ -430,3 +430,46 @@ pub fn parse_redirects_file(text: &str) -> Vec<RedirectRule> {
 pub fn squash_spaces(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// A `publicKeyPem` read as Mastodon's OpenSSL reads it, independently of relais: an SPKI
+/// `PUBLIC KEY` block whose algorithm is rsaEncryption. Returns the PKCS#1 `RSAPublicKey` DER
+/// inside and the modulus size in bits.
+pub fn rsa_spki_pem(pem: &str) -> Result<(Vec<u8>, usize), String> {
+    use base64::Engine;
+    let body: String = pem
+        .trim()
+        .strip_prefix("-----BEGIN PUBLIC KEY-----")
+        .and_then(|rest| rest.strip_suffix("-----END PUBLIC KEY-----"))
+        .ok_or("not a PUBLIC KEY PEM block")?
+        .split_ascii_whitespace()
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| e.to_string())?;
+    let spki =
+        spki::SubjectPublicKeyInfoRef::try_from(der.as_slice()).map_err(|e| e.to_string())?;
+    // rsaEncryption (RFC 8017, A.1).
+    const RSA_ENCRYPTION: spki::ObjectIdentifier =
+        spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    if spki.algorithm.oid != RSA_ENCRYPTION {
+        return Err(format!(
+            "algorithm {} is not rsaEncryption",
+            spki.algorithm.oid
+        ));
+    }
+    let pkcs1_der = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("unaligned key bits")?
+        .to_vec();
+    let key = pkcs1::RsaPublicKey::try_from(pkcs1_der.as_slice()).map_err(|e| e.to_string())?;
+    let bits = key.modulus.as_bytes().len() * 8;
+    Ok((pkcs1_der, bits))
+}
+
+/// RSASSA-PKCS1-v1_5 SHA-256 verification by *ring*, not by relais's aws-lc.
+pub fn ring_rsa_sha256_verifies(pkcs1_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pkcs1_der)
+        .verify(message, signature)
+        .is_ok()
+}
