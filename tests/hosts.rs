@@ -112,7 +112,9 @@ struct Running {
 impl Running {
     fn start(name: &'static str, command: &mut Command, log: PathBuf) -> Running {
         let file = fs::File::create(&log).unwrap();
-        let child = command
+        // Its own process group, so that Drop also ends what it starts (wrangler runs node,
+        // which runs workerd: killing the first alone leaves the others serving).
+        let child = std::os::unix::process::CommandExt::process_group(command, 0)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -148,6 +150,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::body::Body;
@@ -94,7 +94,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let (reload, _) = broadcast::channel::<()>(16);
     let (events_tx, events_rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // notify 7+ reports reads too (inotify open/close): serving a page, or the build
+        // reading its sources, changes nothing and must not reach the rebuild loop.
+        if event.as_ref().is_ok_and(|e| is_read_only(&e.kind)) {
+            return;
+        }
         let _ = events_tx.send(event);
     })
     .context("starting the file watcher")?;
@@ -186,6 +191,18 @@ fn is_watched(site_dir: &Path, path: &Path) -> bool {
     WATCHED.iter().any(|w| rel.starts_with(w))
 }
 
+/// Events that change nothing: opening, reading, closing without writing, access times.
+fn is_read_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+    use notify::EventKind;
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+        EventKind::Access(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => true,
+        _ => false,
+    }
+}
+
 fn rebuild_loop(
     options: &BuildOptions,
     mut state: BuildState,
@@ -200,7 +217,21 @@ fn rebuild_loop(
         if !relevant(&event) {
             continue;
         }
-        while events.recv_timeout(DEBOUNCE).is_ok() {}
+        // Build once the sources have been quiet for DEBOUNCE: an editor's save is several
+        // events. Events outside the sources (the build's own output) do not extend it.
+        let mut quiet_since = Instant::now();
+        loop {
+            let left = DEBOUNCE.saturating_sub(quiet_since.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match events.recv_timeout(left) {
+                Ok(event) if relevant(&event) => quiet_since = Instant::now(),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
         match build_site(options, &mut state) {
             Ok(report) => {
                 println!("{} [{} parsed]", report.summary(), report.parsed);
