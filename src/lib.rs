@@ -2,6 +2,7 @@
 //!
 //! The data flows through one module per stage; see ARCHITECTURE.md.
 
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod content;
