@@ -1,0 +1,237 @@
+//! Incremental builds are byte-identical to cold builds: a seeded random sequence of post
+//! edits, additions, deletions and renames (plus a template edit, a config edit and a static
+//! file), each followed by `relais build` on the same site and a cold build of a copy of its
+//! sources in a fresh folder; the two output folders must hold the same files and bytes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{assert_success, relais_on, stdout};
+
+/// xorshift64*: a fixed sequence without depending on a random crate's stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const TAGS: &[&str] = &["rust", "web", "Bread", "notes", "travel"];
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn post_text(rng: &mut Rng, title: &str) -> String {
+    let day = 1 + rng.below(28);
+    let month = 1 + rng.below(12);
+    let tags: Vec<String> = (0..1 + rng.below(3))
+        .map(|_| format!("{:?}", TAGS[rng.below(TAGS.len())]))
+        .collect();
+    let mut body = String::new();
+    for p in 0..1 + rng.below(4) {
+        body.push_str(&format!(
+            "Paragraph {p} of {title}, number {}.\n\n",
+            rng.next() % 1000
+        ));
+        if p == 0 && rng.below(2) == 0 {
+            body.push_str("<!-- more -->\n\n");
+        }
+    }
+    if rng.below(2) == 0 {
+        body.push_str("```rust\nfn main() {}\n```\n");
+    }
+    format!(
+        "+++\ntitle = \"{title}\"\ndate = 2023-{month:02}-{day:02}\ntags = [{}]\n+++\n\n{body}",
+        tags.join(", ")
+    )
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in walk(dir) {
+        let rel = entry.strip_prefix(dir).unwrap().to_path_buf();
+        files.insert(rel, fs::read(&entry).unwrap());
+    }
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(listing) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Copies the site's sources (not `public/`, not `.relais/`) to `to`.
+fn copy_sources(from: &Path, to: &Path) {
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        if first == "public" || first == ".relais" {
+            continue;
+        }
+        let target = to.join(rel);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(&entry, target).unwrap();
+    }
+}
+
+fn posts(site: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(site.join("content/posts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn incremental_builds_equal_cold_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let config = "title = \"Incremental\"\nbase_url = \"https://inc.example\"\npaginate_by = 3\n\
+                  [[authors]]\nid = \"ann\"\nname = \"Ann\"\n\
+                  [fediverse]\nusername = \"inc\"\noutbox_page_size = 4\n\
+                  inbox_url = \"https://inbox.inc.example\"\n";
+    write(&site, "config.toml", config);
+    write(
+        &site,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\nAbout.\n",
+    );
+    // The default theme shows no neighbours: this one does, and the site's tags.
+    write(
+        &site,
+        "templates/post.html",
+        "<h1>{{ post.title }}</h1>{{ post.content | safe }}\
+         {% if post.newer %}<a href=\"{{ post.newer.path }}\">{{ post.newer.title }}</a>{% endif %}\
+         {% if post.older %}<a href=\"{{ post.older.path }}\">{{ post.older.title }}: {{ post.older.description }}</a>{% endif %}\
+         {% for t in site.tags %}{{ t.name }} {{ t.count }}{% endfor %}",
+    );
+    let mut next = 0;
+    for _ in 0..12 {
+        let text = post_text(&mut rng, &format!("Post {next}"));
+        write(&site, &format!("content/posts/p{next:03}.md"), &text);
+        next += 1;
+    }
+    assert_success(&relais_on("build", &site, &[]), "first build");
+
+    let mut kinds_seen = [0usize; 9];
+    for step in 0..30 {
+        let names = posts(&site);
+        let kind = match step {
+            13 => 6,
+            27 => 7,
+            23 => 8,
+            _ => rng.below(6),
+        };
+        kinds_seen[kind] += 1;
+        let pick = |rng: &mut Rng| names[rng.below(names.len())].clone();
+        match kind {
+            // Body edit, keeping the front matter.
+            0 => {
+                let name = pick(&mut rng);
+                let path = site.join("content/posts").join(&name);
+                let mut text = fs::read_to_string(&path).unwrap();
+                text.push_str(&format!("\nEdited at step {step}.\n"));
+                fs::write(path, text).unwrap();
+            }
+            // Rewrite: new title, date, tags.
+            1 => {
+                let name = pick(&mut rng);
+                let text = post_text(&mut rng, &format!("Retitled {step}"));
+                write(&site, &format!("content/posts/{name}"), &text);
+            }
+            2 => {
+                let text = post_text(&mut rng, &format!("Post {next}"));
+                write(&site, &format!("content/posts/p{next:03}.md"), &text);
+                next += 1;
+            }
+            3 if names.len() > 3 => {
+                fs::remove_file(site.join("content/posts").join(pick(&mut rng))).unwrap();
+            }
+            4 | 3 => {
+                let name = pick(&mut rng);
+                fs::rename(
+                    site.join("content/posts").join(&name),
+                    site.join("content/posts").join(format!("r{step:03}-{name}")),
+                )
+                .unwrap();
+            }
+            // Touch without change, then a same-size edit.
+            5 => {
+                let name = pick(&mut rng);
+                let path = site.join("content/posts").join(&name);
+                let text = fs::read_to_string(&path).unwrap();
+                fs::write(&path, &text).unwrap();
+                fs::write(&path, text.replacen("Paragraph", "Qaragraph", 1)).unwrap();
+            }
+            6 => write(
+                &site,
+                "templates/tag.html",
+                "<h1>{{ tag.name }} ({{ tag.count }})</h1>{% for p in posts %}<a href=\"{{ p.path }}\">{{ p.title }}</a>{% endfor %}",
+            ),
+            7 => write(
+                &site,
+                "config.toml",
+                &config.replace("Incremental", "Renamed").replace("= 3", "= 2"),
+            ),
+            _ => write(&site, "static/notes.txt", &format!("static at step {step}")),
+        }
+        let out = relais_on("build", &site, &[]);
+        assert_success(&out, &format!("incremental build at step {step}"));
+
+        let fresh = dir.path().join(format!("fresh-{step}"));
+        copy_sources(&site, &fresh);
+        assert_success(&relais_on("build", &fresh, &[]), "cold build");
+        let incremental = snapshot(&site.join("public"));
+        let cold = snapshot(&fresh.join("public"));
+        let a: Vec<&PathBuf> = incremental.keys().collect();
+        let b: Vec<&PathBuf> = cold.keys().collect();
+        assert_eq!(a, b, "step {step} (kind {kind}): different files");
+        for (path, bytes) in &incremental {
+            assert!(
+                bytes == &cold[path],
+                "step {step} (kind {kind}): {} differs\n{}",
+                path.display(),
+                stdout(&out)
+            );
+        }
+        fs::remove_dir_all(&fresh).unwrap();
+    }
+    assert!(kinds_seen[..6].iter().all(|&n| n > 0), "{kinds_seen:?}");
+
+    // Nothing changed: nothing written.
+    let again = relais_on("build", &site, &[]);
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+}
