@@ -235,3 +235,71 @@ fn incremental_builds_equal_cold_builds() {
         stdout(&again)
     );
 }
+
+/// After one post's body is edited, the incremental build rewrites only that post's object
+/// and the one outbox page holding it among the federation documents, and `relais publish`
+/// plans exactly one Update.
+#[test]
+fn one_edit_is_one_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    write(
+        site,
+        "config.toml",
+        "title = \"Fed\"\nbase_url = \"https://fed.example\"\n\
+         [[authors]]\nid = \"ann\"\nname = \"Ann\"\n\
+         [fediverse]\nusername = \"fed\"\noutbox_page_size = 4\n\
+         inbox_url = \"https://inbox.fed.example\"\n",
+    );
+    let today = chrono::Utc::now().date_naive();
+    for i in 0..14 {
+        let date = today - chrono::Duration::days(i);
+        write(
+            site,
+            &format!("content/posts/p{i:02}.md"),
+            &format!("+++\ntitle = \"Post {i}\"\ndate = {date}\ntags = [\"t{}\"]\n+++\n\nBody of post {i}, long enough to make a Note.\n", i % 3),
+        );
+    }
+    assert_success(&relais_on("build", site, &[]), "first build");
+    let first = relais_on("publish", site, &[]);
+    assert_success(&first, "first publish");
+    assert!(
+        stdout(&first).contains("Queued 7 new, 0 edited, 0 deleted post(s)"),
+        "{}",
+        stdout(&first)
+    );
+    let before = snapshot(&site.join("public/ap"));
+
+    let edited = site.join("content/posts/p09.md");
+    let text = fs::read_to_string(&edited).unwrap();
+    fs::write(
+        &edited,
+        text.replace("Body of post 9", "Corrected body of post 9"),
+    )
+    .unwrap();
+    assert_success(&relais_on("build", site, &[]), "incremental build");
+    let after = snapshot(&site.join("public/ap"));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(path, bytes)| before[*path] != **bytes)
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    // Newest first, four a page: post 9 is the second item of page 3.
+    assert_eq!(
+        changed,
+        vec!["posts/p09.json", "users/fed/outbox/page-3.json"],
+        "federation documents rewritten"
+    );
+
+    let second = relais_on("publish", site, &[]);
+    assert_success(&second, "second publish");
+    assert!(
+        stdout(&second).contains("Queued 0 new, 1 edited, 0 deleted post(s)"),
+        "{}",
+        stdout(&second)
+    );
+}
