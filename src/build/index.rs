@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::content::Document;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-1";
+const FORMAT: &str = "relais-build-index-2";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source modified this close to the last build may have changed again within the same
@@ -166,6 +166,23 @@ pub struct BuildIndex {
     pub style: String,
     pub sources: HashMap<PathBuf, SourceEntry>,
     pub outputs: HashMap<String, OutputEntry>,
+    /// Signature of every input besides the sources' bytes (config, theme, options, key,
+    /// asset times), and what the last build reported: a build that finds the same inputs
+    /// and no source changed has nothing to do.
+    pub inputs: u64,
+    pub last: Option<LastBuild>,
+}
+
+/// What a build with nothing to do reports again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LastBuild {
+    pub html_pages: usize,
+    pub posts: usize,
+    pub pages: usize,
+    pub tags: usize,
+    pub files: usize,
+    /// Warnings that hold as long as nothing changes: (source, message).
+    pub warnings: Vec<(PathBuf, String)>,
 }
 
 impl BuildIndex {

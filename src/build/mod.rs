@@ -174,11 +174,87 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         }
     }
 
-    // Sources: reuse what the index knows, parse the rest.
     let content::Discovered {
         sources,
         assets: content_assets,
     } = content::discover(site_dir).map_err(ContentErrors)?;
+    let statics = crate::site::static_files(site_dir)?;
+    // Federation: the key, and the plan of the documents.
+    let fediverse = config.fediverse.enabled;
+    let (public_key_pem, key_source) = if fediverse {
+        let key_path = site_dir.join(&config.fediverse.key_path);
+        for published in [
+            options.out_dir.clone(),
+            site_dir.join("static"),
+            site_dir.join("content"),
+            site_dir.join(crate::render::theme::THEMES_DIR),
+        ] {
+            keys::ensure_outside(&key_path, &published)?;
+        }
+        let (pem, source) = keys::site_public_key(&key_path)?;
+        (pem, Some(source))
+    } else {
+        (String::new(), None)
+    };
+    let common = Sig::new(env!("CARGO_PKG_VERSION"))
+        .bytes(&config_bytes)
+        .with(&options.base_url)
+        .with(options.drafts)
+        .with(&style)
+        .finish();
+    let inputs = inputs_sig(
+        common,
+        &theme,
+        &options.out_dir,
+        &public_key_pem,
+        &sources,
+        &content_assets,
+        &statics,
+        site_dir,
+    );
+
+    // Nothing changed: the last build's report, without building the site.
+    let store_present = fediverse && site_dir.join(&config.inbox.store).exists();
+    if !options.dry_run
+        && !options.remote_interactions
+        && !store_present
+        && key_source != Some(SiteKeySource::Generated)
+        && index.inputs == inputs
+        && !index.outputs.is_empty()
+        && sources_unchanged(site_dir, &sources, &index)
+    {
+        if let Some(last) = &index.last {
+            let report = BuildReport {
+                html_pages: last.html_pages,
+                posts: last.posts,
+                pages: last.pages,
+                tags: last.tags,
+                parsed: 0,
+                reused: sources.len(),
+                files: last.files,
+                rendered: 0,
+                write: WriteReport {
+                    unchanged: last.files,
+                    ..WriteReport::default()
+                },
+                elapsed: started.elapsed(),
+                out_dir: options.out_dir.clone(),
+                warnings: last
+                    .warnings
+                    .iter()
+                    .map(|(source, message)| FediverseWarning {
+                        source: source.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+                key_source,
+            };
+            state.index = Some(index);
+            return Ok(report);
+        }
+    }
+
+    // Sources: reuse what the index knows, parse the rest.
     let loaded = load_sources(site_dir, &sources, &index, highlighter)?;
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
@@ -208,7 +284,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             path: a.path,
         })
         .collect();
-    assets.extend(crate::site::static_files(site_dir)?);
+    assets.extend(statics);
     let mut site = Site::assemble(
         site_dir,
         config,
@@ -227,23 +303,6 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         stored_interactions(site_dir, &site)?
     };
 
-    // Federation: the key, and the plan of the documents.
-    let fediverse = site.config.fediverse.enabled;
-    let (public_key_pem, key_source) = if fediverse {
-        let key_path = site_dir.join(&site.config.fediverse.key_path);
-        for published in [
-            options.out_dir.clone(),
-            site_dir.join("static"),
-            site_dir.join("content"),
-            site_dir.join(crate::render::theme::THEMES_DIR),
-        ] {
-            keys::ensure_outside(&key_path, &published)?;
-        }
-        let (pem, source) = keys::site_public_key(&key_path)?;
-        (pem, Some(source))
-    } else {
-        (String::new(), None)
-    };
     let fed_plan = if fediverse {
         federation::documents::site_document_plan(&site.config, &site.posts, &public_key_pem)
     } else {
@@ -257,12 +316,6 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
 
     // Signatures.
     let views = Views::new(&site, &interactions);
-    let common = Sig::new(env!("CARGO_PKG_VERSION"))
-        .bytes(&config_bytes)
-        .with(&options.base_url)
-        .with(options.drafts)
-        .with(&style)
-        .finish();
     let html_global = Sig::new("html")
         .with(common)
         .with(theme.fingerprint)
@@ -488,6 +541,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     }
 
     // Warnings: stored per post, recomputed for the posts read whole this time.
+    let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
     let warnings = if fediverse {
         let previous = if reparsed.is_empty() {
             FederationState::default()
@@ -496,6 +550,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         };
         let none = FederationState::default();
         let mut all = federation::check::check_site(&site.config, &[], &none);
+        lasting_warnings.extend(all.iter().cloned());
         for post in &site.posts {
             let own = |w: Vec<FediverseWarning>| -> Vec<FediverseWarning> {
                 w.into_iter().filter(|w| w.source == post.source).collect()
@@ -506,16 +561,19 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 if let Some(entry) = entries.get_mut(&post.source) {
                     entry.warnings = lasting.iter().map(|w| w.message.clone()).collect();
                 }
+                lasting_warnings.extend(lasting);
                 all.extend(own(federation::check::check_site(
                     &site.config,
                     one,
                     &previous,
                 )));
             } else if let Some(entry) = entries.get(&post.source) {
-                all.extend(entry.warnings.iter().map(|m| FediverseWarning {
+                let stored = entry.warnings.iter().map(|m| FediverseWarning {
                     source: post.source.clone(),
                     message: m.clone(),
-                }));
+                });
+                lasting_warnings.extend(stored.clone());
+                all.extend(stored);
             }
         }
         all
@@ -629,6 +687,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             keep_clean_outputs(&plan, &index, &mut new_outputs);
             index.outputs = new_outputs;
             index.sources = entries;
+            // The next build must not take the last report for its own.
+            index.last = None;
             if state.persist {
                 let _ = index.save(&index_path);
             }
@@ -641,6 +701,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     keep_clean_outputs(&plan, &index, &mut new_outputs);
     write.unchanged = plan.len() - write.written;
 
+    let html_pages =
+        site.home_page_count() + site.posts.len() + site.pages.len() + site.tags.len() + 2;
     let changed = sources_changed
         || rehashed
         || write.written > 0
@@ -649,6 +711,20 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     if !options.dry_run {
         index.outputs = new_outputs;
         index.sources = entries;
+        let last = index::LastBuild {
+            html_pages,
+            posts: site.posts.len(),
+            pages: site.pages.len(),
+            tags: site.tags.len(),
+            files: plan.len(),
+            warnings: lasting_warnings
+                .into_iter()
+                .map(|w| (w.source, w.message))
+                .collect(),
+        };
+        let changed = changed || index.inputs != inputs;
+        index.inputs = inputs;
+        index.last = Some(last);
         if state.persist && changed {
             if let Err(err) = index.save(&index_path) {
                 eprintln!("warning: cannot save {}: {err}", index_path.display());
@@ -688,6 +764,75 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         elapsed: started.elapsed(),
         out_dir: options.out_dir.clone(),
     })
+}
+
+/// Signature of the inputs other than the sources' bytes: options, config, theme, key, and
+/// the bundle files, content files and static files with their sizes and times.
+#[allow(clippy::too_many_arguments)]
+fn inputs_sig(
+    common: u64,
+    theme: &Theme,
+    out_dir: &Path,
+    public_key_pem: &str,
+    sources: &[SourceFile],
+    content_assets: &[content::ContentAsset],
+    statics: &[Asset],
+    site_dir: &Path,
+) -> u64 {
+    let stamped = |path: &Path| {
+        let meta = std::fs::metadata(path).ok();
+        (
+            path.to_path_buf(),
+            meta.as_ref().map(std::fs::Metadata::len),
+            meta.and_then(|m| m.modified().ok()).map(stamp),
+        )
+    };
+    let mut sig = Sig::new("inputs")
+        .with(common)
+        .with(theme.fingerprint)
+        .with(out_dir)
+        .with(public_key_pem)
+        .with(sources.len());
+    for source in sources {
+        sig = sig.with(&source.path);
+        for asset in &source.assets {
+            sig = sig.with(stamped(&site_dir.join(asset)));
+        }
+    }
+    for asset in content_assets {
+        sig = sig
+            .with(&asset.path)
+            .with(stamped(&site_dir.join(&asset.source)));
+    }
+    for asset in statics {
+        sig = sig
+            .with(&asset.path)
+            .with(stamped(&site_dir.join(&asset.source)));
+    }
+    for file in &theme.static_files {
+        sig = sig.with(&file.path);
+        if let StaticSource::File(path) = &file.source {
+            sig = sig.with(stamped(path));
+        }
+    }
+    sig.finish()
+}
+
+/// Whether every source is the one the index knows, by size and time alone.
+fn sources_unchanged(site_dir: &Path, sources: &[SourceFile], index: &BuildIndex) -> bool {
+    sources.len() == index.sources.len()
+        && sources.par_iter().all(|source| {
+            let Some(entry) = index.sources.get(&source.path) else {
+                return false;
+            };
+            let Ok(meta) = std::fs::metadata(site_dir.join(&source.path)) else {
+                return false;
+            };
+            let modified = meta.modified().map(stamp).unwrap_or_default();
+            entry.trusted(meta.len(), modified)
+                && entry.lite.assets == source.assets
+                && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
+        })
 }
 
 /// Outputs not rendered this time keep what the index knew of them.
