@@ -9,6 +9,7 @@
 //! of unchanged posts are parsed again only when a changed output shows them.
 
 pub mod index;
+mod spinner;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -129,6 +130,7 @@ enum Work {
 /// inputs did not change.
 pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Result<BuildReport> {
     let started = Instant::now();
+    let spinner = spinner::Spinner::start(options.progress);
     let site_dir = &options.site_dir;
     let config_path = site_dir.join(crate::config::CONFIG_FILE);
     let mut config = SiteConfig::load(site_dir)?;
@@ -255,6 +257,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     }
 
     // Sources: reuse what the index knows, parse the rest.
+    spinner.message("Reading content");
     let loaded = load_sources(site_dir, &sources, &index, highlighter)?;
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
@@ -582,6 +585,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     };
 
     // Render the dirty outputs and write those whose bytes changed.
+    spinner.message("Rendering and writing");
     let render_one = |planned: &Planned| -> anyhow::Result<Option<Vec<u8>>> {
         Ok(Some(match &planned.work {
             Work::Page(job) => match render::render_job(&site, &theme, &views, *job)?.0.source {
@@ -701,6 +705,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     keep_clean_outputs(&plan, &index, &mut new_outputs);
     write.unchanged = plan.len() - write.written;
 
+    spinner.finish();
     let html_pages =
         site.home_page_count() + site.posts.len() + site.pages.len() + site.tags.len() + 2;
     let changed = sources_changed
@@ -726,6 +731,11 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         index.inputs = inputs;
         index.last = Some(last);
         if state.persist && changed {
+            // Older versions kept one cache file per document there; the index replaces it.
+            let legacy_cache = site_dir.join(".relais/cache");
+            if legacy_cache.is_dir() {
+                let _ = std::fs::remove_dir_all(legacy_cache);
+            }
             if let Err(err) = index.save(&index_path) {
                 eprintln!("warning: cannot save {}: {err}", index_path.display());
             }
