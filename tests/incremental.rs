@@ -335,3 +335,59 @@ fn one_edit_is_one_update() {
         stdout(&second)
     );
 }
+
+/// A build into another folder keeps its own index (outside that folder too), removes
+/// what a deleted post leaves, and nothing but the site is served from either folder.
+#[test]
+fn custom_output_folder_and_no_manifest_in_the_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = dir.path().join("elsewhere");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Out\"\nbase_url = \"https://out.example\"\n",
+    );
+    for i in 0..3 {
+        write(
+            &site,
+            &format!("content/posts/p{i}.md"),
+            &format!(
+                "+++\ntitle = \"P{i}\"\ndate = 2024-01-0{}\n+++\nBody {i}.\n",
+                i + 1
+            ),
+        );
+    }
+    let out_arg = out.to_str().unwrap();
+    assert_success(&relais_on("build", &site, &[]), "build into public");
+    assert_success(&relais_on("build", &site, &["--out", out_arg]), "build");
+    let again = relais_on("build", &site, &["--out", out_arg]);
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+    fs::remove_file(site.join("content/posts/p1.md")).unwrap();
+    let after = relais_on("build", &site, &["--out", out_arg]);
+    assert_success(&after, "build after a delete");
+    assert!(!out.join("posts/p1/index.html").exists());
+    assert!(
+        site.join("public/posts/p1/index.html").exists(),
+        "public/ untouched"
+    );
+    for folder in [&out, &site.join("public")] {
+        let hidden: Vec<PathBuf> = walk(folder)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+    // The public/ build did not lose its index to the other folder's builds.
+    let public = relais_on("build", &site, &[]);
+    assert!(
+        stdout(&public).contains(" 2 removed)"),
+        "{}",
+        stdout(&public)
+    );
+    assert!(!site.join("public/posts/p1/index.html").exists());
+}
