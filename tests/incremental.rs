@@ -134,6 +134,12 @@ fn incremental_builds_equal_cold_builds() {
          {% if post.older %}<a href=\"{{ post.older.path }}\">{{ post.older.title }}: {{ post.older.description }}</a>{% endif %}\
          {% for t in site.tags %}{{ t.name }} {{ t.count }}{% endfor %}",
     );
+    // A lasting warning, which every later build must repeat.
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
     let mut next = 0;
     for _ in 0..12 {
         let text = post_text(&mut rng, &format!("Post {next}"));
@@ -251,7 +257,24 @@ fn incremental_builds_equal_cold_builds() {
 /// Builds a copy of the sources of `site` in `fresh` and compares the output folders.
 fn same_as_cold(site: &Path, fresh: &Path, label: &str, out: &std::process::Output) {
     copy_sources(site, fresh);
-    assert_success(&relais_on("build", fresh, &[]), "cold build");
+    let cold_out = relais_on("build", fresh, &[]);
+    assert_success(&cold_out, "cold build");
+    // Same warnings, but for the one about edits, which compares with the last build.
+    let warnings = |o: &std::process::Output| -> Vec<String> {
+        let mut lines: Vec<String> = common::stderr(o)
+            .lines()
+            .filter(|l| l.starts_with("warning:") && !l.contains("changed but its `updated`"))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let expected = warnings(&cold_out);
+    assert!(
+        expected.iter().any(|w| w.contains("no alt text")),
+        "{expected:?}"
+    );
+    assert_eq!(warnings(out), expected, "{label}: warnings");
     let incremental = snapshot(&site.join("public"));
     let cold = snapshot(&fresh.join("public"));
     let a: Vec<&PathBuf> = incremental.keys().collect();

@@ -19,12 +19,15 @@ use serde::{Deserialize, Serialize};
 use crate::content::Document;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-2";
+const FORMAT: &str = "relais-build-index-3";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
-/// A source modified this close to the last build may have changed again within the same
-/// timestamp tick: its bytes are hashed instead of trusting size and time.
-const DOUBT: Duration = Duration::from_secs(2);
+/// A source read this soon after its modification time may have changed again within the
+/// same timestamp tick: its bytes are hashed instead of trusting size and time. Times with
+/// nanoseconds come from a file system with fine ticks (a few ms); whole seconds may come
+/// from one with 1–2 s ticks.
+const DOUBT_FINE: Duration = Duration::from_millis(100);
+const DOUBT_COARSE: Duration = Duration::from_secs(2);
 /// Characters of a body's text kept in the index: enough for the description of listings.
 const TEXT_PREFIX_CHARS: usize = 400;
 
@@ -74,8 +77,8 @@ pub fn stamp(time: SystemTime) -> Stamp {
 pub struct SourceEntry {
     pub size: u64,
     pub modified: Stamp,
-    /// When the bytes were last read: a time more than `DOUBT` after `modified` means any
-    /// later edit has a later time.
+    /// When the bytes were last read: a time well after `modified` means any later edit
+    /// has a later time.
     pub verified: Stamp,
     /// Hex SHA-256 of the bytes (the document's `source_hash`).
     pub hash: String,
@@ -171,6 +174,8 @@ pub struct BuildIndex {
     /// and no source changed has nothing to do.
     pub inputs: u64,
     pub last: Option<LastBuild>,
+    /// Signature of the config and options the stored warnings were computed with.
+    pub warnings_for: u64,
 }
 
 /// What a build with nothing to do reports again.
@@ -231,9 +236,13 @@ impl SourceEntry {
     /// Whether a source with this size and time can be taken as unchanged without reading
     /// it: same size and time, and its bytes read well after that time.
     pub fn trusted(&self, size: u64, modified: Stamp) -> bool {
-        self.size == size
-            && self.modified == modified
-            && modified.0.saturating_add(DOUBT.as_secs()) < self.verified.0
+        let doubt = if modified.1 == 0 {
+            DOUBT_COARSE
+        } else {
+            DOUBT_FINE
+        };
+        let at = |s: Stamp| Duration::new(s.0, s.1);
+        self.size == size && self.modified == modified && at(modified) + doubt < at(self.verified)
     }
 }
 

@@ -558,7 +558,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             let own = |w: Vec<FediverseWarning>| -> Vec<FediverseWarning> {
                 w.into_iter().filter(|w| w.source == post.source).collect()
             };
-            if full.contains_key(&post.source) {
+            // A post's warnings depend on it and the config alone: stored ones hold until
+            // either changes (a config change re-reads every post, for its object).
+            let recheck = reparsed.contains(&post.source) || index.warnings_for != common;
+            if recheck && full.contains_key(&post.source) {
                 let one = std::slice::from_ref(post);
                 let lasting = own(federation::check::check_site(&site.config, one, &none));
                 if let Some(entry) = entries.get_mut(&post.source) {
@@ -730,6 +733,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let changed = changed || index.inputs != inputs;
         index.inputs = inputs;
         index.last = Some(last);
+        index.warnings_for = common;
         if state.persist && changed {
             // Older versions kept one cache file per document there; the index replaces it.
             let legacy_cache = site_dir.join(".relais/cache");
@@ -743,7 +747,12 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         // A build for another base_url (serve) has other object ids: it must not replace
         // the state the next real build compares with.
         let state_file = site_dir.join(federation::check::STATE_FILE);
-        if options.base_url.is_none() && (sources_changed || !state_file.exists()) {
+        let objects_changed = dirty
+            .iter()
+            .any(|&i| plan[i].sig.is_some() && matches!(plan[i].work, Work::Federation(_)));
+        if options.base_url.is_none()
+            && (sources_changed || objects_changed || !state_file.exists())
+        {
             let fed_state = FederationState::of_posts(&urls, &site.posts);
             if let Err(err) = fed_state.save(site_dir) {
                 eprintln!(
