@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Times `relais build` (release binary) on synthetic blogs of realistic posts:
-# a cold build, a rebuild with nothing changed, and a rebuild after editing one post.
+# Side-by-side build benchmark: relais, Hugo (installed from the system packages when
+# missing) and Zola (only when a `zola` binary is on PATH), on one generated corpus
+# (bench/generate.py, converted by bench/other_ssg.py), each with a minimal theme.
 #
-#   bench/build.sh            # 1000 and 10000 posts
-#   bench/build.sh 500 2000   # other sizes
+# For each tool and size: a cold build (no output, no cache), a no-change rebuild and a
+# rebuild after appending a paragraph to one post; wall time and peak RSS from
+# /usr/bin/time, the median of RUNS runs (tools alternated within a run). Prints one
+# markdown table.
+#
+#   bench/build.sh            # 1000 and 10000 posts, RUNS=3
+#   RUNS=5 bench/build.sh 1000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,39 +17,105 @@ sizes=("$@")
 if [ ${#sizes[@]} -eq 0 ]; then
     sizes=(1000 10000)
 fi
+runs=${RUNS:-3}
+
+if ! command -v hugo >/dev/null; then
+    echo "installing hugo from the system packages" >&2
+    if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get install -y hugo >&2
+fi
+tools=(relais hugo)
+if command -v zola >/dev/null; then
+    tools+=(zola)
+fi
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 cargo build --release --quiet
 relais="$PWD/target/release/relais"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Prints the wall time of a command in milliseconds; its output goes to $work/last.log.
-time_ms() {
-    local start end
-    start=$(date +%s%N)
-    "$@" >"$work/last.log" 2>&1
-    end=$(date +%s%N)
-    echo $(((end - start) / 1000000))
-}
-
-generate() {
-    python3 bench/generate.py "$1" "$2"
-}
-
-printf '%-8s %10s %12s %12s %12s\n' posts "cold ms" "no-change ms" "one-file ms" "public MB"
-for n in "${sizes[@]}"; do
-    site="$work/site-$n"
-    generate "$site" "$n"
-    cold=$(time_ms "$relais" build --site "$site")
-    again=$(time_ms "$relais" build --site "$site")
-    grep -q "(0 files written, 0 removed)" "$work/last.log" || {
-        echo "unexpected writes on a no-change rebuild:" >&2
+# Runs a command in a directory; prints "seconds KiB" (wall time, peak RSS).
+measure() {
+    local dir=$1
+    shift
+    (cd "$dir" && /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/last.log" 2>&1) || {
+        echo "failed in $dir: $*" >&2
         cat "$work/last.log" >&2
         exit 1
     }
-    echo "Edited paragraph." >>"$site/content/posts/post-00007.md"
-    one=$(time_ms "$relais" build --site "$site")
-    size=$(du -sm "$site/public" | cut -f1)
-    printf '%-8s %10s %12s %12s %12s\n' "$n" "$cold" "$again" "$one" "$size"
-    rm -rf "$site"
+    cat "$work/time"
+}
+
+build_cmd() {
+    case $1 in
+    relais) echo "$relais build --site ." ;;
+    hugo) echo "hugo --quiet" ;;
+    zola) echo "zola build" ;;
+    esac
+}
+
+clean() {
+    case $1 in
+    relais) rm -rf "$2/public" "$2/.relais" ;;
+    hugo) rm -rf "$2/public" "$2/resources" "$2/.hugo_build.lock" ;;
+    zola) rm -rf "$2/public" ;;
+    esac
+}
+
+median() {
+    sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+echo "| posts | tool | cold (s) | no-change (s) | one edit (s) | peak RSS cold (MiB) | cold vs relais | edit vs relais |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+for n in "${sizes[@]}"; do
+    base="$work/base-$n"
+    python3 bench/generate.py "$base" "$n"
+    declare -A dirs=()
+    for tool in "${tools[@]}"; do
+        dirs[$tool]="$work/$tool-$n"
+        case $tool in
+        relais) cp -r "$base" "${dirs[$tool]}" ;;
+        *) python3 bench/other_ssg.py "$base" "${dirs[$tool]}" "$tool" ;;
+        esac
+        : >"$work/$tool-cold" >"$work/$tool-again" >"$work/$tool-edit" >"$work/$tool-rss"
+    done
+    for run in $(seq "$runs"); do
+        for tool in "${tools[@]}"; do
+            dir=${dirs[$tool]}
+            cmd=$(build_cmd "$tool")
+            clean "$tool" "$dir"
+            read -r secs kib <<<"$(measure "$dir" $cmd)"
+            echo "$secs" >>"$work/$tool-cold"
+            echo "$kib" >>"$work/$tool-rss"
+            read -r secs _ <<<"$(measure "$dir" $cmd)"
+            echo "$secs" >>"$work/$tool-again"
+            if [ "$tool" = relais ] && ! grep -q "(0 files written, 0 removed)" "$work/last.log"; then
+                echo "relais wrote files on a no-change rebuild:" >&2
+                cat "$work/last.log" >&2
+                exit 1
+            fi
+            printf '\nEdited paragraph %s.\n' "$run" >>"$dir/content/posts/post-00007.md"
+            read -r secs _ <<<"$(measure "$dir" $cmd)"
+            echo "$secs" >>"$work/$tool-edit"
+        done
+    done
+    r_cold=$(median <"$work/relais-cold")
+    r_edit=$(median <"$work/relais-edit")
+    for tool in "${tools[@]}"; do
+        cold=$(median <"$work/$tool-cold")
+        again=$(median <"$work/$tool-again")
+        edit=$(median <"$work/$tool-edit")
+        rss=$(median <"$work/$tool-rss")
+        awk -v n="$n" -v t="$tool" -v c="$cold" -v a="$again" -v e="$edit" -v m="$rss" \
+            -v rc="$r_cold" -v re="$r_edit" 'BEGIN {
+                printf "| %d | %s | %.2f | %.3f | %.3f | %.0f | %.2f× | %.1f× |\n",
+                    n, t, c, a, e, m / 1024, c / rc, e / re }'
+    done
+    for tool in "${tools[@]}"; do rm -rf "${dirs[$tool]}"; done
+    rm -rf "$base"
+    unset dirs
 done
+echo
+echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $runs runs, medians."

@@ -3,6 +3,7 @@
 //! The data flows through one module per stage; see ARCHITECTURE.md.
 
 pub mod bridge;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod content;

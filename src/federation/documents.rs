@@ -472,54 +472,65 @@ pub fn outbox_documents(
 ) -> Vec<FederationFile> {
     let page_size = config.fediverse.outbox_page_size;
     let pages = posts.len().div_ceil(page_size).max(1);
-    let mut files = Vec::with_capacity(pages + 1);
+    let mut files = vec![FederationFile {
+        path: Urls::outbox_path(actor),
+        json: outbox_collection(urls, actor, posts.len(), page_size),
+    }];
+    for (index, chunk) in posts.chunks(page_size).enumerate() {
+        files.push(FederationFile {
+            path: Urls::outbox_page_path(actor, index + 1),
+            json: outbox_page(config, urls, actor, index + 1, pages, chunk),
+        });
+    }
+    files
+}
+
+/// The outbox collection of an actor with `total` posts: counts and links to its pages.
+pub fn outbox_collection(urls: &Urls, actor: &str, total: usize, page_size: usize) -> Value {
+    let pages = total.div_ceil(page_size).max(1);
     let mut outbox = json!({
         "@context": context(),
         "id": urls.outbox(actor),
         "type": "OrderedCollection",
-        "totalItems": posts.len(),
+        "totalItems": total,
         "first": urls.outbox_page(actor, 1),
         "last": urls.outbox_page(actor, pages),
     });
-    if posts.is_empty() {
+    if total == 0 {
         outbox["orderedItems"] = json!([]);
-        outbox
-            .as_object_mut()
-            .expect("json! object literal")
-            .retain(|k, _| k != "first" && k != "last");
-    } else {
-        for (index, chunk) in posts.chunks(page_size).enumerate() {
-            let number = index + 1;
-            let mut page = json!({
-                "@context": context(),
-                "id": urls.outbox_page(actor, number),
-                "type": "OrderedCollectionPage",
-                "partOf": urls.outbox(actor),
-                "orderedItems": chunk
-                    .iter()
-                    .map(|p| create_activity(config, urls, p))
-                    .collect::<Vec<_>>(),
-            });
-            if number > 1 {
-                page["prev"] = json!(urls.outbox_page(actor, number - 1));
-            }
-            if number < pages {
-                page["next"] = json!(urls.outbox_page(actor, number + 1));
-            }
-            files.push(FederationFile {
-                path: Urls::outbox_page_path(actor, number),
-                json: page,
-            });
+        if let Some(map) = outbox.as_object_mut() {
+            map.retain(|k, _| k != "first" && k != "last");
         }
     }
-    files.insert(
-        0,
-        FederationFile {
-            path: Urls::outbox_path(actor),
-            json: outbox,
-        },
-    );
-    files
+    outbox
+}
+
+/// Page `number` of `pages` of an actor's outbox, holding the Create activities of `chunk`.
+pub fn outbox_page(
+    config: &SiteConfig,
+    urls: &Urls,
+    actor: &str,
+    number: usize,
+    pages: usize,
+    chunk: &[&Document],
+) -> Value {
+    let mut page = json!({
+        "@context": context(),
+        "id": urls.outbox_page(actor, number),
+        "type": "OrderedCollectionPage",
+        "partOf": urls.outbox(actor),
+        "orderedItems": chunk
+            .iter()
+            .map(|p| create_activity(config, urls, p))
+            .collect::<Vec<_>>(),
+    });
+    if number > 1 {
+        page["prev"] = json!(urls.outbox_page(actor, number - 1));
+    }
+    if number < pages {
+        page["next"] = json!(urls.outbox_page(actor, number + 1));
+    }
+    page
 }
 
 fn ordered_collection(id: String, items: Vec<Value>) -> Value {
@@ -546,6 +557,64 @@ fn following_collection(id: String) -> Value {
     collection
 }
 
+/// One document of the federation stage, before it is built: documents that depend on the
+/// body of posts (outbox pages, objects) name the posts they hold, so an incremental build
+/// renders them only when one of those posts changed.
+#[derive(Debug, Clone)]
+pub enum PlannedDocument {
+    /// Cheap documents (actors, WebFinger, collections, NodeInfo), built at once.
+    Ready(FederationFile),
+    /// Page `number` of `pages` of `actor`'s outbox; `posts` index the site's posts.
+    OutboxPage {
+        path: String,
+        actor: String,
+        number: usize,
+        pages: usize,
+        posts: Vec<usize>,
+    },
+    /// The object of post `post` (an index into the site's posts).
+    Object { path: String, post: usize },
+}
+
+impl PlannedDocument {
+    pub fn path(&self) -> &str {
+        match self {
+            PlannedDocument::Ready(file) => &file.path,
+            PlannedDocument::OutboxPage { path, .. } | PlannedDocument::Object { path, .. } => path,
+        }
+    }
+
+    /// Indices of the posts whose body this document shows.
+    pub fn posts(&self) -> &[usize] {
+        match self {
+            PlannedDocument::Ready(_) => &[],
+            PlannedDocument::OutboxPage { posts, .. } => posts,
+            PlannedDocument::Object { post, .. } => std::slice::from_ref(post),
+        }
+    }
+
+    /// The document's JSON; `posts` must be the slice the plan was made from.
+    pub fn build(&self, config: &SiteConfig, urls: &Urls, posts: &[Document]) -> Value {
+        match self {
+            PlannedDocument::Ready(file) => file.json.clone(),
+            PlannedDocument::OutboxPage {
+                actor,
+                number,
+                pages,
+                posts: chunk,
+                ..
+            } => {
+                let chunk: Vec<&Document> = chunk.iter().filter_map(|&i| posts.get(i)).collect();
+                outbox_page(config, urls, actor, *number, *pages, &chunk)
+            }
+            PlannedDocument::Object { post, .. } => match posts.get(*post) {
+                Some(post) => post_object_document(config, urls, post),
+                None => Value::Null,
+            },
+        }
+    }
+}
+
 /// Everything the federation stage writes for a site. `posts` are the published posts,
 /// newest first.
 pub fn site_documents(
@@ -554,67 +623,99 @@ pub fn site_documents(
     public_key_pem: &str,
 ) -> Vec<FederationFile> {
     let urls = Urls::new(config);
+    site_document_plan(config, posts, public_key_pem)
+        .into_iter()
+        .map(|planned| FederationFile {
+            path: planned.path().to_string(),
+            json: planned.build(config, &urls, posts),
+        })
+        .collect()
+}
+
+/// The plan of [`site_documents`]: what it writes, in the same order, with the body-dependent
+/// documents left to build.
+pub fn site_document_plan(
+    config: &SiteConfig,
+    posts: &[Document],
+    public_key_pem: &str,
+) -> Vec<PlannedDocument> {
+    let urls = Urls::new(config);
     let actors = actors(config);
     let mut files = Vec::new();
+    let ready = |path: String, json: Value| PlannedDocument::Ready(FederationFile { path, json });
     let oldest = posts
         .iter()
         .filter_map(|p| p.date)
         .min()
         .map(|d| rfc3339(&d));
+    let page_size = config.fediverse.outbox_page_size;
 
     for actor in &actors {
-        let own: Vec<&Document> = if actor.name == config.fediverse.username {
-            posts.iter().collect()
+        let own: Vec<usize> = if actor.name == config.fediverse.username {
+            (0..posts.len()).collect()
         } else {
-            posts
-                .iter()
-                .filter(|p| attributed_actor(config, p) == actor.name)
+            (0..posts.len())
+                .filter(|&i| attributed_actor(config, &posts[i]) == actor.name)
                 .collect()
         };
-        files.push(FederationFile {
-            path: Urls::actor_path(&actor.name),
-            json: actor_document(config, &urls, actor, public_key_pem, oldest.as_deref()),
-        });
-        files.push(FederationFile {
-            path: Urls::webfinger_file_path(&actor.name),
-            json: webfinger_document(config, &urls, actor),
-        });
-        files.extend(outbox_documents(config, &urls, &actor.name, &own));
+        files.push(ready(
+            Urls::actor_path(&actor.name),
+            actor_document(config, &urls, actor, public_key_pem, oldest.as_deref()),
+        ));
+        files.push(ready(
+            Urls::webfinger_file_path(&actor.name),
+            webfinger_document(config, &urls, actor),
+        ));
+        files.push(ready(
+            Urls::outbox_path(&actor.name),
+            outbox_collection(&urls, &actor.name, own.len(), page_size),
+        ));
+        let pages = own.len().div_ceil(page_size).max(1);
+        for (index, chunk) in own.chunks(page_size).enumerate() {
+            files.push(PlannedDocument::OutboxPage {
+                path: Urls::outbox_page_path(&actor.name, index + 1),
+                actor: actor.name.clone(),
+                number: index + 1,
+                pages,
+                posts: chunk.to_vec(),
+            });
+        }
         // Mastodon pins only statuses of the collection's owner and, of embedded objects,
         // only Notes (`process_note_items` in
         // `app/services/activitypub/fetch_featured_collection_service.rb`): ids of the
         // actor's own posts pass for Articles too.
         let pinned: Vec<Value> = own
             .iter()
+            .map(|&i| &posts[i])
             .filter(|p| {
                 config.fediverse.pinned.contains(&p.slug)
                     && attributed_actor(config, p) == actor.name
             })
             .map(|p| json!(urls.object(&p.path)))
             .collect();
-        files.push(FederationFile {
-            path: Urls::featured_path(&actor.name),
-            json: ordered_collection(urls.featured(&actor.name), pinned),
-        });
-        files.push(FederationFile {
-            path: Urls::following_path(&actor.name),
-            json: following_collection(urls.following(&actor.name)),
+        files.push(ready(
+            Urls::featured_path(&actor.name),
+            ordered_collection(urls.featured(&actor.name), pinned),
+        ));
+        files.push(ready(
+            Urls::following_path(&actor.name),
+            following_collection(urls.following(&actor.name)),
+        ));
+    }
+    for (post, doc) in posts.iter().enumerate() {
+        files.push(PlannedDocument::Object {
+            path: Urls::object_path(&doc.path),
+            post,
         });
     }
-    for post in posts {
-        files.push(FederationFile {
-            path: Urls::object_path(&post.path),
-            json: post_object_document(config, &urls, post),
-        });
-    }
-    files.push(FederationFile {
-        path: Urls::NODEINFO_WELL_KNOWN_PATH.to_string(),
-        json: nodeinfo_links(&urls),
-    });
-    files.push(FederationFile {
-        path: Urls::NODEINFO_PATH.to_string(),
-        json: nodeinfo_document(config, actors.len(), posts.len()),
-    });
+    files.push(ready(
+        Urls::NODEINFO_WELL_KNOWN_PATH.to_string(),
+        nodeinfo_links(&urls),
+    ));
+    files.push(ready(
+        Urls::NODEINFO_PATH.to_string(),
+        nodeinfo_document(config, actors.len(), posts.len()),
+    ));
     files
 }
 

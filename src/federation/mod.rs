@@ -33,8 +33,7 @@ pub fn output_files(
     let mut files: Vec<FederationOutput> = documents::site_documents(config, posts, public_key_pem)
         .into_iter()
         .map(|file| FederationOutput {
-            // Serialising a `serde_json::Value` cannot fail: its keys are strings.
-            bytes: serde_json::to_vec_pretty(&file.json).unwrap_or_default(),
+            bytes: document_bytes(&file.json),
             path: file.path,
         })
         .collect();
@@ -47,4 +46,10 @@ pub fn output_files(
             }),
     );
     files
+}
+
+/// The bytes the build writes for a federation document.
+pub fn document_bytes(json: &serde_json::Value) -> Vec<u8> {
+    // Serialising a `serde_json::Value` cannot fail: its keys are strings.
+    serde_json::to_vec_pretty(json).unwrap_or_default()
 }

@@ -16,8 +16,6 @@ const DESCRIPTION_CHARS: usize = 160;
 
 pub struct Views<'a> {
     globals: Map<String, Value>,
-    /// Light view of each post, same order as `Site::posts`.
-    listed: Vec<Value>,
     urls: Urls,
     host: String,
     interactions: &'a Interactions,
@@ -85,19 +83,25 @@ impl<'a> Views<'a> {
                 "rss": config.absolute(feeds::RSS_PATH),
             }),
         );
-        let mut views = Views {
+        Views {
             globals,
-            listed: Vec::new(),
             urls,
             host,
             interactions,
-        };
-        views.listed = site
-            .posts
-            .iter()
-            .map(|p| views.document(config, p, false))
-            .collect();
-        views
+        }
+    }
+
+    /// What every page sees (config, site, feeds...): an incremental build re-renders every
+    /// page when it changes.
+    pub fn globals(&self) -> &Map<String, Value> {
+        &self.globals
+    }
+
+    /// Light view of post `index` (made on demand: a build may render only a few pages).
+    fn listed(&self, site: &Site, index: usize) -> Option<Value> {
+        site.posts
+            .get(index)
+            .map(|p| self.document(&site.config, p, false))
     }
 
     fn base(&self, config: &SiteConfig, path: &str) -> PageContext {
@@ -112,13 +116,14 @@ impl<'a> Views<'a> {
         let total = site.home_page_count();
         let path = Site::home_page_path(number);
         let mut context = self.base(&site.config, &path);
-        let start = ((number - 1) * per_page).min(self.listed.len());
-        let end = (start + per_page).min(self.listed.len());
+        let start = ((number - 1) * per_page).min(site.posts.len());
+        let end = (start + per_page).min(site.posts.len());
+        let posts: Vec<Value> = (start..end).filter_map(|i| self.listed(site, i)).collect();
         let link = |n: usize| (1..=total).contains(&n).then(|| Site::home_page_path(n));
         context.insert("paginator", json!({
                 "number": number,
                 "total_pages": total,
-                "posts": &self.listed[start..end],
+                "posts": posts,
                 "previous": link(number.wrapping_sub(1)),
                 "next": link(number + 1),
                 "pages": (1..=total).map(|n| json!({"number": n, "path": Site::home_page_path(n)})).collect::<Vec<_>>(),
@@ -136,13 +141,12 @@ impl<'a> Views<'a> {
                 "newer".into(),
                 index
                     .checked_sub(1)
-                    .and_then(|i| self.listed.get(i))
-                    .cloned()
+                    .and_then(|i| self.listed(site, i))
                     .unwrap_or(Value::Null),
             );
             map.insert(
                 "older".into(),
-                self.listed.get(index + 1).cloned().unwrap_or(Value::Null),
+                self.listed(site, index + 1).unwrap_or(Value::Null),
             );
         }
         context.insert("post", view);
@@ -183,8 +187,7 @@ impl<'a> Views<'a> {
         let posts = tag
             .posts
             .iter()
-            .filter_map(|&i| self.listed.get(i))
-            .cloned()
+            .filter_map(|&i| self.listed(site, i))
             .collect();
         context.insert("posts", Value::Array(posts));
         context

@@ -10,13 +10,13 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
+pub use context::Views;
 pub use output::{write_output, OutputError, OutputFile, OutputSource, WriteReport, MANIFEST};
 pub use theme::{StaticSource, Theme, ThemeError};
 
 use crate::content::Highlighter;
 use crate::site::interactions::Interactions;
 use crate::site::{feeds, Site};
-use context::Views;
 
 /// Site path of the stylesheet for class-highlighted code.
 pub const HIGHLIGHT_CSS_PATH: &str = "/highlight.css";
@@ -43,8 +43,8 @@ pub enum RenderError {
 }
 
 /// One HTML page to render.
-#[derive(Debug, Clone, Copy)]
-enum Job {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
     Home(usize),
     Post(usize),
     Page(usize),
@@ -60,14 +60,7 @@ pub fn render_site(
     interactions: &Interactions,
 ) -> Result<Vec<OutputFile>, RenderError> {
     let views = Views::new(site, interactions);
-    let mut jobs: Vec<Job> = (1..=site.home_page_count()).map(Job::Home).collect();
-    jobs.extend((0..site.posts.len()).map(Job::Post));
-    jobs.extend((0..site.pages.len()).map(Job::Page));
-    jobs.push(Job::Tags);
-    jobs.extend((0..site.tags.len()).map(Job::Tag));
-    jobs.push(Job::NotFound);
-
-    let pages: Vec<(OutputFile, &'static str)> = jobs
+    let pages: Vec<(OutputFile, &'static str)> = page_jobs(site)
         .par_iter()
         .map(|&job| render_job(site, theme, &views, job))
         .collect::<Result<_, _>>()?;
@@ -141,25 +134,46 @@ pub fn highlight_stylesheet(highlighter: &Highlighter) -> Result<Option<OutputFi
     Ok((!css.is_empty()).then(|| OutputFile::bytes(OutputFile::path_for(HIGHLIGHT_CSS_PATH), css)))
 }
 
-fn render_job(
+/// Every HTML page of `site`.
+pub fn page_jobs(site: &Site) -> Vec<Job> {
+    let mut jobs: Vec<Job> = (1..=site.home_page_count()).map(Job::Home).collect();
+    jobs.extend((0..site.posts.len()).map(Job::Post));
+    jobs.extend((0..site.pages.len()).map(Job::Page));
+    jobs.push(Job::Tags);
+    jobs.extend((0..site.tags.len()).map(Job::Tag));
+    jobs.push(Job::NotFound);
+    jobs
+}
+
+impl Job {
+    /// The template and site path of the page.
+    pub fn target(self, site: &Site) -> (&'static str, String) {
+        match self {
+            Job::Home(n) => ("index.html", Site::home_page_path(n)),
+            Job::Post(i) => ("post.html", site.posts[i].path.clone()),
+            Job::Page(i) => ("page.html", site.pages[i].path.clone()),
+            Job::Tags => ("tags.html", "/tags/".to_string()),
+            Job::Tag(i) => ("tag.html", site.tags[i].path()),
+            Job::NotFound => ("404.html", "/404.html".to_string()),
+        }
+    }
+}
+
+/// Renders one page: its output file and the template it used.
+pub fn render_job(
     site: &Site,
     theme: &Theme,
     views: &Views,
     job: Job,
 ) -> Result<(OutputFile, &'static str), RenderError> {
-    let (template, path, context) = match job {
-        Job::Home(n) => ("index.html", Site::home_page_path(n), views.home(site, n)),
-        Job::Post(i) => {
-            let post = &site.posts[i];
-            ("post.html", post.path.clone(), views.post(site, i))
-        }
-        Job::Page(i) => {
-            let page = &site.pages[i];
-            ("page.html", page.path.clone(), views.page(site, i))
-        }
-        Job::Tags => ("tags.html", "/tags/".to_string(), views.tags(site)),
-        Job::Tag(i) => ("tag.html", site.tags[i].path(), views.tag(site, i)),
-        Job::NotFound => ("404.html", "/404.html".to_string(), views.not_found(site)),
+    let (template, path) = job.target(site);
+    let context = match job {
+        Job::Home(n) => views.home(site, n),
+        Job::Post(i) => views.post(site, i),
+        Job::Page(i) => views.page(site, i),
+        Job::Tags => views.tags(site),
+        Job::Tag(i) => views.tag(site, i),
+        Job::NotFound => views.not_found(site),
     };
     let html = context
         .into_tera()

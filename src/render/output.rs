@@ -80,7 +80,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
-fn valid(path: &str) -> bool {
+/// Whether `path` is a plain relative output path (and not the legacy manifest).
+pub fn valid(path: &str) -> bool {
     !path.is_empty()
         && path != MANIFEST
         && !path.contains('\\')
@@ -212,6 +213,92 @@ fn remove_empty_parents(out_dir: &Path, file: &Path) {
         }
         dir = d.parent();
     }
+}
+
+/// Output paths listed by the manifest older builds kept inside the output folder.
+pub fn legacy_manifest(out_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(out_dir.join(MANIFEST))
+        .map(|text| {
+            text.lines()
+                .filter(|l| valid(l))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes files an earlier build wrote (and the folders they leave empty); returns how
+/// many were there.
+pub fn remove_files(out_dir: &Path, stale: &[String]) -> Result<usize, OutputError> {
+    let mut removed = 0;
+    for stale in stale.iter().filter(|p| valid(p)) {
+        let path = out_dir.join(stale);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                removed += 1;
+                remove_empty_parents(out_dir, &path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// Creates, once each and parents first, the folders of `paths` not among `known` (folders
+/// that hold files of the last build, so exist).
+pub fn create_dirs<'a>(
+    out_dir: &Path,
+    paths: impl Iterator<Item = &'a str>,
+    known: &HashSet<&str>,
+) -> Result<(), OutputError> {
+    let mut dirs: BTreeSet<&str> = BTreeSet::new();
+    for path in paths {
+        let mut rest = path;
+        while let Some((dir, _)) = rest.rsplit_once('/') {
+            if known.contains(dir) || !dirs.insert(dir) {
+                break;
+            }
+            rest = dir;
+        }
+    }
+    // Sorted, a folder comes before the folders inside it.
+    for dir in dirs {
+        let path = out_dir.join(dir);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(_) => {
+                // A file where a folder now goes: an output that became a folder.
+                if path.is_file() {
+                    std::fs::remove_file(&path).map_err(io(&path))?;
+                }
+                std::fs::create_dir_all(&path).map_err(io(&path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `target` with one open; a folder in the way is removed first.
+pub fn write_file(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    match std::fs::write(target, bytes) {
+        Ok(()) => Ok(()),
+        Err(_) if target.is_dir() => {
+            std::fs::remove_dir_all(target).map_err(io(target))?;
+            std::fs::write(target, bytes).map_err(io(target))
+        }
+        Err(e) => Err(io(target)(e)),
+    }
+}
+
+/// Copies `from` to `target`; a folder in the way is removed first.
+pub fn copy_file(from: &Path, target: &Path) -> Result<(), OutputError> {
+    if target.is_dir() {
+        std::fs::remove_dir_all(target).map_err(io(target))?;
+    }
+    std::fs::copy(from, target).map_err(io(from))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -116,6 +116,9 @@ pub struct Theme {
     /// Template name → file it came from, for error messages.
     pub origins: BTreeMap<String, PathBuf>,
     pub static_files: Vec<ThemeStatic>,
+    /// Hash of the theme name and every template's name, origin and text: an incremental
+    /// build re-renders every page when it changes.
+    pub fingerprint: u64,
 }
 
 struct TemplateSource {
@@ -183,9 +186,19 @@ impl Theme {
             }
         }
         let tera = compile(&templates)?;
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            config.theme.hash(&mut hasher);
+            for t in templates.values() {
+                (&t.name, &t.origin, &t.text).hash(&mut hasher);
+            }
+            hasher.finish()
+        };
         Ok(Theme {
             name: config.theme.clone(),
             tera,
+            fingerprint,
             origins: templates
                 .into_iter()
                 .map(|(name, t)| (name, t.origin))

@@ -250,7 +250,7 @@ fn collect_tags(posts: &[Document]) -> Vec<Tag> {
 }
 
 /// Every file under `<dir>/static`, published at the same path.
-fn static_files(dir: &Path) -> Result<Vec<Asset>, SiteError> {
+pub fn static_files(dir: &Path) -> Result<Vec<Asset>, SiteError> {
     let root = dir.join(STATIC_DIR);
     if !root.is_dir() {
         return Ok(Vec::new());

@@ -1,0 +1,271 @@
+//! The build index: what the last build read and wrote, kept in one file under `.relais/`
+//! (read and written whole, bincode) so the next build re-parses and re-renders only what
+//! changed.
+//!
+//! For every source it holds the file's size and modification time (a cheap change test),
+//! its content hash (the test when the time is too close to the last build to trust), and
+//! the parsed document without its body (enough for listings, feeds' metadata and the
+//! sitemap). For every output it holds a signature of everything the output was made from
+//! and a hash of the bytes written, so an output whose inputs did not change is not
+//! rendered, and new bytes are compared with the hash instead of the old file.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::Document;
+
+/// Bumped when the index layout or the meaning of a signature changes.
+const FORMAT: &str = "relais-build-index-3";
+/// Where the index of a build into `<site>/public` lives.
+pub const INDEX_FILE: &str = ".relais/build-index";
+/// A source read this soon after its modification time may have changed again within the
+/// same timestamp tick: its bytes are hashed instead of trusting size and time. Times with
+/// nanoseconds come from a file system with fine ticks (a few ms); whole seconds may come
+/// from one with 1–2 s ticks.
+const DOUBT_FINE: Duration = Duration::from_millis(100);
+const DOUBT_COARSE: Duration = Duration::from_secs(2);
+/// Characters of a body's text kept in the index: enough for the description of listings.
+const TEXT_PREFIX_CHARS: usize = 400;
+
+/// Fast, stable-within-a-binary hash for signatures and output bytes. A wrong "changed"
+/// costs a rewrite; a wrong "same" needs a 64-bit collision.
+#[derive(Default)]
+pub struct Sig(std::collections::hash_map::DefaultHasher);
+
+impl Sig {
+    pub fn new(kind: &str) -> Sig {
+        let mut sig = Sig::default();
+        kind.hash(&mut sig.0);
+        sig
+    }
+
+    pub fn with(mut self, value: impl Hash) -> Sig {
+        value.hash(&mut self.0);
+        self
+    }
+
+    pub fn bytes(mut self, bytes: &[u8]) -> Sig {
+        bytes.len().hash(&mut self.0);
+        self.0.write(bytes);
+        self
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    Sig::new("bytes").bytes(bytes).finish()
+}
+
+/// Modification time as (seconds, nanoseconds) since the epoch.
+pub type Stamp = (u64, u32);
+
+pub fn stamp(time: SystemTime) -> Stamp {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    (since.as_secs(), since.subsec_nanos())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceEntry {
+    pub size: u64,
+    pub modified: Stamp,
+    /// When the bytes were last read: a time well after `modified` means any later edit
+    /// has a later time.
+    pub verified: Stamp,
+    /// Hex SHA-256 of the bytes (the document's `source_hash`).
+    pub hash: String,
+    /// Files the document links to; a reused entry needs them all still there.
+    pub local_files: Vec<PathBuf>,
+    /// The document without its body: `content` empty, `text` cut to a prefix.
+    pub lite: Document,
+    /// Signature of `lite`, and of `lite` plus the body.
+    pub lite_sig: u64,
+    pub full_sig: u64,
+    /// Warnings of the Mastodon checks that depend on this post alone (config unchanged).
+    pub warnings: Vec<String>,
+}
+
+impl SourceEntry {
+    /// The entry of a freshly parsed document.
+    pub fn of(
+        size: u64,
+        modified: Stamp,
+        verified: Stamp,
+        local_files: Vec<PathBuf>,
+        doc: &Document,
+    ) -> Self {
+        let lite = lite(doc);
+        let lite_sig = lite_sig(&lite);
+        SourceEntry {
+            size,
+            modified,
+            verified,
+            hash: doc.source_hash.clone(),
+            local_files,
+            full_sig: Sig::new("full")
+                .with(lite_sig)
+                .with(&doc.content)
+                .with(&doc.text)
+                .finish(),
+            lite,
+            lite_sig,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Takes today's bundle listing (not part of the parse), updating the signatures.
+    pub fn set_assets(&mut self, assets: &[PathBuf]) {
+        if self.lite.assets != assets {
+            self.lite.assets = assets.to_vec();
+            let old = self.lite_sig;
+            self.lite_sig = lite_sig(&self.lite);
+            self.full_sig = Sig::new("assets")
+                .with(old)
+                .with(self.full_sig)
+                .with(self.lite_sig)
+                .finish();
+        }
+    }
+}
+
+fn lite(doc: &Document) -> Document {
+    let text: String = doc.text.chars().take(TEXT_PREFIX_CHARS).collect();
+    Document {
+        content: String::new(),
+        text,
+        ..doc.clone()
+    }
+}
+
+fn lite_sig(lite: &Document) -> u64 {
+    // Serialising a document cannot fail: it holds no maps with non-string keys.
+    hash_bytes(&bincode::serialize(lite).unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutputEntry {
+    /// Signature of the output's inputs; `None` for outputs always rendered.
+    pub sig: Option<u64>,
+    /// Hash of the bytes written; `None` when unknown (an older manifest).
+    pub hash: Option<u64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BuildIndex {
+    format: String,
+    /// The output folder this index describes, and its device and inode: a folder removed
+    /// or replaced since makes the index useless for outputs.
+    pub out_dir: PathBuf,
+    pub out_id: Option<(u64, u64)>,
+    /// Highlighting style the documents were parsed with.
+    pub style: String,
+    pub sources: HashMap<PathBuf, SourceEntry>,
+    pub outputs: HashMap<String, OutputEntry>,
+    /// Signature of every input besides the sources' bytes (config, theme, options, key,
+    /// asset times), and what the last build reported: a build that finds the same inputs
+    /// and no source changed has nothing to do.
+    pub inputs: u64,
+    pub last: Option<LastBuild>,
+    /// Signature of the config and options the stored warnings were computed with.
+    pub warnings_for: u64,
+}
+
+/// What a build with nothing to do reports again.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LastBuild {
+    pub html_pages: usize,
+    pub posts: usize,
+    pub pages: usize,
+    pub tags: usize,
+    pub files: usize,
+    /// Warnings that hold as long as nothing changes: (source, message).
+    pub warnings: Vec<(PathBuf, String)>,
+}
+
+impl BuildIndex {
+    pub fn new(out_dir: &Path, style: &str) -> BuildIndex {
+        BuildIndex {
+            format: FORMAT.to_string(),
+            out_dir: out_dir.to_path_buf(),
+            style: style.to_string(),
+            ..BuildIndex::default()
+        }
+    }
+
+    /// The index of the last build into `out_dir`; an empty one when there is none, it
+    /// cannot be read, or it describes another folder.
+    pub fn load(path: &Path, out_dir: &Path, style: &str) -> BuildIndex {
+        let mut index = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| bincode::deserialize::<BuildIndex>(&bytes).ok())
+            .filter(|i| i.format == FORMAT)
+            .unwrap_or_else(|| BuildIndex::new(out_dir, style));
+        if index.out_dir != out_dir || index.out_id != folder_id(out_dir) {
+            index.outputs.clear();
+            index.out_dir = out_dir.to_path_buf();
+        }
+        if index.style != style {
+            index.sources.clear();
+            index.style = style.to_string();
+        }
+        index
+    }
+
+    /// Writes the index whole (through a temporary file, so a crash leaves the old one).
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
+        self.out_id = folder_id(&self.out_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let bytes = bincode::serialize(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+impl SourceEntry {
+    /// Whether a source with this size and time can be taken as unchanged without reading
+    /// it: same size and time, and its bytes read well after that time.
+    pub fn trusted(&self, size: u64, modified: Stamp) -> bool {
+        let doubt = if modified.1 == 0 {
+            DOUBT_COARSE
+        } else {
+            DOUBT_FINE
+        };
+        let at = |s: Stamp| Duration::new(s.0, s.1);
+        self.size == size && self.modified == modified && at(modified) + doubt < at(self.verified)
+    }
+}
+
+/// Device and inode of a folder, to notice it was removed and made again.
+#[cfg(unix)]
+pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(dir).ok().map(|_| (0, 0))
+}
+
+/// Where the index of a build of `site_dir` into `out_dir` lives: `.relais/build-index`
+/// for the default `public/`, a name derived from the folder otherwise (so `serve` and
+/// builds into other folders keep their own).
+pub fn index_path(site_dir: &Path, out_dir: &Path) -> PathBuf {
+    if out_dir == site_dir.join("public") {
+        return site_dir.join(INDEX_FILE);
+    }
+    let absolute = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
+    let sig = Sig::new("out").with(&absolute).finish();
+    site_dir.join(format!("{INDEX_FILE}-{sig:016x}"))
+}

@@ -1,0 +1,1065 @@
+//! The build pipeline, from `config.toml` to a synced output folder, incremental.
+//!
+//! Every output is planned with a signature of what it is made from (its post's body
+//! signature, its neighbours' listing signatures, the site-wide values every page sees, the
+//! theme, the config...). Outputs whose signature is the one in the [`index`] are neither
+//! rendered nor written; the others are rendered in parallel and written straight to disk
+//! (one open per file, directories created once) unless their bytes hash to what the index
+//! says is there. Sources are re-parsed only when their size, time or hash changed; bodies
+//! of unchanged posts are parsed again only when a changed output shows them.
+
+pub mod index;
+mod spinner;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rayon::prelude::*;
+
+use crate::config::SiteConfig;
+use crate::content::{self, ContentError, ContentErrors, Document, Highlighter, SourceFile};
+use crate::federation::{
+    self,
+    check::{FederationState, FediverseWarning},
+    documents::PlannedDocument,
+    keys::{self, SiteKeySource},
+};
+use crate::render::{self, Job, OutputFile, OutputSource, StaticSource, Theme, Views, WriteReport};
+use crate::site::interactions::Interactions;
+use crate::site::{feeds, Asset, LoadOptions, Site};
+use index::{hash_bytes, stamp, BuildIndex, OutputEntry, Sig, SourceEntry};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub site_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub drafts: bool,
+    /// Replaces `base_url` of config.toml (`relais serve` points links at itself).
+    pub base_url: Option<String>,
+    /// Show a spinner on stderr when the build takes a while.
+    pub progress: bool,
+    /// Render and check everything but write nothing (`relais check`).
+    pub dry_run: bool,
+    /// Read replies, likes and boosts from the inbox service's public endpoint instead of
+    /// the store file (for a build host that does not have the store).
+    pub remote_interactions: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// HTML pages of the site, posts and pages among them, tags.
+    pub html_pages: usize,
+    pub posts: usize,
+    pub pages: usize,
+    pub tags: usize,
+    /// Documents parsed this time, and reused from the index.
+    pub parsed: usize,
+    pub reused: usize,
+    /// Files of the site, and how many were rendered this time.
+    pub files: usize,
+    pub rendered: usize,
+    pub write: WriteReport,
+    pub elapsed: Duration,
+    pub out_dir: PathBuf,
+    /// What will look wrong on Mastodon (`relais check` fails on these).
+    pub warnings: Vec<FediverseWarning>,
+    pub key_source: Option<SiteKeySource>,
+}
+
+impl BuildReport {
+    pub fn summary(&self) -> String {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        format!(
+            "Built {}, {}, {} in {} ms → {} ({} written, {} removed)",
+            plural(self.html_pages, "page", "pages"),
+            plural(self.posts, "post", "posts"),
+            plural(self.tags, "tag", "tags"),
+            self.elapsed.as_millis(),
+            self.out_dir.display(),
+            plural(self.write.written, "file", "files"),
+            self.write.removed,
+        )
+    }
+}
+
+/// What survives between builds of one process (`relais serve`): the index and the
+/// highlighter's loaded syntaxes. `on_disk` state also reads and writes the index file.
+#[derive(Debug, Default)]
+pub struct BuildState {
+    index: Option<BuildIndex>,
+    persist: bool,
+    highlighter: Option<Highlighter>,
+}
+
+impl BuildState {
+    /// State that starts empty and lives only in this process.
+    pub fn in_memory() -> BuildState {
+        BuildState::default()
+    }
+
+    /// State whose index also lives on disk (see [`index::index_path`]).
+    pub fn on_disk(_site_dir: &Path) -> BuildState {
+        BuildState {
+            persist: true,
+            ..BuildState::default()
+        }
+    }
+}
+
+/// One file of the site, planned.
+struct Planned {
+    path: String,
+    /// Signature of the inputs; `None`: always rendered (cheap outputs).
+    sig: Option<u64>,
+    work: Work,
+}
+
+enum Work {
+    Page(Job),
+    Atom,
+    Rss,
+    Bytes(Vec<u8>),
+    Copy(PathBuf),
+    Federation(usize),
+}
+
+/// Builds the site into `options.out_dir`, reusing what the last build left when its
+/// inputs did not change.
+pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Result<BuildReport> {
+    let started = Instant::now();
+    let spinner = spinner::Spinner::start(options.progress);
+    let site_dir = &options.site_dir;
+    let config_path = site_dir.join(crate::config::CONFIG_FILE);
+    let mut config = SiteConfig::load(site_dir)?;
+    let config_bytes = std::fs::read(&config_path).unwrap_or_default();
+    if let Some(base_url) = &options.base_url {
+        config.base_url = base_url.trim_end_matches('/').to_string();
+    }
+    let theme = Theme::load(site_dir, &config)?;
+    let wanted = Highlighter::new(config.highlight_theme.clone());
+    if state.highlighter.as_ref().map(Highlighter::fingerprint) != Some(wanted.fingerprint()) {
+        state.highlighter = Some(wanted);
+    }
+    let highlighter = state
+        .highlighter
+        .get_or_insert_with(|| Highlighter::new(None));
+    highlighter
+        .validate()
+        .map_err(|message| anyhow::anyhow!("{}: {message}", config_path.display()))?;
+    let style = highlighter.fingerprint();
+
+    // A dry run renders everything from scratch and must not disturb the index.
+    let index_path = index::index_path(site_dir, &options.out_dir);
+    let mut index = match state.index.take() {
+        _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
+        Some(kept) if kept.out_dir == options.out_dir && kept.style == style => kept,
+        _ if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
+        _ => BuildIndex::new(&options.out_dir, &style),
+    };
+    if index.out_id != index::folder_id(&options.out_dir) {
+        index.outputs.clear();
+    }
+    // Builds before the index listed their outputs in the output folder itself.
+    let legacy = index.outputs.is_empty() && !options.dry_run;
+    if legacy {
+        for path in render::output::legacy_manifest(&options.out_dir) {
+            index.outputs.insert(
+                path,
+                OutputEntry {
+                    sig: None,
+                    hash: None,
+                },
+            );
+        }
+    }
+
+    let content::Discovered {
+        sources,
+        assets: content_assets,
+    } = content::discover(site_dir).map_err(ContentErrors)?;
+    let statics = crate::site::static_files(site_dir)?;
+    // Federation: the key, and the plan of the documents.
+    let fediverse = config.fediverse.enabled;
+    let (public_key_pem, key_source) = if fediverse {
+        let key_path = site_dir.join(&config.fediverse.key_path);
+        for published in [
+            options.out_dir.clone(),
+            site_dir.join("static"),
+            site_dir.join("content"),
+            site_dir.join(crate::render::theme::THEMES_DIR),
+        ] {
+            keys::ensure_outside(&key_path, &published)?;
+        }
+        let (pem, source) = keys::site_public_key(&key_path)?;
+        (pem, Some(source))
+    } else {
+        (String::new(), None)
+    };
+    let common = Sig::new(env!("CARGO_PKG_VERSION"))
+        .bytes(&config_bytes)
+        .with(&options.base_url)
+        .with(options.drafts)
+        .with(&style)
+        .finish();
+    let inputs = inputs_sig(
+        common,
+        &theme,
+        &options.out_dir,
+        &public_key_pem,
+        &sources,
+        &content_assets,
+        &statics,
+        site_dir,
+    );
+
+    // Nothing changed: the last build's report, without building the site.
+    let store_present = fediverse && site_dir.join(&config.inbox.store).exists();
+    if !options.dry_run
+        && !options.remote_interactions
+        && !store_present
+        && key_source != Some(SiteKeySource::Generated)
+        && index.inputs == inputs
+        && !index.outputs.is_empty()
+        && sources_unchanged(site_dir, &sources, &index)
+    {
+        if let Some(last) = &index.last {
+            let report = BuildReport {
+                html_pages: last.html_pages,
+                posts: last.posts,
+                pages: last.pages,
+                tags: last.tags,
+                parsed: 0,
+                reused: sources.len(),
+                files: last.files,
+                rendered: 0,
+                write: WriteReport {
+                    unchanged: last.files,
+                    ..WriteReport::default()
+                },
+                elapsed: started.elapsed(),
+                out_dir: options.out_dir.clone(),
+                warnings: last
+                    .warnings
+                    .iter()
+                    .map(|(source, message)| FediverseWarning {
+                        source: source.clone(),
+                        message: message.clone(),
+                    })
+                    .collect(),
+                key_source,
+            };
+            state.index = Some(index);
+            return Ok(report);
+        }
+    }
+
+    // Sources: reuse what the index knows, parse the rest.
+    spinner.message("Reading content");
+    let loaded = load_sources(site_dir, &sources, &index, highlighter)?;
+    let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
+    let rehashed = loaded.iter().any(|l| l.rehashed);
+    let mut entries: HashMap<PathBuf, SourceEntry> = HashMap::with_capacity(loaded.len());
+    let mut full: HashMap<PathBuf, Document> = HashMap::new();
+    let mut reparsed: HashSet<PathBuf> = HashSet::new();
+    let mut documents = Vec::with_capacity(loaded.len());
+    for (mut l, source) in loaded.into_iter().zip(&sources) {
+        l.entry.set_assets(&source.assets);
+        match l.full {
+            Some(mut doc) => {
+                doc.assets = source.assets.clone();
+                documents.push(doc.clone());
+                reparsed.insert(source.path.clone());
+                full.insert(source.path.clone(), doc);
+            }
+            None => documents.push(l.entry.lite.clone()),
+        }
+        entries.insert(source.path.clone(), l.entry);
+    }
+    let sources_changed = parsed > 0 || entries.len() != index.sources.len();
+
+    let mut assets: Vec<Asset> = content_assets
+        .into_iter()
+        .map(|a| Asset {
+            source: a.source,
+            path: a.path,
+        })
+        .collect();
+    assets.extend(statics);
+    let mut site = Site::assemble(
+        site_dir,
+        config,
+        documents,
+        assets,
+        LoadOptions {
+            drafts: options.drafts,
+        },
+    )?;
+    site.parsed = parsed;
+    site.reused = sources.len() - parsed;
+
+    let interactions = if options.remote_interactions {
+        remote_interactions(&site.config)?
+    } else {
+        stored_interactions(site_dir, &site)?
+    };
+
+    let fed_plan = if fediverse {
+        federation::documents::site_document_plan(&site.config, &site.posts, &public_key_pem)
+    } else {
+        Vec::new()
+    };
+    let host_files = if fediverse {
+        federation::hostrules::output_files(&site.config)
+    } else {
+        Vec::new()
+    };
+
+    // Signatures.
+    let views = Views::new(&site, &interactions);
+    let html_global = Sig::new("html")
+        .with(common)
+        .with(theme.fingerprint)
+        .bytes(&serde_json::to_vec(views.globals()).unwrap_or_default())
+        .finish();
+    let sigs_of = |docs: &[Document]| -> Vec<(u64, u64)> {
+        docs.iter()
+            .map(|d| {
+                entries
+                    .get(&d.source)
+                    .map_or((0, 0), |e| (e.lite_sig, e.full_sig))
+            })
+            .collect()
+    };
+    let post_sigs = sigs_of(&site.posts);
+    let page_sigs = sigs_of(&site.pages);
+    let urls = federation::urls::Urls::new(&site.config);
+    let interaction_sig = |i: usize| -> u64 {
+        interactions
+            .get(&urls.object(&site.posts[i].path))
+            .map_or(0, |p| {
+                hash_bytes(&serde_json::to_vec(p).unwrap_or_default())
+            })
+    };
+
+    let mut plan: Vec<Planned> = Vec::new();
+    for job in render::page_jobs(&site) {
+        let (_, path) = job.target(&site);
+        let sig = match job {
+            Job::Home(n) => {
+                let per = site.config.paginate_by;
+                let start = ((n - 1) * per).min(site.posts.len());
+                let end = (start + per).min(site.posts.len());
+                Sig::new("home").with(n).with(site.home_page_count()).with(
+                    post_sigs[start..end]
+                        .iter()
+                        .map(|s| s.0)
+                        .collect::<Vec<_>>(),
+                )
+            }
+            Job::Post(i) => Sig::new("post")
+                .with(post_sigs[i].1)
+                .with(interaction_sig(i))
+                .with(i.checked_sub(1).map(|j| post_sigs[j].0))
+                .with(post_sigs.get(i + 1).map(|s| s.0)),
+            Job::Page(i) => Sig::new("page").with(page_sigs[i].1),
+            Job::Tags => Sig::new("tags"),
+            Job::Tag(i) => Sig::new("tag").with(i).with(
+                site.tags[i]
+                    .posts
+                    .iter()
+                    .map(|&p| post_sigs[p].0)
+                    .collect::<Vec<_>>(),
+            ),
+            Job::NotFound => Sig::new("404"),
+        };
+        plan.push(Planned {
+            path: OutputFile::path_for(&path),
+            sig: Some(sig.with(html_global).with(&path).finish()),
+            work: Work::Page(job),
+        });
+    }
+    let feed_sig = Sig::new("feed")
+        .with(common)
+        .with(
+            post_sigs
+                .iter()
+                .take(feeds::FEED_LIMIT)
+                .map(|s| s.1)
+                .collect::<Vec<_>>(),
+        )
+        .finish();
+    plan.push(Planned {
+        path: OutputFile::path_for(feeds::ATOM_PATH),
+        sig: Some(Sig::new("atom").with(feed_sig).finish()),
+        work: Work::Atom,
+    });
+    plan.push(Planned {
+        path: OutputFile::path_for(feeds::RSS_PATH),
+        sig: Some(Sig::new("rss").with(feed_sig).finish()),
+        work: Work::Rss,
+    });
+    for (path, text) in [
+        (feeds::SITEMAP_PATH, feeds::sitemap(&site)),
+        (feeds::ROBOTS_PATH, feeds::robots(&site)),
+    ] {
+        plan.push(Planned {
+            path: OutputFile::path_for(path),
+            sig: None,
+            work: Work::Bytes(text.into_bytes()),
+        });
+    }
+    for asset in &site.assets {
+        plan.push(copy_plan(
+            OutputFile::path_for(&asset.path),
+            site_dir.join(&asset.source),
+        ));
+    }
+    for file in &theme.static_files {
+        if site.assets.iter().any(|a| a.path == file.path) {
+            continue;
+        }
+        let path = OutputFile::path_for(&file.path);
+        plan.push(match &file.source {
+            StaticSource::Embedded(bytes) => Planned {
+                path,
+                sig: None,
+                work: Work::Bytes(bytes.to_vec()),
+            },
+            StaticSource::File(source) => copy_plan(path, source.clone()),
+        });
+    }
+    if let Some(css) = render::highlight_stylesheet(highlighter)? {
+        if let OutputSource::Bytes(bytes) = css.source {
+            plan.push(Planned {
+                path: css.path,
+                sig: None,
+                work: Work::Bytes(bytes),
+            });
+        }
+    }
+    let fed_global = Sig::new("federation").with(common).finish();
+    for (i, doc) in fed_plan.iter().enumerate() {
+        let path = OutputFile::path_for(doc.path());
+        let sig = match doc {
+            PlannedDocument::Ready(_) => None,
+            PlannedDocument::OutboxPage { number, pages, .. } => Some(
+                Sig::new("outbox")
+                    .with(fed_global)
+                    .with(&path)
+                    .with(number)
+                    .with(pages)
+                    .with(
+                        doc.posts()
+                            .iter()
+                            .map(|&p| post_sigs[p].1)
+                            .collect::<Vec<_>>(),
+                    )
+                    .finish(),
+            ),
+            PlannedDocument::Object { post, .. } => Some(
+                Sig::new("object")
+                    .with(fed_global)
+                    .with(&path)
+                    .with(post_sigs[*post].1)
+                    .finish(),
+            ),
+        };
+        plan.push(Planned {
+            path,
+            sig,
+            work: Work::Federation(i),
+        });
+    }
+    for file in host_files {
+        plan.push(Planned {
+            path: OutputFile::path_for(file.path),
+            sig: None,
+            work: Work::Bytes(file.text.into_bytes()),
+        });
+    }
+    check_paths(&plan, &site, &theme)?;
+
+    // What must be rendered, and the bodies it needs.
+    let dirty: Vec<usize> = (0..plan.len())
+        .filter(|&i| {
+            let p = &plan[i];
+            p.sig.is_none()
+                || index
+                    .outputs
+                    .get(&p.path)
+                    .is_none_or(|e| e.sig != p.sig || e.hash.is_none())
+        })
+        .collect();
+    let mut need_posts: HashSet<usize> = HashSet::new();
+    let mut need_pages: HashSet<usize> = HashSet::new();
+    for &i in &dirty {
+        match &plan[i].work {
+            Work::Page(Job::Post(p)) => {
+                need_posts.insert(*p);
+            }
+            Work::Page(Job::Page(p)) => {
+                need_pages.insert(*p);
+            }
+            Work::Atom | Work::Rss => {
+                need_posts.extend(0..site.posts.len().min(feeds::FEED_LIMIT));
+            }
+            Work::Federation(f) => need_posts.extend(fed_plan[*f].posts().iter().copied()),
+            _ => {}
+        }
+    }
+    let missing: Vec<&Document> = need_posts
+        .iter()
+        .map(|&i| &site.posts[i])
+        .chain(need_pages.iter().map(|&i| &site.pages[i]))
+        .filter(|d| !full.contains_key(&d.source))
+        .collect();
+    let sources_by_path: HashMap<&Path, &SourceFile> =
+        sources.iter().map(|s| (s.path.as_path(), s)).collect();
+    let bodies: Vec<Result<Document, ContentError>> = missing
+        .par_iter()
+        .map(|doc| {
+            let source =
+                sources_by_path
+                    .get(doc.source.as_path())
+                    .ok_or_else(|| ContentError::Read {
+                        path: doc.source.clone(),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    })?;
+            let (mut doc, _, _) = parse_source(site_dir, source, highlighter)?;
+            doc.assets = source.assets.clone();
+            Ok(doc)
+        })
+        .collect();
+    for body in bodies {
+        let doc = body.map_err(|e| ContentErrors(vec![e]))?;
+        full.insert(doc.source.clone(), doc);
+    }
+    for doc in site.posts.iter_mut().chain(site.pages.iter_mut()) {
+        if let Some(body) = full.get(&doc.source) {
+            *doc = body.clone();
+        }
+    }
+
+    // Warnings: stored per post, recomputed for the posts read whole this time.
+    let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
+    let warnings = if fediverse {
+        let previous = if reparsed.is_empty() {
+            FederationState::default()
+        } else {
+            FederationState::load(site_dir)
+        };
+        let none = FederationState::default();
+        let mut all = federation::check::check_site(&site.config, &[], &none);
+        lasting_warnings.extend(all.iter().cloned());
+        for post in &site.posts {
+            let own = |w: Vec<FediverseWarning>| -> Vec<FediverseWarning> {
+                w.into_iter().filter(|w| w.source == post.source).collect()
+            };
+            // A post's warnings depend on it and the config alone: stored ones hold until
+            // either changes (a config change re-reads every post, for its object).
+            let recheck = reparsed.contains(&post.source) || index.warnings_for != common;
+            if recheck && full.contains_key(&post.source) {
+                let one = std::slice::from_ref(post);
+                let lasting = own(federation::check::check_site(&site.config, one, &none));
+                if let Some(entry) = entries.get_mut(&post.source) {
+                    entry.warnings = lasting.iter().map(|w| w.message.clone()).collect();
+                }
+                lasting_warnings.extend(lasting);
+                all.extend(own(federation::check::check_site(
+                    &site.config,
+                    one,
+                    &previous,
+                )));
+            } else if let Some(entry) = entries.get(&post.source) {
+                let stored = entry.warnings.iter().map(|m| FediverseWarning {
+                    source: post.source.clone(),
+                    message: m.clone(),
+                });
+                lasting_warnings.extend(stored.clone());
+                all.extend(stored);
+            }
+        }
+        all
+    } else {
+        Vec::new()
+    };
+
+    // Render the dirty outputs and write those whose bytes changed.
+    spinner.message("Rendering and writing");
+    let render_one = |planned: &Planned| -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(Some(match &planned.work {
+            Work::Page(job) => match render::render_job(&site, &theme, &views, *job)?.0.source {
+                OutputSource::Bytes(bytes) => bytes,
+                OutputSource::Copy(_) => return Ok(None),
+            },
+            Work::Atom => feeds::atom(&site).into_bytes(),
+            Work::Rss => feeds::rss(&site).into_bytes(),
+            Work::Bytes(bytes) => bytes.clone(),
+            Work::Copy(_) => return Ok(None),
+            Work::Federation(f) => {
+                federation::document_bytes(&fed_plan[*f].build(&site.config, &urls, &site.posts))
+            }
+        }))
+    };
+    let mut write = WriteReport::default();
+    let mut new_outputs: HashMap<String, OutputEntry> = HashMap::with_capacity(plan.len());
+    let planned_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
+    let stale: Vec<String> = index
+        .outputs
+        .keys()
+        .filter(|p| !planned_paths.contains(p.as_str()))
+        .cloned()
+        .collect();
+    if options.dry_run {
+        dirty
+            .par_iter()
+            .try_for_each(|&i| render_one(&plan[i]).map(drop))?;
+    } else {
+        let out_dir = &options.out_dir;
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("creating {}", out_dir.display()))?;
+        write.removed = render::output::remove_files(out_dir, &stale)
+            .with_context(|| format!("writing {}", out_dir.display()))?;
+        let known_dirs: HashSet<&str> = index
+            .outputs
+            .keys()
+            .filter(|p| planned_paths.contains(p.as_str()))
+            .filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir))
+            .collect();
+        render::output::create_dirs(
+            out_dir,
+            dirty.iter().map(|&i| plan[i].path.as_str()),
+            &known_dirs,
+        )?;
+        let results: Vec<anyhow::Result<(usize, OutputEntry, bool)>> = dirty
+            .par_iter()
+            .map(|&i| {
+                let planned = &plan[i];
+                let old = index.outputs.get(&planned.path);
+                let target = out_dir.join(&planned.path);
+                match &planned.work {
+                    Work::Copy(from) => {
+                        render::output::copy_file(from, &target)?;
+                        let entry = OutputEntry {
+                            sig: planned.sig,
+                            hash: planned.sig,
+                        };
+                        Ok((i, entry, true))
+                    }
+                    _ => {
+                        let bytes = render_one(planned)?.unwrap_or_default();
+                        let hash = Some(hash_bytes(&bytes));
+                        let same = old.is_some_and(|o| o.hash == hash);
+                        if !same {
+                            render::output::write_file(&target, &bytes)?;
+                        }
+                        Ok((
+                            i,
+                            OutputEntry {
+                                sig: planned.sig,
+                                hash,
+                            },
+                            !same,
+                        ))
+                    }
+                }
+            })
+            .collect();
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok((i, entry, written)) => {
+                    write.written += usize::from(written);
+                    new_outputs.insert(plan[i].path.clone(), entry);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        index.out_id = index::folder_id(out_dir);
+        if let Some(error) = first_error {
+            // Outputs that failed may be half written: the next build must not trust them.
+            for &i in &dirty {
+                new_outputs
+                    .entry(plan[i].path.clone())
+                    .or_insert(OutputEntry {
+                        sig: None,
+                        hash: None,
+                    });
+            }
+            keep_clean_outputs(&plan, &index, &mut new_outputs);
+            index.outputs = new_outputs;
+            index.sources = entries;
+            // The next build must not take the last report for its own.
+            index.last = None;
+            if state.persist {
+                let _ = index.save(&index_path);
+            }
+            return Err(error);
+        }
+        if legacy {
+            let _ = std::fs::remove_file(out_dir.join(render::MANIFEST));
+        }
+    }
+    keep_clean_outputs(&plan, &index, &mut new_outputs);
+    write.unchanged = plan.len() - write.written;
+
+    spinner.finish();
+    let html_pages =
+        site.home_page_count() + site.posts.len() + site.pages.len() + site.tags.len() + 2;
+    let changed = sources_changed
+        || rehashed
+        || write.written > 0
+        || write.removed > 0
+        || dirty.iter().any(|&i| plan[i].sig.is_some());
+    if !options.dry_run {
+        index.outputs = new_outputs;
+        index.sources = entries;
+        let last = index::LastBuild {
+            html_pages,
+            posts: site.posts.len(),
+            pages: site.pages.len(),
+            tags: site.tags.len(),
+            files: plan.len(),
+            warnings: lasting_warnings
+                .into_iter()
+                .map(|w| (w.source, w.message))
+                .collect(),
+        };
+        let changed = changed || index.inputs != inputs;
+        index.inputs = inputs;
+        index.last = Some(last);
+        index.warnings_for = common;
+        if state.persist && changed {
+            // Older versions kept one cache file per document there; the index replaces it.
+            let legacy_cache = site_dir.join(".relais/cache");
+            if legacy_cache.is_dir() {
+                let _ = std::fs::remove_dir_all(legacy_cache);
+            }
+            if let Err(err) = index.save(&index_path) {
+                eprintln!("warning: cannot save {}: {err}", index_path.display());
+            }
+        }
+        // A build for another base_url (serve) has other object ids: it must not replace
+        // the state the next real build compares with.
+        let state_file = site_dir.join(federation::check::STATE_FILE);
+        let objects_changed = dirty
+            .iter()
+            .any(|&i| plan[i].sig.is_some() && matches!(plan[i].work, Work::Federation(_)));
+        if options.base_url.is_none()
+            && (sources_changed || objects_changed || !state_file.exists())
+        {
+            let fed_state = FederationState::of_posts(&urls, &site.posts);
+            if let Err(err) = fed_state.save(site_dir) {
+                eprintln!(
+                    "warning: cannot save {}: {err}",
+                    federation::check::STATE_FILE
+                );
+            }
+        }
+        state.index = Some(index);
+    }
+
+    Ok(BuildReport {
+        warnings,
+        key_source,
+        html_pages: site.home_page_count()
+            + site.posts.len()
+            + site.pages.len()
+            + site.tags.len()
+            + 2,
+        posts: site.posts.len(),
+        pages: site.pages.len(),
+        tags: site.tags.len(),
+        parsed,
+        reused: site.reused,
+        files: plan.len(),
+        rendered: dirty.len(),
+        write,
+        elapsed: started.elapsed(),
+        out_dir: options.out_dir.clone(),
+    })
+}
+
+/// Signature of the inputs other than the sources' bytes: options, config, theme, key, and
+/// the bundle files, content files and static files with their sizes and times.
+#[allow(clippy::too_many_arguments)]
+fn inputs_sig(
+    common: u64,
+    theme: &Theme,
+    out_dir: &Path,
+    public_key_pem: &str,
+    sources: &[SourceFile],
+    content_assets: &[content::ContentAsset],
+    statics: &[Asset],
+    site_dir: &Path,
+) -> u64 {
+    let stamped = |path: &Path| {
+        let meta = std::fs::metadata(path).ok();
+        (
+            path.to_path_buf(),
+            meta.as_ref().map(std::fs::Metadata::len),
+            meta.and_then(|m| m.modified().ok()).map(stamp),
+        )
+    };
+    let mut sig = Sig::new("inputs")
+        .with(common)
+        .with(theme.fingerprint)
+        .with(out_dir)
+        .with(public_key_pem)
+        .with(sources.len());
+    for source in sources {
+        sig = sig.with(&source.path);
+        for asset in &source.assets {
+            sig = sig.with(stamped(&site_dir.join(asset)));
+        }
+    }
+    for asset in content_assets {
+        sig = sig
+            .with(&asset.path)
+            .with(stamped(&site_dir.join(&asset.source)));
+    }
+    for asset in statics {
+        sig = sig
+            .with(&asset.path)
+            .with(stamped(&site_dir.join(&asset.source)));
+    }
+    for file in &theme.static_files {
+        sig = sig.with(&file.path);
+        if let StaticSource::File(path) = &file.source {
+            sig = sig.with(stamped(path));
+        }
+    }
+    sig.finish()
+}
+
+/// Whether every source is the one the index knows, by size and time alone.
+fn sources_unchanged(site_dir: &Path, sources: &[SourceFile], index: &BuildIndex) -> bool {
+    sources.len() == index.sources.len()
+        && sources.par_iter().all(|source| {
+            let Some(entry) = index.sources.get(&source.path) else {
+                return false;
+            };
+            let Ok(meta) = std::fs::metadata(site_dir.join(&source.path)) else {
+                return false;
+            };
+            let modified = meta.modified().map(stamp).unwrap_or_default();
+            entry.trusted(meta.len(), modified)
+                && entry.lite.assets == source.assets
+                && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
+        })
+}
+
+/// Outputs not rendered this time keep what the index knew of them.
+fn keep_clean_outputs(
+    plan: &[Planned],
+    index: &BuildIndex,
+    outputs: &mut HashMap<String, OutputEntry>,
+) {
+    for planned in plan {
+        if let Some(old) = index.outputs.get(&planned.path) {
+            outputs.entry(planned.path.clone()).or_insert(*old);
+        }
+    }
+}
+
+/// A source after the change test: its index entry and, when it was parsed, the document.
+struct LoadedSource {
+    entry: SourceEntry,
+    full: Option<Document>,
+    /// Read again and found unchanged (its entry's times moved).
+    rehashed: bool,
+}
+
+/// Stats every source; reads only those whose size or time changed (or are too recent to
+/// trust), and parses only those whose hash changed. All errors are reported at once.
+fn load_sources(
+    site_dir: &Path,
+    sources: &[SourceFile],
+    index: &BuildIndex,
+    highlighter: &Highlighter,
+) -> Result<Vec<LoadedSource>, ContentErrors> {
+    let results: Vec<Result<LoadedSource, ContentError>> = sources
+        .par_iter()
+        .map(|source| {
+            let full_path = site_dir.join(&source.path);
+            let read_error = |e: std::io::Error| ContentError::Read {
+                path: source.path.clone(),
+                source: e,
+            };
+            let meta = std::fs::metadata(&full_path).map_err(read_error)?;
+            let modified = meta.modified().map(stamp).unwrap_or_default();
+            let known = index
+                .sources
+                .get(&source.path)
+                .filter(|e| e.local_files.iter().all(|f| site_dir.join(f).is_file()));
+            if let Some(entry) = known {
+                if entry.trusted(meta.len(), modified) {
+                    return Ok(LoadedSource {
+                        entry: entry.clone(),
+                        full: None,
+                        rehashed: false,
+                    });
+                }
+            }
+            let now = stamp(std::time::SystemTime::now());
+            let bytes = std::fs::read(&full_path).map_err(read_error)?;
+            let hash = content::hex_sha256(&bytes);
+            if let Some(entry) = known.filter(|e| e.hash == hash) {
+                let mut entry = entry.clone();
+                entry.size = bytes.len() as u64;
+                entry.modified = modified;
+                entry.verified = now;
+                return Ok(LoadedSource {
+                    entry,
+                    full: None,
+                    rehashed: true,
+                });
+            }
+            let (doc, local_files, _) = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            Ok(LoadedSource {
+                entry: SourceEntry::of(bytes.len() as u64, modified, now, local_files, &doc),
+                full: Some(doc),
+                rehashed: false,
+            })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let mut loaded = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(l) => loaded.push(l),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        errors.sort_by(|a, b| a.path().cmp(b.path()));
+        Err(ContentErrors(errors))
+    }
+}
+
+/// Reads and parses one source.
+fn parse_source(
+    site_dir: &Path,
+    source: &SourceFile,
+    highlighter: &Highlighter,
+) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+    let bytes = std::fs::read(site_dir.join(&source.path)).map_err(|e| ContentError::Read {
+        path: source.path.clone(),
+        source: e,
+    })?;
+    let hash = content::hex_sha256(&bytes);
+    parse_bytes(site_dir, source, &bytes, hash, highlighter)
+}
+
+fn parse_bytes(
+    site_dir: &Path,
+    source: &SourceFile,
+    bytes: &[u8],
+    hash: String,
+    highlighter: &Highlighter,
+) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ContentError::Encoding {
+        path: source.path.clone(),
+        line: bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+    })?;
+    let parsed = content::parse_document(site_dir, source, text, hash, highlighter)?;
+    Ok((parsed.document, parsed.local_files, bytes.len() as u64))
+}
+
+/// A copied file, signed by its source's path, size and time.
+fn copy_plan(path: String, from: PathBuf) -> Planned {
+    let sig = std::fs::metadata(&from).ok().map(|m| {
+        Sig::new("copy")
+            .with(&from)
+            .with(m.len())
+            .with(m.modified().map(stamp).unwrap_or_default())
+            .finish()
+    });
+    Planned {
+        path,
+        sig: Some(sig.unwrap_or(0)),
+        work: Work::Copy(from),
+    }
+}
+
+/// Every planned path is a plain relative path produced once; a repeated one names both
+/// of its origins.
+fn check_paths(plan: &[Planned], site: &Site, theme: &Theme) -> anyhow::Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(plan.len());
+    for (i, planned) in plan.iter().enumerate() {
+        if !render::output::valid(&planned.path) {
+            return Err(render::OutputError::BadPath(planned.path.clone()).into());
+        }
+        if let Some(first) = seen.insert(planned.path.as_str(), i) {
+            return Err(render::RenderError::Duplicate {
+                path: format!("/{}", planned.path),
+                first: origin(&plan[first], site, theme),
+                second: origin(planned, site, theme),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn origin(planned: &Planned, site: &Site, theme: &Theme) -> String {
+    match &planned.work {
+        Work::Page(job) => theme.origin(job.target(site).0).display().to_string(),
+        Work::Copy(from) => from
+            .strip_prefix(&site.dir)
+            .unwrap_or(from)
+            .display()
+            .to_string(),
+        _ => format!("the generated /{}", planned.path),
+    }
+}
+
+/// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox
+/// never ran (no store file) has none.
+fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interactions> {
+    let path = site_dir.join(&site.config.inbox.store);
+    if !site.config.fediverse.enabled || !path.exists() {
+        return Ok(Interactions::new());
+    }
+    let urls = federation::urls::Urls::new(&site.config);
+    let ids: Vec<String> = site.posts.iter().map(|p| urls.object(&p.path)).collect();
+    let store = crate::store::Store::open(&path)?;
+    Ok(store.interactions(&ids)?)
+}
+
+/// Bound on the interactions document: generous, a big site's comments are text.
+const MAX_INTERACTIONS_BYTES: usize = 64 * 1024 * 1024;
+
+/// Replies, likes and boosts of every post, from the inbox service's public endpoint.
+fn remote_interactions(config: &SiteConfig) -> anyhow::Result<Interactions> {
+    let Some(service) = config.fediverse.inbox_url.as_deref() else {
+        anyhow::bail!("--remote-interactions needs fediverse.inbox_url in config.toml");
+    };
+    let url = format!(
+        "{}{}",
+        service.trim_end_matches('/'),
+        federation::urls::Urls::INTERACTIONS_PATH
+    );
+    let mut options = federation::fetch::ClientOptions::from_config(config);
+    options.max_response_bytes = MAX_INTERACTIONS_BYTES;
+    let client = federation::fetch::FederationClient::new(options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let json = runtime
+        .block_on(client.fetch_json(&url, None, federation::fetch::IdCheck::Skip))
+        .with_context(|| format!("fetching replies and reactions from {url}"))?;
+    serde_json::from_value(json).with_context(|| format!("{url}: not an interactions document"))
+}

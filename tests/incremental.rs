@@ -1,0 +1,416 @@
+//! Incremental builds are byte-identical to cold builds: a seeded random sequence of post
+//! edits, additions, deletions and renames (plus a template edit, a config edit and a static
+//! file), each followed by `relais build` on the same site and a cold build of a copy of its
+//! sources in a fresh folder; the two output folders must hold the same files and bytes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{assert_success, relais_on, stdout};
+
+/// xorshift64*: a fixed sequence without depending on a random crate's stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const TAGS: &[&str] = &["rust", "web", "Bread", "notes", "travel"];
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn post_text(rng: &mut Rng, title: &str) -> String {
+    let day = 1 + rng.below(28);
+    let month = 1 + rng.below(12);
+    let tags: Vec<String> = (0..1 + rng.below(3))
+        .map(|_| format!("{:?}", TAGS[rng.below(TAGS.len())]))
+        .collect();
+    let mut body = String::new();
+    for p in 0..1 + rng.below(4) {
+        body.push_str(&format!(
+            "Paragraph {p} of {title}, number {}.\n\n",
+            rng.next() % 1000
+        ));
+        if p == 0 && rng.below(2) == 0 {
+            body.push_str("<!-- more -->\n\n");
+        }
+    }
+    if rng.below(2) == 0 {
+        body.push_str("```rust\nfn main() {}\n```\n");
+    }
+    format!(
+        "+++\ntitle = \"{title}\"\ndate = 2023-{month:02}-{day:02}\ntags = [{}]\n+++\n\n{body}",
+        tags.join(", ")
+    )
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in walk(dir) {
+        let rel = entry.strip_prefix(dir).unwrap().to_path_buf();
+        files.insert(rel, fs::read(&entry).unwrap());
+    }
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(listing) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Copies the site's sources (not `public/`, not `.relais/`) to `to`.
+fn copy_sources(from: &Path, to: &Path) {
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        if first == "public" || first == ".relais" {
+            continue;
+        }
+        let target = to.join(rel);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(&entry, target).unwrap();
+    }
+}
+
+fn posts(site: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(site.join("content/posts"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn incremental_builds_equal_cold_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let config = "title = \"Incremental\"\nbase_url = \"https://inc.example\"\npaginate_by = 3\n\
+                  [[authors]]\nid = \"ann\"\nname = \"Ann\"\n\
+                  [fediverse]\nusername = \"inc\"\noutbox_page_size = 4\n\
+                  inbox_url = \"https://inbox.inc.example\"\n";
+    write(&site, "config.toml", config);
+    write(
+        &site,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\nAbout.\n",
+    );
+    // The default theme shows no neighbours: this one does, and the site's tags.
+    write(
+        &site,
+        "templates/post.html",
+        "<h1>{{ post.title }}</h1>{{ post.content | safe }}\
+         {% if post.newer %}<a href=\"{{ post.newer.path }}\">{{ post.newer.title }}</a>{% endif %}\
+         {% if post.older %}<a href=\"{{ post.older.path }}\">{{ post.older.title }}: {{ post.older.description }}</a>{% endif %}\
+         {% for t in site.tags %}{{ t.name }} {{ t.count }}{% endfor %}",
+    );
+    // A lasting warning, which every later build must repeat.
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    let mut next = 0;
+    for _ in 0..12 {
+        let text = post_text(&mut rng, &format!("Post {next}"));
+        write(&site, &format!("content/posts/p{next:03}.md"), &text);
+        next += 1;
+    }
+    assert_success(&relais_on("build", &site, &[]), "first build");
+
+    let mut kinds_seen = [0usize; 9];
+    for step in 0..30 {
+        let names = posts(&site);
+        let kind = match step {
+            13 => 6,
+            27 => 7,
+            23 => 8,
+            _ => rng.below(6),
+        };
+        kinds_seen[kind] += 1;
+        let pick = |rng: &mut Rng| names[rng.below(names.len())].clone();
+        match kind {
+            // Body edit, keeping the front matter.
+            0 => {
+                let name = pick(&mut rng);
+                let path = site.join("content/posts").join(&name);
+                let mut text = fs::read_to_string(&path).unwrap();
+                text.push_str(&format!("\nEdited at step {step}.\n"));
+                fs::write(path, text).unwrap();
+            }
+            // Rewrite: new title, date, tags.
+            1 => {
+                let name = pick(&mut rng);
+                let text = post_text(&mut rng, &format!("Retitled {step}"));
+                write(&site, &format!("content/posts/{name}"), &text);
+            }
+            2 => {
+                let text = post_text(&mut rng, &format!("Post {next}"));
+                write(&site, &format!("content/posts/p{next:03}.md"), &text);
+                next += 1;
+            }
+            3 if names.len() > 3 => {
+                fs::remove_file(site.join("content/posts").join(pick(&mut rng))).unwrap();
+            }
+            4 | 3 => {
+                let name = pick(&mut rng);
+                fs::rename(
+                    site.join("content/posts").join(&name),
+                    site.join("content/posts").join(format!("r{step:03}-{name}")),
+                )
+                .unwrap();
+            }
+            // Touch without change, then a same-size edit.
+            5 => {
+                let name = pick(&mut rng);
+                let path = site.join("content/posts").join(&name);
+                let text = fs::read_to_string(&path).unwrap();
+                fs::write(&path, &text).unwrap();
+                fs::write(&path, text.replacen("Paragraph", "Qaragraph", 1)).unwrap();
+            }
+            6 => write(
+                &site,
+                "templates/tag.html",
+                "<h1>{{ tag.name }} ({{ tag.count }})</h1>{% for p in posts %}<a href=\"{{ p.path }}\">{{ p.title }}</a>{% endfor %}",
+            ),
+            7 => write(
+                &site,
+                "config.toml",
+                &config.replace("Incremental", "Renamed").replace("= 3", "= 2"),
+            ),
+            _ => write(&site, "static/notes.txt", &format!("static at step {step}")),
+        }
+        let out = relais_on("build", &site, &[]);
+        assert_success(&out, &format!("incremental build at step {step}"));
+
+        same_as_cold(
+            &site,
+            &dir.path().join("fresh"),
+            &format!("step {step} (kind {kind})"),
+            &out,
+        );
+    }
+    assert!(kinds_seen[..6].iter().all(|&n| n > 0), "{kinds_seen:?}");
+
+    // Nothing changed: nothing written.
+    let again = relais_on("build", &site, &[]);
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+
+    // Sources old enough to be trusted by size and time (the build that finds nothing
+    // changed skips the site): a template, a static file and the config still count.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_success(&relais_on("build", &site, &[]), "build");
+    for (what, rel, text) in [
+        (
+            "template",
+            "templates/tags.html",
+            "{% for t in tags %}{{ t.name }}{% endfor %}",
+        ),
+        ("static file", "static/notes.txt", "a new static text"),
+        (
+            "config",
+            "config.toml",
+            &config.replace("Incremental", "Third title"),
+        ),
+    ] {
+        write(&site, rel, text);
+        let out = relais_on("build", &site, &[]);
+        assert_success(&out, what);
+        same_as_cold(&site, &dir.path().join("fresh"), what, &out);
+    }
+}
+
+/// Builds a copy of the sources of `site` in `fresh` and compares the output folders.
+fn same_as_cold(site: &Path, fresh: &Path, label: &str, out: &std::process::Output) {
+    copy_sources(site, fresh);
+    let cold_out = relais_on("build", fresh, &[]);
+    assert_success(&cold_out, "cold build");
+    // Same warnings, but for the one about edits, which compares with the last build.
+    let warnings = |o: &std::process::Output| -> Vec<String> {
+        let mut lines: Vec<String> = common::stderr(o)
+            .lines()
+            .filter(|l| l.starts_with("warning:") && !l.contains("changed but its `updated`"))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let expected = warnings(&cold_out);
+    assert!(
+        expected.iter().any(|w| w.contains("no alt text")),
+        "{expected:?}"
+    );
+    assert_eq!(warnings(out), expected, "{label}: warnings");
+    let incremental = snapshot(&site.join("public"));
+    let cold = snapshot(&fresh.join("public"));
+    let a: Vec<&PathBuf> = incremental.keys().collect();
+    let b: Vec<&PathBuf> = cold.keys().collect();
+    assert_eq!(a, b, "{label}: different files");
+    for (path, bytes) in &incremental {
+        assert!(
+            bytes == &cold[path],
+            "{label}: {} differs\n{}",
+            path.display(),
+            stdout(out)
+        );
+    }
+    fs::remove_dir_all(fresh).unwrap();
+}
+
+/// After one post's body is edited, the incremental build rewrites only that post's object
+/// and the one outbox page holding it among the federation documents, and `relais publish`
+/// plans exactly one Update.
+#[test]
+fn one_edit_is_one_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    write(
+        site,
+        "config.toml",
+        "title = \"Fed\"\nbase_url = \"https://fed.example\"\n\
+         [[authors]]\nid = \"ann\"\nname = \"Ann\"\n\
+         [fediverse]\nusername = \"fed\"\noutbox_page_size = 4\n\
+         inbox_url = \"https://inbox.fed.example\"\n",
+    );
+    let today = chrono::Utc::now().date_naive();
+    for i in 0..14 {
+        let date = today - chrono::Duration::days(i);
+        write(
+            site,
+            &format!("content/posts/p{i:02}.md"),
+            &format!("+++\ntitle = \"Post {i}\"\ndate = {date}\ntags = [\"t{}\"]\n+++\n\nBody of post {i}, long enough to make a Note.\n", i % 3),
+        );
+    }
+    assert_success(&relais_on("build", site, &[]), "first build");
+    let first = relais_on("publish", site, &[]);
+    assert_success(&first, "first publish");
+    assert!(
+        stdout(&first).contains("Queued 7 new, 0 edited, 0 deleted post(s)"),
+        "{}",
+        stdout(&first)
+    );
+    let before = snapshot(&site.join("public/ap"));
+
+    let edited = site.join("content/posts/p09.md");
+    let text = fs::read_to_string(&edited).unwrap();
+    fs::write(
+        &edited,
+        text.replace("Body of post 9", "Corrected body of post 9"),
+    )
+    .unwrap();
+    assert_success(&relais_on("build", site, &[]), "incremental build");
+    let after = snapshot(&site.join("public/ap"));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(path, bytes)| before[*path] != **bytes)
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    // Newest first, four a page: post 9 is the second item of page 3.
+    assert_eq!(
+        changed,
+        vec!["posts/p09.json", "users/fed/outbox/page-3.json"],
+        "federation documents rewritten"
+    );
+
+    let second = relais_on("publish", site, &[]);
+    assert_success(&second, "second publish");
+    assert!(
+        stdout(&second).contains("Queued 0 new, 1 edited, 0 deleted post(s)"),
+        "{}",
+        stdout(&second)
+    );
+}
+
+/// A build into another folder keeps its own index (outside that folder too), removes
+/// what a deleted post leaves, and nothing but the site is served from either folder.
+#[test]
+fn custom_output_folder_and_no_manifest_in_the_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let out = dir.path().join("elsewhere");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Out\"\nbase_url = \"https://out.example\"\n",
+    );
+    for i in 0..3 {
+        write(
+            &site,
+            &format!("content/posts/p{i}.md"),
+            &format!(
+                "+++\ntitle = \"P{i}\"\ndate = 2024-01-0{}\n+++\nBody {i}.\n",
+                i + 1
+            ),
+        );
+    }
+    let out_arg = out.to_str().unwrap();
+    assert_success(&relais_on("build", &site, &[]), "build into public");
+    assert_success(&relais_on("build", &site, &["--out", out_arg]), "build");
+    let again = relais_on("build", &site, &["--out", out_arg]);
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+    fs::remove_file(site.join("content/posts/p1.md")).unwrap();
+    let after = relais_on("build", &site, &["--out", out_arg]);
+    assert_success(&after, "build after a delete");
+    assert!(!out.join("posts/p1/index.html").exists());
+    assert!(
+        site.join("public/posts/p1/index.html").exists(),
+        "public/ untouched"
+    );
+    for folder in [&out, &site.join("public")] {
+        let hidden: Vec<PathBuf> = walk(folder)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(hidden.is_empty(), "{hidden:?}");
+    }
+    // The public/ build did not lose its index to the other folder's builds.
+    let public = relais_on("build", &site, &[]);
+    assert!(
+        stdout(&public).contains(" 2 removed)"),
+        "{}",
+        stdout(&public)
+    );
+    assert!(!site.join("public/posts/p1/index.html").exists());
+}
