@@ -52,9 +52,8 @@ impl Store {
     pub fn cache_actor(&self, actor: &RemoteActor) -> Result<(), StoreError> {
         let aka = serde_json::Value::from(actor.also_known_as.clone()).to_string();
         self.with_conn(|c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO remote_actors ({COLUMNS}) \
+            c.prepare_cached(&format!(
+                "INSERT INTO remote_actors ({COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                      ON CONFLICT (id) DO UPDATE SET inbox = excluded.inbox, \
                      shared_inbox = excluded.shared_inbox, name = excluded.name, \
@@ -62,33 +61,31 @@ impl Store {
                      public_key_pem = excluded.public_key_pem, key_id = excluded.key_id, \
                      also_known_as = excluded.also_known_as, moved_to = excluded.moved_to, \
                      fetched_at = excluded.fetched_at"
-                ),
-                rusqlite::params![
-                    actor.id,
-                    actor.inbox,
-                    actor.shared_inbox,
-                    actor.name,
-                    actor.handle,
-                    actor.url,
-                    actor.avatar,
-                    actor.public_key_pem,
-                    actor.key_id,
-                    aka,
-                    actor.moved_to,
-                    actor.fetched_at,
-                ],
-            )?;
+            ))?
+            .execute(rusqlite::params![
+                actor.id,
+                actor.inbox,
+                actor.shared_inbox,
+                actor.name,
+                actor.handle,
+                actor.url,
+                actor.avatar,
+                actor.public_key_pem,
+                actor.key_id,
+                aka,
+                actor.moved_to,
+                actor.fetched_at,
+            ])?;
             Ok(())
         })
     }
 
     pub fn cached_actor(&self, id: &str) -> Result<Option<RemoteActor>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM remote_actors WHERE id = ?1"),
-                [id],
-                from_row,
-            )
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM remote_actors WHERE id = ?1"
+            ))?
+            .query_row([id], from_row)
             .optional()
         })
     }
@@ -96,11 +93,10 @@ impl Store {
     /// The actor whose key has this id (`keyId` of a signature).
     pub fn cached_actor_by_key(&self, key_id: &str) -> Result<Option<RemoteActor>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM remote_actors WHERE key_id = ?1 LIMIT 1"),
-                [key_id],
-                from_row,
-            )
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM remote_actors WHERE key_id = ?1 LIMIT 1"
+            ))?
+            .query_row([key_id], from_row)
             .optional()
         })
     }

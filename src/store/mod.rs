@@ -242,10 +242,12 @@ impl Store {
     /// Records an activity id; false when it was already seen, so the caller skips it.
     pub fn mark_seen(&self, activity_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO seen_activities (activity_id, received_at) VALUES (?1, ?2)",
-                (activity_id, now()),
-            )?;
+            let inserted = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen_activities (activity_id, received_at) \
+                     VALUES (?1, ?2)",
+                )?
+                .execute((activity_id, now()))?;
             Ok(inserted == 1)
         })
     }

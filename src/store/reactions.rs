@@ -30,19 +30,20 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let host = host_of(actor_id).unwrap_or_default();
         self.with_conn(|c| {
-            let existed: bool = c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM reactions WHERE actor_id = ?1 AND object_id = ?2 \
-                 AND kind = ?3)",
-                (actor_id, object_id, kind.as_str()),
-                |r| r.get(0),
-            )?;
-            let changed = c.execute(
-                "INSERT OR IGNORE INTO reactions (activity_id, actor_id, actor_host, object_id, \
-                 kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (actor_id, object_id, kind) DO UPDATE SET \
-                 activity_id = excluded.activity_id",
-                (activity_id, actor_id, host, object_id, kind.as_str(), now()),
-            )?;
+            let existed: bool = c
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM reactions WHERE actor_id = ?1 \
+                     AND object_id = ?2 AND kind = ?3)",
+                )?
+                .query_row((actor_id, object_id, kind.as_str()), |r| r.get(0))?;
+            let changed = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO reactions (activity_id, actor_id, actor_host, \
+                     object_id, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (actor_id, object_id, kind) DO UPDATE SET \
+                     activity_id = excluded.activity_id",
+                )?
+                .execute((activity_id, actor_id, host, object_id, kind.as_str(), now()))?;
             Ok(changed == 1 && !existed)
         })
     }
@@ -50,11 +51,9 @@ impl Store {
     /// Undo of a reaction known by its activity id; only its actor may undo it.
     pub fn remove_reaction(&self, activity_id: &str, actor_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM reactions WHERE activity_id = ?1 AND actor_id = ?2",
-                [activity_id, actor_id],
-            )
-            .map(|n| n > 0)
+            c.prepare_cached("DELETE FROM reactions WHERE activity_id = ?1 AND actor_id = ?2")?
+                .execute([activity_id, actor_id])
+                .map(|n| n > 0)
         })
     }
 
@@ -66,10 +65,10 @@ impl Store {
         kind: ReactionKind,
     ) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute(
+            c.prepare_cached(
                 "DELETE FROM reactions WHERE actor_id = ?1 AND object_id = ?2 AND kind = ?3",
-                (actor_id, object_id, kind.as_str()),
-            )
+            )?
+            .execute((actor_id, object_id, kind.as_str()))
             .map(|n| n > 0)
         })
     }

@@ -96,27 +96,27 @@ impl Store {
         let r = new.reply;
         let host = host_of(&r.author_id).unwrap_or_default();
         self.with_conn(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO replies (object_id, in_reply_to, root_id, author_id, author_host, \
                  author_name, author_handle, author_url, author_avatar, content, url, published, \
                  state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (object_id) DO NOTHING",
-                rusqlite::params![
-                    r.id,
-                    r.in_reply_to,
-                    new.root_id,
-                    r.author_id,
-                    host,
-                    r.author_name,
-                    r.author_handle,
-                    r.author_url,
-                    r.author_avatar,
-                    r.content,
-                    r.url,
-                    timestamp(r.published),
-                    new.state.as_str(),
-                ],
-            )
+            )?
+            .execute(rusqlite::params![
+                r.id,
+                r.in_reply_to,
+                new.root_id,
+                r.author_id,
+                host,
+                r.author_name,
+                r.author_handle,
+                r.author_url,
+                r.author_avatar,
+                r.content,
+                r.url,
+                timestamp(r.published),
+                new.state.as_str(),
+            ])
             .map(|n| n == 1)
         })
     }
@@ -130,11 +130,11 @@ impl Store {
         updated: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute(
+            c.prepare_cached(
                 "UPDATE replies SET content = ?3, updated = ?4 \
                  WHERE object_id = ?1 AND author_id = ?2",
-                (object_id, author_id, content, timestamp(updated)),
-            )
+            )?
+            .execute((object_id, author_id, content, timestamp(updated)))
             .map(|n| n > 0)
         })
     }
@@ -142,44 +142,35 @@ impl Store {
     /// Deletes a reply, only when `author_id` wrote it. True when deleted.
     pub fn delete_reply(&self, object_id: &str, author_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute(
-                "DELETE FROM replies WHERE object_id = ?1 AND author_id = ?2",
-                [object_id, author_id],
-            )
-            .map(|n| n > 0)
+            c.prepare_cached("DELETE FROM replies WHERE object_id = ?1 AND author_id = ?2")?
+                .execute([object_id, author_id])
+                .map(|n| n > 0)
         })
     }
 
     /// The post a stored reply's thread belongs to.
     pub fn reply_root(&self, object_id: &str) -> Result<Option<String>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
-                "SELECT root_id FROM replies WHERE object_id = ?1",
-                [object_id],
-                |r| r.get(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT root_id FROM replies WHERE object_id = ?1")?
+                .query_row([object_id], |r| r.get(0))
+                .optional()
         })
     }
 
     pub fn reply(&self, row_id: i64) -> Result<Option<StoredReply>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM replies r WHERE r.id = ?1"),
-                [row_id],
-                from_row,
-            )
-            .optional()
+            c.prepare_cached(&format!("SELECT {COLUMNS} FROM replies r WHERE r.id = ?1"))?
+                .query_row([row_id], from_row)
+                .optional()
         })
     }
 
     pub fn reply_by_object(&self, object_id: &str) -> Result<Option<StoredReply>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM replies r WHERE r.object_id = ?1"),
-                [object_id],
-                from_row,
-            )
+            c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM replies r WHERE r.object_id = ?1"
+            ))?
+            .query_row([object_id], from_row)
             .optional()
         })
     }
@@ -199,11 +190,9 @@ impl Store {
     /// Sets a reply's state by row id; true when such a reply exists.
     pub fn set_reply_state(&self, row_id: i64, state: ReplyState) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute(
-                "UPDATE replies SET state = ?2 WHERE id = ?1",
-                (row_id, state.as_str()),
-            )
-            .map(|n| n > 0)
+            c.prepare_cached("UPDATE replies SET state = ?2 WHERE id = ?1")?
+                .execute((row_id, state.as_str()))
+                .map(|n| n > 0)
         })
     }
 
