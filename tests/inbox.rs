@@ -24,6 +24,7 @@ use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
 };
+use relais::federation::signature9421::sign_message;
 use relais::store::{FollowState, ReplyState, Store};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -476,6 +477,73 @@ async fn follow_gets_a_signed_accept_and_undo_removes_it() {
     assert_eq!(response.status(), 202);
     let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
     assert_eq!(followers["totalItems"], 0);
+}
+
+/// Headers of a POST signed the RFC 9421 way (`Signature-Input`), as Mastodon 4.5 signs
+/// when it double-knocks.
+fn message_signed_headers(url: &str, body: &[u8], key: &str, key_id: &str) -> HeaderMap {
+    let key = SigningKey::new(key_id, Arc::new(PrivateKey::from_pem(key).unwrap()));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/activity+json"),
+    );
+    let url = url::Url::parse(url).unwrap();
+    sign_message(
+        &key,
+        &Method::POST,
+        &url,
+        &mut headers,
+        Some(body),
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert!(headers.contains_key("signature-input") && !headers.contains_key("digest"));
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let key_id = remote.key_id("alice");
+    let follow = follow(&remote, &inbox, "follows/9421");
+    let bytes = follow.to_string().into_bytes();
+    let path = "/ap/users/blog/inbox";
+
+    // Signed for the shared inbox, posted to the actor's: @target-uri differs.
+    let headers = message_signed_headers(&inbox.url("/ap/inbox"), &bytes, ALICE_KEY, &key_id);
+    let response = inbox.send(path, headers, bytes.clone()).await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    // The body changed after signing: Content-Digest no longer matches.
+    let headers = message_signed_headers(&inbox.url(path), &bytes, ALICE_KEY, &key_id);
+    let mut changed = follow.clone();
+    changed["id"] = json!(format!("{}/follows/forged", remote.base));
+    let response = inbox
+        .send(path, headers.clone(), changed.to_string().into_bytes())
+        .await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    // Signed by another key than the actor's.
+    let forged = message_signed_headers(&inbox.url(path), &bytes, MALLORY_KEY, &key_id);
+    let response = inbox.send(path, forged, bytes.clone()).await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    assert!(inbox
+        .store()
+        .follower("blog", &remote.actor("alice"))
+        .unwrap()
+        .is_none());
+
+    let response = inbox.send(path, headers, bytes).await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    let accept = remote.next_delivery().await;
+    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert_eq!(body["object"]["id"], follow["id"]);
+    assert!(inbox
+        .store()
+        .follower("blog", &remote.actor("alice"))
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
