@@ -294,6 +294,10 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             );
             state.wake.notify_one();
         }
+        (Outcome::Answered(what), activity) => {
+            tracing::info!("inbox: {what}; answer queued ({})", describe(&activity));
+            state.wake.notify_one();
+        }
         (Outcome::Done(what), activity) => {
             tracing::info!("inbox: {what} ({})", describe(&activity));
         }
