@@ -237,6 +237,7 @@ fn write_site(dir: &Path) -> SiteConfig {
         image: None,
         content_warning: None,
         federate_as: None,
+        quotes: None,
         content: "<p>A post of a realistic size. ".repeat(40) + "</p>",
         text: "A post of a realistic size. ".repeat(40),
         images: vec![],

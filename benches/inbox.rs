@@ -467,6 +467,7 @@ fn write_site(dir: &Path, base: &str, posts: usize) -> SiteConfig {
         image: None,
         content_warning: None,
         federate_as: None,
+        quotes: None,
         content: "<p>A post.</p>".into(),
         text: "A post.".into(),
         images: vec![],

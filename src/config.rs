@@ -115,6 +115,20 @@ pub enum NoteContent {
     Excerpt,
 }
 
+/// Who may quote a post (FEP-044f `interactionPolicy.canQuote`): Mastodon reads a post
+/// without a policy as "nobody", so relais publishes one on every post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotePolicy {
+    /// Anyone, approved automatically.
+    #[default]
+    Public,
+    /// Accepted followers of the post's actor.
+    Followers,
+    /// Nobody but the author.
+    Nobody,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileLink {
@@ -148,6 +162,8 @@ pub struct FediverseConfig {
     /// Slugs of pinned posts, shown in `featured`.
     pub pinned: Vec<String>,
     pub outbox_page_size: usize,
+    /// Who may quote posts, unless a post's front matter says otherwise.
+    pub quotes: QuotePolicy,
 }
 
 impl Default for FediverseConfig {
@@ -172,6 +188,7 @@ impl Default for FediverseConfig {
             followers_public: false,
             pinned: Vec::new(),
             outbox_page_size: 20,
+            quotes: QuotePolicy::Public,
         }
     }
 }

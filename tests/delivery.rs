@@ -643,3 +643,126 @@ async fn a_publish_killed_mid_delivery_completes_on_restart() {
     let counts = site.store().queue_counts(Utc::now().timestamp()).unwrap();
     assert_eq!((counts.done, counts.pending()), (users.len() as u64, 0));
 }
+
+/// An inbox on 127.0.0.1 that accepts only one signature style, as a server refusing
+/// cavage (or one that knows nothing newer) does: 401 for the other, and for a signature
+/// that does not verify. Records the style of every request.
+#[derive(Clone)]
+struct PickyInbox {
+    wants_rfc9421: bool,
+    key: relais::federation::keys::PublicKey,
+    seen: Arc<Mutex<Vec<&'static str>>>,
+}
+
+async fn picky(
+    State(inbox): State<PickyInbox>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    use relais::federation::signature9421::RequestSignature;
+    let Ok(signature) = RequestSignature::from_headers(&headers) else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    let rfc9421 = matches!(signature, RequestSignature::Message(_));
+    inbox
+        .seen
+        .lock()
+        .unwrap()
+        .push(if rfc9421 { "rfc9421" } else { "cavage" });
+    let host = headers["host"].to_str().unwrap().to_string();
+    let request = IncomingRequest {
+        method: &method,
+        path_and_query: uri.path_and_query().unwrap().as_str(),
+        headers: &headers,
+        public_host: &host,
+        body: Some(&body),
+    };
+    let verified = signature
+        .verify(&request, "http", &inbox.key, SystemTime::now())
+        .is_ok();
+    if verified && rfc9421 == inbox.wants_rfc9421 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn start_picky(wants_rfc9421: bool) -> (String, PickyInbox) {
+    let key = PrivateKey::from_pem(SITE_KEY).unwrap().public_key();
+    let state = PickyInbox {
+        wants_rfc9421,
+        key,
+        seen: Arc::default(),
+    };
+    let app = Router::new()
+        .route("/inbox", post(picky))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/inbox"), state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_double_knock_and_remember_the_style_per_host() {
+    use relais::federation::fetch::SignatureStyle;
+    use relais::federation::signature::{DigestedBody, SigningKey};
+    let config = SiteConfig::parse(
+        &format!(
+            "title = \"T\"\nbase_url = \"{BASE_URL}\"\n[inbox]\nallow_private_addresses = true\n"
+        ),
+        Path::new("config.toml"),
+    )
+    .unwrap();
+    let client = FederationClient::new(ClientOptions::from_config(&config)).unwrap();
+    let key = SigningKey::new(
+        key_id(&format!("{BASE_URL}/ap/users/blog.json")),
+        Arc::new(PrivateKey::from_pem(SITE_KEY).unwrap()),
+    );
+    let body = DigestedBody::new(Bytes::from_static(br#"{"type":"Create"}"#));
+
+    // A server that refuses cavage: the 401 gets a second knock in RFC 9421, remembered.
+    let (new_url, new_server) = start_picky(true).await;
+    let status = client.post_digested(&new_url, &body, &key).await.unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(*new_server.seen.lock().unwrap(), ["cavage", "rfc9421"]);
+    assert_eq!(
+        client.signature_style("127.0.0.1"),
+        Some(SignatureStyle::MessageSignature)
+    );
+    let status = client.post_digested(&new_url, &body, &key).await.unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(
+        *new_server.seen.lock().unwrap(),
+        ["cavage", "rfc9421", "rfc9421"]
+    );
+
+    // The same host (loopback) now serves a cavage-only inbox: the remembered style gets a
+    // 401, cavage succeeds and is remembered in its place.
+    let (old_url, old_server) = start_picky(false).await;
+    let status = client.post_digested(&old_url, &body, &key).await.unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(*old_server.seen.lock().unwrap(), ["rfc9421", "cavage"]);
+    assert_eq!(
+        client.signature_style("127.0.0.1"),
+        Some(SignatureStyle::Cavage)
+    );
+
+    // A server that takes neither gets two knocks and its 401, and changes no memory.
+    let bad_key = SigningKey::new(
+        key_id(&format!("{BASE_URL}/ap/users/blog.json")),
+        Arc::new(PrivateKey::generate().unwrap()),
+    );
+    let status = client
+        .post_digested(&old_url, &body, &bad_key)
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(old_server.seen.lock().unwrap().len(), 4);
+    assert_eq!(
+        client.signature_style("127.0.0.1"),
+        Some(SignatureStyle::Cavage)
+    );
+}

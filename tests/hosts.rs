@@ -278,6 +278,7 @@ fn netlify_engines_type_route_and_proxy_every_federation_url() {
         "/ap/inbox".to_string(),
         replies,
         "/ap/interactions".to_string(),
+        "/ap/quote_authorizations/0f3a9c".to_string(),
         // A resource the site does not know: the inbox answers it.
         "/.well-known/webfinger".to_string(),
     ] {

@@ -24,6 +24,7 @@ use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
 };
+use relais::federation::signature9421::sign_message;
 use relais::store::{FollowState, ReplyState, Store};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -476,6 +477,73 @@ async fn follow_gets_a_signed_accept_and_undo_removes_it() {
     assert_eq!(response.status(), 202);
     let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
     assert_eq!(followers["totalItems"], 0);
+}
+
+/// Headers of a POST signed the RFC 9421 way (`Signature-Input`), as Mastodon 4.5 signs
+/// when it double-knocks.
+fn message_signed_headers(url: &str, body: &[u8], key: &str, key_id: &str) -> HeaderMap {
+    let key = SigningKey::new(key_id, Arc::new(PrivateKey::from_pem(key).unwrap()));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/activity+json"),
+    );
+    let url = url::Url::parse(url).unwrap();
+    sign_message(
+        &key,
+        &Method::POST,
+        &url,
+        &mut headers,
+        Some(body),
+        SystemTime::now(),
+    )
+    .unwrap();
+    assert!(headers.contains_key("signature-input") && !headers.contains_key("digest"));
+    headers
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let key_id = remote.key_id("alice");
+    let follow = follow(&remote, &inbox, "follows/9421");
+    let bytes = follow.to_string().into_bytes();
+    let path = "/ap/users/blog/inbox";
+
+    // Signed for the shared inbox, posted to the actor's: @target-uri differs.
+    let headers = message_signed_headers(&inbox.url("/ap/inbox"), &bytes, ALICE_KEY, &key_id);
+    let response = inbox.send(path, headers, bytes.clone()).await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    // The body changed after signing: Content-Digest no longer matches.
+    let headers = message_signed_headers(&inbox.url(path), &bytes, ALICE_KEY, &key_id);
+    let mut changed = follow.clone();
+    changed["id"] = json!(format!("{}/follows/forged", remote.base));
+    let response = inbox
+        .send(path, headers.clone(), changed.to_string().into_bytes())
+        .await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    // Signed by another key than the actor's.
+    let forged = message_signed_headers(&inbox.url(path), &bytes, MALLORY_KEY, &key_id);
+    let response = inbox.send(path, forged, bytes.clone()).await;
+    assert_eq!(response.status(), 401, "{}", inbox.log());
+    assert!(inbox
+        .store()
+        .follower("blog", &remote.actor("alice"))
+        .unwrap()
+        .is_none());
+
+    let response = inbox.send(path, headers, bytes).await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    let accept = remote.next_delivery().await;
+    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert_eq!(body["object"]["id"], follow["id"]);
+    assert!(inbox
+        .store()
+        .follower("blog", &remote.actor("alice"))
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1549,4 +1617,156 @@ async fn the_deploy_webhook_stops_a_guesser() {
     assert!((1..=60).contains(&wait), "Retry-After: {wait}");
     // While refused, even the right token is not looked at: guessing cannot go on.
     assert_eq!(deploy(DEPLOY_TOKEN).await.unwrap().status(), 429);
+}
+
+/// A `QuoteRequest` as Mastodon 4.5 sends it (`ActivityPub::QuoteRequestSerializer`), with
+/// the quoting post embedded as `instrument` when `embed` is set.
+fn quote_request(remote: &Remote, object: &str, n: u32, embed: bool) -> Value {
+    let alice = remote.actor("alice");
+    let status = format!("{alice}/statuses/{n}");
+    let instrument = if embed {
+        json!({
+            "id": status,
+            "type": "Note",
+            "attributedTo": alice,
+            "content": "<p>Look at this</p>",
+            "quote": object,
+            "to": [AS_PUBLIC],
+        })
+    } else {
+        json!(status)
+    };
+    json!({
+        "@context": [
+            "https://www.w3.org/ns/activitystreams",
+            { "QuoteRequest": "https://w3id.org/fep/044f#QuoteRequest" }
+        ],
+        "id": format!("{alice}#quote_requests/{n}"),
+        "type": "QuoteRequest",
+        "actor": alice,
+        "instrument": instrument,
+        "object": object,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "").await;
+    let alice = remote.actor("alice");
+    // The post says who may quote it: Mastodon reads no policy as nobody.
+    let (_, post) = inbox.get_json("/ap/posts/hello.json").await;
+    assert_eq!(
+        post["interactionPolicy"],
+        json!({ "canQuote": { "automaticApproval": [AS_PUBLIC] } })
+    );
+
+    let request = quote_request(&remote, &inbox.post_id, 7, true);
+    let response = inbox
+        .post_signed("/ap/inbox", &request, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    let accept = remote.next_delivery().await;
+    assert_eq!(accept.path_and_query, "/users/alice/inbox");
+    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert_eq!(body["actor"], inbox.actor());
+    assert_eq!(body["object"]["type"], "QuoteRequest");
+    assert_eq!(body["object"]["id"], request["id"]);
+    assert_eq!(body["object"]["instrument"], format!("{alice}/statuses/7"));
+    assert_eq!(body["object"]["object"], inbox.post_id);
+    let result = body["result"].as_str().unwrap().to_string();
+    let path = result.strip_prefix(&inbox.base).unwrap().to_string();
+    assert!(path.starts_with("/ap/quote_authorizations/"), "{path}");
+    // The Accept is signed by the blog's key, like every delivery.
+    assert!(SignatureParams::from_headers(&accept.headers).is_ok());
+
+    let (headers, auth) = inbox.get_json(&path).await;
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/activity+json"));
+    assert_eq!(auth["id"], result);
+    assert_eq!(auth["type"], "QuoteAuthorization");
+    assert_eq!(auth["attributedTo"], inbox.actor());
+    assert_eq!(auth["interactingObject"], format!("{alice}/statuses/7"));
+    assert_eq!(auth["interactionTarget"], inbox.post_id);
+
+    // The same quote asked again (a new request id) keeps its authorization.
+    let mut again = quote_request(&remote, &inbox.post_id, 7, false);
+    again["id"] = json!(format!("{alice}#quote_requests/7b"));
+    let response = inbox
+        .post_signed("/ap/inbox", &again, ALICE_KEY, &remote.key_id("alice"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert_eq!(body["result"], result);
+
+    // A post this site does not have.
+    let missing = format!("{}/ap/posts/nope.json", inbox.base);
+    let response = inbox
+        .post_signed(
+            "/ap/inbox",
+            &quote_request(&remote, &missing, 8, false),
+            ALICE_KEY,
+            &remote.key_id("alice"),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(body["type"], "Reject");
+    assert_eq!(body["object"]["object"], missing);
+    assert!(body.get("result").is_none());
+
+    let response = inbox
+        .client
+        .get(inbox.url("/ap/quote_authorizations/0123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn followers_only_quotes_wait_for_the_follow() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("", "quotes = \"followers\"").await;
+    let (_, post) = inbox.get_json("/ap/posts/hello.json").await;
+    assert_eq!(
+        post["interactionPolicy"]["canQuote"]["automaticApproval"],
+        json!([inbox.url("/ap/users/blog/followers")])
+    );
+    let key_id = remote.key_id("alice");
+    let response = inbox
+        .post_signed(
+            "/ap/inbox",
+            &quote_request(&remote, &inbox.post_id, 1, false),
+            ALICE_KEY,
+            &key_id,
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(body["type"], "Reject");
+
+    let follow = follow(&remote, &inbox, "follows/q");
+    let response = inbox
+        .post_signed("/ap/users/blog/inbox", &follow, ALICE_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(body["object"]["type"], "Follow");
+    let response = inbox
+        .post_signed(
+            "/ap/inbox",
+            &quote_request(&remote, &inbox.post_id, 2, false),
+            ALICE_KEY,
+            &key_id,
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    assert_eq!(body["type"], "Accept");
+    assert!(body["result"].as_str().is_some());
 }

@@ -491,6 +491,7 @@ fn document_of(
         image,
         content_warning: None,
         federate_as: None,
+        quotes: None,
         content: body,
         text,
         images,

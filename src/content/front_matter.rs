@@ -6,7 +6,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use serde::Deserialize;
 
-use crate::config::{line_of_offset, ObjectType};
+use crate::config::{line_of_offset, ObjectType, QuotePolicy};
 
 /// The front matter keys, with dates still as the text the author wrote.
 #[derive(Debug, Default, PartialEq)]
@@ -24,6 +24,8 @@ pub struct FrontMatter {
     pub image_alt: Option<String>,
     pub content_warning: Option<String>,
     pub federate_as: Option<ObjectType>,
+    /// Per-post override of `fediverse.quotes`.
+    pub quotes: Option<QuotePolicy>,
 }
 
 /// A date value and the 1-based line of the file it was written on.
@@ -82,6 +84,7 @@ struct Raw<D> {
     image_alt: Option<String>,
     content_warning: Option<String>,
     federate_as: Option<ObjectType>,
+    quotes: Option<QuotePolicy>,
 }
 
 #[derive(Clone, Copy)]
@@ -222,6 +225,7 @@ impl<D> Raw<D> {
             image_alt: self.image_alt,
             content_warning: self.content_warning,
             federate_as: self.federate_as,
+            quotes: self.quotes,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ObjectType;
+use crate::config::{ObjectType, QuotePolicy};
 
 /// Where a document lives in the site: posts are dated and federated, pages are not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,8 @@ pub struct Document {
     pub content_warning: Option<String>,
     /// Per-post override of `fediverse.object_type`.
     pub federate_as: Option<ObjectType>,
+    /// Per-post override of `fediverse.quotes`.
+    pub quotes: Option<QuotePolicy>,
     /// Rendered body HTML (links to bundled assets already made site-absolute).
     pub content: String,
     /// Body as plain text, for excerpts and character budgets.

@@ -184,6 +184,7 @@ pub fn parse_document(
             image,
             content_warning: fm.content_warning.clone(),
             federate_as: fm.federate_as,
+            quotes: fm.quotes,
             content: rendered.html,
             text: rendered.text,
             images,

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{NoteContent, ObjectType, ProfileLink, SiteConfig};
+use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
 use crate::federation::urls::Urls;
 use crate::site::feeds::absolutize;
@@ -30,7 +30,16 @@ pub fn context() -> Value {
             "movedTo": { "@id": "as:movedTo", "@type": "@id" },
             "schema": "http://schema.org#",
             "PropertyValue": "schema:PropertyValue",
-            "value": "schema:value"
+            "value": "schema:value",
+            "gts": "https://gotosocial.org/ns#",
+            "interactionPolicy": { "@id": "gts:interactionPolicy", "@type": "@id" },
+            "canQuote": { "@id": "gts:canQuote", "@type": "@id" },
+            "automaticApproval": { "@id": "gts:automaticApproval", "@type": "@id" },
+            "manualApproval": { "@id": "gts:manualApproval", "@type": "@id" },
+            "interactingObject": { "@id": "gts:interactingObject", "@type": "@id" },
+            "interactionTarget": { "@id": "gts:interactionTarget", "@type": "@id" },
+            "QuoteRequest": "https://w3id.org/fep/044f#QuoteRequest",
+            "QuoteAuthorization": "https://w3id.org/fep/044f#QuoteAuthorization"
         }
     ])
 }
@@ -425,7 +434,46 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
         json!(attachments(config, &post.images)),
     );
     object.insert("replies".into(), json!(urls.replies(&post.path)));
+    object.insert(
+        "interactionPolicy".into(),
+        interaction_policy(urls, actor, quote_policy(config, post)),
+    );
     Value::Object(object)
+}
+
+/// Who may quote `post`: its front matter's `quotes`, else `fediverse.quotes`.
+pub fn quote_policy(config: &SiteConfig, post: &Document) -> QuotePolicy {
+    post.quotes.unwrap_or(config.fediverse.quotes)
+}
+
+/// `interactionPolicy` as Mastodon 4.5 publishes it (FEP-044f over GoToSocial's vocabulary):
+/// quotes approved automatically for the public, the actor's followers, or only the actor
+/// itself, which is how Mastodon writes "nobody".
+pub fn interaction_policy(urls: &Urls, actor: &str, policy: QuotePolicy) -> Value {
+    let approved = match policy {
+        QuotePolicy::Public => AS_PUBLIC.to_string(),
+        QuotePolicy::Followers => urls.followers(actor),
+        QuotePolicy::Nobody => urls.actor(actor),
+    };
+    json!({ "canQuote": { "automaticApproval": [approved] } })
+}
+
+/// The policy an `interactionPolicy` written by [`interaction_policy`] states; anything
+/// else (or none) reads as `Nobody`, as Mastodon reads it.
+pub fn read_quote_policy(urls: &Urls, actor: &str, object: &Value) -> QuotePolicy {
+    let approved = &object["interactionPolicy"]["canQuote"]["automaticApproval"];
+    let has = |id: &str| match approved {
+        Value::Array(items) => items.iter().any(|i| i == id),
+        Value::String(s) => s == id,
+        _ => false,
+    };
+    if has(AS_PUBLIC) {
+        QuotePolicy::Public
+    } else if has(&urls.followers(actor)) {
+        QuotePolicy::Followers
+    } else {
+        QuotePolicy::Nobody
+    }
 }
 
 /// A post object as its own document, with `@context`.
@@ -755,6 +803,7 @@ pub(crate) mod tests {
             image: None,
             content_warning: None,
             federate_as: None,
+            quotes: None,
             content: "<p>Hello <em>world</em>.</p>".into(),
             text: "Hello world.".into(),
             images: vec![ImageRef {
@@ -817,6 +866,42 @@ pub(crate) mod tests {
         // Bob asked for no actor of his own: the site speaks for him.
         let o = post_object(&c, &u, &post("b", &["bob"]));
         assert_eq!(o["attributedTo"], "https://blog.example/ap/users/blog.json");
+    }
+
+    #[test]
+    fn quote_policy_by_site_and_post() {
+        let c = config("");
+        let urls = u(&c);
+        let o = post_object(&c, &urls, &post("hello", &[]));
+        assert_eq!(
+            o["interactionPolicy"],
+            json!({ "canQuote": { "automaticApproval": [AS_PUBLIC] } })
+        );
+        let followers = config("[fediverse]\nquotes = \"followers\"\n");
+        let o = post_object(&followers, &u(&followers), &post("hello", &[]));
+        assert_eq!(
+            o["interactionPolicy"]["canQuote"]["automaticApproval"],
+            json!(["https://blog.example/ap/users/blog/followers"])
+        );
+        let mut closed = post("hello", &[]);
+        closed.quotes = Some(QuotePolicy::Nobody);
+        let o = post_object(&followers, &u(&followers), &closed);
+        assert_eq!(
+            o["interactionPolicy"]["canQuote"]["automaticApproval"],
+            json!(["https://blog.example/ap/users/blog.json"])
+        );
+        for policy in [
+            QuotePolicy::Public,
+            QuotePolicy::Followers,
+            QuotePolicy::Nobody,
+        ] {
+            let doc = json!({ "interactionPolicy": interaction_policy(&urls, "blog", policy) });
+            assert_eq!(read_quote_policy(&urls, "blog", &doc), policy);
+        }
+        assert_eq!(
+            read_quote_policy(&urls, "blog", &json!({})),
+            QuotePolicy::Nobody
+        );
     }
 
     #[test]

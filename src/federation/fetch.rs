@@ -19,6 +19,7 @@ use super::signature::{
     check_request, sign_request, sign_request_digested, verify_request, DigestedBody,
     IncomingRequest, SignatureError, SignatureParams, SigningKey,
 };
+use super::signature9421::sign_message;
 use crate::config::SiteConfig;
 
 /// What we ask for: Mastodon's own `Accept` for ActivityPub documents.
@@ -174,7 +175,31 @@ pub struct FederationClient {
     fetcher: reqwest::Client,
     deliverer: reqwest::Client,
     options: ClientOptions,
+    /// Per host, the signature style its inbox last accepted (double-knocking); clones
+    /// share it. Hosts absent get draft-cavage first.
+    knocks: Arc<parking_lot::Mutex<HashMap<String, SignatureStyle>>>,
 }
+
+/// How a delivery is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureStyle {
+    /// draft-cavage `Signature` with `Digest`: what every server has read for years.
+    Cavage,
+    /// RFC 9421 `Signature-Input`/`Signature` with `Content-Digest`.
+    MessageSignature,
+}
+
+impl SignatureStyle {
+    fn other(self) -> SignatureStyle {
+        match self {
+            SignatureStyle::Cavage => SignatureStyle::MessageSignature,
+            SignatureStyle::MessageSignature => SignatureStyle::Cavage,
+        }
+    }
+}
+
+/// Hosts whose preferred style is remembered at most; past that the memory starts over.
+const MAX_KNOCK_HOSTS: usize = 50_000;
 
 impl FederationClient {
     pub fn new(options: ClientOptions) -> Result<FederationClient, FetchError> {
@@ -204,6 +229,7 @@ impl FederationClient {
             fetcher,
             deliverer,
             options,
+            knocks: Arc::default(),
         })
     }
 
@@ -441,23 +467,76 @@ impl FederationClient {
     }
 
     /// [`FederationClient::post_signed`] of a body digested once for all its inboxes.
+    ///
+    /// Double-knocking, as Mastodon 4.5 does: the host's remembered style first (cavage for
+    /// a host never seen); a 401 is tried once more with the other style, and the style
+    /// that got a success is remembered for the host.
     pub async fn post_digested(
         &self,
         url: &str,
         body: &DigestedBody,
         key: &SigningKey,
     ) -> Result<StatusCode, FetchError> {
+        let checked = self.checked_url(url)?;
+        let host = checked.host_str().unwrap_or_default().to_string();
+        let first = self
+            .knocks
+            .lock()
+            .get(&host)
+            .copied()
+            .unwrap_or(SignatureStyle::Cavage);
+        let mut style = first;
+        let mut status = self.post_digested_as(url, body, key, style).await?;
+        if status == StatusCode::UNAUTHORIZED {
+            style = first.other();
+            status = self.post_digested_as(url, body, key, style).await?;
+        }
+        if status.is_success() {
+            let mut knocks = self.knocks.lock();
+            if knocks.get(&host) != Some(&style) {
+                if knocks.len() >= MAX_KNOCK_HOSTS {
+                    knocks.clear();
+                }
+                knocks.insert(host, style);
+            }
+        }
+        Ok(status)
+    }
+
+    /// The style remembered for `host`, if a delivery there succeeded.
+    pub fn signature_style(&self, host: &str) -> Option<SignatureStyle> {
+        self.knocks.lock().get(host).copied()
+    }
+
+    /// One signed POST in the given style.
+    pub async fn post_digested_as(
+        &self,
+        url: &str,
+        body: &DigestedBody,
+        key: &SigningKey,
+        style: SignatureStyle,
+    ) -> Result<StatusCode, FetchError> {
         let url = self.checked_url(url)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-        sign_request_digested(
-            key,
-            &Method::POST,
-            &url,
-            &mut headers,
-            Some(body.digest()),
-            SystemTime::now(),
-        )?;
+        match style {
+            SignatureStyle::Cavage => sign_request_digested(
+                key,
+                &Method::POST,
+                &url,
+                &mut headers,
+                Some(body.digest()),
+                SystemTime::now(),
+            )?,
+            SignatureStyle::MessageSignature => sign_message(
+                key,
+                &Method::POST,
+                &url,
+                &mut headers,
+                Some(body.bytes()),
+                SystemTime::now(),
+            )?,
+        }
         let response = self
             .deliverer
             .post(url.clone())

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod hostrules;
 pub mod keys;
 pub mod signature;
+pub mod signature9421;
 pub mod urls;
 
 use crate::config::SiteConfig;

@@ -242,7 +242,10 @@ fn quote_escape(text: &str) -> String {
 }
 
 /// All values of a header, trimmed and joined by `, ` as the draft specifies.
-fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, SignatureError> {
+pub(crate) fn header_text(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<String>, SignatureError> {
     let mut values = headers.get_all(name).iter().peekable();
     if values.peek().is_none() {
         return Ok(None);
@@ -622,11 +625,21 @@ fn check_time_window(
             None => None,
         },
     };
-    let mut expires = params
+    let expires = params
         .expires
         .filter(|_| params.covers(EXPIRES))
         .map(|seconds| at(seconds, "expires"))
         .transpose()?;
+    check_window(created, expires, now)
+}
+
+/// The window itself, shared with RFC 9421 signatures: valid from `created` (an hour of skew
+/// early) until `expires` or 5 minutes after `created`, never past 12 hours, plus an hour.
+pub(crate) fn check_window(
+    created: Option<SystemTime>,
+    mut expires: Option<SystemTime>,
+    now: SystemTime,
+) -> Result<(), SignatureError> {
     if let Some(created) = created {
         let limit = later(created, EXPIRATION_WINDOW_LIMIT)?;
         let default = later(created, DEFAULT_VALIDITY)?;

@@ -106,6 +106,13 @@ impl Urls {
     pub fn replies(&self, post_path: &str) -> String {
         self.abs(&Self::replies_path(post_path))
     }
+    /// Dynamic: a `QuoteAuthorization` we granted (FEP-044f), served by the inbox.
+    pub fn quote_authorization_path(token: &str) -> String {
+        format!("/ap/quote_authorizations/{token}")
+    }
+    pub fn quote_authorization(&self, token: &str) -> String {
+        self.abs(&Self::quote_authorization_path(token))
+    }
     /// WebFinger answer for one actor; the host rules route `?resource=` to it. Outside `/ap/`
     /// because it is served as `application/jrd+json`, not `application/activity+json`.
     pub fn webfinger_file_path(name: &str) -> String {

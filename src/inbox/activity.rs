@@ -50,6 +50,11 @@ pub enum Kind {
     Block {
         object: String,
     },
+    /// FEP-044f: `actor` asks to quote `object` (ours) in `instrument` (its post).
+    QuoteRequest {
+        object: String,
+        instrument: Option<String>,
+    },
     Flag {
         objects: Vec<String>,
         content: String,
@@ -271,6 +276,10 @@ impl Activity {
                 None => other(),
             },
             ("Block", Some(object)) => Kind::Block { object },
+            ("QuoteRequest", Some(object)) => Kind::QuoteRequest {
+                object,
+                instrument: json.get("instrument").and_then(id_of).map(str::to_string),
+            },
             ("Flag", _) => Kind::Flag {
                 objects: ids_of(object),
                 content: string(json, "content").unwrap_or_default(),

@@ -199,3 +199,20 @@ pub async fn interactions(
     )
         .into_response())
 }
+
+/// `GET /ap/quote_authorizations/{token}`: a `QuoteAuthorization` we granted, which the
+/// quoting server (and anyone showing the quote) fetches to check the quote is approved.
+pub async fn quote_authorization(
+    State(state): State<InboxState>,
+    Path(token): Path<String>,
+) -> Result<Response, HttpError> {
+    let found = {
+        let token = token.clone();
+        blocking(&state.store, move |store| store.quote_authorization(&token)).await?
+    };
+    let auth =
+        found.ok_or_else(|| HttpError::not_found(format!("no quote authorization {token:?}")))?;
+    Ok(activity_json(
+        &crate::inbox::process::quote_authorization_document(&state.site, &auth),
+    ))
+}

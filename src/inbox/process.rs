@@ -6,17 +6,17 @@ use std::path::PathBuf;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::config::SiteConfig;
+use crate::config::{QuotePolicy, SiteConfig};
 use crate::content::escape_html;
-use crate::federation::documents::actors;
+use crate::federation::documents::{actors, context, read_quote_policy};
 use crate::federation::urls::Urls;
 use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::sanitize::sanitize_html;
 use crate::site::interactions::Reply;
 use crate::store::{
-    host_of, FollowState, Follower, NewFlag, NewFollower, NewReply, ReactionKind, RemoteActor,
-    ReplyState, Store, StoreError,
+    host_of, FollowState, Follower, NewFlag, NewFollower, NewReply, QuoteAuthorization,
+    ReactionKind, RemoteActor, ReplyState, Store, StoreError,
 };
 
 /// What the inbox knows of our own site.
@@ -27,6 +27,8 @@ pub struct Site {
     pub actor_names: Vec<String>,
     pub manually_approves_followers: bool,
     pub approve_replies: bool,
+    /// `fediverse.quotes`: the policy of posts whose document is not at hand.
+    pub quotes: QuotePolicy,
     /// The built output folder, when this machine has it: a post must then have its object
     /// document there. Without it any object id of the post URL shape is taken for a post.
     pub public_dir: Option<PathBuf>,
@@ -39,6 +41,7 @@ impl Site {
             actor_names: actors(config).into_iter().map(|a| a.name).collect(),
             manually_approves_followers: config.fediverse.manually_approves_followers,
             approve_replies: config.inbox.approve_replies,
+            quotes: config.fediverse.quotes,
             public_dir,
         }
     }
@@ -49,6 +52,36 @@ impl Site {
             .iter()
             .find(|name| self.urls.actor(name) == id)
             .map(String::as_str)
+    }
+
+    /// The actor and quote policy of our post `id`, read from its built document when this
+    /// machine has the output folder (a post's own `quotes` is only there), else the site's
+    /// policy for the site actor.
+    pub fn post_quote_policy(&self, id: &str) -> Option<(String, QuotePolicy)> {
+        if !self.is_our_post(id) {
+            return None;
+        }
+        let site_actor = self.actor_names.first().cloned().unwrap_or_default();
+        let document = self.public_dir.as_ref().filter(|d| d.is_dir()).map(|dir| {
+            let path = id.strip_prefix(self.urls.base()).unwrap_or_default();
+            std::fs::read(dir.join(path.trim_start_matches('/')))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        });
+        match document {
+            None => Some((site_actor, self.quotes)),
+            // Unreadable: refuse rather than guess.
+            Some(None) => Some((site_actor, QuotePolicy::Nobody)),
+            Some(Some(doc)) => {
+                let name = doc["attributedTo"]
+                    .as_str()
+                    .and_then(|a| self.actor_name(a))
+                    .map(str::to_string)
+                    .unwrap_or(site_actor);
+                let policy = read_quote_policy(&self.urls, &name, &doc);
+                Some((name, policy))
+            }
+        }
     }
 
     /// Whether `id` is the object id of one of our posts.
@@ -81,6 +114,8 @@ pub enum Outcome {
     Ignored(String),
     /// A follow was accepted and our `Accept` queued for the delivery worker.
     Accept(Follower),
+    /// An answer (`Accept` or `Reject` of a quote request) was queued for the worker.
+    Answered(&'static str),
 }
 
 fn ignored(reason: impl Into<String>) -> Result<Outcome, StoreError> {
@@ -189,6 +224,9 @@ fn apply_once(
             }
             None => ignored(format!("{object} is none of our actors")),
         },
+        Kind::QuoteRequest { object, instrument } => {
+            quote_request(site, store, activity, sender, object, instrument.as_deref())
+        }
         Kind::Flag { objects, content } => {
             store.add_flag(&NewFlag {
                 activity_id: activity.id.as_deref(),
@@ -235,6 +273,124 @@ fn follow(
         }
         FollowState::Pending => Ok(Outcome::Done("follow request waits for approval")),
     }
+}
+
+/// FEP-044f as Mastodon 4.5 answers it (`ActivityPub::Activity::QuoteRequest`): an `Accept`
+/// whose `result` is a `QuoteAuthorization` we serve, or a `Reject` when the post is not
+/// ours to share (missing) or its policy does not admit the requester. Like a follow's
+/// Accept, the answer is queued in the transaction that marks the request seen.
+fn quote_request(
+    site: &Site,
+    store: &Store,
+    activity: &Activity,
+    sender: &RemoteActor,
+    object: &str,
+    instrument: Option<&str>,
+) -> Result<Outcome, StoreError> {
+    // Addressed to another server: not ours to answer.
+    if !object.starts_with(site.urls.base()) {
+        return ignored(format!("{object} is not on this site"));
+    }
+    let Some(request_id) = activity.id.as_deref() else {
+        return ignored("a QuoteRequest without id cannot be answered");
+    };
+    let Some(quote_id) = instrument else {
+        return ignored("a QuoteRequest without instrument names no quoting post");
+    };
+    // Mastodon's sanity checks: the request and the quoting post are the requester's own.
+    if host_of(request_id) != host_of(&sender.id) || host_of(quote_id) != host_of(&sender.id) {
+        return ignored(format!(
+            "QuoteRequest {request_id:?} or its post {quote_id:?} is not on {}'s server",
+            sender.id
+        ));
+    }
+    let request = json!({
+        "id": request_id,
+        "type": "QuoteRequest",
+        "actor": sender.id,
+        "instrument": quote_id,
+        "object": object,
+    });
+    let token = random_token();
+    let allowed = site
+        .post_quote_policy(object)
+        .map(|(name, policy)| {
+            let admitted = match policy {
+                QuotePolicy::Public => Ok(true),
+                QuotePolicy::Followers => store
+                    .follower(&name, &sender.id)
+                    .map(|f| f.is_some_and(|f| f.state == FollowState::Accepted)),
+                QuotePolicy::Nobody => Ok(false),
+            };
+            admitted.map(|ok| (name, ok))
+        })
+        .transpose()?;
+    let outcome = match allowed {
+        Some((name, true)) => {
+            let granted = store.authorize_quote(&QuoteAuthorization {
+                token,
+                request_id: request_id.to_string(),
+                actor_id: sender.id.clone(),
+                quote_id: quote_id.to_string(),
+                post_id: object.to_string(),
+                actor_name: name.clone(),
+            })?;
+            let actor = site.urls.actor(&name);
+            let accept = json!({
+                "@context": context(),
+                // Per request: the queue takes an activity id once, and a repeated request
+                // deserves its own answer (with the same authorization).
+                "id": format!("{actor}#accepts/quote_requests/{}", random_token()),
+                "type": "Accept",
+                "actor": actor,
+                "to": [sender.id],
+                "object": request,
+                "result": site.urls.quote_authorization(&granted.token),
+            });
+            store.enqueue_delivery(&sender.inbox, &accept.to_string(), &name)?;
+            "quote request accepted"
+        }
+        other => {
+            let name = other
+                .map(|(name, _)| name)
+                .or_else(|| site.actor_names.first().cloned())
+                .unwrap_or_default();
+            let actor = site.urls.actor(&name);
+            let reject = json!({
+                "@context": context(),
+                "id": format!("{actor}#rejects/quote_requests/{token}"),
+                "type": "Reject",
+                "actor": actor,
+                "to": [sender.id],
+                "object": request,
+            });
+            store.enqueue_delivery(&sender.inbox, &reject.to_string(), &name)?;
+            "quote request rejected"
+        }
+    };
+    store.cache_actor(sender)?;
+    Ok(Outcome::Answered(outcome))
+}
+
+/// The last segment of an authorization's URL: unguessable, so that the list of quotes
+/// cannot be walked.
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `QuoteAuthorization` document of a granted quote (Mastodon's
+/// `QuoteAuthorizationSerializer`).
+pub fn quote_authorization_document(site: &Site, auth: &QuoteAuthorization) -> Value {
+    json!({
+        "@context": context(),
+        "id": site.urls.quote_authorization(&auth.token),
+        "type": "QuoteAuthorization",
+        "attributedTo": site.urls.actor(&auth.actor_name),
+        "interactingObject": auth.quote_id,
+        "interactionTarget": auth.post_id,
+    })
 }
 
 fn undo(site: &Site, store: &Store, actor: &str, undone: &Undone) -> Result<Outcome, StoreError> {

@@ -18,9 +18,8 @@ use serde_json::Value;
 
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
 use crate::federation::keys::public_key_to_pem;
-use crate::federation::signature::{
-    check_request, IncomingRequest, SignatureError, SignatureParams, SigningKey,
-};
+use crate::federation::signature::{IncomingRequest, SignatureError, SigningKey};
+use crate::federation::signature9421::RequestSignature;
 use crate::inbox::activity::{Activity, Kind};
 use crate::inbox::process::{apply, Outcome};
 use crate::inbox::remote::actor_from_document;
@@ -179,7 +178,8 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             ))
         }
     }
-    let params = SignatureParams::from_headers(&req.headers)?;
+    // Draft-cavage `Signature`, or RFC 9421 when `Signature-Input` is present.
+    let params = RequestSignature::from_headers(&req.headers)?;
 
     let public_host = state.config.host();
     let path_and_query = req
@@ -195,12 +195,14 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         body: Some(&req.body),
     };
     let now = SystemTime::now();
-    check_request(&params, &request, now)?;
+    params.check(&request, now)?;
     let signed = Arc::new(SignedRequest {
         method: req.method.clone(),
         path_and_query: path_and_query.to_string(),
         headers: req.headers.clone(),
         public_host: public_host.clone(),
+        scheme: url::Url::parse(&state.config.base_url)
+            .map_or_else(|_| "https".to_string(), |u| u.scheme().to_string()),
         body: req.body.clone(),
     });
 
@@ -213,7 +215,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     let activity =
         Activity::parse(&json).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
 
-    let (actor, key_id) = (activity.actor.clone(), params.key_id.clone());
+    let (actor, key_id) = (activity.actor.clone(), params.key_id().to_string());
     // One trip to the store for everything read before the signature is checked.
     let (blocked, known, cached_signer) = blocking(&state.store, move |store| {
         Ok((
@@ -246,7 +248,9 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             StatusCode::UNAUTHORIZED,
             format!(
                 "the key {} belongs to {}, not to the activity's actor {}",
-                params.key_id, sender.id, activity.actor
+                params.key_id(),
+                sender.id,
+                activity.actor
             ),
         ));
     }
@@ -290,6 +294,10 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             );
             state.wake.notify_one();
         }
+        (Outcome::Answered(what), activity) => {
+            tracing::info!("inbox: {what}; answer queued ({})", describe(&activity));
+            state.wake.notify_one();
+        }
         (Outcome::Done(what), activity) => {
             tracing::info!("inbox: {what} ({})", describe(&activity));
         }
@@ -313,7 +321,7 @@ fn describe(activity: &Activity) -> String {
 /// before `KEY_REFETCH_COOLDOWN`, so forged requests cannot make us hammer a server).
 async fn authenticate(
     state: &InboxState,
-    params: &SignatureParams,
+    params: &RequestSignature,
     cached: Option<RemoteActor>,
     request: &Arc<SignedRequest>,
     now: SystemTime,
@@ -322,7 +330,7 @@ async fn authenticate(
     // Whether the copy we hold is what failed: then only a fresh fetch will do.
     let mut outdated = false;
     if let Some(actor) = cached {
-        match verifier.key(&params.key_id, &actor.public_key_pem) {
+        match verifier.key(params.key_id(), &actor.public_key_pem) {
             Ok(key) => match verifier.verify(params, request, key, now).await {
                 Ok(()) => return Ok(actor),
                 Err(SignatureError::Mismatch)
@@ -330,29 +338,29 @@ async fn authenticate(
                 {
                     tracing::info!(
                         "inbox: cached key {} does not verify; fetching it again",
-                        params.key_id
+                        params.key_id()
                     );
                     outdated = true;
                 }
                 Err(e) => return Err(e.into()),
             },
-            Err(e) => tracing::info!("inbox: cached key {} unreadable: {e}", params.key_id),
+            Err(e) => tracing::info!("inbox: cached key {} unreadable: {e}", params.key_id()),
         }
     }
-    let actor = fetch_signer(state, &params.key_id, !outdated)
+    let actor = fetch_signer(state, params.key_id(), !outdated)
         .await
         .map_err(|e| {
             Refusal::new(
                 StatusCode::UNAUTHORIZED,
-                format!("cannot get the key {}: {e}", params.key_id),
+                format!("cannot get the key {}: {e}", params.key_id()),
             )
         })?;
     let key = verifier
-        .key(&params.key_id, &actor.public_key_pem)
+        .key(params.key_id(), &actor.public_key_pem)
         .map_err(|e| {
             Refusal::new(
                 StatusCode::UNAUTHORIZED,
-                format!("the key {} is unreadable: {e}", params.key_id),
+                format!("the key {} is unreadable: {e}", params.key_id()),
             )
         })?;
     if let Err(e) = verifier.verify(params, request, key, now).await {

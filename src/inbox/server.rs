@@ -170,6 +170,10 @@ pub fn routes(state: InboxState) -> Router {
         .route(&Urls::inbox_path(":name"), post(receive::actor_inbox))
         .route(&Urls::followers_path(":name"), get(collections::followers))
         .route(Urls::INTERACTIONS_PATH, get(collections::interactions))
+        .route(
+            &Urls::quote_authorization_path(":token"),
+            get(collections::quote_authorization),
+        )
         .route(deploy::DEPLOY_PATH, post(deploy::deploy))
         .route("/ap/*rest", get(public::ap_get))
         .route(Urls::WEBFINGER_PATH, get(public::webfinger))

@@ -3,7 +3,8 @@
 //! once, then kept in memory as long as the store holds the same PEM for that key id.
 //!
 //! The RSA backend is used through `federation::keys::parse_public_key_pem` and
-//! `federation::signature::verify_request` only, here; [`VerifyingKey`] names its key type.
+//! `RequestSignature::verify` (cavage or RFC 9421) only, here; [`VerifyingKey`] names its
+//! key type.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,11 +15,10 @@ use axum::http::{HeaderMap, Method};
 use parking_lot::Mutex;
 
 use crate::federation::keys::{parse_public_key_pem, KeyError};
-use crate::federation::signature::{
-    verify_request, IncomingRequest, SignatureError, SignatureParams,
-};
+use crate::federation::signature::{IncomingRequest, SignatureError};
+use crate::federation::signature9421::RequestSignature;
 
-/// The parsed public key `verify_request` takes.
+/// The parsed public key `RequestSignature::verify` takes.
 pub type VerifyingKey = crate::federation::keys::PublicKey;
 
 /// Parsed keys kept at most; past that the map starts over (parsing again is cheap).
@@ -31,6 +31,8 @@ pub struct SignedRequest {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub public_host: String,
+    /// The public site's scheme, for RFC 9421's `@target-uri`.
+    pub scheme: String,
     pub body: Bytes,
 }
 
@@ -82,10 +84,10 @@ impl Verifier {
         Ok(key)
     }
 
-    /// `verify_request` on the pool.
+    /// `RequestSignature::verify` on the pool.
     pub async fn verify(
         &self,
-        params: &SignatureParams,
+        params: &RequestSignature,
         request: &Arc<SignedRequest>,
         key: Arc<VerifyingKey>,
         now: SystemTime,
@@ -107,7 +109,7 @@ impl Verifier {
 }
 
 fn verify_owned(
-    params: &SignatureParams,
+    params: &RequestSignature,
     request: &SignedRequest,
     key: &VerifyingKey,
     now: SystemTime,
@@ -119,5 +121,5 @@ fn verify_owned(
         public_host: &request.public_host,
         body: Some(&request.body),
     };
-    verify_request(params, &incoming, key, now)
+    params.verify(&incoming, &request.scheme, key, now)
 }

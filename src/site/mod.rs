@@ -309,6 +309,7 @@ pub(crate) mod tests {
             image: None,
             content_warning: None,
             federate_as: None,
+            quotes: None,
             content: format!("<p>Body of {slug} &amp; more</p>"),
             text: format!("Body of {slug} & more"),
             images: Vec::new(),

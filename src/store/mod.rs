@@ -1,4 +1,5 @@
-//! SQLite persistence for everything dynamic: followers, replies, reactions, blocks, flags,
+//! SQLite persistence for everything dynamic: followers, replies, reactions, quote
+//! authorizations, blocks, flags,
 //! the remote actor cache and (in `queue`) the outbound delivery queue.
 //!
 //! One `Store` is shared by the inbox handlers, delivery and the build. It wraps a single
@@ -11,6 +12,7 @@ mod blocks;
 mod followers;
 mod interactions;
 pub mod queue;
+mod quotes;
 mod reactions;
 mod replies;
 
@@ -28,6 +30,7 @@ pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
 pub use followers::{FollowState, Follower, NewFollower};
+pub use quotes::QuoteAuthorization;
 pub use reactions::ReactionKind;
 pub use replies::{NewReply, ReplyState, StoredReply};
 
@@ -48,7 +51,8 @@ pub enum StoreError {
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
 /// Append only: a released migration never changes.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE followers (
     id INTEGER PRIMARY KEY,
     actor_name TEXT NOT NULL,
@@ -144,7 +148,21 @@ CREATE TABLE remote_actors (
     fetched_at TEXT NOT NULL
 );
 CREATE INDEX remote_actors_by_key ON remote_actors (key_id);
-"#];
+"#,
+    r#"
+CREATE TABLE quote_authorizations (
+    token TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    quote_id TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (quote_id, post_id)
+);
+CREATE INDEX quote_authorizations_by_post ON quote_authorizations (post_id);
+"#,
+];
 
 /// Handle on the SQLite store; clones share one connection.
 ///

@@ -139,7 +139,7 @@ mod tests {
         assert!(text.contains("\t\tquery \"resource=acct:blog@blog.example\"\n"));
         assert!(text.contains("\t\trewrite * \"/webfinger/blog.json\"\n\t\theader Content-Type \"application/jrd+json; charset=utf-8\"\n"));
         assert!(text.contains(
-            "\t@inbox path /.well-known/webfinger /ap/users/*/inbox /ap/users/*/followers /ap/inbox /ap/*/replies /ap/*/*/replies /ap/*/*/*/replies /ap/*/*/*/*/replies /ap/*/*/*/*/*/replies /ap/*/*/*/*/*/*/replies /ap/interactions\n"
+            "\t@inbox path /.well-known/webfinger /ap/users/*/inbox /ap/users/*/followers /ap/inbox /ap/*/replies /ap/*/*/replies /ap/*/*/*/replies /ap/*/*/*/*/replies /ap/*/*/*/*/*/replies /ap/*/*/*/*/*/*/replies /ap/interactions /ap/quote_authorizations/*\n"
         ));
         assert!(text.contains(
             "\t\trewrite * \"/relais{uri}\"\n\t\treverse_proxy \"https://inbox.example\" {"

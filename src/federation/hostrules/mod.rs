@@ -118,6 +118,7 @@ pub fn host_rules(config: &SiteConfig) -> HostRules {
                 Urls::replies_path(&format!("{segments}/"))
             }));
             paths.push(Urls::INTERACTIONS_PATH.to_string());
+            paths.push(Urls::quote_authorization_path(":token"));
             paths
         }
         None => Vec::new(),
@@ -260,6 +261,7 @@ mod tests {
             "/ap/posts/hello/replies",
             "/ap/2024/05/01/x.html/replies",
             "/ap/interactions",
+            "/ap/quote_authorizations/0f3a",
         ] {
             assert!(rules.is_dynamic(path), "{path}");
         }

@@ -1,0 +1,106 @@
+//! Quote authorizations (FEP-044f) we granted: one per quoting post and quoted post, each
+//! served as a `QuoteAuthorization` document at a stable URL named by its token.
+
+use rusqlite::OptionalExtension;
+
+use super::{now, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteAuthorization {
+    /// The last path segment of the authorization's URL.
+    pub token: String,
+    /// The `QuoteRequest` it answered.
+    pub request_id: String,
+    /// Who quotes.
+    pub actor_id: String,
+    /// The quoting post (`instrument`).
+    pub quote_id: String,
+    /// Our quoted post (`object`).
+    pub post_id: String,
+    /// Our actor the post belongs to.
+    pub actor_name: String,
+}
+
+impl Store {
+    /// Records an authorization; when the same post was already authorized to quote ours,
+    /// the existing one is returned (a repeated request gets the same URL).
+    pub fn authorize_quote(
+        &self,
+        new: &QuoteAuthorization,
+    ) -> Result<QuoteAuthorization, StoreError> {
+        self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO quote_authorizations (token, request_id, actor_id, quote_id, \
+                 post_id, actor_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (quote_id, post_id) DO UPDATE SET request_id = excluded.request_id",
+                (
+                    &new.token,
+                    &new.request_id,
+                    &new.actor_id,
+                    &new.quote_id,
+                    &new.post_id,
+                    &new.actor_name,
+                    now(),
+                ),
+            )?;
+            c.query_row(
+                "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
+                 FROM quote_authorizations WHERE quote_id = ?1 AND post_id = ?2",
+                (&new.quote_id, &new.post_id),
+                row,
+            )
+        })
+    }
+
+    pub fn quote_authorization(
+        &self,
+        token: &str,
+    ) -> Result<Option<QuoteAuthorization>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
+                 FROM quote_authorizations WHERE token = ?1",
+                [token],
+                row,
+            )
+            .optional()
+        })
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QuoteAuthorization> {
+    Ok(QuoteAuthorization {
+        token: r.get(0)?,
+        request_id: r.get(1)?,
+        actor_id: r.get(2)?,
+        quote_id: r.get(3)?,
+        post_id: r.get(4)?,
+        actor_name: r.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_request_keeps_its_token() {
+        let store = Store::open_in_memory().unwrap();
+        let mut auth = QuoteAuthorization {
+            token: "t1".into(),
+            request_id: "https://r.example/q/1".into(),
+            actor_id: "https://r.example/users/bob".into(),
+            quote_id: "https://r.example/statuses/9".into(),
+            post_id: "https://blog.example/ap/posts/hello.json".into(),
+            actor_name: "blog".into(),
+        };
+        assert_eq!(store.authorize_quote(&auth).unwrap(), auth);
+        auth.token = "t2".into();
+        auth.request_id = "https://r.example/q/2".into();
+        let kept = store.authorize_quote(&auth).unwrap();
+        assert_eq!(kept.token, "t1");
+        assert_eq!(kept.request_id, "https://r.example/q/2");
+        assert_eq!(store.quote_authorization("t1").unwrap(), Some(kept));
+        assert_eq!(store.quote_authorization("t2").unwrap(), None);
+    }
+}
