@@ -11,7 +11,7 @@
 pub mod index;
 mod spinner;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -311,11 +311,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         Vec::new()
     };
-    let host_files = if fediverse {
+    let aliases = crate::site::aliases(&site);
+    let mut host_files = if fediverse {
         federation::hostrules::output_files(&site.config)
     } else {
         Vec::new()
     };
+    for file in host_files.iter_mut().filter(|f| f.path == "/_redirects") {
+        file.text
+            .push_str(&federation::hostrules::netlify::alias_lines(&aliases));
+    }
 
     // Signatures.
     let views = Views::new(&site, &interactions);
@@ -473,6 +478,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             work: Work::Federation(i),
         });
     }
+    for (alias, target) in &aliases {
+        plan.push(Planned {
+            path: OutputFile::path_for(alias),
+            sig: None,
+            work: Work::Bytes(crate::site::alias_page(&site.config.absolute(target)).into_bytes()),
+        });
+    }
     for file in host_files {
         plan.push(Planned {
             path: OutputFile::path_for(file.path),
@@ -545,7 +557,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
 
     // Warnings: stored per post, recomputed for the posts read whole this time.
     let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
-    let warnings = if fediverse {
+    let mut warnings = if fediverse {
         let previous = if reparsed.is_empty() {
             FederationState::default()
         } else {
@@ -586,6 +598,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         Vec::new()
     };
+
+    let notes = kept_field_notes(&site);
+    lasting_warnings.extend(notes.iter().cloned());
+    warnings.extend(notes);
 
     // Render the dirty outputs and write those whose bytes changed.
     spinner.message("Rendering and writing");
@@ -995,6 +1011,28 @@ fn copy_plan(path: String, from: PathBuf) -> Planned {
 
 /// Every planned path is a plain relative path produced once; a repeated one names both
 /// of its origins.
+/// One note per Zola/Hugo front matter field that relais keeps without acting on, naming
+/// the first file using it.
+fn kept_field_notes(site: &Site) -> Vec<FediverseWarning> {
+    let mut first: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut docs: Vec<&Document> = site.posts.iter().chain(&site.pages).collect();
+    docs.sort_by(|a, b| a.source.cmp(&b.source));
+    for doc in docs {
+        for key in &doc.kept_fields {
+            first.entry(key.as_str()).or_insert(&doc.source);
+        }
+    }
+    first
+        .into_iter()
+        .map(|(key, source)| FediverseWarning {
+            source: source.to_path_buf(),
+            message: format!(
+                "`{key}` is a Zola/Hugo field relais does not act on: kept for templates as page.extra.{key}"
+            ),
+        })
+        .collect()
+}
+
 fn check_paths(plan: &[Planned], site: &Site, theme: &Theme) -> anyhow::Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(plan.len());
     for (i, planned) in plan.iter().enumerate() {

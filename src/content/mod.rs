@@ -61,6 +61,44 @@ pub struct Document {
     pub reading_minutes: usize,
     /// Hash of the source bytes, for incremental rebuilds and delivery change detection.
     pub source_hash: String,
+    /// Front matter `description` (Zola, Hugo), for the meta description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Old site paths (`/old/`, `/old.html`) that redirect here.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Ordering weight (Zola, Hugo): lighter first where a list sorts by weight.
+    #[serde(default)]
+    pub weight: Option<i64>,
+    /// `[extra]`/`params` and the kept generator fields, for templates as `page.extra`.
+    #[serde(default)]
+    pub extra: Extra,
+    /// Taxonomies other than tags (`categories`, `series`...), with their terms.
+    #[serde(default)]
+    pub taxonomies: std::collections::BTreeMap<String, Vec<String>>,
+    /// Zola/Hugo keys present that relais keeps without acting on, for the build's notes.
+    #[serde(default)]
+    pub kept_fields: Vec<String>,
+}
+
+/// Free-form template values. Stored as JSON text, since the build index is bincode, which
+/// cannot read self-describing values back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra(pub serde_json::Map<String, serde_json::Value>);
+
+impl Serialize for Extra {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&serde_json::Value::Object(self.0.clone()).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text)
+            .map(Extra)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 mod cache;
@@ -72,6 +110,7 @@ mod source;
 
 pub use cache::DocumentCache;
 pub use front_matter::parse_date;
+pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
 pub use parse::parse_document;
 pub use source::{discover, ContentAsset, Discovered, SourceFile};

@@ -21,14 +21,40 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Slug used when the front matter sets none.
+    /// Slug used when the front matter sets none: the file (or bundle folder) name, without
+    /// a leading `YYYY-MM-DD-` or `YYYY-MM-DD_` date as Zola drops it.
     pub fn default_slug(&self) -> String {
+        let name = self.name();
+        let name = match split_date(&name) {
+            Some((_, rest)) if !slug::slugify(rest).is_empty() => rest,
+            _ => &name,
+        };
+        slug::slugify(name)
+    }
+
+    /// The date a file name starts with (`2024-05-01-slug.md`), at midnight UTC.
+    pub fn file_name_date(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let name = self.name();
+        let (date, _) = split_date(&name)?;
+        super::parse_date(date)
+    }
+
+    /// Site path of a document whose front matter sets none.
+    pub fn site_path(&self, slug: &str) -> String {
+        match self.kind {
+            DocumentKind::Post => format!("/{POSTS_DIR}/{slug}/"),
+            DocumentKind::Page => format!("/{slug}/"),
+        }
+    }
+
+    fn name(&self) -> String {
         let name = if self.bundle {
             self.path.parent().and_then(Path::file_name)
         } else {
             self.path.file_stem()
         };
-        slug::slugify(name.map(|n| n.to_string_lossy()).unwrap_or_default())
+        name.map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -127,6 +153,18 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
     } else {
         Err(errors)
     }
+}
+
+/// `("2024-05-01", "slug")` for `2024-05-01-slug` or `2024-05-01_slug`.
+fn split_date(name: &str) -> Option<(&str, &str)> {
+    let date = name.get(..10)?;
+    let rest = name.get(10..)?;
+    let shaped = date.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        _ => b.is_ascii_digit(),
+    });
+    let rest = rest.strip_prefix(['-', '_'])?;
+    (shaped && !rest.is_empty()).then_some((date, rest))
 }
 
 fn is_ignored(name: &std::ffi::OsStr) -> bool {

@@ -149,6 +149,8 @@ impl<'a> Views<'a> {
                 self.listed(site, index + 1).unwrap_or(Value::Null),
             );
         }
+        // Zola's and Hugo's templates call every content page `page`.
+        context.insert("page", view.clone());
         context.insert("post", view);
         context
     }
@@ -228,6 +230,14 @@ impl<'a> Views<'a> {
             .filter_map(|id| config.author(id))
             .collect();
         map.insert("author_ids".into(), json!(doc.authors));
+        // `authors` that name no `[[authors]]` id are free names (as Zola and Hugo write them).
+        let author_names: Vec<&str> = doc
+            .authors
+            .iter()
+            .map(|id| config.author(id).map_or(id.as_str(), |a| a.name.as_str()))
+            .collect();
+        map.insert("author_names".into(), json!(author_names));
+        map.insert("extra".into(), Value::Object(doc.extra.0.clone()));
         map.insert(
             "authors".into(),
             authors
@@ -337,9 +347,10 @@ fn insert_date(map: &mut Map<String, Value>, key: &str, date: Option<DateTime<Fi
 /// Plain text for `<meta name="description">`: the summary without tags, else the start of
 /// the text, cut at a word boundary.
 fn description(doc: &Document) -> String {
-    let flat = match &doc.summary {
-        Some(html) => crate::content::plain_text(html),
-        None => doc.text.split_whitespace().collect::<Vec<_>>().join(" "),
+    let flat = match (&doc.description, &doc.summary) {
+        (Some(text), _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        (None, Some(html)) => crate::content::plain_text(html),
+        (None, None) => doc.text.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     if flat.chars().count() <= DESCRIPTION_CHARS {
         return flat;
