@@ -1,8 +1,10 @@
 //! Content written for Zola and Hugo, built as-is by the real binary: front matter fields
 //! keep their meaning, URLs and aliases land where those generators put them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 mod common;
 use common::{assert_success, relais_on, stderr, write};
@@ -156,4 +158,271 @@ fn templates_see_extra_taxonomies_and_free_author_names() {
         read(&public, "blog/hugo-post/index.html"),
         "-|red||categories=Tech;|2024-05-03T00:00:00+00:00\n"
     );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Every file under `dir`, relative, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in walkdir(dir) {
+        let rel = entry.strip_prefix(dir).unwrap().to_path_buf();
+        files.insert(rel, fs::read(&entry).unwrap());
+    }
+    files
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Copies `from` to `to`, leaving out built output and the build index.
+fn copy_sources(from: &Path, to: &Path) {
+    for entry in walkdir(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        let first = rel.components().next().unwrap().as_os_str();
+        if first == "public" || first == ".relais" {
+            continue;
+        }
+        let target = to.join(rel);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        fs::copy(&entry, target).unwrap();
+    }
+}
+
+/// What the fixture's marker templates wrote: single pages, list pages (with the posts they
+/// list, for relais) and alias pages (with their targets), by site path.
+#[derive(Debug, Default)]
+struct Outputs {
+    singles: BTreeSet<String>,
+    lists: BTreeMap<String, String>,
+    aliases: BTreeMap<String, String>,
+}
+
+fn outputs(public: &Path) -> Outputs {
+    let mut out = Outputs::default();
+    for (rel, bytes) in snapshot(public) {
+        let text = String::from_utf8_lossy(&bytes);
+        let path = format!("/{}", rel.display()).replace("index.html", "");
+        if text.starts_with("SINGLE") {
+            out.singles.insert(path);
+        } else if let Some(list) = text.strip_prefix("LIST ") {
+            out.lists.insert(path, list.trim().to_string());
+        } else if text.contains("http-equiv=\"refresh\"") {
+            let target = text
+                .split("rel=\"canonical\" href=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default();
+            out.aliases.insert(path, target.to_string());
+        }
+    }
+    out
+}
+
+/// Whether Hugo can run here; a skip with a message, or a failure when CI requires it.
+fn hugo_available() -> bool {
+    let problem = match Command::new("hugo").arg("version").output() {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => format!("`hugo version` failed: {}", stderr(&out)),
+        Err(e) => format!("`hugo` not found: {e}"),
+    };
+    if std::env::var_os("RELAIS_REQUIRE_GENERATORS").is_some() {
+        panic!("RELAIS_REQUIRE_GENERATORS is set but Hugo cannot run: {problem}");
+    }
+    eprintln!("SKIPPED zola_hugo/hugo: {problem}; install hugo (.ci/run does) to run it");
+    false
+}
+
+#[test]
+fn hugo_layout_builds_to_the_paths_hugo_writes() {
+    if !hugo_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("relais"), dir.path().join("hugo"));
+    copy_sources(&fixture("hugo-blog"), &ours);
+    copy_sources(&fixture("hugo-blog"), &theirs);
+    assert_success(&relais_on("build", &ours, &[]), "relais build");
+    let hugo = Command::new("hugo")
+        .args(["--quiet", "--config", "hugo.toml", "-d", "public", "-s"])
+        .arg(&theirs)
+        .output()
+        .expect("run hugo");
+    assert_success(&hugo, "hugo");
+    let (ours, theirs) = (
+        outputs(&ours.join("public")),
+        outputs(&theirs.join("public")),
+    );
+
+    assert!(ours.singles.len() >= 30, "{:?}", ours.singles);
+    assert_eq!(ours.singles, theirs.singles, "post and page paths");
+    // Hugo also lists the home page and its own taxonomy pages; sections are compared.
+    let hugo_sections: BTreeSet<&String> = theirs
+        .lists
+        .keys()
+        .filter(|p| *p != "/" && !p.starts_with("/tags/") && !p.starts_with("/categories/"))
+        .collect();
+    assert_eq!(
+        ours.lists.keys().collect::<BTreeSet<_>>(),
+        hugo_sections,
+        "section list pages"
+    );
+    assert_eq!(
+        ours.aliases, theirs.aliases,
+        "alias pages and their targets"
+    );
+    assert_eq!(ours.aliases.len(), 4);
+}
+
+#[test]
+fn zola_layout_follows_zolas_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    copy_sources(&fixture("zola-blog"), &site);
+    let out = relais_on("build", &site, &[]);
+    assert_success(&out, "relais build");
+    let got = outputs(&site.join("public"));
+
+    // Zola: a page's path is its section's path and its slug, the file name without a
+    // leading date (`2024-01-05-note-5.md`, `2024-03-09_underscored/`), unless `path` says.
+    let mut singles: BTreeSet<String> = (1..=18).map(|i| format!("/posts/note-{i}/")).collect();
+    singles.extend(
+        [
+            "/about/",
+            "/2024/02/moved/",
+            "/posts/inside-rust/topic-1/",
+            "/posts/inside-rust/topic-2/",
+            "/posts/inside-rust/topic-3/",
+            "/posts/inside-rust/topic-4/",
+            "/posts/inside-rust/underscored/",
+            "/posts/drafts-folder/kept/",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(got.singles, singles);
+
+    // `sort_by = "weight"`: lightest first, unweighted last.
+    assert_eq!(
+        got.lists["/posts/inside-rust/"],
+        "Inside Rust /posts/inside-rust/topic-4/ /posts/inside-rust/topic-3/ \
+         /posts/inside-rust/topic-2/ /posts/inside-rust/topic-1/ /posts/inside-rust/underscored/"
+    );
+    // `paginate_by = 5` on `/posts/`, pages at `page/N/`; the transparent inside-rust posts
+    // are listed there by date; `render = false` has no list page.
+    let posts: Vec<&String> = got.lists.keys().collect();
+    assert_eq!(
+        posts,
+        [
+            "/posts/",
+            "/posts/inside-rust/",
+            "/posts/page/2/",
+            "/posts/page/3/",
+            "/posts/page/4/",
+            "/posts/page/5/"
+        ]
+    );
+    assert_eq!(
+        got.lists["/posts/"],
+        "Posts /posts/inside-rust/underscored/ /posts/inside-rust/topic-4/ \
+         /posts/inside-rust/topic-3/ /posts/inside-rust/topic-2/ /posts/inside-rust/topic-1/"
+    );
+    assert!(got.lists["/posts/page/2/"].starts_with("Posts /2024/02/moved/ /posts/note-18/"));
+
+    // Zola's aliases: `old/moved` is a folder, `…/moved.html` a file, both from the root.
+    let to = |p: &str| format!("https://moved.example{p}");
+    assert_eq!(
+        got.aliases,
+        BTreeMap::from([
+            ("/old/moved.html".to_string(), to("/2024/02/moved/")),
+            ("/old/moved/".to_string(), to("/2024/02/moved/")),
+            ("/who/".to_string(), to("/about/")),
+        ])
+    );
+}
+
+/// A named edit of a site's sources.
+type Edit<'a> = (&'a str, &'a dyn Fn(&Path));
+
+/// Edits to sections, weights and aliases: each incremental build equals a cold build.
+#[test]
+fn section_edits_build_incrementally_like_cold_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    copy_sources(&fixture("zola-blog"), &site);
+    assert_success(&relais_on("build", &site, &[]), "first build");
+    let edits: [Edit; 5] = [
+        ("pagination", &|s| {
+            let p = s.join("content/posts/_index.md");
+            let text = fs::read_to_string(&p)
+                .unwrap()
+                .replace("paginate_by = 5", "paginate_by = 4");
+            fs::write(p, text).unwrap();
+        }),
+        ("transparent off", &|s| {
+            let p = s.join("content/posts/inside-rust/_index.md");
+            let text = fs::read_to_string(&p)
+                .unwrap()
+                .replace("transparent = true", "transparent = false");
+            fs::write(p, text).unwrap();
+        }),
+        ("weight", &|s| {
+            let p = s.join("content/posts/inside-rust/topic-1.md");
+            let text = fs::read_to_string(&p)
+                .unwrap()
+                .replace("weight = 4", "weight = 0");
+            fs::write(p, text).unwrap();
+        }),
+        ("alias", &|s| {
+            let p = s.join("content/posts/moved.md");
+            let text = fs::read_to_string(&p)
+                .unwrap()
+                .replace("\"old/moved\", ", "");
+            fs::write(p, text).unwrap();
+        }),
+        ("new section", &|s| {
+            write(
+                s,
+                "content/posts/fresh/_index.md",
+                "+++\ntitle = \"Fresh\"\n+++\n",
+            );
+            write(
+                s,
+                "content/posts/fresh/a.md",
+                "+++\ntitle = \"A\"\ndate = 2025-01-01\n+++\nA.\n",
+            );
+        }),
+    ];
+    for (i, (what, edit)) in edits.iter().enumerate() {
+        let before = snapshot(&site.join("public"));
+        edit(&site);
+        assert_success(&relais_on("build", &site, &[]), what);
+        let cold = dir.path().join(format!("cold-{i}"));
+        copy_sources(&site, &cold);
+        assert_success(&relais_on("build", &cold, &[]), what);
+        let incremental = snapshot(&site.join("public"));
+        assert_ne!(before, incremental, "{what}: nothing changed");
+        assert_eq!(
+            incremental.keys().collect::<Vec<_>>(),
+            snapshot(&cold.join("public")).keys().collect::<Vec<_>>(),
+            "{what}: files"
+        );
+        assert!(
+            incremental == snapshot(&cold.join("public")),
+            "{what}: bytes differ"
+        );
+    }
 }

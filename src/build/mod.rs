@@ -179,7 +179,12 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let content::Discovered {
         sources,
         assets: content_assets,
+        section_indexes,
     } = content::discover(site_dir).map_err(ContentErrors)?;
+    // Sections' `_index.md` files are few and small: read whole each build, and part of
+    // every output's signature (they order and title the lists).
+    let section_metas =
+        content::load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
     let statics = crate::site::static_files(site_dir)?;
     // Federation: the key, and the plan of the documents.
     let fediverse = config.fediverse.enabled;
@@ -200,6 +205,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     };
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
+        .with(sections_sig(site_dir, &section_indexes))
         .with(&options.base_url)
         .with(options.drafts)
         .with(&style)
@@ -299,6 +305,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     )?;
     site.parsed = parsed;
     site.reused = sources.len() - parsed;
+    site.set_sections(&section_metas);
 
     let interactions = if options.remote_interactions {
         remote_interactions(&site.config)?
@@ -379,6 +386,27 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     .collect::<Vec<_>>(),
             ),
             Job::NotFound => Sig::new("404"),
+            Job::Section(i, n) => {
+                let section = &site.sections[i];
+                Sig::new("section")
+                    .with(n)
+                    .with(section.page_count())
+                    .with(&section.dir)
+                    .with(
+                        section
+                            .page_posts(n)
+                            .iter()
+                            .map(|&p| post_sigs[p].0)
+                            .collect::<Vec<_>>(),
+                    )
+                    .with(
+                        section
+                            .subsections
+                            .iter()
+                            .map(|&s| &site.sections[s].path)
+                            .collect::<Vec<_>>(),
+                    )
+            }
         };
         plan.push(Planned {
             path: OutputFile::path_for(&path),
@@ -1011,6 +1039,17 @@ fn copy_plan(path: String, from: PathBuf) -> Planned {
 
 /// Every planned path is a plain relative path produced once; a repeated one names both
 /// of its origins.
+/// Signature of the sections' `_index.md` files: their paths and bytes.
+fn sections_sig(site_dir: &Path, indexes: &[PathBuf]) -> u64 {
+    let mut sig = Sig::new("sections").with(indexes.len());
+    for index in indexes {
+        sig = sig
+            .with(index)
+            .bytes(&std::fs::read(site_dir.join(index)).unwrap_or_default());
+    }
+    sig.finish()
+}
+
 /// One note per Zola/Hugo front matter field that relais keeps without acting on, naming
 /// the first file using it.
 fn kept_field_notes(site: &Site) -> Vec<FediverseWarning> {

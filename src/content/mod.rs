@@ -106,6 +106,7 @@ mod front_matter;
 mod highlight;
 mod markdown;
 mod parse;
+mod section;
 mod source;
 
 pub use cache::DocumentCache;
@@ -113,7 +114,8 @@ pub use front_matter::parse_date;
 pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
 pub use parse::parse_document;
-pub use source::{discover, ContentAsset, Discovered, SourceFile};
+pub use section::{parse_section, SectionMeta, SortBy};
+pub use source::{discover, section_of, ContentAsset, Discovered, SourceFile};
 
 use std::path::Path;
 
@@ -192,6 +194,34 @@ pub struct Loaded {
     /// How many documents were parsed, and how many came from the cache unchanged.
     pub parsed: usize,
     pub reused: usize,
+    /// What the sections' `_index.md` files say.
+    pub sections: Vec<SectionMeta>,
+}
+
+/// Reads and parses the sections' `_index.md` files; all errors at once.
+pub fn load_sections(
+    site_dir: &Path,
+    indexes: &[PathBuf],
+) -> Result<Vec<SectionMeta>, Vec<ContentError>> {
+    let mut sections = Vec::with_capacity(indexes.len());
+    let mut errors = Vec::new();
+    for index in indexes {
+        let parsed = std::fs::read_to_string(site_dir.join(index))
+            .map_err(|e| ContentError::Read {
+                path: index.clone(),
+                source: e,
+            })
+            .and_then(|text| parse_section(index, &text));
+        match parsed {
+            Ok(meta) => sections.push(meta),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sections)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Discovers and parses every document under `<site_dir>/content`, in parallel, reusing
@@ -201,7 +231,12 @@ pub fn load(
     highlighter: &Highlighter,
     cache: &mut DocumentCache,
 ) -> Result<Loaded, ContentErrors> {
-    let Discovered { sources, assets } = discover(site_dir).map_err(ContentErrors)?;
+    let Discovered {
+        sources,
+        assets,
+        section_indexes,
+    } = discover(site_dir).map_err(ContentErrors)?;
+    let sections = load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
     let style = highlighter.fingerprint();
     let results: Vec<Result<(cache::Entry, bool), ContentError>> = sources
         .par_iter()
@@ -267,6 +302,7 @@ pub fn load(
         assets,
         parsed,
         reused,
+        sections,
     })
 }
 

@@ -132,6 +132,51 @@ impl<'a> Views<'a> {
         context
     }
 
+    /// List page `number` of section `index`: a paginator like the home page's, and the
+    /// section (title, description, extra, subsections).
+    pub fn section(&self, site: &Site, index: usize, number: usize) -> PageContext {
+        let section = &site.sections[index];
+        let path = section.page_path(number);
+        let mut context = self.base(&site.config, &path);
+        let total = section.page_count();
+        let posts: Vec<Value> = section
+            .page_posts(number)
+            .iter()
+            .filter_map(|&i| self.listed(site, i))
+            .collect();
+        let link = |n: usize| (1..=total).contains(&n).then(|| section.page_path(n));
+        context.insert("paginator", json!({
+                "number": number,
+                "total_pages": total,
+                "posts": posts,
+                "previous": link(number.wrapping_sub(1)),
+                "next": link(number + 1),
+                "pages": (1..=total).map(|n| json!({"number": n, "path": section.page_path(n)})).collect::<Vec<_>>(),
+            }),
+        );
+        let subsections: Vec<Value> = section
+            .subsections
+            .iter()
+            .map(|&s| {
+                let sub = &site.sections[s];
+                json!({"title": sub.title, "path": sub.path, "permalink": site.config.absolute(&sub.path), "count": sub.posts.len()})
+            })
+            .collect();
+        context.insert(
+            "section",
+            json!({
+                "title": section.title,
+                "description": section.description,
+                "path": section.path,
+                "permalink": site.config.absolute(&section.path),
+                "extra": Value::Object(section.extra.0.clone()),
+                "subsections": subsections,
+                "count": section.posts.len(),
+            }),
+        );
+        context
+    }
+
     pub fn post(&self, site: &Site, index: usize) -> PageContext {
         let post = &site.posts[index];
         let mut context = self.base(&site.config, &post.path);

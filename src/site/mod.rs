@@ -2,6 +2,7 @@
 
 pub mod feeds;
 pub mod interactions;
+pub mod sections;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ pub struct Site {
     /// Documents parsed by this load, and documents reused from the cache.
     pub parsed: usize,
     pub reused: usize,
+    /// Folders of posts, by folder (see [`Site::set_sections`]).
+    pub sections: Vec<sections::Section>,
 }
 
 impl Site {
@@ -108,6 +111,7 @@ impl Site {
         let mut site = Site::assemble(dir, config, loaded.documents, assets, options)?;
         site.parsed = loaded.parsed;
         site.reused = loaded.reused;
+        site.set_sections(&loaded.sections);
         Ok(site)
     }
 
@@ -183,10 +187,21 @@ impl Site {
             assets,
             parsed: 0,
             reused: 0,
+            sections: Vec::new(),
         })
     }
 
     /// Number of home pages (`/`, `/page/2/`, ...); at least one, even without posts.
+    /// Groups the posts by folder, with what the `_index.md` files say.
+    pub fn set_sections(&mut self, metas: &[content::SectionMeta]) {
+        self.sections = sections::sections(&self.posts, metas);
+    }
+
+    /// Indices into `sections` of the sections with list pages.
+    pub fn listed_sections(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.sections.len()).filter(|&i| self.sections[i].listed)
+    }
+
     pub fn home_page_count(&self) -> usize {
         self.posts.len().div_ceil(self.config.paginate_by).max(1)
     }
