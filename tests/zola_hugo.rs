@@ -342,6 +342,10 @@ fn zola_layout_follows_zolas_rules() {
     );
     assert!(got.lists["/posts/page/2/"].starts_with("Posts /2024/02/moved/ /posts/note-18/"));
 
+    let sitemap = fs::read_to_string(site.join("public/sitemap.xml")).unwrap();
+    assert!(sitemap.contains("<loc>https://moved.example/posts/inside-rust/</loc><lastmod>2024-03-09T00:00:00+00:00</lastmod>"), "{sitemap}");
+    assert!(!sitemap.contains("drafts-folder/</loc>"), "{sitemap}");
+
     // Zola's aliases: `old/moved` is a folder, `…/moved.html` a file, both from the root.
     let to = |p: &str| format!("https://moved.example{p}");
     assert_eq!(
@@ -424,5 +428,77 @@ fn section_edits_build_incrementally_like_cold_builds() {
             incremental == snapshot(&cold.join("public")),
             "{what}: bytes differ"
         );
+    }
+}
+
+/// The alias rules of `_redirects` through Netlify's own parser and redirect engine
+/// (`tests/hosts/netlify`): each alias answers 301 to its page, forced over its own
+/// redirect page; the page itself is still served as a file.
+#[test]
+fn netlify_engine_redirects_aliases() {
+    let node = Command::new("node").arg("--version").output();
+    let problem = match &node {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!("`node --version` failed: {}", stderr(out))),
+        Err(e) => Some(format!("`node` not found: {e}")),
+    };
+    if let Some(problem) = problem {
+        if std::env::var_os("RELAIS_REQUIRE_NETLIFY").is_some() {
+            panic!("RELAIS_REQUIRE_NETLIFY is set but Netlify's engines cannot run: {problem}");
+        }
+        eprintln!("SKIPPED zola_hugo/netlify: {problem}");
+        return;
+    }
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts/netlify");
+    if !tools.join("node_modules/netlify-redirector").is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&tools)
+            .status()
+            .expect("run npm ci");
+        assert!(status.success(), "npm ci in {} failed", tools.display());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    copy_sources(&fixture("zola-blog"), &site);
+    assert_success(&relais_on("build", &site, &[]), "relais build");
+    let public = site.join("public");
+    let base = "https://moved.example";
+    let cases = [
+        ("/old/moved/", Some("/2024/02/moved/")),
+        ("/old/moved", Some("/2024/02/moved/")),
+        ("/old/moved.html", Some("/2024/02/moved/")),
+        ("/who/", Some("/about/")),
+        ("/2024/02/moved/", None),
+    ];
+    let output = Command::new("node")
+        .arg("evaluate.mjs")
+        .arg(&public)
+        .args(cases.iter().map(|(path, _)| format!("{base}{path}")))
+        .current_dir(&tools)
+        .output()
+        .expect("run node evaluate.mjs");
+    assert_success(&output, "evaluate.mjs");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["redirectErrors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    for ((path, target), result) in cases.iter().zip(report["results"].as_array().unwrap()) {
+        match target {
+            Some(target) => {
+                assert_eq!(result["status"], 301, "{path}: {result:#}");
+                assert_eq!(result["to"], *target, "{path}: {result:#}");
+            }
+            None => {
+                assert_eq!(result["status"], 200, "{path}: {result:#}");
+                assert_eq!(
+                    result["rule"],
+                    serde_json::Value::Null,
+                    "{path}: {result:#}"
+                );
+            }
+        }
     }
 }
