@@ -502,3 +502,85 @@ fn netlify_engine_redirects_aliases() {
         }
     }
 }
+
+#[test]
+fn import_converts_the_configuration_and_reports_shortcodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+
+    // Hugo: hugo.toml stays, relais's config.toml is written from it.
+    let hugo = root.join("hugo");
+    copy_sources(&fixture("hugo-blog"), &hugo);
+    fs::remove_file(hugo.join("config.toml")).unwrap();
+    write(
+        &hugo,
+        "content/posts/shorts.md",
+        "---\ntitle: Shorts\ndate: 2024-04-01\naliases:\n  - shorts-old\n  - /shorts-abs/\n---\n\
+         Intro.\n\n{{< youtube id=\"x\" >}}\n\n```\n{{< not-a-call >}}\n```\n",
+    );
+    let out = common::relais(&["import", "hugo", hugo.to_str().unwrap()]);
+    assert_success(&out, "relais import hugo");
+    let config = fs::read_to_string(hugo.join("config.toml")).unwrap();
+    assert!(config.contains("title = \"Moved Notes\""), "{config}");
+    assert!(
+        config.contains("base_url = \"https://moved.example\""),
+        "{config}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("content/posts/shorts.md:10: shortcode `youtube` is not rendered"),
+        "{err}"
+    );
+    assert!(!err.contains("not-a-call"), "{err}");
+    assert!(
+        err.contains("content/posts/shorts.md:5: alias \"shorts-old\" is relative"),
+        "{err}"
+    );
+    assert!(!err.contains("shorts-abs"), "{err}");
+    assert_success(&relais_on("build", &hugo, &[]), "build after import");
+    // A second import finds a relais site and changes nothing.
+    let again = common::relais(&["import", "hugo", hugo.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already a relais site"));
+    assert_eq!(
+        fs::read_to_string(hugo.join("config.toml")).unwrap(),
+        config
+    );
+
+    // Zola: its config.toml is kept as config.zola.toml.
+    let zola = root.join("zola");
+    copy_sources(&fixture("zola-blog"), &zola);
+    write(
+        &zola,
+        "config.toml",
+        "base_url = \"https://zola.example/\"\ntitle = \"Zola Notes\"\n\
+         description = \"Notes, moved\"\ndefault_language = \"en\"\n\
+         [markdown]\nhighlight_code = true\n[extra]\nauthor = \"x\"\n",
+    );
+    write(
+        &zola,
+        "content/posts/gist.md",
+        "+++\ntitle = \"Gist\"\ndate = 2024-04-02\n+++\n{{ gist(url=\"https://gist.example/1\") }}\n",
+    );
+    let out = common::relais(&["import", "zola", zola.to_str().unwrap()]);
+    assert_success(&out, "relais import zola");
+    assert!(zola.join("config.zola.toml").is_file());
+    let config = fs::read_to_string(zola.join("config.toml")).unwrap();
+    assert!(
+        config.contains("description = \"Notes, moved\""),
+        "{config}"
+    );
+    assert!(
+        stderr(&out).contains("content/posts/gist.md:5: shortcode `gist`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_success(&relais_on("build", &zola, &[]), "build after import");
+    let again = common::relais(&["import", "zola", zola.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("already a relais site"),
+        "{}",
+        stderr(&again)
+    );
+}
