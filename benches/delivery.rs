@@ -245,6 +245,12 @@ fn write_site(dir: &Path) -> SiteConfig {
         word_count: 240,
         reading_minutes: 1,
         source_hash: "hello".into(),
+        description: None,
+        aliases: Vec::new(),
+        weight: None,
+        extra: Default::default(),
+        taxonomies: Default::default(),
+        kept_fields: Vec::new(),
     };
     let pem = key.public_key_pem().unwrap();
     for file in relais::federation::output_files(&config, &[post], &pem) {

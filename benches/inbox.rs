@@ -475,6 +475,12 @@ fn write_site(dir: &Path, base: &str, posts: usize) -> SiteConfig {
         word_count: 2,
         reading_minutes: 1,
         source_hash: format!("p{n}"),
+        description: None,
+        aliases: Vec::new(),
+        weight: None,
+        extra: Default::default(),
+        taxonomies: Default::default(),
+        kept_fields: Vec::new(),
     };
     let posts: Vec<Document> = (0..posts).map(post).collect();
     let pem = key.public_key_pem().unwrap();

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod deploy_files;
 pub mod doctor;
 pub mod federation;
+pub mod import;
 pub mod inbox;
 pub mod logging;
 pub mod render;

@@ -499,6 +499,12 @@ fn document_of(
         word_count,
         reading_minutes: word_count.div_ceil(WORDS_PER_MINUTE).max(1),
         source_hash,
+        description: None,
+        aliases: Vec::new(),
+        weight: None,
+        extra: content::Extra::default(),
+        taxonomies: Default::default(),
+        kept_fields: Vec::new(),
     }
 }
 

@@ -11,7 +11,7 @@
 pub mod index;
 mod spinner;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -179,7 +179,12 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let content::Discovered {
         sources,
         assets: content_assets,
+        section_indexes,
     } = content::discover(site_dir).map_err(ContentErrors)?;
+    // Sections' `_index.md` files are few and small: read whole each build, and part of
+    // every output's signature (they order and title the lists).
+    let section_metas =
+        content::load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
     let statics = crate::site::static_files(site_dir)?;
     // Federation: the key, and the plan of the documents.
     let fediverse = config.fediverse.enabled;
@@ -200,6 +205,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     };
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
+        .with(sections_sig(site_dir, &section_indexes))
         .with(&options.base_url)
         .with(options.drafts)
         .with(&style)
@@ -299,6 +305,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     )?;
     site.parsed = parsed;
     site.reused = sources.len() - parsed;
+    site.set_sections(&section_metas);
 
     let interactions = if options.remote_interactions {
         remote_interactions(&site.config)?
@@ -311,11 +318,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         Vec::new()
     };
-    let host_files = if fediverse {
+    let aliases = crate::site::aliases(&site);
+    let mut host_files = if fediverse {
         federation::hostrules::output_files(&site.config)
     } else {
         Vec::new()
     };
+    for file in host_files.iter_mut().filter(|f| f.path == "/_redirects") {
+        file.text
+            .push_str(&federation::hostrules::netlify::alias_lines(&aliases));
+    }
 
     // Signatures.
     let views = Views::new(&site, &interactions);
@@ -374,6 +386,27 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     .collect::<Vec<_>>(),
             ),
             Job::NotFound => Sig::new("404"),
+            Job::Section(i, n) => {
+                let section = &site.sections[i];
+                Sig::new("section")
+                    .with(n)
+                    .with(section.page_count())
+                    .with(&section.dir)
+                    .with(
+                        section
+                            .page_posts(n)
+                            .iter()
+                            .map(|&p| post_sigs[p].0)
+                            .collect::<Vec<_>>(),
+                    )
+                    .with(
+                        section
+                            .subsections
+                            .iter()
+                            .map(|&s| &site.sections[s].path)
+                            .collect::<Vec<_>>(),
+                    )
+            }
         };
         plan.push(Planned {
             path: OutputFile::path_for(&path),
@@ -473,6 +506,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             work: Work::Federation(i),
         });
     }
+    for (alias, target) in &aliases {
+        plan.push(Planned {
+            path: OutputFile::path_for(alias),
+            sig: None,
+            work: Work::Bytes(crate::site::alias_page(&site.config.absolute(target)).into_bytes()),
+        });
+    }
     for file in host_files {
         plan.push(Planned {
             path: OutputFile::path_for(file.path),
@@ -545,7 +585,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
 
     // Warnings: stored per post, recomputed for the posts read whole this time.
     let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
-    let warnings = if fediverse {
+    let mut warnings = if fediverse {
         let previous = if reparsed.is_empty() {
             FederationState::default()
         } else {
@@ -586,6 +626,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         Vec::new()
     };
+
+    let notes = kept_field_notes(&site);
+    lasting_warnings.extend(notes.iter().cloned());
+    warnings.extend(notes);
 
     // Render the dirty outputs and write those whose bytes changed.
     spinner.message("Rendering and writing");
@@ -995,6 +1039,39 @@ fn copy_plan(path: String, from: PathBuf) -> Planned {
 
 /// Every planned path is a plain relative path produced once; a repeated one names both
 /// of its origins.
+/// Signature of the sections' `_index.md` files: their paths and bytes.
+fn sections_sig(site_dir: &Path, indexes: &[PathBuf]) -> u64 {
+    let mut sig = Sig::new("sections").with(indexes.len());
+    for index in indexes {
+        sig = sig
+            .with(index)
+            .bytes(&std::fs::read(site_dir.join(index)).unwrap_or_default());
+    }
+    sig.finish()
+}
+
+/// One note per Zola/Hugo front matter field that relais keeps without acting on, naming
+/// the first file using it.
+fn kept_field_notes(site: &Site) -> Vec<FediverseWarning> {
+    let mut first: BTreeMap<&str, &Path> = BTreeMap::new();
+    let mut docs: Vec<&Document> = site.posts.iter().chain(&site.pages).collect();
+    docs.sort_by(|a, b| a.source.cmp(&b.source));
+    for doc in docs {
+        for key in &doc.kept_fields {
+            first.entry(key.as_str()).or_insert(&doc.source);
+        }
+    }
+    first
+        .into_iter()
+        .map(|(key, source)| FediverseWarning {
+            source: source.to_path_buf(),
+            message: format!(
+                "`{key}` is a Zola/Hugo field relais does not act on: kept for templates as page.extra.{key}"
+            ),
+        })
+        .collect()
+}
+
 fn check_paths(plan: &[Planned], site: &Site, theme: &Theme) -> anyhow::Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(plan.len());
     for (i, planned) in plan.iter().enumerate() {

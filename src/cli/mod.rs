@@ -4,6 +4,7 @@ pub mod build;
 pub mod check;
 pub mod doctor;
 pub mod federate;
+pub mod import;
 pub mod inbox;
 pub mod init;
 pub mod keygen;
@@ -51,6 +52,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Add the fediverse to a site another generator built (Hugo, Jekyll, Eleventy…).
     Federate(federate::FederateArgs),
+    /// Make a Zola or Hugo site in DIR a relais site: converts its configuration, reports
+    /// what relais does not render (shortcodes).
+    Import(import::ImportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Federate(args) => federate::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,10 @@
 //! Front matter: a TOML block between `+++` lines or a YAML block between `---` lines.
 //!
 //! Unknown keys are an error, not a warning: a misspelt `draft` or `date` would otherwise
-//! publish a draft or misdate a post without a word.
+//! publish a draft or misdate a post without a word. Keys that Zola or Hugo document
+//! ([`GENERATOR_KEYS`]) are the exception: a blog moved from them keeps them, for templates.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use serde::Deserialize;
@@ -26,7 +29,74 @@ pub struct FrontMatter {
     pub federate_as: Option<ObjectType>,
     /// Per-post override of `fediverse.quotes`.
     pub quotes: Option<QuotePolicy>,
+    /// Zola/Hugo fields with a meaning here (see [`Generator`]).
+    pub generator: Generator,
 }
+
+/// The Zola and Hugo front matter fields relais gives a meaning to, and the ones it keeps.
+#[derive(Debug, Default, PartialEq)]
+pub struct Generator {
+    /// `description`: the summary when `summary` is absent, and the meta description.
+    pub description: Option<String>,
+    /// `path` (Zola) or `url` (Hugo): the page's site path.
+    pub path: Option<String>,
+    /// Old paths that redirect to the page.
+    pub aliases: Vec<String>,
+    pub weight: Option<i64>,
+    /// `[extra]` (Zola), `params` (Hugo) and the kept generator fields, as JSON.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    /// `[taxonomies]` other than `tags` (Zola) and `categories` (Hugo).
+    pub taxonomies: BTreeMap<String, Vec<String>>,
+    /// Keys of [`GENERATOR_KEYS`] present, kept in `extra` without a meaning here.
+    pub kept: Vec<String>,
+}
+
+/// Front matter keys documented by Zola (pages and sections) and Hugo that relais accepts
+/// without acting on them; they are kept for templates under `page.extra`.
+pub const GENERATOR_KEYS: &[&str] = &[
+    // Zola pages and sections.
+    "render",
+    "in_search_index",
+    "template",
+    "sort_by",
+    "page_template",
+    "paginate_by",
+    "paginate_path",
+    "paginate_reversed",
+    "insert_anchor_links",
+    "redirect_to",
+    "transparent",
+    "generate_feed",
+    "generate_feeds",
+    // Hugo.
+    "build",
+    "_build",
+    "cascade",
+    "expirydate",
+    "expiryDate",
+    "unpublishdate",
+    "headless",
+    "isCJKLanguage",
+    "iscjklanguage",
+    "keywords",
+    "layout",
+    "linkTitle",
+    "linktitle",
+    "markup",
+    "menu",
+    "menus",
+    "outputs",
+    "publishDate",
+    "publishdate",
+    "pubdate",
+    "published",
+    "modified",
+    "resources",
+    "sitemap",
+    "translationKey",
+    "translationkey",
+    "type",
+];
 
 /// A date value and the 1-based line of the file it was written on.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +136,6 @@ impl Split<'_> {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Raw<D> {
     title: Option<String>,
     date: Option<D>,
@@ -85,6 +154,22 @@ struct Raw<D> {
     content_warning: Option<String>,
     federate_as: Option<ObjectType>,
     quotes: Option<QuotePolicy>,
+    description: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    weight: Option<i64>,
+    /// Hugo's name for `updated`.
+    lastmod: Option<D>,
+    extra: Option<D>,
+    params: Option<D>,
+    taxonomies: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    categories: Vec<String>,
+    /// Every other key: refused unless it is one of [`GENERATOR_KEYS`].
+    #[serde(flatten)]
+    other: BTreeMap<String, D>,
 }
 
 #[derive(Clone, Copy)]
@@ -159,7 +244,7 @@ fn parse(inner: &str, format: Format, shift: usize) -> Result<FrontMatter, Front
                 line: shift + e.span().map_or(1, |s| line_of_offset(inner, s.start)),
                 message: format!("TOML front matter: {}", e.message().trim_end()),
             })?;
-            raw.into_front_matter(&line_of, |value, key| match value {
+            raw.into_front_matter(&line_of, toml_json, "TOML", |value, key| match value {
                 toml::Value::Datetime(d) => Ok(d.to_string()),
                 toml::Value::String(s) => Ok(s),
                 other => Err(format!(
@@ -177,7 +262,7 @@ fn parse(inner: &str, format: Format, shift: usize) -> Result<FrontMatter, Front
                     line: shift + e.location().map_or(1, |l| l.line()),
                     message: format!("YAML front matter: {}", yaml_message(&e)),
                 })?;
-            raw.into_front_matter(&line_of, |value, key| match value {
+            raw.into_front_matter(&line_of, yaml_json, "YAML", |value, key| match value {
                 serde_norway::Value::String(s) => Ok(s),
                 _ => Err(format!("`{key}` must be a date such as 2024-05-01")),
             })
@@ -199,8 +284,68 @@ impl<D> Raw<D> {
     fn into_front_matter(
         self,
         line_of: &dyn Fn(&str) -> usize,
+        to_json: fn(D) -> serde_json::Value,
+        label: &str,
         date_text: impl Fn(D, &str) -> Result<String, String>,
     ) -> Result<FrontMatter, FrontMatterError> {
+        let mut generator = Generator {
+            description: self.description,
+            aliases: self.aliases,
+            weight: self.weight,
+            ..Generator::default()
+        };
+        generator.path = match (self.path, self.url) {
+            (Some(_), Some(_)) => {
+                return Err(FrontMatterError {
+                    line: line_of("url"),
+                    message: "`path` and `url` both set the page's path: keep one".into(),
+                })
+            }
+            (path, url) => path.or(url),
+        };
+        for (key, table) in [("extra", self.extra), ("params", self.params)] {
+            match table.map(to_json) {
+                None => {}
+                Some(serde_json::Value::Object(map)) => generator.extra.extend(map),
+                Some(_) => {
+                    return Err(FrontMatterError {
+                        line: line_of(key),
+                        message: format!("`{key}` must be a table of values"),
+                    })
+                }
+            }
+        }
+        let mut tags = self.tags;
+        if let Some(taxonomies) = self.taxonomies {
+            for (name, terms) in taxonomies {
+                if name == "tags" {
+                    tags.extend(terms);
+                } else {
+                    generator.taxonomies.entry(name).or_default().extend(terms);
+                }
+            }
+        }
+        if !self.categories.is_empty() {
+            generator
+                .taxonomies
+                .entry("categories".into())
+                .or_default()
+                .extend(self.categories);
+        }
+        for (key, value) in self.other {
+            if !GENERATOR_KEYS.contains(&key.as_str()) {
+                return Err(FrontMatterError {
+                    line: line_of(&key),
+                    message: format!("{label} front matter: unknown field `{key}`"),
+                });
+            }
+            generator.extra.entry(key.clone()).or_insert(to_json(value));
+            generator.kept.push(key);
+        }
+        let updated = match (self.updated, self.lastmod) {
+            (Some(updated), _) => Some((updated, "updated")),
+            (None, lastmod) => lastmod.map(|l| (l, "lastmod")),
+        };
         let dated = |value: Option<D>, key: &str| {
             value
                 .map(|v| {
@@ -213,11 +358,14 @@ impl<D> Raw<D> {
         };
         Ok(FrontMatter {
             date: dated(self.date, "date")?,
-            updated: dated(self.updated, "updated")?,
+            updated: match updated {
+                Some((value, key)) => dated(Some(value), key)?,
+                None => None,
+            },
             title: self.title,
             draft: self.draft,
             slug: self.slug,
-            tags: self.tags,
+            tags,
             summary: self.summary,
             authors: self.authors,
             language: self.language,
@@ -226,7 +374,56 @@ impl<D> Raw<D> {
             content_warning: self.content_warning,
             federate_as: self.federate_as,
             quotes: self.quotes,
+            generator,
         })
+    }
+}
+
+/// TOML values as JSON for templates; dates become their text.
+fn toml_json(value: toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        toml::Value::String(s) => J::String(s),
+        toml::Value::Integer(i) => J::from(i),
+        toml::Value::Float(f) => J::from(f),
+        toml::Value::Boolean(b) => J::Bool(b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(items) => J::Array(items.into_iter().map(toml_json).collect()),
+        toml::Value::Table(table) => {
+            J::Object(table.into_iter().map(|(k, v)| (k, toml_json(v))).collect())
+        }
+    }
+}
+
+/// YAML values as JSON for templates; keys that are not text are written as YAML text.
+fn yaml_json(value: serde_norway::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    use serde_norway::Value as Y;
+    match value {
+        Y::Null => J::Null,
+        Y::Bool(b) => J::Bool(b),
+        Y::Number(n) => n
+            .as_i64()
+            .map(J::from)
+            .or_else(|| n.as_f64().map(J::from))
+            .unwrap_or(J::Null),
+        Y::String(s) => J::String(s),
+        Y::Sequence(items) => J::Array(items.into_iter().map(yaml_json).collect()),
+        Y::Mapping(map) => J::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s,
+                        other => serde_norway::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    (key, yaml_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => yaml_json(tagged.value),
     }
 }
 
@@ -361,5 +558,38 @@ mod tests {
         let s = split("\u{feff}+++\ntitle = \"x\"\n+++\nb").unwrap();
         assert_eq!(s.front_matter.title.as_deref(), Some("x"));
         assert_eq!(s.body, "b");
+    }
+
+    #[test]
+    fn zola_fields_have_their_meaning() {
+        let text = "+++\ntitle = \"x\"\ndescription = \"About x\"\npath = \"old/x\"\naliases = [\"/a/\", \"b.html\"]\nweight = 3\ntemplate = \"page.html\"\ndate = 2024-05-01\n[taxonomies]\ntags = [\"rust\"]\nseries = [\"intro\"]\n[extra]\nmood = \"calm\"\nwhen = 2024-01-02\n+++\n";
+        let fm = split(text).unwrap().front_matter;
+        let g = &fm.generator;
+        assert_eq!(fm.tags, vec!["rust"]);
+        assert_eq!(fm.date.unwrap().text, "2024-05-01");
+        assert_eq!(g.description.as_deref(), Some("About x"));
+        assert_eq!(g.path.as_deref(), Some("old/x"));
+        assert_eq!(g.aliases, vec!["/a/", "b.html"]);
+        assert_eq!(g.weight, Some(3));
+        assert_eq!(g.taxonomies["series"], vec!["intro"]);
+        assert_eq!(g.extra["mood"], "calm");
+        assert_eq!(g.extra["when"], "2024-01-02");
+        assert_eq!(g.extra["template"], "page.html");
+        assert_eq!(g.kept, vec!["template"]);
+    }
+
+    #[test]
+    fn hugo_fields_have_their_meaning() {
+        let text = "---\ntitle: x\nurl: /custom/\nlastmod: 2024-06-01\ncategories: [Tech]\nkeywords: [a]\nparams:\n  color: red\n---\n";
+        let fm = split(text).unwrap().front_matter;
+        assert_eq!(fm.updated.unwrap().text, "2024-06-01");
+        let g = &fm.generator;
+        assert_eq!(g.path.as_deref(), Some("/custom/"));
+        assert_eq!(g.taxonomies["categories"], vec!["Tech"]);
+        assert_eq!(g.extra["color"], "red");
+        assert_eq!(g.extra["keywords"], serde_json::json!(["a"]));
+        assert_eq!(g.kept, vec!["keywords"]);
+        let err = split("---\ntitle: x\npath: a\nurl: b\n---\n").unwrap_err();
+        assert_eq!(err.line, 4, "{err:?}");
     }
 }

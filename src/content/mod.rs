@@ -63,6 +63,44 @@ pub struct Document {
     pub reading_minutes: usize,
     /// Hash of the source bytes, for incremental rebuilds and delivery change detection.
     pub source_hash: String,
+    /// Front matter `description` (Zola, Hugo), for the meta description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Old site paths (`/old/`, `/old.html`) that redirect here.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Ordering weight (Zola, Hugo): lighter first where a list sorts by weight.
+    #[serde(default)]
+    pub weight: Option<i64>,
+    /// `[extra]`/`params` and the kept generator fields, for templates as `page.extra`.
+    #[serde(default)]
+    pub extra: Extra,
+    /// Taxonomies other than tags (`categories`, `series`...), with their terms.
+    #[serde(default)]
+    pub taxonomies: std::collections::BTreeMap<String, Vec<String>>,
+    /// Zola/Hugo keys present that relais keeps without acting on, for the build's notes.
+    #[serde(default)]
+    pub kept_fields: Vec<String>,
+}
+
+/// Free-form template values. Stored as JSON text, since the build index is bincode, which
+/// cannot read self-describing values back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra(pub serde_json::Map<String, serde_json::Value>);
+
+impl Serialize for Extra {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&serde_json::Value::Object(self.0.clone()).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text)
+            .map(Extra)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 mod cache;
@@ -70,13 +108,16 @@ mod front_matter;
 mod highlight;
 mod markdown;
 mod parse;
+mod section;
 mod source;
 
 pub use cache::DocumentCache;
 pub use front_matter::parse_date;
+pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
 pub use parse::parse_document;
-pub use source::{discover, ContentAsset, Discovered, SourceFile};
+pub use section::{parse_section, SectionMeta, SortBy};
+pub use source::{discover, section_of, ContentAsset, Discovered, SourceFile};
 
 use std::path::Path;
 
@@ -155,6 +196,34 @@ pub struct Loaded {
     /// How many documents were parsed, and how many came from the cache unchanged.
     pub parsed: usize,
     pub reused: usize,
+    /// What the sections' `_index.md` files say.
+    pub sections: Vec<SectionMeta>,
+}
+
+/// Reads and parses the sections' `_index.md` files; all errors at once.
+pub fn load_sections(
+    site_dir: &Path,
+    indexes: &[PathBuf],
+) -> Result<Vec<SectionMeta>, Vec<ContentError>> {
+    let mut sections = Vec::with_capacity(indexes.len());
+    let mut errors = Vec::new();
+    for index in indexes {
+        let parsed = std::fs::read_to_string(site_dir.join(index))
+            .map_err(|e| ContentError::Read {
+                path: index.clone(),
+                source: e,
+            })
+            .and_then(|text| parse_section(index, &text));
+        match parsed {
+            Ok(meta) => sections.push(meta),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(sections)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Discovers and parses every document under `<site_dir>/content`, in parallel, reusing
@@ -164,7 +233,12 @@ pub fn load(
     highlighter: &Highlighter,
     cache: &mut DocumentCache,
 ) -> Result<Loaded, ContentErrors> {
-    let Discovered { sources, assets } = discover(site_dir).map_err(ContentErrors)?;
+    let Discovered {
+        sources,
+        assets,
+        section_indexes,
+    } = discover(site_dir).map_err(ContentErrors)?;
+    let sections = load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
     let style = highlighter.fingerprint();
     let results: Vec<Result<(cache::Entry, bool), ContentError>> = sources
         .par_iter()
@@ -230,6 +304,7 @@ pub fn load(
         assets,
         parsed,
         reused,
+        sections,
     })
 }
 

@@ -63,7 +63,10 @@ pub fn parse_document(
             })
             .transpose()
     };
-    let date = date_of(&fm.date)?;
+    let date = match date_of(&fm.date)? {
+        Some(date) => Some(date),
+        None => source.file_name_date(),
+    };
     let updated = date_of(&fm.updated)?;
     if source.kind == DocumentKind::Post && date.is_none() {
         return Err(ContentError::Missing {
@@ -92,10 +95,29 @@ pub fn parse_document(
             "the file name gives an empty slug: set `slug`".into(),
         ));
     }
-    let site_path = match source.kind {
-        DocumentKind::Post => format!("/posts/{slug}/"),
-        DocumentKind::Page => format!("/{slug}/"),
+    let site_path = match &fm.generator.path {
+        Some(p) => own_path(p).ok_or_else(|| {
+            let key = if split.key_lines.iter().any(|(k, _)| k == "url") {
+                "url"
+            } else {
+                "path"
+            };
+            invalid(key, format!("page path {p:?} is not a usable site path"))
+        })?,
+        None => source.site_path(&slug),
     };
+    let mut aliases = Vec::with_capacity(fm.generator.aliases.len());
+    for alias in &fm.generator.aliases {
+        match alias_path(alias) {
+            Some(a) if a != site_path => aliases.push(a),
+            _ => {
+                return Err(invalid(
+                    "aliases",
+                    format!("alias {alias:?} is not a site path other than the page's"),
+                ))
+            }
+        }
+    }
 
     // Lexically normal paths, so `./site` and `site/../site` compare as prefixes.
     let site_dir = &normalize(site_dir);
@@ -161,9 +183,10 @@ pub fn parse_document(
         }
     }
 
-    let summary = match &fm.summary {
-        Some(s) => Some(markdown::render_fragment(s)),
-        None => rendered.summary_html,
+    let summary = match (&fm.summary, &fm.generator.description) {
+        (Some(s), _) => Some(markdown::render_fragment(s)),
+        (None, Some(d)) if rendered.summary_html.is_none() => Some(markdown::render_fragment(d)),
+        (None, _) => rendered.summary_html,
     };
     let word_count = rendered.text.split_whitespace().count();
     let local_files = links.local_files.into_inner();
@@ -192,9 +215,38 @@ pub fn parse_document(
             word_count,
             reading_minutes: word_count.div_ceil(WORDS_PER_MINUTE).max(1),
             source_hash,
+            description: fm.generator.description.clone(),
+            aliases,
+            weight: fm.generator.weight,
+            extra: super::Extra(fm.generator.extra.clone()),
+            taxonomies: fm.generator.taxonomies.clone(),
+            kept_fields: fm.generator.kept.clone(),
         },
         local_files,
     })
+}
+
+/// `/a/b/` for a front matter `path`/`url` such as `a/b`, `/a/b` or `/a/b/`: the page is
+/// `a/b/index.html`, as Zola and Hugo write it. `None` for a path that leaves the site.
+fn own_path(path: &str) -> Option<String> {
+    let inner = path.trim().trim_matches('/');
+    let usable = !inner.is_empty()
+        && inner
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\\'))
+        && !inner.contains(['?', '#', ' ']);
+    usable.then(|| format!("/{inner}/"))
+}
+
+/// Site path of an alias: `/old/x.html` stays a file, anything else is a folder `/old/x/`.
+fn alias_path(alias: &str) -> Option<String> {
+    let trimmed = alias.trim();
+    if trimmed.ends_with(".html") || trimmed.ends_with(".htm") {
+        let file = own_path(trimmed)?;
+        Some(file.trim_end_matches('/').to_string())
+    } else {
+        own_path(trimmed)
+    }
 }
 
 /// Resolves the URLs of one document against the files around it.

@@ -1,6 +1,11 @@
 //! Where content lives: `content/posts/*.md` and `content/posts/SLUG/index.md` are posts,
 //! `content/*.md` and `content/NAME/index.md` are pages. Other files of a bundle directory are
 //! its assets; other files elsewhere under `content/` are published at the same path.
+//!
+//! Sections, as Zola and Hugo lay them out: folders below `posts/` (or below any top folder
+//! with an `_index.md`) hold posts too, published under the folder's path
+//! (`content/posts/inside-rust/x.md` is `/posts/inside-rust/x/`); a folder's `_index.md`
+//! describes its section (title, sort, pagination, `transparent`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,14 +26,40 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Slug used when the front matter sets none.
+    /// Slug used when the front matter sets none: the file (or bundle folder) name, without
+    /// a leading `YYYY-MM-DD-` or `YYYY-MM-DD_` date as Zola drops it.
     pub fn default_slug(&self) -> String {
+        let name = self.name();
+        let name = match split_date(&name) {
+            Some((_, rest)) if !slug::slugify(rest).is_empty() => rest,
+            _ => &name,
+        };
+        slug::slugify(name)
+    }
+
+    /// The date a file name starts with (`2024-05-01-slug.md`), at midnight UTC.
+    pub fn file_name_date(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let name = self.name();
+        let (date, _) = split_date(&name)?;
+        super::parse_date(date)
+    }
+
+    /// Site path of a document whose front matter sets none: in its section's folder.
+    pub fn site_path(&self, slug: &str) -> String {
+        match section_of(&self.path, self.kind) {
+            Some(section) if !section.is_empty() => format!("/{section}/{slug}/"),
+            _ => format!("/{slug}/"),
+        }
+    }
+
+    fn name(&self) -> String {
         let name = if self.bundle {
             self.path.parent().and_then(Path::file_name)
         } else {
             self.path.file_stem()
         };
-        slug::slugify(name.map(|n| n.to_string_lossy()).unwrap_or_default())
+        name.map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -45,6 +76,28 @@ pub struct ContentAsset {
 pub struct Discovered {
     pub sources: Vec<SourceFile>,
     pub assets: Vec<ContentAsset>,
+    /// The sections' `_index.md` files, relative to the site directory.
+    pub section_indexes: Vec<PathBuf>,
+}
+
+/// Section folder of a document (`posts/inside-rust`) from its source path, `None` for a
+/// page: the folder of the file, or of its bundle.
+pub fn section_of(source: &Path, kind: DocumentKind) -> Option<String> {
+    if kind != DocumentKind::Post {
+        return None;
+    }
+    let rel = source.strip_prefix(CONTENT_DIR).unwrap_or(source);
+    let mut dir = rel.parent()?;
+    if rel.file_name().is_some_and(|n| n == "index.md") {
+        dir = dir.parent()?;
+    }
+    Some(parts(dir).join("/"))
+}
+
+/// Section folder of an `_index.md` (relative to the site directory): `posts/inside-rust`.
+pub fn section_dir(index: &Path) -> String {
+    let rel = index.strip_prefix(CONTENT_DIR).unwrap_or(index);
+    rel.parent().map(|d| parts(d).join("/")).unwrap_or_default()
 }
 
 pub const CONTENT_DIR: &str = "content";
@@ -80,6 +133,16 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
         }
     }
 
+    // Top folders with an `_index.md` hold posts, like `posts/`.
+    let roots: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n == SECTION_INDEX))
+        .filter_map(|f| parts(f).first().cloned())
+        .filter(|top| top != SECTION_INDEX)
+        .chain([POSTS_DIR.to_string()])
+        .collect();
+    let classify = |file: &Path| classify(file, &roots);
+    let is_bundle_index = |file: &Path| matches!(classify(file), Some(Class::Doc(_, true)));
     let bundles: BTreeSet<PathBuf> = files
         .iter()
         .filter(|f| is_bundle_index(f))
@@ -92,18 +155,20 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
     for file in files.iter().filter(|f| is_markdown(f)) {
         let path = Path::new(CONTENT_DIR).join(file);
         match classify(file) {
-            Some((kind, bundle)) => discovered.sources.push(SourceFile {
+            Some(Class::Doc(kind, bundle)) => discovered.sources.push(SourceFile {
                 path,
                 kind,
                 bundle,
                 assets: Vec::new(),
             }),
+            Some(Class::SectionIndex) => discovered.section_indexes.push(path),
             None => errors.push(ContentError::Invalid {
                 path,
                 line: 1,
                 message: "not a place for content: use content/NAME.md or \
                           content/NAME/index.md for pages, content/posts/NAME.md or \
-                          content/posts/NAME/index.md for posts"
+                          content/posts/NAME/index.md for posts (also in folders below \
+                          posts/, or below a folder with an _index.md)"
                     .into(),
             }),
         }
@@ -129,6 +194,18 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
     }
 }
 
+/// `("2024-05-01", "slug")` for `2024-05-01-slug` or `2024-05-01_slug`.
+fn split_date(name: &str) -> Option<(&str, &str)> {
+    let date = name.get(..10)?;
+    let rest = name.get(10..)?;
+    let shaped = date.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        _ => b.is_ascii_digit(),
+    });
+    let rest = rest.strip_prefix(['-', '_'])?;
+    (shaped && !rest.is_empty()).then_some((date, rest))
+}
+
 fn is_ignored(name: &std::ffi::OsStr) -> bool {
     let name = name.to_string_lossy();
     name.starts_with('.') || name.ends_with('~')
@@ -144,19 +221,28 @@ fn parts(file: &Path) -> Vec<String> {
         .collect()
 }
 
-fn is_bundle_index(file: &Path) -> bool {
-    matches!(classify(file), Some((_, true)))
+pub const SECTION_INDEX: &str = "_index.md";
+
+enum Class {
+    /// A document: its kind and whether it is a bundle's `index.md`.
+    Doc(DocumentKind, bool),
+    SectionIndex,
 }
 
-/// Kind and bundle-ness of a Markdown file at `file` (relative to `content/`).
-fn classify(file: &Path) -> Option<(DocumentKind, bool)> {
+/// What a Markdown file at `file` (relative to `content/`) is, given the top folders that
+/// hold posts.
+fn classify(file: &Path, roots: &BTreeSet<String>) -> Option<Class> {
     let parts = parts(file);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let in_root = |top: &str| roots.contains(top);
     match parts.as_slice() {
-        [name] if *name != "index.md" => Some((DocumentKind::Page, false)),
-        [dir, "index.md"] if *dir != POSTS_DIR => Some((DocumentKind::Page, true)),
-        [POSTS_DIR, name] if *name != "index.md" => Some((DocumentKind::Post, false)),
-        [POSTS_DIR, _, "index.md"] => Some((DocumentKind::Post, true)),
+        [.., SECTION_INDEX] => Some(Class::SectionIndex),
+        [name] if *name != "index.md" => Some(Class::Doc(DocumentKind::Page, false)),
+        [dir, "index.md"] if !in_root(dir) => Some(Class::Doc(DocumentKind::Page, true)),
+        [top, .., _, "index.md"] if in_root(top) => Some(Class::Doc(DocumentKind::Post, true)),
+        [top, .., name] if in_root(top) && *name != "index.md" => {
+            Some(Class::Doc(DocumentKind::Post, false))
+        }
         _ => None,
     }
 }
@@ -256,7 +342,7 @@ mod tests {
     #[test]
     fn markdown_in_an_unknown_place_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        touch(dir.path(), "content/posts/2024/deep.md");
+        touch(dir.path(), "content/notes/2024/deep.md");
         touch(dir.path(), "content/index.md");
         let errors = discover(dir.path()).unwrap_err();
         assert_eq!(errors.len(), 2);
@@ -264,6 +350,62 @@ mod tests {
             errors[0].to_string().starts_with("content/index.md:1:"),
             "{}",
             errors[0]
+        );
+    }
+
+    #[test]
+    fn nested_folders_are_sections_of_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "content/_index.md",
+            "content/posts/_index.md",
+            "content/posts/inside-rust/_index.md",
+            "content/posts/inside-rust/2024-05-01-x.md",
+            "content/posts/inside-rust/deep/y/index.md",
+            "content/blog/_index.md",
+            "content/blog/z.md",
+            "content/talks/index.md",
+        ] {
+            touch(dir.path(), f);
+        }
+        let d = discover(dir.path()).unwrap();
+        let got: Vec<(String, DocumentKind, String)> = d
+            .sources
+            .iter()
+            .map(|s| {
+                let slug = s.default_slug();
+                (s.path.display().to_string(), s.kind, s.site_path(&slug))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "content/blog/z.md".into(),
+                    DocumentKind::Post,
+                    "/blog/z/".into()
+                ),
+                (
+                    "content/posts/inside-rust/2024-05-01-x.md".into(),
+                    DocumentKind::Post,
+                    "/posts/inside-rust/x/".into()
+                ),
+                (
+                    "content/posts/inside-rust/deep/y/index.md".into(),
+                    DocumentKind::Post,
+                    "/posts/inside-rust/deep/y/".into()
+                ),
+                (
+                    "content/talks/index.md".into(),
+                    DocumentKind::Page,
+                    "/talks/".into()
+                ),
+            ]
+        );
+        assert_eq!(d.section_indexes.len(), 4);
+        assert_eq!(
+            d.sources[1].file_name_date().unwrap().to_rfc3339(),
+            "2024-05-01T00:00:00+00:00"
         );
     }
 

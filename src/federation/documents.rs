@@ -815,6 +815,12 @@ pub(crate) mod tests {
             word_count: 2,
             reading_minutes: 1,
             source_hash: "h".into(),
+            description: None,
+            aliases: Vec::new(),
+            weight: None,
+            extra: Default::default(),
+            taxonomies: Default::default(),
+            kept_fields: Vec::new(),
         }
     }
 

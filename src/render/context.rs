@@ -132,6 +132,51 @@ impl<'a> Views<'a> {
         context
     }
 
+    /// List page `number` of section `index`: a paginator like the home page's, and the
+    /// section (title, description, extra, subsections).
+    pub fn section(&self, site: &Site, index: usize, number: usize) -> PageContext {
+        let section = &site.sections[index];
+        let path = section.page_path(number);
+        let mut context = self.base(&site.config, &path);
+        let total = section.page_count();
+        let posts: Vec<Value> = section
+            .page_posts(number)
+            .iter()
+            .filter_map(|&i| self.listed(site, i))
+            .collect();
+        let link = |n: usize| (1..=total).contains(&n).then(|| section.page_path(n));
+        context.insert("paginator", json!({
+                "number": number,
+                "total_pages": total,
+                "posts": posts,
+                "previous": link(number.wrapping_sub(1)),
+                "next": link(number + 1),
+                "pages": (1..=total).map(|n| json!({"number": n, "path": section.page_path(n)})).collect::<Vec<_>>(),
+            }),
+        );
+        let subsections: Vec<Value> = section
+            .subsections
+            .iter()
+            .map(|&s| {
+                let sub = &site.sections[s];
+                json!({"title": sub.title, "path": sub.path, "permalink": site.config.absolute(&sub.path), "count": sub.posts.len()})
+            })
+            .collect();
+        context.insert(
+            "section",
+            json!({
+                "title": section.title,
+                "description": section.description,
+                "path": section.path,
+                "permalink": site.config.absolute(&section.path),
+                "extra": Value::Object(section.extra.0.clone()),
+                "subsections": subsections,
+                "count": section.posts.len(),
+            }),
+        );
+        context
+    }
+
     pub fn post(&self, site: &Site, index: usize) -> PageContext {
         let post = &site.posts[index];
         let mut context = self.base(&site.config, &post.path);
@@ -149,6 +194,8 @@ impl<'a> Views<'a> {
                 self.listed(site, index + 1).unwrap_or(Value::Null),
             );
         }
+        // Zola's and Hugo's templates call every content page `page`.
+        context.insert("page", view.clone());
         context.insert("post", view);
         context
     }
@@ -228,6 +275,14 @@ impl<'a> Views<'a> {
             .filter_map(|id| config.author(id))
             .collect();
         map.insert("author_ids".into(), json!(doc.authors));
+        // `authors` that name no `[[authors]]` id are free names (as Zola and Hugo write them).
+        let author_names: Vec<&str> = doc
+            .authors
+            .iter()
+            .map(|id| config.author(id).map_or(id.as_str(), |a| a.name.as_str()))
+            .collect();
+        map.insert("author_names".into(), json!(author_names));
+        map.insert("extra".into(), Value::Object(doc.extra.0.clone()));
         map.insert(
             "authors".into(),
             authors
@@ -337,9 +392,10 @@ fn insert_date(map: &mut Map<String, Value>, key: &str, date: Option<DateTime<Fi
 /// Plain text for `<meta name="description">`: the summary without tags, else the start of
 /// the text, cut at a word boundary.
 fn description(doc: &Document) -> String {
-    let flat = match &doc.summary {
-        Some(html) => crate::content::plain_text(html),
-        None => doc.text.split_whitespace().collect::<Vec<_>>().join(" "),
+    let flat = match (&doc.description, &doc.summary) {
+        (Some(text), _) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        (None, Some(html)) => crate::content::plain_text(html),
+        (None, None) => doc.text.split_whitespace().collect::<Vec<_>>().join(" "),
     };
     if flat.chars().count() <= DESCRIPTION_CHARS {
         return flat;

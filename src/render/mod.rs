@@ -51,6 +51,8 @@ pub enum Job {
     Tags,
     Tag(usize),
     NotFound,
+    /// List page `.1` (1-based) of section `.0` (Zola/Hugo folders of posts).
+    Section(usize, usize),
 }
 
 /// Renders every page, feed and copied file of `site`. Pages render in parallel.
@@ -142,6 +144,9 @@ pub fn page_jobs(site: &Site) -> Vec<Job> {
     jobs.push(Job::Tags);
     jobs.extend((0..site.tags.len()).map(Job::Tag));
     jobs.push(Job::NotFound);
+    for i in site.listed_sections() {
+        jobs.extend((1..=site.sections[i].page_count()).map(|n| Job::Section(i, n)));
+    }
     jobs
 }
 
@@ -155,6 +160,8 @@ impl Job {
             Job::Tags => ("tags.html", "/tags/".to_string()),
             Job::Tag(i) => ("tag.html", site.tags[i].path()),
             Job::NotFound => ("404.html", "/404.html".to_string()),
+            // The home template lists posts with a paginator; `section` tells them apart.
+            Job::Section(i, n) => ("index.html", site.sections[i].page_path(n)),
         }
     }
 }
@@ -174,6 +181,7 @@ pub fn render_job(
         Job::Tags => views.tags(site),
         Job::Tag(i) => views.tag(site, i),
         Job::NotFound => views.not_found(site),
+        Job::Section(i, n) => views.section(site, i, n),
     };
     let html = context
         .into_tera()

@@ -197,6 +197,12 @@ pub fn sitemap(site: &Site) -> String {
     for doc in site.posts.iter().chain(&site.pages) {
         urls.push((doc.path.clone(), doc.updated.or(doc.date)));
     }
+    for i in site.listed_sections() {
+        let section = &site.sections[i];
+        let newest = section.posts.iter().filter_map(|&p| site.posts.get(p));
+        let lastmod = newest.filter_map(|p| p.updated.or(p.date)).max();
+        urls.push((section.path.clone(), lastmod));
+    }
     if !site.tags.is_empty() {
         urls.push(("/tags/".into(), None));
     }

@@ -2,6 +2,7 @@
 
 pub mod feeds;
 pub mod interactions;
+pub mod sections;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,12 +25,6 @@ pub enum SiteError {
         first: PathBuf,
         second: PathBuf,
         line: usize,
-    },
-    #[error("{path}:{line}: author {author:?} is not in config.toml [[authors]]")]
-    UnknownAuthor {
-        path: PathBuf,
-        line: usize,
-        author: String,
     },
     #[error("{path}:{line}: slug {slug:?} is reserved for generated pages")]
     ReservedSlug {
@@ -90,6 +85,8 @@ pub struct Site {
     /// Documents parsed by this load, and documents reused from the cache.
     pub parsed: usize,
     pub reused: usize,
+    /// Folders of posts, by folder (see [`Site::set_sections`]).
+    pub sections: Vec<sections::Section>,
 }
 
 impl Site {
@@ -114,6 +111,7 @@ impl Site {
         let mut site = Site::assemble(dir, config, loaded.documents, assets, options)?;
         site.parsed = loaded.parsed;
         site.reused = loaded.reused;
+        site.set_sections(&loaded.sections);
         Ok(site)
     }
 
@@ -148,15 +146,6 @@ impl Site {
                     second: doc.source.clone(),
                 });
             }
-            for author in &doc.authors {
-                if config.author(author).is_none() {
-                    return Err(SiteError::UnknownAuthor {
-                        line: content::key_line(dir, &doc.source, "authors"),
-                        path: doc.source.clone(),
-                        author: author.clone(),
-                    });
-                }
-            }
             let bundle = doc.source.parent().unwrap_or(Path::new(""));
             for file in &doc.assets {
                 let rest = file.strip_prefix(bundle).unwrap_or(file);
@@ -187,7 +176,7 @@ impl Site {
             .into_iter()
             .partition(|d| d.kind == DocumentKind::Post);
         posts.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.path.cmp(&b.path)));
-        pages.sort_by(|a, b| a.path.cmp(&b.path));
+        sort_pages(&mut pages);
         let tags = collect_tags(&posts);
         Ok(Site {
             dir: dir.to_path_buf(),
@@ -198,10 +187,21 @@ impl Site {
             assets,
             parsed: 0,
             reused: 0,
+            sections: Vec::new(),
         })
     }
 
     /// Number of home pages (`/`, `/page/2/`, ...); at least one, even without posts.
+    /// Groups the posts by folder, with what the `_index.md` files say.
+    pub fn set_sections(&mut self, metas: &[content::SectionMeta]) {
+        self.sections = sections::sections(&self.posts, metas);
+    }
+
+    /// Indices into `sections` of the sections with list pages.
+    pub fn listed_sections(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.sections.len()).filter(|&i| self.sections[i].listed)
+    }
+
     pub fn home_page_count(&self) -> usize {
         self.posts.len().div_ceil(self.config.paginate_by).max(1)
     }
@@ -278,6 +278,37 @@ pub fn static_files(dir: &Path) -> Result<Vec<Asset>, SiteError> {
     Ok(assets)
 }
 
+/// Pages by weight (Zola's and Hugo's order: lightest first, unweighted last), then path.
+fn sort_pages(pages: &mut [Document]) {
+    pages.sort_by(|a, b| {
+        (a.weight.is_none(), a.weight, &a.path).cmp(&(b.weight.is_none(), b.weight, &b.path))
+    });
+}
+
+/// Every alias of the site's posts and pages, as (alias path, page path), sorted.
+pub fn aliases(site: &Site) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = site
+        .posts
+        .iter()
+        .chain(&site.pages)
+        .flat_map(|d| d.aliases.iter().map(|a| (a.clone(), d.path.clone())))
+        .collect();
+    all.sort();
+    all
+}
+
+/// A page that sends browsers (refresh) and search engines (canonical) to `target`, like
+/// the alias pages Zola and Hugo write.
+pub fn alias_page(target: &str) -> String {
+    let url = content::escape_html(target);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{url}</title>\
+         <link rel=\"canonical\" href=\"{url}\"><meta name=\"robots\" content=\"noindex\">\
+         <meta http-equiv=\"refresh\" content=\"0; url={url}\"></head>\
+         <body><a href=\"{url}\">{url}</a></body></html>\n"
+    )
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -317,6 +348,12 @@ pub(crate) mod tests {
             word_count: 4,
             reading_minutes: 1,
             source_hash: "h".into(),
+            description: None,
+            aliases: Vec::new(),
+            weight: None,
+            extra: Default::default(),
+            taxonomies: Default::default(),
+            kept_fields: Vec::new(),
         }
     }
 
@@ -372,11 +409,11 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn unknown_author_and_reserved_slug() {
+    fn free_author_names_and_reserved_slug() {
         let mut p = post("a", "2024-01-01T00:00:00Z", &[]);
-        p.authors = vec!["bob".into()];
-        let err = assemble(vec![p], false).unwrap_err().to_string();
-        assert!(err.contains("\"bob\""), "{err}");
+        p.authors = vec!["Bob Smith".into()];
+        let site = assemble(vec![p], false).unwrap();
+        assert_eq!(site.posts[0].authors, vec!["Bob Smith"]);
 
         let mut page = post("tags", "2024-01-01T00:00:00Z", &[]);
         page.kind = DocumentKind::Page;
@@ -385,6 +422,24 @@ pub(crate) mod tests {
             assemble(vec![page], false),
             Err(SiteError::ReservedSlug { .. })
         ));
+    }
+
+    #[test]
+    fn pages_by_weight_then_path() {
+        let page = |slug: &str, weight: Option<i64>| {
+            let mut p = post(slug, "2024-01-01T00:00:00Z", &[]);
+            p.kind = DocumentKind::Page;
+            p.path = format!("/{slug}/");
+            p.weight = weight;
+            p
+        };
+        let site = assemble(
+            vec![page("a", None), page("b", Some(2)), page("c", Some(1))],
+            false,
+        )
+        .unwrap();
+        let order: Vec<&str> = site.pages.iter().map(|p| p.slug.as_str()).collect();
+        assert_eq!(order, vec!["c", "b", "a"]);
     }
 
     #[test]

@@ -84,6 +84,15 @@ pub fn redirects_file(rules: &HostRules) -> String {
     out
 }
 
+/// `_redirects` lines sending each page alias (Zola's and Hugo's `aliases`) to its page:
+/// permanent, and forced (`301!`) since the alias's own redirect page would shadow the rule.
+pub fn alias_lines(aliases: &[(String, String)]) -> String {
+    aliases
+        .iter()
+        .map(|(from, to)| format!("{} {} 301!\n", from.replace(' ', "%20"), to))
+        .collect()
+}
+
 /// The same rules as `netlify.toml` tables, for sites that keep their rules there.
 pub fn netlify_toml(rules: &HostRules) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
