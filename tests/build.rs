@@ -137,6 +137,16 @@ fn builds_every_kind_of_output() {
         post.contains("class=\"hl-"),
         "code is highlighted with classes"
     );
+    // Each colour scheme's rules live in their own media block, so no light rule (some are
+    // more specific than their dark counterparts) applies in dark mode.
+    let css = fs::read_to_string(public.join("highlight.css")).unwrap();
+    assert!(
+        css.starts_with("@media (prefers-color-scheme: light) {")
+            && css.contains("}\n@media (prefers-color-scheme: dark) {")
+            && css.matches("@media").count() == 2
+            && css.trim_end().ends_with('}'),
+        "{css}"
+    );
     let rust_tag = fs::read_to_string(public.join("tags/rust/index.html")).unwrap();
     assert!(
         rust_tag.contains("Post 1") && rust_tag.contains("Post 3") && !rust_tag.contains("Post 2")
