@@ -425,3 +425,68 @@ fn every_broken_file_is_reported() {
         ],
     );
 }
+
+#[test]
+fn links_to_missing_pages_and_anchors_fail_with_file_and_line() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n## Setup\n\n<a id=\"raw\"></a>\n\n\
+         [ok](/posts/post-1/) [ok](/posts/post-1) [ok](../post-2/) [ok](#setup) [ok](#raw)\n\
+         [ok](/tags/rust/) [ok](/) [ok](/robots-note.txt) [ok](/about/#about-us) [ok](#interactions)\n\
+         [ok](https://elsewhere.example/nowhere/) [ok](mailto:a@b.example) Note[^n] [ok](#n)\n\n\
+         [^n]: A note.\n",
+    );
+    write(
+        root,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\n## About us\n\nAbout.\n",
+    );
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Broken: a misspelt page, an in-page anchor, another page's anchor, a relative page.
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n## Setup\n\n[x](/posts/helo/)\n\n\
+         [y](#nosuch)\n\n[z](/about/#team)\n\n[w](../post-9/)\n",
+    );
+    let out = build(root, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let file = Path::new("content/posts/links.md").display().to_string();
+    for (line, what) in [
+        (8, "/posts/helo/"),
+        (10, "#nosuch"),
+        (12, "#team"),
+        (14, "/posts/post-9/"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(what)),
+            "line {line} {what}: {err}"
+        );
+    }
+
+    // An unchanged post's link breaks when the page it points at loses the heading.
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n[x](/about/#about-us)\n",
+    );
+    assert!(build(root, &[]).status.success());
+    write(
+        root,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\nAbout.\n",
+    );
+    let out = build(root, &[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains(&format!("{file}:6:")),
+        "{}",
+        stderr(&out)
+    );
+}

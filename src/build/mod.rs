@@ -9,6 +9,7 @@
 //! of unchanged posts are parsed again only when a changed output shows them.
 
 pub mod index;
+mod links;
 mod spinner;
 
 use std::collections::{HashMap, HashSet};
@@ -481,6 +482,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         });
     }
     check_paths(&plan, &site, &theme)?;
+    let output_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
+    let no_links = content::PageLinks::default();
+    links::check(
+        site.posts.iter().chain(&site.pages).map(|doc| {
+            let links = entries.get(&doc.source).map_or(&no_links, |e| &e.links);
+            (doc, links)
+        }),
+        &output_paths,
+        &theme.anchors,
+    )?;
 
     // What must be rendered, and the bodies it needs.
     let dirty: Vec<usize> = (0..plan.len())
@@ -528,7 +539,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         path: doc.source.clone(),
                         source: std::io::ErrorKind::NotFound.into(),
                     })?;
-            let (mut doc, _, _) = parse_source(site_dir, source, highlighter)?;
+            let mut doc = parse_source(site_dir, source, highlighter)?.document;
             doc.assets = source.assets.clone();
             Ok(doc)
         })
@@ -920,9 +931,17 @@ fn load_sources(
                     rehashed: true,
                 });
             }
-            let (doc, local_files, _) = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            let parsed = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            let doc = parsed.document;
             Ok(LoadedSource {
-                entry: SourceEntry::of(bytes.len() as u64, modified, now, local_files, &doc),
+                entry: SourceEntry::of(
+                    bytes.len() as u64,
+                    modified,
+                    now,
+                    parsed.local_files,
+                    parsed.links,
+                    &doc,
+                ),
                 full: Some(doc),
                 rehashed: false,
             })
@@ -949,7 +968,7 @@ fn parse_source(
     site_dir: &Path,
     source: &SourceFile,
     highlighter: &Highlighter,
-) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+) -> Result<content::Parsed, ContentError> {
     let bytes = std::fs::read(site_dir.join(&source.path)).map_err(|e| ContentError::Read {
         path: source.path.clone(),
         source: e,
@@ -964,7 +983,7 @@ fn parse_bytes(
     bytes: &[u8],
     hash: String,
     highlighter: &Highlighter,
-) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+) -> Result<content::Parsed, ContentError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ContentError::Encoding {
         path: source.path.clone(),
         line: bytes[..e.valid_up_to()]
@@ -973,8 +992,7 @@ fn parse_bytes(
             .count()
             + 1,
     })?;
-    let parsed = content::parse_document(site_dir, source, text, hash, highlighter)?;
-    Ok((parsed.document, parsed.local_files, bytes.len() as u64))
+    content::parse_document(site_dir, source, text, hash, highlighter)
 }
 
 /// A copied file, signed by its source's path, size and time.

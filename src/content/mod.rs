@@ -73,7 +73,8 @@ mod source;
 pub use cache::DocumentCache;
 pub use front_matter::parse_date;
 pub use highlight::Highlighter;
-pub use parse::parse_document;
+pub use markdown::html_ids;
+pub use parse::{parse_document, percent_decode, PageLinks, Parsed, SiteLink};
 pub use source::{discover, ContentAsset, Discovered, SourceFile};
 
 use std::path::Path;
