@@ -490,3 +490,35 @@ fn links_to_missing_pages_and_anchors_fail_with_file_and_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn post_lists_show_the_content_warning_before_the_summary() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/hard.md",
+        "+++\ntitle = \"Hard news\"\ndate = 2024-07-01\ntags = [\"rust\"]\n\
+         content_warning = \"grief\"\n+++\n\nThe sad part.\n\n<!-- more -->\n\nMore.\n",
+    );
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in ["index.html", "tags/rust/index.html"] {
+        let html = fs::read_to_string(root.join("public").join(page)).unwrap();
+        let warning = html
+            .find("<summary>Content warning: grief</summary>")
+            .unwrap_or_else(|| panic!("{page} has no warning: {html}"));
+        let summary = html.find("The sad part.").unwrap();
+        let closed = html[summary..].find("</details>").map(|i| i + summary);
+        assert!(
+            warning < summary && closed.is_some(),
+            "{page}: the summary is not inside the warning: {html}"
+        );
+        // Posts without a warning are listed as before.
+        assert_eq!(
+            html.matches("class=\"content-warning\"").count(),
+            1,
+            "{page}"
+        );
+    }
+}
