@@ -48,6 +48,8 @@ pub struct SiteConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub deploy: DeployConfig,
+    #[serde(default)]
+    pub check: CheckConfig,
     /// Free-form values handed to templates as `config.extra`.
     #[serde(default)]
     pub extra: toml::Table,
@@ -292,6 +294,22 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// What `relais check` accepts: `[[check.accept]]` entries, each a rule and optionally one
+/// file (relative to the site, e.g. `content/posts/x.md`); without `file`, everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckConfig {
+    pub accept: Vec<AcceptedWarning>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedWarning {
+    pub rule: String,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
 /// Where the built site is deployed: decides which host files the build writes.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -390,6 +408,19 @@ impl SiteConfig {
             path: path.to_path_buf(),
             message,
         };
+        let rules = crate::federation::check::rules::ALL;
+        if let Some(unknown) = self
+            .check
+            .accept
+            .iter()
+            .find(|a| !rules.contains(&a.rule.as_str()))
+        {
+            return Err(invalid(format!(
+                "check.accept: unknown rule {:?}; the rules are {}",
+                unknown.rule,
+                rules.join(", ")
+            )));
+        }
         let url = url::Url::parse(&self.base_url).map_err(|e| {
             invalid(format!(
                 "base_url {:?} is not an absolute URL: {e}",

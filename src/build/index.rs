@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::content::{Document, PageLinks};
+use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
 const FORMAT: &str = "relais-build-index-4";
@@ -92,7 +93,7 @@ pub struct SourceEntry {
     pub lite_sig: u64,
     pub full_sig: u64,
     /// Warnings of the Mastodon checks that depend on this post alone (config unchanged).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<FediverseWarning>,
 }
 
 impl SourceEntry {
@@ -190,8 +191,8 @@ pub struct LastBuild {
     pub pages: usize,
     pub tags: usize,
     pub files: usize,
-    /// Warnings that hold as long as nothing changes: (source, message).
-    pub warnings: Vec<(PathBuf, String)>,
+    /// Warnings that hold as long as nothing changes.
+    pub warnings: Vec<FediverseWarning>,
 }
 
 impl BuildIndex {

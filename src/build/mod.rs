@@ -64,8 +64,10 @@ pub struct BuildReport {
     pub write: WriteReport,
     pub elapsed: Duration,
     pub out_dir: PathBuf,
-    /// What will look wrong on Mastodon (`relais check` fails on these).
+    /// What will look wrong on Mastodon (`relais check` fails on the blocking ones).
     pub warnings: Vec<FediverseWarning>,
+    /// Warnings that `[[check.accept]]` in config.toml accepts.
+    pub accepted: Vec<FediverseWarning>,
     pub key_source: Option<SiteKeySource>,
 }
 
@@ -242,15 +244,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 },
                 elapsed: started.elapsed(),
                 out_dir: options.out_dir.clone(),
-                warnings: last
-                    .warnings
-                    .iter()
-                    .map(|(source, message)| FediverseWarning {
-                        source: source.clone(),
-                        message: message.clone(),
-                    })
-                    .collect(),
+                warnings: Vec::new(),
+                accepted: Vec::new(),
                 key_source,
+            };
+            let (warnings, accepted) =
+                federation::check::split_accepted(&config, last.warnings.clone());
+            let report = BuildReport {
+                warnings,
+                accepted,
+                ..report
             };
             state.index = Some(index);
             return Ok(report);
@@ -560,7 +563,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let previous = if reparsed.is_empty() {
             FederationState::default()
         } else {
-            FederationState::load(site_dir)
+            published_state(site_dir, &site.config)
         };
         let none = FederationState::default();
         let mut all = federation::check::check_site(&site.config, &[], &none);
@@ -576,7 +579,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 let one = std::slice::from_ref(post);
                 let lasting = own(federation::check::check_site(&site.config, one, &none));
                 if let Some(entry) = entries.get_mut(&post.source) {
-                    entry.warnings = lasting.iter().map(|w| w.message.clone()).collect();
+                    entry.warnings = lasting.clone();
                 }
                 lasting_warnings.extend(lasting);
                 all.extend(own(federation::check::check_site(
@@ -585,12 +588,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     &previous,
                 )));
             } else if let Some(entry) = entries.get(&post.source) {
-                let stored = entry.warnings.iter().map(|m| FediverseWarning {
-                    source: post.source.clone(),
-                    message: m.clone(),
-                });
-                lasting_warnings.extend(stored.clone());
-                all.extend(stored);
+                lasting_warnings.extend(entry.warnings.iter().cloned());
+                all.extend(entry.warnings.iter().cloned());
             }
         }
         all
@@ -736,10 +735,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             pages: site.pages.len(),
             tags: site.tags.len(),
             files: plan.len(),
-            warnings: lasting_warnings
-                .into_iter()
-                .map(|w| (w.source, w.message))
-                .collect(),
+            warnings: lasting_warnings,
         };
         let changed = changed || index.inputs != inputs;
         index.inputs = inputs;
@@ -775,8 +771,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         state.index = Some(index);
     }
 
+    let (warnings, accepted) = federation::check::split_accepted(&site.config, warnings);
     Ok(BuildReport {
         warnings,
+        accepted,
         key_source,
         html_pages: site.home_page_count()
             + site.posts.len()
@@ -1041,6 +1039,30 @@ fn origin(planned: &Planned, site: &Site, theme: &Theme) -> String {
             .to_string(),
         _ => format!("the generated /{}", planned.path),
     }
+}
+
+/// What followers were last sent of each post, to notice a post edited without `updated`.
+/// With a store, only the posts it records as published count: editing a post that never
+/// went out needs no `updated`. Without one (a build host), the last build's state stands
+/// in for what was deployed.
+fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
+    let mut state = FederationState::load(site_dir);
+    let path = site_dir.join(&config.inbox.store);
+    if path.exists() {
+        let published: Option<HashSet<String>> = crate::store::Store::open(&path)
+            .ok()
+            .and_then(|store| store.queue_transaction(|q| q.published_records()).ok())
+            .map(|records| {
+                records
+                    .into_iter()
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.object_id)
+                    .collect()
+            });
+        let published = published.unwrap_or_default();
+        state.posts.retain(|id, _| published.contains(id));
+    }
+    state
 }
 
 /// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox

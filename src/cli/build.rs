@@ -32,7 +32,13 @@ pub fn print_notices(report: &BuildReport, site_dir: &Path) {
         );
     }
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {warning} [{}]", warning.rule);
+    }
+    if !report.accepted.is_empty() {
+        eprintln!(
+            "note: {} warning(s) accepted by [[check.accept]] in config.toml",
+            report.accepted.len()
+        );
     }
 }
 

@@ -26,16 +26,24 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     };
     let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
     print_notices(&report, &args.site);
-    if report.warnings.is_empty() {
+    let blocking = report.warnings.iter().filter(|w| w.blocking).count();
+    if blocking == 0 {
+        let advice = report.warnings.len();
         println!(
-            "Checked {} posts and {} pages: nothing Mastodon would show badly",
-            report.posts, report.pages
+            "Checked {} posts and {} pages: nothing Mastodon would show badly{}",
+            report.posts,
+            report.pages,
+            if advice > 0 {
+                format!(" ({advice} setup warning(s) to fix before going live)")
+            } else {
+                String::new()
+            }
         );
         Ok(())
     } else {
         anyhow::bail!(
-            "{} warning(s): fix them or accept them, then build",
-            report.warnings.len()
+            "{blocking} warning(s): fix them, or accept one in config.toml with \
+             [[check.accept]] rule = \"RULE\" (the name in brackets) and file = \"PATH\""
         )
     }
 }
