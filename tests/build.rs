@@ -522,3 +522,46 @@ fn post_lists_show_the_content_warning_before_the_summary() {
         );
     }
 }
+
+#[test]
+fn future_posts_wait_for_their_date_unless_future_is_asked() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/later.md",
+        "+++\ntitle = \"From the future\"\ndate = 2999-01-01\n+++\n\nNot yet.\n",
+    );
+    let mentions = |root: &Path| -> Vec<PathBuf> {
+        snapshot(&root.join("public"))
+            .into_iter()
+            .filter(|(_, bytes)| String::from_utf8_lossy(bytes).contains("later"))
+            .map(|(path, _)| path)
+            .collect()
+    };
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!root.join("public/posts/later/index.html").exists());
+    // Not on the home page, in feeds, the sitemap or the outbox either.
+    assert_eq!(mentions(root), Vec::<PathBuf>::new());
+
+    let out = build(root, &["--future"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(root.join("public/posts/later/index.html").is_file());
+    let found = mentions(root);
+    for expected in ["index.html", "atom.xml", "sitemap.xml"] {
+        assert!(
+            found.iter().any(|p| p == Path::new(expected)),
+            "{expected} not in {found:?}"
+        );
+    }
+    assert!(
+        found.iter().any(|p| p.starts_with("ap")),
+        "the outbox or an object names the post: {found:?}"
+    );
+
+    // Back without the flag, the post is taken down again.
+    assert!(build(root, &[]).status.success());
+    assert!(!root.join("public/posts/later/index.html").exists());
+    assert_eq!(mentions(root), Vec::<PathBuf>::new());
+}

@@ -37,6 +37,8 @@ pub struct BuildOptions {
     pub site_dir: PathBuf,
     pub out_dir: PathBuf,
     pub drafts: bool,
+    /// Include posts dated in the future (held back until their date otherwise).
+    pub future: bool,
     /// Replaces `base_url` of config.toml (`relais serve` points links at itself).
     pub base_url: Option<String>,
     /// Show a spinner on stderr when the build takes a while.
@@ -201,14 +203,30 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         (String::new(), None)
     };
+    let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
         .with(&options.base_url)
         .with(options.drafts)
+        .with(options.future)
         .with(&style)
         .finish();
+    // Posts waiting for their date, as the index knows them: when one comes due, the inputs
+    // differ and the site is built again though no file changed.
+    let mut held: Vec<&PathBuf> = index
+        .sources
+        .iter()
+        .filter(|(_, e)| {
+            !options.future
+                && e.lite.kind == content::DocumentKind::Post
+                && e.lite.date.is_some_and(|d| d > now)
+        })
+        .map(|(path, _)| path)
+        .collect();
+    held.sort();
+    let common_with_held = Sig::new("held").with(common).with(&held).finish();
     let inputs = inputs_sig(
-        common,
+        common_with_held,
         &theme,
         &options.out_dir,
         &public_key_pem,
@@ -299,6 +317,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         assets,
         LoadOptions {
             drafts: options.drafts,
+            hold_after: (!options.future).then_some(now),
         },
     )?;
     site.parsed = parsed;

@@ -12,6 +12,9 @@ pub struct CheckArgs {
     /// Check drafts too.
     #[arg(long)]
     pub drafts: bool,
+    /// Check posts dated in the future too.
+    #[arg(long)]
+    pub future: bool,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
@@ -19,6 +22,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         out_dir: args.site.join("public"),
         site_dir: args.site.clone(),
         drafts: args.drafts,
+        future: args.future,
         base_url: None,
         progress: false,
         dry_run: true,

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Include posts and pages marked `draft = true`.
     #[arg(long)]
     pub drafts: bool,
+    /// Show posts dated in the future (held back until their date otherwise).
+    #[arg(long)]
+    pub future: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -64,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         site_dir: args.site.clone(),
         out_dir: args.site.join(SERVE_DIR),
         drafts: args.drafts,
+        future: args.future,
         base_url: Some(base_url.clone()),
         progress: false,
         dry_run: false,
