@@ -124,3 +124,96 @@ fn an_edit_before_publishing_needs_no_updated() {
         stderr(&out)
     );
 }
+
+/// Each common mistake's message names the fix.
+#[test]
+fn messages_name_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let out = relais_on("build", &empty, &[]);
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("not a relais site")
+            && stderr(&out).contains("relais init")
+            && stderr(&out).contains("--site"),
+        "{}",
+        stderr(&out)
+    );
+
+    let site = dir.path().join("blog");
+    assert_success(&relais(&["init", site.to_str().unwrap()]), "relais init");
+    let out = relais_on("keygen", &site, &[]);
+    let out = if out.status.success() {
+        relais_on("keygen", &site, &[])
+    } else {
+        out
+    };
+    assert!(
+        !out.status.success() && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+
+    let config = site.join("config.toml");
+    let original = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        original.replace("https://example.com", "blog.test"),
+    )
+    .unwrap();
+    let out = relais_on("build", &site, &[]);
+    assert!(
+        stderr(&out).contains("has no scheme: write \"https://blog.test\""),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(
+        &config,
+        original.replace("title = \"My blog\"", "title = \"My blog"),
+    )
+    .unwrap();
+    let out = relais_on("build", &site, &[]);
+    assert!(
+        stderr(&out).contains("config.toml:1:") && stderr(&out).contains("a quote is not closed"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(&config, &original).unwrap();
+
+    let post = site.join("content/posts/hello.md");
+    let text = fs::read_to_string(&post).unwrap();
+    fs::write(&post, text.replacen("tags = ", "tgas = ", 1)).unwrap();
+    let out = relais_on("build", &site, &[]);
+    assert!(
+        stderr(&out).contains("unknown field `tgas`: did you mean `tags`?"),
+        "{}",
+        stderr(&out)
+    );
+    fs::write(
+        &post,
+        text.replacen("tags = [\"meta\"]", "tags = \"meta\"", 1),
+    )
+    .unwrap();
+    let out = relais_on("build", &site, &[]);
+    assert!(
+        stderr(&out).contains("tags = [\"notes\"]"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn serve_on_a_busy_port_suggests_port_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("blog");
+    assert_success(&relais(&["init", site.to_str().unwrap()]), "relais init");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = relais_on("serve", &site, &["--port", &port]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("--port 0"),
+        "{}",
+        stderr(&out)
+    );
+}

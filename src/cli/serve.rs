@@ -60,7 +60,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", args.port)))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "port {} on 127.0.0.1 is already in use (another `relais serve`?): pick another with --port, or --port 0 for any free one",
+                    args.port
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("cannot listen on 127.0.0.1:{}", args.port))
+            }
+        })?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base_url = format!("http://{address}");
     let options = BuildOptions {
