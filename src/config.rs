@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "no {CONFIG_FILE} in {}: this is not a relais site. Create one with `relais init {}`, or point at one with `--site DIR`",
+        dir.display(),
+        dir.display()
+    )]
+    NotASite { dir: PathBuf },
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
@@ -48,6 +54,8 @@ pub struct SiteConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub deploy: DeployConfig,
+    #[serde(default)]
+    pub check: CheckConfig,
     /// Free-form values handed to templates as `config.extra`.
     #[serde(default)]
     pub extra: toml::Table,
@@ -309,6 +317,22 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// What `relais check` accepts: `[[check.accept]]` entries, each a rule and optionally one
+/// file (relative to the site, e.g. `content/posts/x.md`); without `file`, everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckConfig {
+    pub accept: Vec<AcceptedWarning>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedWarning {
+    pub rule: String,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
 /// Where the built site is deployed: decides which host files the build writes.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -381,13 +405,71 @@ fn yes() -> bool {
 
 pub const CONFIG_FILE: &str = "config.toml";
 
+/// A serde/TOML error message in plain words, with the fix when it is a known one: an
+/// unknown field gets the closest known name ("did you mean `tags`?").
+pub fn plain_serde_message(message: &str) -> String {
+    let message = message.trim_end();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once("`, expected one of ") {
+            let known: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+            if let Some(best) = closest(field, &known) {
+                return format!("unknown field `{field}`: did you mean `{best}`?");
+            }
+            return format!(
+                "unknown field `{field}`; known fields: {}",
+                known.join(", ")
+            );
+        }
+    }
+    if message.starts_with("invalid basic string") || message.contains("unterminated") {
+        return format!("{message}: a quote is not closed on this line");
+    }
+    if message.contains("expected a sequence") || message.contains("expected an array") {
+        return format!("{message}: write a list in brackets, e.g. tags = [\"notes\"]");
+    }
+    message.to_string()
+}
+
+/// The name in `known` nearest to `word`, if it is close enough to be a typo.
+fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 impl SiteConfig {
     /// Reads and validates `config.toml` in `site_dir`.
     pub fn load(site_dir: &Path) -> Result<SiteConfig, ConfigError> {
         let path = site_dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotASite {
+                    dir: site_dir.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            }
         })?;
         SiteConfig::parse(&text, &path)
     }
@@ -396,7 +478,7 @@ impl SiteConfig {
         let mut config: SiteConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
+            message: plain_serde_message(e.message()),
         })?;
         config.validate(path)?;
         Ok(config)
@@ -407,11 +489,29 @@ impl SiteConfig {
             path: path.to_path_buf(),
             message,
         };
-        let url = url::Url::parse(&self.base_url).map_err(|e| {
-            invalid(format!(
+        let rules = crate::federation::check::rules::ALL;
+        if let Some(unknown) = self
+            .check
+            .accept
+            .iter()
+            .find(|a| !rules.contains(&a.rule.as_str()))
+        {
+            return Err(invalid(format!(
+                "check.accept: unknown rule {:?}; the rules are {}",
+                unknown.rule,
+                rules.join(", ")
+            )));
+        }
+        let url = url::Url::parse(&self.base_url).map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => invalid(format!(
+                "base_url {:?} has no scheme: write \"https://{}\"",
+                self.base_url,
+                self.base_url.trim_start_matches('/')
+            )),
+            e => invalid(format!(
                 "base_url {:?} is not an absolute URL: {e}",
                 self.base_url
-            ))
+            )),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(invalid(format!(

@@ -137,6 +137,16 @@ fn builds_every_kind_of_output() {
         post.contains("class=\"hl-"),
         "code is highlighted with classes"
     );
+    // Each colour scheme's rules live in their own media block, so no light rule (some are
+    // more specific than their dark counterparts) applies in dark mode.
+    let css = fs::read_to_string(public.join("highlight.css")).unwrap();
+    assert!(
+        css.starts_with("@media (prefers-color-scheme: light) {")
+            && css.contains("}\n@media (prefers-color-scheme: dark) {")
+            && css.matches("@media").count() == 2
+            && css.trim_end().ends_with('}'),
+        "{css}"
+    );
     let rust_tag = fs::read_to_string(public.join("tags/rust/index.html")).unwrap();
     assert!(
         rust_tag.contains("Post 1") && rust_tag.contains("Post 3") && !rust_tag.contains("Post 2")
@@ -414,4 +424,144 @@ fn every_broken_file_is_reported() {
             "error: content/posts/post-3.md:3: unknown date format",
         ],
     );
+}
+
+#[test]
+fn links_to_missing_pages_and_anchors_fail_with_file_and_line() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n## Setup\n\n<a id=\"raw\"></a>\n\n\
+         [ok](/posts/post-1/) [ok](/posts/post-1) [ok](../post-2/) [ok](#setup) [ok](#raw)\n\
+         [ok](/tags/rust/) [ok](/) [ok](/robots-note.txt) [ok](/about/#about-us) [ok](#interactions)\n\
+         [ok](https://elsewhere.example/nowhere/) [ok](mailto:a@b.example) Note[^n] [ok](#n)\n\n\
+         [^n]: A note.\n",
+    );
+    write(
+        root,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\n## About us\n\nAbout.\n",
+    );
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Broken: a misspelt page, an in-page anchor, another page's anchor, a relative page.
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n## Setup\n\n[x](/posts/helo/)\n\n\
+         [y](#nosuch)\n\n[z](/about/#team)\n\n[w](../post-9/)\n",
+    );
+    let out = build(root, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let file = Path::new("content/posts/links.md").display().to_string();
+    for (line, what) in [
+        (8, "/posts/helo/"),
+        (10, "#nosuch"),
+        (12, "#team"),
+        (14, "/posts/post-9/"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(what)),
+            "line {line} {what}: {err}"
+        );
+    }
+
+    // An unchanged post's link breaks when the page it points at loses the heading.
+    write(
+        root,
+        "content/posts/links.md",
+        "+++\ntitle = \"Links\"\ndate = 2024-06-01\n+++\n\n[x](/about/#about-us)\n",
+    );
+    assert!(build(root, &[]).status.success());
+    write(
+        root,
+        "content/about.md",
+        "+++\ntitle = \"About\"\n+++\nAbout.\n",
+    );
+    let out = build(root, &[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains(&format!("{file}:6:")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn post_lists_show_the_content_warning_before_the_summary() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/hard.md",
+        "+++\ntitle = \"Hard news\"\ndate = 2024-07-01\ntags = [\"rust\"]\n\
+         content_warning = \"grief\"\n+++\n\nThe sad part.\n\n<!-- more -->\n\nMore.\n",
+    );
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in ["index.html", "tags/rust/index.html"] {
+        let html = fs::read_to_string(root.join("public").join(page)).unwrap();
+        let warning = html
+            .find("<summary>Content warning: grief</summary>")
+            .unwrap_or_else(|| panic!("{page} has no warning: {html}"));
+        let summary = html.find("The sad part.").unwrap();
+        let closed = html[summary..].find("</details>").map(|i| i + summary);
+        assert!(
+            warning < summary && closed.is_some(),
+            "{page}: the summary is not inside the warning: {html}"
+        );
+        // Posts without a warning are listed as before.
+        assert_eq!(
+            html.matches("class=\"content-warning\"").count(),
+            1,
+            "{page}"
+        );
+    }
+}
+
+#[test]
+fn future_posts_wait_for_their_date_unless_future_is_asked() {
+    let site = fixture();
+    let root = site.path();
+    write(
+        root,
+        "content/posts/later.md",
+        "+++\ntitle = \"From the future\"\ndate = 2999-01-01\n+++\n\nNot yet.\n",
+    );
+    let mentions = |root: &Path| -> Vec<PathBuf> {
+        snapshot(&root.join("public"))
+            .into_iter()
+            .filter(|(_, bytes)| String::from_utf8_lossy(bytes).contains("later"))
+            .map(|(path, _)| path)
+            .collect()
+    };
+    let out = build(root, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!root.join("public/posts/later/index.html").exists());
+    // Not on the home page, in feeds, the sitemap or the outbox either.
+    assert_eq!(mentions(root), Vec::<PathBuf>::new());
+
+    let out = build(root, &["--future"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(root.join("public/posts/later/index.html").is_file());
+    let found = mentions(root);
+    for expected in ["index.html", "atom.xml", "sitemap.xml"] {
+        assert!(
+            found.iter().any(|p| p == Path::new(expected)),
+            "{expected} not in {found:?}"
+        );
+    }
+    assert!(
+        found.iter().any(|p| p.starts_with("ap")),
+        "the outbox or an object names the post: {found:?}"
+    );
+
+    // Back without the flag, the post is taken down again.
+    assert!(build(root, &[]).status.success());
+    assert!(!root.join("public/posts/later/index.html").exists());
+    assert_eq!(mentions(root), Vec::<PathBuf>::new());
 }

@@ -605,3 +605,80 @@ fn page_script_redraws_fresh_interactions() {
     assert_eq!(replies[1]["authorIsLink"], false);
     assert_eq!(shown["javascriptLinks"], 0);
 }
+
+/// The page script prints reply times with the site's pattern and month names (the ones the
+/// build uses, here in French), and a liker whose profile was never fetched (their name is
+/// their actor URL) gets `user@host` and its initial, not the "h" of "https".
+#[test]
+fn page_script_formats_like_the_build() {
+    if !node_available() {
+        return;
+    }
+    install_peer();
+    let site = tempfile::tempdir().unwrap();
+    fs::write(
+        site.path().join("config.toml"),
+        "title = \"T\"\nbase_url = \"https://blog.example\"\nlanguage = \"fr\"\n\
+         [fediverse]\ninbox_url = \"https://inbox.blog.example\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(site.path().join("content/posts")).unwrap();
+    fs::write(
+        site.path().join("content/posts/hello.md"),
+        "+++\ntitle = \"Hello\"\ndate = 2025-02-11\n+++\n\nText.\n",
+    )
+    .unwrap();
+    let built = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(site.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let public = site.path().join("public");
+    let page = public.join("posts/hello/index.html");
+    let html = fs::read_to_string(&page).unwrap();
+    assert!(html.contains(">11 février 2025</time>"), "{html}");
+
+    let data = json!({
+        "replies": [{ "id": "https://m.example/n/1", "url": "https://m.example/n/1",
+            "in_reply_to": "x", "author_id": "https://m.example/users/a", "author_name": "Alice",
+            "author_handle": "@alice@m.example", "author_url": "https://m.example/@alice",
+            "author_avatar": null, "content": "<p>Hi</p>",
+            "published": "2025-02-11T10:00:00Z", "depth": 0 }],
+        "likes": [
+            { "actor_id": "https://h.example/users/bob", "name": "https://h.example/users/bob",
+              "url": "https://h.example/users/bob", "avatar": null },
+            { "actor_id": "https://m.example/users/eve", "name": "Ève",
+              "url": "https://m.example/@eve", "avatar": null },
+        ],
+        "boosts": [],
+    });
+    let data_path = site.path().join("interactions.json");
+    fs::write(&data_path, data.to_string()).unwrap();
+    let output = Command::new("node")
+        .arg(interop_dir().join("page_script.mjs"))
+        .arg(&page)
+        .arg(public.join("interactions.js"))
+        .arg(&data_path)
+        .arg("https://blog.example/posts/hello/")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(shown["replies"][0]["time"], "11 février 2025, 10:00 UTC");
+    assert_eq!(
+        shown["fallbacks"],
+        json!([
+            { "title": "bob@h.example", "label": "bob@h.example", "text": "B" },
+            { "title": "Ève", "label": "Ève", "text": "È" },
+        ])
+    );
+}

@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::Document;
+use crate::content::{Document, PageLinks};
+use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-3";
+const FORMAT: &str = "relais-build-index-4";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the
@@ -84,13 +85,15 @@ pub struct SourceEntry {
     pub hash: String,
     /// Files the document links to; a reused entry needs them all still there.
     pub local_files: Vec<PathBuf>,
+    /// Its links inside the site and its anchors, for the site-wide link check.
+    pub links: PageLinks,
     /// The document without its body: `content` empty, `text` cut to a prefix.
     pub lite: Document,
     /// Signature of `lite`, and of `lite` plus the body.
     pub lite_sig: u64,
     pub full_sig: u64,
     /// Warnings of the Mastodon checks that depend on this post alone (config unchanged).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<FediverseWarning>,
 }
 
 impl SourceEntry {
@@ -100,6 +103,7 @@ impl SourceEntry {
         modified: Stamp,
         verified: Stamp,
         local_files: Vec<PathBuf>,
+        links: PageLinks,
         doc: &Document,
     ) -> Self {
         let lite = lite(doc);
@@ -110,6 +114,7 @@ impl SourceEntry {
             verified,
             hash: doc.source_hash.clone(),
             local_files,
+            links,
             full_sig: Sig::new("full")
                 .with(lite_sig)
                 .with(&doc.content)
@@ -186,8 +191,8 @@ pub struct LastBuild {
     pub pages: usize,
     pub tags: usize,
     pub files: usize,
-    /// Warnings that hold as long as nothing changes: (source, message).
-    pub warnings: Vec<(PathBuf, String)>,
+    /// Warnings that hold as long as nothing changes.
+    pub warnings: Vec<FediverseWarning>,
 }
 
 impl BuildIndex {

@@ -9,6 +9,7 @@
 //! of unchanged posts are parsed again only when a changed output shows them.
 
 pub mod index;
+mod links;
 mod spinner;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +37,8 @@ pub struct BuildOptions {
     pub site_dir: PathBuf,
     pub out_dir: PathBuf,
     pub drafts: bool,
+    /// Include posts dated in the future (held back until their date otherwise).
+    pub future: bool,
     /// Replaces `base_url` of config.toml (`relais serve` points links at itself).
     pub base_url: Option<String>,
     /// Show a spinner on stderr when the build takes a while.
@@ -63,8 +66,10 @@ pub struct BuildReport {
     pub write: WriteReport,
     pub elapsed: Duration,
     pub out_dir: PathBuf,
-    /// What will look wrong on Mastodon (`relais check` fails on these).
+    /// What will look wrong on Mastodon (`relais check` fails on the blocking ones).
     pub warnings: Vec<FediverseWarning>,
+    /// Warnings that `[[check.accept]]` in config.toml accepts.
+    pub accepted: Vec<FediverseWarning>,
     pub key_source: Option<SiteKeySource>,
 }
 
@@ -203,15 +208,31 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         (String::new(), None)
     };
+    let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
         .with(sections_sig(site_dir, &section_indexes))
         .with(&options.base_url)
         .with(options.drafts)
+        .with(options.future)
         .with(&style)
         .finish();
+    // Posts waiting for their date, as the index knows them: when one comes due, the inputs
+    // differ and the site is built again though no file changed.
+    let mut held: Vec<&PathBuf> = index
+        .sources
+        .iter()
+        .filter(|(_, e)| {
+            !options.future
+                && e.lite.kind == content::DocumentKind::Post
+                && e.lite.date.is_some_and(|d| d > now)
+        })
+        .map(|(path, _)| path)
+        .collect();
+    held.sort();
+    let common_with_held = Sig::new("held").with(common).with(&held).finish();
     let inputs = inputs_sig(
-        common,
+        common_with_held,
         &theme,
         &options.out_dir,
         &public_key_pem,
@@ -247,15 +268,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 },
                 elapsed: started.elapsed(),
                 out_dir: options.out_dir.clone(),
-                warnings: last
-                    .warnings
-                    .iter()
-                    .map(|(source, message)| FediverseWarning {
-                        source: source.clone(),
-                        message: message.clone(),
-                    })
-                    .collect(),
+                warnings: Vec::new(),
+                accepted: Vec::new(),
                 key_source,
+            };
+            let (warnings, accepted) =
+                federation::check::split_accepted(&config, last.warnings.clone());
+            let report = BuildReport {
+                warnings,
+                accepted,
+                ..report
             };
             state.index = Some(index);
             return Ok(report);
@@ -301,6 +323,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         assets,
         LoadOptions {
             drafts: options.drafts,
+            hold_after: (!options.future).then_some(now),
         },
     )?;
     site.parsed = parsed;
@@ -521,6 +544,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         });
     }
     check_paths(&plan, &site, &theme)?;
+    let output_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
+    let no_links = content::PageLinks::default();
+    links::check(
+        site.posts.iter().chain(&site.pages).map(|doc| {
+            let links = entries.get(&doc.source).map_or(&no_links, |e| &e.links);
+            (doc, links)
+        }),
+        &output_paths,
+        &theme.anchors,
+    )?;
 
     // What must be rendered, and the bodies it needs.
     let dirty: Vec<usize> = (0..plan.len())
@@ -568,7 +601,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         path: doc.source.clone(),
                         source: std::io::ErrorKind::NotFound.into(),
                     })?;
-            let (mut doc, _, _) = parse_source(site_dir, source, highlighter)?;
+            let mut doc = parse_source(site_dir, source, highlighter)?.document;
             doc.assets = source.assets.clone();
             Ok(doc)
         })
@@ -589,7 +622,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let previous = if reparsed.is_empty() {
             FederationState::default()
         } else {
-            FederationState::load(site_dir)
+            published_state(site_dir, &site.config)
         };
         let none = FederationState::default();
         let mut all = federation::check::check_site(&site.config, &[], &none);
@@ -605,7 +638,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 let one = std::slice::from_ref(post);
                 let lasting = own(federation::check::check_site(&site.config, one, &none));
                 if let Some(entry) = entries.get_mut(&post.source) {
-                    entry.warnings = lasting.iter().map(|w| w.message.clone()).collect();
+                    entry.warnings = lasting.clone();
                 }
                 lasting_warnings.extend(lasting);
                 all.extend(own(federation::check::check_site(
@@ -614,12 +647,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     &previous,
                 )));
             } else if let Some(entry) = entries.get(&post.source) {
-                let stored = entry.warnings.iter().map(|m| FediverseWarning {
-                    source: post.source.clone(),
-                    message: m.clone(),
-                });
-                lasting_warnings.extend(stored.clone());
-                all.extend(stored);
+                lasting_warnings.extend(entry.warnings.iter().cloned());
+                all.extend(entry.warnings.iter().cloned());
             }
         }
         all
@@ -769,10 +798,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             pages: site.pages.len(),
             tags: site.tags.len(),
             files: plan.len(),
-            warnings: lasting_warnings
-                .into_iter()
-                .map(|w| (w.source, w.message))
-                .collect(),
+            warnings: lasting_warnings,
         };
         let changed = changed || index.inputs != inputs;
         index.inputs = inputs;
@@ -808,8 +834,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         state.index = Some(index);
     }
 
+    let (warnings, accepted) = federation::check::split_accepted(&site.config, warnings);
     Ok(BuildReport {
         warnings,
+        accepted,
         key_source,
         html_pages: site.home_page_count()
             + site.posts.len()
@@ -964,9 +992,17 @@ fn load_sources(
                     rehashed: true,
                 });
             }
-            let (doc, local_files, _) = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            let parsed = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            let doc = parsed.document;
             Ok(LoadedSource {
-                entry: SourceEntry::of(bytes.len() as u64, modified, now, local_files, &doc),
+                entry: SourceEntry::of(
+                    bytes.len() as u64,
+                    modified,
+                    now,
+                    parsed.local_files,
+                    parsed.links,
+                    &doc,
+                ),
                 full: Some(doc),
                 rehashed: false,
             })
@@ -993,7 +1029,7 @@ fn parse_source(
     site_dir: &Path,
     source: &SourceFile,
     highlighter: &Highlighter,
-) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+) -> Result<content::Parsed, ContentError> {
     let bytes = std::fs::read(site_dir.join(&source.path)).map_err(|e| ContentError::Read {
         path: source.path.clone(),
         source: e,
@@ -1008,7 +1044,7 @@ fn parse_bytes(
     bytes: &[u8],
     hash: String,
     highlighter: &Highlighter,
-) -> Result<(Document, Vec<PathBuf>, u64), ContentError> {
+) -> Result<content::Parsed, ContentError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ContentError::Encoding {
         path: source.path.clone(),
         line: bytes[..e.valid_up_to()]
@@ -1017,8 +1053,7 @@ fn parse_bytes(
             .count()
             + 1,
     })?;
-    let parsed = content::parse_document(site_dir, source, text, hash, highlighter)?;
-    Ok((parsed.document, parsed.local_files, bytes.len() as u64))
+    content::parse_document(site_dir, source, text, hash, highlighter)
 }
 
 /// A copied file, signed by its source's path, size and time.
@@ -1065,9 +1100,11 @@ fn kept_field_notes(site: &Site) -> Vec<FediverseWarning> {
         .into_iter()
         .map(|(key, source)| FediverseWarning {
             source: source.to_path_buf(),
+            rule: crate::federation::check::rules::GENERATOR_FIELD.into(),
             message: format!(
                 "`{key}` is a Zola/Hugo field relais does not act on: kept for templates as page.extra.{key}"
             ),
+            blocking: false,
         })
         .collect()
 }
@@ -1100,6 +1137,30 @@ fn origin(planned: &Planned, site: &Site, theme: &Theme) -> String {
             .to_string(),
         _ => format!("the generated /{}", planned.path),
     }
+}
+
+/// What followers were last sent of each post, to notice a post edited without `updated`.
+/// With a store, only the posts it records as published count: editing a post that never
+/// went out needs no `updated`. Without one (a build host), the last build's state stands
+/// in for what was deployed.
+fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
+    let mut state = FederationState::load(site_dir);
+    let path = site_dir.join(&config.inbox.store);
+    if path.exists() {
+        let published: Option<HashSet<String>> = crate::store::Store::open(&path)
+            .ok()
+            .and_then(|store| store.queue_transaction(|q| q.published_records()).ok())
+            .map(|records| {
+                records
+                    .into_iter()
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.object_id)
+                    .collect()
+            });
+        let published = published.unwrap_or_default();
+        state.posts.retain(|id, _| published.contains(id));
+    }
+    state
 }
 
 /// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox

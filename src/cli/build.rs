@@ -17,6 +17,9 @@ pub struct BuildArgs {
     /// Include posts and pages marked `draft = true`.
     #[arg(long)]
     pub drafts: bool,
+    /// Include posts dated in the future (held back until their date otherwise).
+    #[arg(long)]
+    pub future: bool,
     /// Fetch replies, likes and boosts from `fediverse.inbox_url` instead of the local
     /// store file: for builds on a static host (Netlify) while the inbox runs elsewhere.
     #[arg(long)]
@@ -32,7 +35,13 @@ pub fn print_notices(report: &BuildReport, site_dir: &Path) {
         );
     }
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        eprintln!("warning: {warning} [{}]", warning.rule);
+    }
+    if !report.accepted.is_empty() {
+        eprintln!(
+            "note: {} warning(s) accepted by [[check.accept]] in config.toml",
+            report.accepted.len()
+        );
     }
 }
 
@@ -42,6 +51,7 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         site_dir: args.site.clone(),
         out_dir,
         drafts: args.drafts,
+        future: args.future,
         base_url: None,
         progress: std::io::stderr().is_terminal(),
         dry_run: false,

@@ -12,6 +12,9 @@ pub struct CheckArgs {
     /// Check drafts too.
     #[arg(long)]
     pub drafts: bool,
+    /// Check posts dated in the future too.
+    #[arg(long)]
+    pub future: bool,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<()> {
@@ -19,6 +22,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
         out_dir: args.site.join("public"),
         site_dir: args.site.clone(),
         drafts: args.drafts,
+        future: args.future,
         base_url: None,
         progress: false,
         dry_run: true,
@@ -26,16 +30,24 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     };
     let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
     print_notices(&report, &args.site);
-    if report.warnings.is_empty() {
+    let blocking = report.warnings.iter().filter(|w| w.blocking).count();
+    if blocking == 0 {
+        let advice = report.warnings.len();
         println!(
-            "Checked {} posts and {} pages: nothing Mastodon would show badly",
-            report.posts, report.pages
+            "Checked {} posts and {} pages: nothing Mastodon would show badly{}",
+            report.posts,
+            report.pages,
+            if advice > 0 {
+                format!(" ({advice} setup warning(s) to fix before going live)")
+            } else {
+                String::new()
+            }
         );
         Ok(())
     } else {
         anyhow::bail!(
-            "{} warning(s): fix them or accept them, then build",
-            report.warnings.len()
+            "{blocking} warning(s): fix them, or accept one in config.toml with \
+             [[check.accept]] rule = \"RULE\" (the name in brackets) and file = \"PATH\""
         )
     }
 }

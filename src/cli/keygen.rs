@@ -18,7 +18,13 @@ pub struct KeygenArgs {
 pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     let config = SiteConfig::load(&args.site)?;
     let path = args.site.join(&config.fediverse.key_path);
-    keys::generate_site_key(&path, args.force)?;
+    keys::generate_site_key(&path, args.force).map_err(|e| match e {
+        keys::KeyError::AlreadyExists { path } => anyhow::anyhow!(
+            "{}: a key already exists there. `relais keygen --force` replaces it; followers' servers then refetch the actor to learn the new key",
+            path.display()
+        ),
+        other => other.into(),
+    })?;
     println!(
         "Wrote {} (private, mode 0600: keep it secret, out of git) and {} (public)",
         path.display(),

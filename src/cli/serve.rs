@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Include posts and pages marked `draft = true`.
     #[arg(long)]
     pub drafts: bool,
+    /// Show posts dated in the future (held back until their date otherwise).
+    #[arg(long)]
+    pub future: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -57,13 +60,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", args.port)))
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "port {} on 127.0.0.1 is already in use (another `relais serve`?): pick another with --port, or --port 0 for any free one",
+                    args.port
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("cannot listen on 127.0.0.1:{}", args.port))
+            }
+        })?;
     let address = listener.local_addr().context("reading the bound address")?;
     let base_url = format!("http://{address}");
     let options = BuildOptions {
         site_dir: args.site.clone(),
         out_dir: args.site.join(SERVE_DIR),
         drafts: args.drafts,
+        future: args.future,
         base_url: Some(base_url.clone()),
         progress: false,
         dry_run: false,

@@ -242,7 +242,10 @@ fn parse(inner: &str, format: Format, shift: usize) -> Result<FrontMatter, Front
         Format::Toml => {
             let raw: Raw<toml::Value> = toml::from_str(inner).map_err(|e| FrontMatterError {
                 line: shift + e.span().map_or(1, |s| line_of_offset(inner, s.start)),
-                message: format!("TOML front matter: {}", e.message().trim_end()),
+                message: format!(
+                    "TOML front matter: {}",
+                    crate::config::plain_serde_message(e.message())
+                ),
             })?;
             raw.into_front_matter(&line_of, toml_json, "TOML", |value, key| match value {
                 toml::Value::Datetime(d) => Ok(d.to_string()),
@@ -260,7 +263,10 @@ fn parse(inner: &str, format: Format, shift: usize) -> Result<FrontMatter, Front
             let raw: Raw<serde_norway::Value> =
                 serde_norway::from_str(inner).map_err(|e| FrontMatterError {
                     line: shift + e.location().map_or(1, |l| l.line()),
-                    message: format!("YAML front matter: {}", yaml_message(&e)),
+                    message: format!(
+                        "YAML front matter: {}",
+                        crate::config::plain_serde_message(&yaml_message(&e))
+                    ),
                 })?;
             raw.into_front_matter(&line_of, yaml_json, "YAML", |value, key| match value {
                 serde_norway::Value::String(s) => Ok(s),

@@ -142,8 +142,11 @@ impl Highlighter {
         Some((style, html))
     }
 
-    /// Stylesheet for class-styled code: a light theme, and a dark one under
-    /// `prefers-color-scheme: dark`. Empty when code is styled inline.
+    /// Stylesheet for class-styled code: a light theme under `prefers-color-scheme: light` and
+    /// a dark one under `prefers-color-scheme: dark`. Each theme sits in its own media block
+    /// because their selectors differ in specificity: a light rule left unscoped can beat the
+    /// dark one for the same token (an invisible `-s` in dark mode). Empty when code is styled
+    /// inline.
     pub fn stylesheet(&self) -> Result<String, String> {
         if self.inline_theme.is_some() {
             return Ok(String::new());
@@ -157,7 +160,8 @@ impl Highlighter {
             css_for_theme_with_class_style(theme, CLASS_STYLE).map_err(|e| e.to_string())
         };
         Ok(format!(
-            "{}\n@media (prefers-color-scheme: dark) {{\n{}}}\n",
+            "@media (prefers-color-scheme: light) {{\n{}}}\n\
+             @media (prefers-color-scheme: dark) {{\n{}}}\n",
             css(LIGHT_THEME)?,
             css(DARK_THEME)?
         ))
@@ -178,6 +182,66 @@ mod tests {
         let css = h.stylesheet().unwrap();
         assert!(css.contains(".hl-"), "{css}");
         assert!(css.contains("prefers-color-scheme: dark"));
+    }
+
+    /// Every rule sits inside exactly one scheme's media block, so no light rule can win in
+    /// dark mode through a more specific selector.
+    #[test]
+    fn each_scheme_applies_alone() {
+        let css = Highlighter::new(None).stylesheet().unwrap();
+        let blocks = top_level_blocks(&css);
+        let preludes: Vec<&str> = blocks.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            preludes,
+            [
+                "@media (prefers-color-scheme: light)",
+                "@media (prefers-color-scheme: dark)"
+            ],
+            "{css}"
+        );
+        for (_, body) in &blocks {
+            assert!(body.contains(".hl-"), "{body}");
+        }
+    }
+
+    /// Splits a stylesheet into its top-level `prelude { body }` blocks, comments removed.
+    fn top_level_blocks(css: &str) -> Vec<(String, String)> {
+        let mut text = String::new();
+        let mut rest = css;
+        while let Some(start) = rest.find("/*") {
+            text.push_str(&rest[..start]);
+            rest = rest[start..]
+                .split_once("*/")
+                .map_or("", |(_, after)| after);
+        }
+        text.push_str(rest);
+        let (mut blocks, mut depth, mut prelude, mut body) =
+            (vec![], 0, String::new(), String::new());
+        for c in text.chars() {
+            match (c, depth) {
+                ('{', 0) => depth = 1,
+                ('}', 1) => {
+                    blocks.push((prelude.trim().to_string(), std::mem::take(&mut body)));
+                    prelude.clear();
+                    depth = 0;
+                }
+                ('{', _) => {
+                    depth += 1;
+                    body.push(c);
+                }
+                ('}', _) => {
+                    depth -= 1;
+                    body.push(c);
+                }
+                (_, 0) => prelude.push(c),
+                _ => body.push(c),
+            }
+        }
+        assert!(
+            prelude.trim().is_empty(),
+            "text after the last block: {prelude}"
+        );
+        blocks
     }
 
     #[test]

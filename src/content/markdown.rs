@@ -17,6 +17,11 @@ pub struct Rendered {
     pub text: String,
     /// Images in order: (rewritten src, alt text).
     pub images: Vec<(String, String)>,
+    /// Ids a link can point at with `#id`: headings, footnotes, `id` attributes of raw HTML.
+    pub anchors: Vec<String>,
+    /// Links that may name a page of this site or an anchor: (rewritten URL, byte offset).
+    /// Remote URLs (`https:`, `mailto:`, `//host`) are left out.
+    pub site_links: Vec<(String, usize)>,
 }
 
 /// A problem at a byte offset of the body.
@@ -57,6 +62,8 @@ pub fn render(
     let mut heading: Option<(usize, String)> = None;
     let mut image_alt: Option<String> = None;
     let mut heading_ids = HashSet::new();
+    let mut anchors = Vec::new();
+    let mut site_links = Vec::new();
 
     for (event, range) in Parser::new_ext(body, options()).into_offset_iter() {
         let fail = |message: String| MarkdownError {
@@ -110,6 +117,7 @@ pub fn render(
                             None => CowStr::from(unique_id(&title, &mut heading_ids)),
                         };
                         heading_ids.insert(id.to_string());
+                        anchors.push(id.to_string());
                         events[index] = Event::Start(Tag::Heading {
                             level,
                             id: Some(id),
@@ -150,6 +158,9 @@ pub fn render(
                 id,
             }) => {
                 let dest = resolve(&dest_url, Target::Link).map_err(fail)?;
+                if !dest.starts_with("//") && !has_scheme(&dest) {
+                    site_links.push((dest.clone(), range.start));
+                }
                 events.push(Event::Start(Tag::Link {
                     link_type,
                     dest_url: dest.into(),
@@ -166,6 +177,16 @@ pub fn render(
                 if let Some((_, title)) = &mut heading {
                     title.push_str(t);
                 }
+                events.push(event);
+            }
+            Event::Start(Tag::FootnoteDefinition(ref label)) => {
+                anchors.push(label.to_string());
+                events.push(event);
+            }
+            Event::Html(ref html) | Event::InlineHtml(ref html)
+                if html.trim() != MORE_MARKER || depth != 1 =>
+            {
+                anchors.extend(html_ids(html));
                 events.push(event);
             }
             Event::Html(ref html) if html.trim() == MORE_MARKER && depth == 1 => {
@@ -203,7 +224,45 @@ pub fn render(
         summary_html,
         text: collapse_blank_lines(&text),
         images,
+        anchors,
+        site_links,
     })
+}
+
+/// Whether `url` starts with a scheme (`https:`, `mailto:`), so it leaves the site.
+pub(super) fn has_scheme(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((scheme, _)) => {
+            !scheme.is_empty()
+                && !scheme.contains('/')
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        }
+        None => false,
+    }
+}
+
+/// Values of `id` attributes in a piece of raw HTML (`<a id="here"></a>`), which links
+/// may target as well as headings.
+pub fn html_ids(html: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("id=") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + 3..];
+        if !before.is_some_and(char::is_whitespace) {
+            continue;
+        }
+        let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        if let Some(end) = rest[1..].find(quote) {
+            ids.push(rest[1..1 + end].to_string());
+            rest = &rest[1 + end..];
+        }
+    }
+    ids
 }
 
 /// Renders a short Markdown fragment (the front matter summary) without link checks.

@@ -115,7 +115,8 @@ pub use cache::DocumentCache;
 pub use front_matter::parse_date;
 pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
-pub use parse::parse_document;
+pub use markdown::html_ids;
+pub use parse::{parse_document, percent_decode, PageLinks, Parsed, SiteLink};
 pub use section::{parse_section, SectionMeta, SortBy};
 pub use source::{discover, section_of, ContentAsset, Discovered, SourceFile};
 

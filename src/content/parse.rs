@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
 
 use super::front_matter::{self, parse_date, Dated};
-use super::markdown::{self, Target};
+use super::markdown::{self, has_scheme, Target};
 use super::source::{SourceFile, CONTENT_DIR};
 use super::{media_type, ContentError, Document, DocumentKind, Highlighter, ImageRef};
 
@@ -18,6 +18,28 @@ pub struct Parsed {
     pub document: Document,
     /// Relative to the site directory.
     pub local_files: Vec<PathBuf>,
+    pub links: PageLinks,
+}
+
+/// What the site-wide link check needs of one document: where it links inside the site
+/// and which anchors it offers. Kept in the build index, so unchanged documents are
+/// checked again without being parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageLinks {
+    /// Heading ids and other `id`s of the body.
+    pub anchors: Vec<String>,
+    /// Links to pages or anchors, made site-absolute (`/posts/x/#part`, `/about/`) except
+    /// in-page ones (`#part`).
+    pub links: Vec<SiteLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SiteLink {
+    /// As written in the source.
+    pub written: String,
+    /// Site-absolute path with its fragment, or just `#fragment`.
+    pub target: String,
+    pub line: usize,
 }
 
 /// Parses the Markdown `text` of `source`. `source_hash` is stored in the document.
@@ -130,13 +152,28 @@ pub fn parse_document(
         local_files: RefCell::new(Vec::new()),
     };
     let resolve = |url: &str, target: Target| links.resolve(url, target);
+    let line_at = |offset: usize| split.body_line + split.body[..offset].matches('\n').count();
     let rendered = markdown::render(split.body, highlighter, &resolve).map_err(|e| {
         ContentError::BrokenLink {
             path: path.clone(),
-            line: split.body_line + split.body[..e.offset].matches('\n').count(),
+            line: line_at(e.offset),
             message: e.message,
         }
     })?;
+    let page_links = PageLinks {
+        anchors: rendered.anchors.clone(),
+        links: rendered
+            .site_links
+            .iter()
+            .filter_map(|(url, offset)| {
+                Some(SiteLink {
+                    written: url.clone(),
+                    target: site_target(&site_path, url)?,
+                    line: line_at(*offset),
+                })
+            })
+            .collect(),
+    };
 
     let image = match &fm.image {
         Some(src) => {
@@ -223,6 +260,7 @@ pub fn parse_document(
             kept_fields: fm.generator.kept.clone(),
         },
         local_files,
+        links: page_links,
     })
 }
 
@@ -247,6 +285,40 @@ fn alias_path(alias: &str) -> Option<String> {
     } else {
         own_path(trimmed)
     }
+}
+
+/// Where a link of the page at `page_path` leads inside the site: `#part` stays as is,
+/// `/x/` too, and a relative `../other/` is joined to the page path as a browser would.
+/// `None` for an empty link.
+fn site_target(page_path: &str, url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    if url.starts_with('#') || url.starts_with('/') {
+        return Some(url.to_string());
+    }
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let (relative, suffix) = url.split_at(cut);
+    let mut segments: Vec<&str> = page_path.split('/').filter(|s| !s.is_empty()).collect();
+    let parts: Vec<&str> = relative.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        match *part {
+            ".." => {
+                segments.pop();
+            }
+            "." | "" => {}
+            other => segments.push(other),
+        }
+        let last = i + 1 == parts.len();
+        if last && matches!(*part, "" | "." | "..") && !segments.is_empty() {
+            segments.push("");
+        }
+    }
+    let joined = segments.join("/");
+    let suffix = suffix
+        .split_once('#')
+        .map_or(String::new(), |(_, f)| format!("#{f}"));
+    Some(format!("/{joined}{suffix}"))
 }
 
 /// Resolves the URLs of one document against the files around it.
@@ -333,20 +405,8 @@ impl LinkContext<'_> {
     }
 }
 
-fn has_scheme(url: &str) -> bool {
-    match url.split_once(':') {
-        Some((scheme, _)) => {
-            !scheme.is_empty()
-                && !scheme.contains('/')
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        }
-        None => false,
-    }
-}
-
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes of a URL path or fragment.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -607,5 +667,22 @@ mod tests {
         assert_eq!(percent_decode("a%20b%2"), "a b%2");
         assert_eq!(normalize(Path::new("./a/../b")), Path::new("b"));
         assert_eq!(normalize(Path::new("../s/./c/..")), Path::new("../s"));
+    }
+}
+
+#[cfg(test)]
+mod link_target_tests {
+    use super::site_target;
+
+    #[test]
+    fn relative_page_links_join_the_page_path() {
+        let t = |url| site_target("/posts/a/", url);
+        assert_eq!(t("../b/").as_deref(), Some("/posts/b/"));
+        assert_eq!(t("../../about/#team").as_deref(), Some("/about/#team"));
+        assert_eq!(t("sub?x=1#p").as_deref(), Some("/posts/a/sub#p"));
+        assert_eq!(t("..").as_deref(), Some("/posts/"));
+        assert_eq!(t("#here").as_deref(), Some("#here"));
+        assert_eq!(t("/x/").as_deref(), Some("/x/"));
+        assert_eq!(t(""), None);
     }
 }

@@ -28,11 +28,70 @@ pub const MASTODON_IMAGE_TYPES: [&str; 7] = [
     "image/avif",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FediverseWarning {
     /// Source file the warning is about, or `config.toml`.
     pub source: PathBuf,
+    /// Short name of the check (`image-alt`), which `[[check.accept]]` in config.toml names.
+    pub rule: String,
     pub message: String,
+    /// Whether `relais check` fails on it; advice (a site not set up yet) only prints.
+    pub blocking: bool,
+}
+
+/// The rules, by the name config.toml's `[[check.accept]]` uses.
+pub mod rules {
+    pub const PLACEHOLDER_BASE_URL: &str = "placeholder-base-url";
+    pub const NO_INBOX_URL: &str = "no-inbox-url";
+    pub const IMAGE_ALT: &str = "image-alt";
+    pub const IMAGE_TYPE: &str = "image-type";
+    pub const TOO_MANY_IMAGES: &str = "too-many-images";
+    pub const ARTICLE_WARNING: &str = "article-content-warning";
+    pub const NOTE_LENGTH: &str = "note-length";
+    pub const UNKNOWN_AUTHOR: &str = "unknown-author";
+    pub const EDITED_WITHOUT_UPDATED: &str = "edited-without-updated";
+    pub const GENERATOR_FIELD: &str = "generator-field";
+    pub const ALL: [&str; 10] = [
+        PLACEHOLDER_BASE_URL,
+        NO_INBOX_URL,
+        IMAGE_ALT,
+        IMAGE_TYPE,
+        TOO_MANY_IMAGES,
+        ARTICLE_WARNING,
+        NOTE_LENGTH,
+        UNKNOWN_AUTHOR,
+        EDITED_WITHOUT_UPDATED,
+        GENERATOR_FIELD,
+    ];
+}
+
+/// Hosts of example addresses (RFC 2606) that `relais init` writes as placeholders.
+const PLACEHOLDER_HOSTS: [&str; 3] = ["example.com", "example.org", "example.net"];
+
+/// Whether `base_url` is still a placeholder such as `https://example.com`.
+pub fn placeholder_base_url(config: &SiteConfig) -> bool {
+    url::Url::parse(&config.base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|host| {
+            PLACEHOLDER_HOSTS
+                .iter()
+                .any(|p| host == *p || host.ends_with(&format!(".{p}")))
+        })
+}
+
+/// Splits `warnings` into those that stand and those `config.check.accept` accepts.
+pub fn split_accepted(
+    config: &SiteConfig,
+    warnings: Vec<FediverseWarning>,
+) -> (Vec<FediverseWarning>, Vec<FediverseWarning>) {
+    warnings.into_iter().partition(|w| {
+        !config
+            .check
+            .accept
+            .iter()
+            .any(|a| a.rule == w.rule && a.file.as_ref().is_none_or(|f| Path::new(f) == w.source))
+    })
 }
 
 impl fmt::Display for FediverseWarning {
@@ -101,22 +160,46 @@ pub fn check_site(
 ) -> Vec<FediverseWarning> {
     let urls = Urls::new(config);
     let mut warnings = Vec::new();
+    // A site fresh from `relais init` is not set up to go live yet: say what to set, but
+    // let `relais check` pass until `base_url` is real.
+    let placeholder = placeholder_base_url(config);
+    let setup = |rule: &str, message: String| FediverseWarning {
+        source: PathBuf::from(crate::config::CONFIG_FILE),
+        rule: rule.into(),
+        message,
+        blocking: !placeholder,
+    };
+    if placeholder {
+        warnings.push(setup(
+            rules::PLACEHOLDER_BASE_URL,
+            format!(
+                "base_url is still the placeholder {}: set it to the address the site will be served at",
+                config.base_url
+            ),
+        ));
+    }
     if !config.fediverse.enabled {
         return warnings;
     }
     if config.fediverse.inbox_url.is_none() {
-        warnings.push(FediverseWarning {
-            source: PathBuf::from(crate::config::CONFIG_FILE),
-            message: "fediverse.inbox_url is not set: the host rules cannot route follows and replies to `relais inbox`".into(),
-        });
+        warnings.push(setup(
+            rules::NO_INBOX_URL,
+            "fediverse.inbox_url is not set: the host rules cannot route follows and replies to `relais inbox`".into(),
+        ));
     }
+    // Free author names (Zola's and Hugo's `authors`) are accepted: said once per name, as
+    // advice, so a blog of hundreds of posts by "Jane" gets one line, not hundreds.
+    let mut unknown_authors: std::collections::BTreeMap<&str, &std::path::Path> =
+        std::collections::BTreeMap::new();
     for post in posts {
-        let warn = |message: String| FediverseWarning {
+        let warn = |rule: &str, message: String| FediverseWarning {
             source: post.source.clone(),
+            rule: rule.into(),
             message,
+            blocking: true,
         };
         for image in post.images.iter().filter(|i| i.alt.trim().is_empty()) {
-            warnings.push(warn(format!(
+            warnings.push(warn(rules::IMAGE_ALT, format!(
                 "image {} has no alt text: Mastodon users relying on descriptions will not know what it shows",
                 image.src
             )));
@@ -128,7 +211,7 @@ pub fn check_site(
             .filter(|i| distinct.insert(i.src.as_str()))
         {
             if !MASTODON_IMAGE_TYPES.contains(&image.media_type.as_str()) {
-                warnings.push(warn(format!(
+                warnings.push(warn(rules::IMAGE_TYPE, format!(
                     "image {} is {}: Mastodon shows only JPEG, PNG, GIF, HEIC, WebP and AVIF attachments, others as a bare link",
                     image.src, image.media_type
                 )));
@@ -136,7 +219,7 @@ pub fn check_site(
         }
         let distinct_images = distinct.len();
         if distinct_images > MASTODON_MAX_ATTACHMENTS {
-            warnings.push(warn(format!(
+            warnings.push(warn(rules::TOO_MANY_IMAGES, format!(
                 "{distinct_images} images: Mastodon shows only the first {MASTODON_MAX_ATTACHMENTS} as attachments"
             )));
         }
@@ -144,6 +227,7 @@ pub fn check_site(
             // `processed_spoiler_text` in Mastodon's `status_parser.rb` is empty for converted
             // types: the warning would be shown as the post's text, hiding nothing.
             warnings.push(warn(
+                rules::ARTICLE_WARNING,
                 "content warning on an Article: Mastodon shows it as text, not as a warning; federate the post as a Note".into(),
             ));
         }
@@ -154,24 +238,37 @@ pub fn check_site(
                 .chars()
                 .count();
             if len > MASTODON_CHARACTER_BUDGET {
-                warnings.push(warn(format!(
+                warnings.push(warn(rules::NOTE_LENGTH, format!(
                     "the Note is {len} characters, over Mastodon's usual {MASTODON_CHARACTER_BUDGET}: shorten its summary"
                 )));
             }
         }
         for author in post.authors.iter().filter(|a| config.author(a).is_none()) {
-            warnings.push(warn(format!(
-                "author {author:?} is not in config.toml [[authors]]: the post is federated as the site actor"
-            )));
+            unknown_authors
+                .entry(author.as_str())
+                .or_insert(&post.source);
         }
         if let Some(before) = previous.posts.get(&urls.object(&post.path)) {
             let updated_now = post.updated.map(|u| u.to_rfc3339());
             if before.source_hash != post.source_hash && before.updated == updated_now {
                 warnings.push(warn(
+                    rules::EDITED_WITHOUT_UPDATED,
                     "the post changed but its `updated` date did not: followers' servers will not show it as edited".into(),
                 ));
             }
         }
+    }
+    for (author, source) in unknown_authors {
+        warnings.push(FediverseWarning {
+            source: source.to_path_buf(),
+            rule: rules::UNKNOWN_AUTHOR.into(),
+            message: format!(
+                "author {author:?} is not in config.toml [[authors]]: shown as a name, and the \
+                 posts are federated as the site actor (add an [[authors]] entry to give them \
+                 an account)"
+            ),
+            blocking: false,
+        });
     }
     warnings
 }
@@ -197,7 +294,14 @@ mod tests {
         let c = config("");
         let mut p = post("a", &["zed"]);
         p.images[0].alt = String::new();
-        let w = messages(&check_site(&c, &[p], &FederationState::default()));
+        let all = check_site(&c, &[p, post("b", &["zed"])], &FederationState::default());
+        let zed: Vec<&FediverseWarning> = all
+            .iter()
+            .filter(|w| w.rule == rules::UNKNOWN_AUTHOR)
+            .collect();
+        assert_eq!(zed.len(), 1, "one line per free author name, not per post");
+        assert!(!zed[0].blocking, "a free author name is advice");
+        let w = messages(&all);
         assert!(w.iter().any(|m| m.contains("inbox_url")), "{w:?}");
         assert!(
             w.iter().any(

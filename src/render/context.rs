@@ -6,16 +6,18 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{json, Map, Value};
 use tera::Context;
 
+use super::dates;
 use crate::config::{AuthorConfig, SiteConfig};
 use crate::content::Document;
 use crate::federation::urls::Urls;
-use crate::site::interactions::{Interactions, PostInteractions};
+use crate::site::interactions::{Interactions, PostInteractions, Reactor};
 use crate::site::{feeds, Site};
 
 const DESCRIPTION_CHARS: usize = 160;
 
 pub struct Views<'a> {
     globals: Map<String, Value>,
+    locale: chrono::Locale,
     urls: Urls,
     host: String,
     interactions: &'a Interactions,
@@ -26,7 +28,9 @@ impl<'a> Views<'a> {
         let config = &site.config;
         let urls = Urls::new(config);
         let host = config.host();
+        let locale = dates::locale(&config.language);
         let mut globals = Map::new();
+        globals.insert("dates".into(), dates::script_view(locale));
         globals.insert(
             "config".into(),
             json!({
@@ -85,6 +89,7 @@ impl<'a> Views<'a> {
         );
         Views {
             globals,
+            locale,
             urls,
             host,
             interactions,
@@ -257,8 +262,8 @@ impl<'a> Views<'a> {
         }
         map.insert("permalink".into(), config.absolute(&doc.path).into());
         map.insert("description".into(), description.into());
-        insert_date(&mut map, "date", doc.date);
-        insert_date(&mut map, "updated", doc.updated);
+        insert_date(&mut map, "date", doc.date, self.locale);
+        insert_date(&mut map, "updated", doc.updated, self.locale);
         let tag_list: Vec<Value> = doc
             .tags
             .iter()
@@ -315,7 +320,10 @@ impl<'a> Views<'a> {
                     .get(&object_url)
                     .cloned()
                     .unwrap_or_default();
-                map.insert("interactions".into(), interactions_view(&interactions));
+                map.insert(
+                    "interactions".into(),
+                    interactions_view(&interactions, self.locale),
+                );
                 // Where the page script asks the inbox (same origin, via the host rules)
                 // for replies and reactions newer than the build.
                 let source = url::Url::parse_with_params(
@@ -358,30 +366,84 @@ fn author_view(config: &SiteConfig, urls: &Urls, host: &str, author: &AuthorConf
     })
 }
 
-fn interactions_view(interactions: &PostInteractions) -> Value {
+fn interactions_view(interactions: &PostInteractions, locale: chrono::Locale) -> Value {
     let mut value = serde_json::to_value(interactions).unwrap_or_else(|_| json!({}));
     if let Some(replies) = value.get_mut("replies").and_then(Value::as_array_mut) {
         for (reply, original) in replies.iter_mut().zip(&interactions.replies) {
             if let Some(map) = reply.as_object_mut() {
                 map.insert(
                     "published_display".into(),
-                    original
-                        .published
-                        .format("%-d %B %Y, %H:%M UTC")
-                        .to_string()
-                        .into(),
+                    dates::format(&original.published, dates::TIME_FORMAT, locale).into(),
                 );
+            }
+        }
+    }
+    for (key, reactors) in [
+        ("likes", &interactions.likes),
+        ("boosts", &interactions.boosts),
+    ] {
+        if let Some(views) = value.get_mut(key).and_then(Value::as_array_mut) {
+            for (view, reactor) in views.iter_mut().zip(reactors) {
+                if let Some(map) = view.as_object_mut() {
+                    let name = reactor_name(reactor);
+                    map.insert("initial".into(), initial(&name).into());
+                    map.insert("display_name".into(), name.into());
+                }
             }
         }
     }
     value
 }
 
-fn insert_date(map: &mut Map<String, Value>, key: &str, date: Option<DateTime<FixedOffset>>) {
+/// The name to show for someone who liked or boosted: their profile name, or, when their
+/// profile could not be fetched (the name is then their actor URL, or empty), `user@host`
+/// read from the URL. `interactions.js` does the same in `reactorName`.
+fn reactor_name(reactor: &Reactor) -> String {
+    let name = reactor.name.trim();
+    let lower = name.to_ascii_lowercase();
+    if !name.is_empty() && !lower.starts_with("https://") && !lower.starts_with("http://") {
+        return name.to_string();
+    }
+    let from = if name.is_empty() {
+        &reactor.actor_id
+    } else {
+        name
+    };
+    match url::Url::parse(from) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default();
+            let user = url
+                .path_segments()
+                .and_then(|mut s| s.rfind(|p| !p.is_empty()))
+                .map(|p| p.trim_start_matches('@'))
+                .unwrap_or_default();
+            match (user.is_empty(), host.is_empty()) {
+                (false, false) => format!("{user}@{host}"),
+                (true, false) => host.to_string(),
+                _ => "someone".into(),
+            }
+        }
+        Err(_) => "someone".into(),
+    }
+}
+
+/// The letter shown in place of a missing avatar.
+fn initial(name: &str) -> String {
+    name.chars()
+        .find(|c| c.is_alphanumeric())
+        .map_or_else(|| "?".to_string(), |c| c.to_uppercase().collect())
+}
+
+fn insert_date(
+    map: &mut Map<String, Value>,
+    key: &str,
+    date: Option<DateTime<FixedOffset>>,
+    locale: chrono::Locale,
+) {
     let (iso, display) = match date {
         Some(d) => (
             Value::from(d.to_rfc3339()),
-            Value::from(d.format("%-d %B %Y").to_string()),
+            Value::from(dates::format(&d, dates::DATE_FORMAT, locale)),
         ),
         None => (Value::Null, Value::Null),
     };
@@ -404,5 +466,62 @@ fn description(doc: &Document) -> String {
     match cut.rfind(' ') {
         Some(i) => format!("{}…", &cut[..i]),
         None => format!("{cut}…"),
+    }
+}
+
+#[cfg(test)]
+mod reactor_tests {
+    use super::*;
+
+    fn reactor(name: &str) -> Reactor {
+        Reactor {
+            actor_id: "https://h.example/users/bob".into(),
+            name: name.into(),
+            url: "https://h.example/@bob".into(),
+            avatar: None,
+        }
+    }
+
+    #[test]
+    fn a_reactor_without_profile_is_named_from_the_url() {
+        for name in ["https://h.example/users/bob", ""] {
+            let shown = reactor_name(&reactor(name));
+            assert_eq!(shown, "bob@h.example");
+            assert_eq!(initial(&shown), "B");
+        }
+        assert_eq!(
+            reactor_name(&reactor("Bob: the builder")),
+            "Bob: the builder"
+        );
+        assert_eq!(initial("ève"), "È");
+        assert_eq!(initial("…"), "?");
+    }
+
+    #[test]
+    fn reply_times_use_the_site_pattern() {
+        let interactions = PostInteractions {
+            replies: vec![crate::site::interactions::Reply {
+                id: "https://m.example/n/1".into(),
+                url: "https://m.example/n/1".into(),
+                in_reply_to: "x".into(),
+                author_id: "https://m.example/users/a".into(),
+                author_name: "A".into(),
+                author_handle: "@a@m.example".into(),
+                author_url: "https://m.example/@a".into(),
+                author_avatar: None,
+                content: String::new(),
+                published: "2025-02-11T10:00:00Z".parse().unwrap(),
+                depth: 0,
+            }],
+            likes: vec![reactor("https://h.example/users/bob")],
+            boosts: vec![],
+        };
+        let view = interactions_view(&interactions, dates::locale("en"));
+        assert_eq!(
+            view["replies"][0]["published_display"],
+            "11 February 2025, 10:00 UTC"
+        );
+        assert_eq!(view["likes"][0]["display_name"], "bob@h.example");
+        assert_eq!(view["likes"][0]["initial"], "B");
     }
 }

@@ -2,6 +2,7 @@
 //! them into the output folder with `write_output`.
 
 mod context;
+pub mod dates;
 pub mod output;
 pub mod theme;
 

@@ -116,6 +116,9 @@ pub struct Theme {
     /// Template name → file it came from, for error messages.
     pub origins: BTreeMap<String, PathBuf>,
     pub static_files: Vec<ThemeStatic>,
+    /// Literal `id`s of the templates (`interactions`, `main`), which links in posts may
+    /// target besides the posts' own headings.
+    pub anchors: std::collections::BTreeSet<String>,
     /// Hash of the theme name and every template's name, origin and text: an incremental
     /// build re-renders every page when it changes.
     pub fingerprint: u64,
@@ -195,9 +198,15 @@ impl Theme {
             }
             hasher.finish()
         };
+        let anchors = templates
+            .values()
+            .flat_map(|t| crate::content::html_ids(&t.text))
+            .filter(|id| !id.contains(['{', '}']))
+            .collect();
         Ok(Theme {
             name: config.theme.clone(),
             tera,
+            anchors,
             fingerprint,
             origins: templates
                 .into_iter()

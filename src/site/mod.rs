@@ -67,6 +67,8 @@ impl Tag {
 pub struct LoadOptions {
     /// Include documents marked `draft = true`.
     pub drafts: bool,
+    /// Hold back posts dated after this moment (Hugo's default; `--future` shows them).
+    pub hold_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A whole site, ready to render.
@@ -126,6 +128,10 @@ impl Site {
         let documents: Vec<Document> = documents
             .into_iter()
             .filter(|d| options.drafts || !d.draft)
+            .filter(|d| {
+                d.kind != DocumentKind::Post
+                    || !matches!((options.hold_after, d.date), (Some(now), Some(date)) if date > now)
+            })
             .collect();
 
         let mut owners: HashMap<String, PathBuf> = HashMap::new();
@@ -363,7 +369,10 @@ pub(crate) mod tests {
             config(),
             docs,
             Vec::new(),
-            LoadOptions { drafts },
+            LoadOptions {
+                drafts,
+                ..LoadOptions::default()
+            },
         )
     }
 

@@ -29,6 +29,12 @@ console.log(
       author: li.querySelector(".author")?.textContent ?? null,
       authorIsLink: li.querySelector(".author")?.tagName === "A",
       content: li.querySelector(".reply-content")?.innerHTML ?? null,
+      time: li.querySelector("time")?.textContent ?? null,
+    })),
+    fallbacks: [...section.querySelectorAll(".reactors .avatar-fallback")].map((span) => ({
+      title: span.parentNode.getAttribute("title"),
+      label: span.getAttribute("aria-label"),
+      text: span.textContent,
     })),
     javascriptLinks: section.querySelectorAll('a[href^="javascript:"]').length,
     noReplies: section.querySelectorAll(".no-replies").length,

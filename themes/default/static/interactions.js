@@ -31,6 +31,52 @@
     return img;
   }
 
+  // Reply times as the build prints them: the site's pattern and month names, in UTC.
+  var timeFormat = section.getAttribute("data-time-format") || "%-d %B %Y, %H:%M UTC";
+  var months = (section.getAttribute("data-months") || "").split("|");
+
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  function formatTime(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return iso || "";
+    var parts = {
+      "-d": String(d.getUTCDate()),
+      d: pad(d.getUTCDate()),
+      B: months[d.getUTCMonth()] || String(d.getUTCMonth() + 1),
+      m: pad(d.getUTCMonth() + 1),
+      Y: String(d.getUTCFullYear()),
+      H: pad(d.getUTCHours()),
+      M: pad(d.getUTCMinutes()),
+      "%": "%",
+    };
+    return timeFormat.replace(/%(-d|[dBmYHM%])/g, function (all, key) {
+      return parts[key];
+    });
+  }
+
+  // Same rule as the build's `reactor_name`: a profile that could not be fetched leaves
+  // the actor URL as the name; show `user@host` from it instead.
+  function reactorName(r) {
+    var name = (r.name || "").trim();
+    if (name && !/^https?:\/\//i.test(name)) return name;
+    try {
+      var url = new URL(name || r.actor_id);
+      var user = url.pathname.split("/").filter(Boolean).pop() || "";
+      user = user.replace(/^@+/, "");
+      if (user && url.hostname) return user + "@" + url.hostname;
+      if (url.hostname) return url.hostname;
+    } catch (e) {}
+    return "someone";
+  }
+
+  function initial(name) {
+    var match = /[\p{L}\p{N}]/u.exec(name);
+    return match ? match[0].toUpperCase() : "?";
+  }
+
   function plural(n, one, many) {
     return n + " " + (n === 1 ? one : many);
   }
@@ -49,17 +95,19 @@
     ul.setAttribute("aria-label", "People who liked or boosted this post");
     data.likes.concat(data.boosts).forEach(function (r) {
       var li = document.createElement("li");
+      var name = reactorName(r);
       var a = link(r.url, "", null);
-      a.title = r.name;
+      a.title = name;
       var img = avatar(r.avatar, 32, null);
       if (img) {
-        img.alt = r.name;
+        img.alt = name;
         a.appendChild(img);
       } else {
         var fallback = document.createElement("span");
         fallback.className = "avatar-fallback";
-        fallback.setAttribute("aria-label", r.name);
-        fallback.textContent = (r.name || "?").charAt(0);
+        fallback.setAttribute("role", "img");
+        fallback.setAttribute("aria-label", name);
+        fallback.textContent = initial(name);
         a.appendChild(fallback);
       }
       li.appendChild(a);
@@ -86,7 +134,7 @@
       header.appendChild(handle);
       var time = document.createElement("time");
       time.dateTime = reply.published;
-      time.textContent = new Date(reply.published).toLocaleString();
+      time.textContent = formatTime(reply.published);
       var when = link(reply.url, "", "reply-time");
       when.appendChild(time);
       header.appendChild(when);
