@@ -431,7 +431,7 @@ pub fn plain_serde_message(message: &str) -> String {
 }
 
 /// The name in `known` nearest to `word`, if it is close enough to be a typo.
-fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+pub fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| (edit_distance(word, k), *k))

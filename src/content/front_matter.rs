@@ -135,6 +135,34 @@ impl Split<'_> {
     }
 }
 
+/// The fields relais reads itself (those of [`Raw`]), for "did you mean" on a typo.
+const FIELDS: &[&str] = &[
+    "title",
+    "date",
+    "updated",
+    "draft",
+    "slug",
+    "tags",
+    "summary",
+    "authors",
+    "language",
+    "image",
+    "image_alt",
+    "content_warning",
+    "federate_as",
+    "quotes",
+    "description",
+    "path",
+    "url",
+    "aliases",
+    "weight",
+    "lastmod",
+    "extra",
+    "params",
+    "taxonomies",
+    "categories",
+];
+
 #[derive(Debug, Deserialize)]
 struct Raw<D> {
     title: Option<String>,
@@ -340,9 +368,13 @@ impl<D> Raw<D> {
         }
         for (key, value) in self.other {
             if !GENERATOR_KEYS.contains(&key.as_str()) {
+                let hint = match crate::config::closest(&key, FIELDS) {
+                    Some(best) => format!(": did you mean `{best}`?"),
+                    None => format!("; known fields: {}", FIELDS.join(", ")),
+                };
                 return Err(FrontMatterError {
                     line: line_of(&key),
-                    message: format!("{label} front matter: unknown field `{key}`"),
+                    message: format!("{label} front matter: unknown field `{key}`{hint}"),
                 });
             }
             generator.extra.entry(key.clone()).or_insert(to_json(value));
