@@ -308,9 +308,9 @@ async fn fedify_follows_receives_and_replies() {
         base: peer.control.clone(),
     };
     let blog_http = reqwest::Client::builder()
-        .add_root_certificate(
+        .tls_certs_merge([
             reqwest::Certificate::from_pem(include_bytes!("interop/tls/ca.pem")).unwrap(),
-        )
+        ])
         .timeout(STEP_LIMIT)
         .build()
         .unwrap();

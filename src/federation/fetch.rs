@@ -123,7 +123,14 @@ impl ClientOptions {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(60))
             // A proxy would resolve names itself, out of the guard's sight.
-            .no_proxy();
+            .no_proxy()
+            // The same compiled-in Mozilla roots as before reqwest 0.13, whatever the OS
+            // store holds (or lacks, in a minimal container).
+            .tls_certs_only(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                    .iter()
+                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+            );
         if self.allow_private_addresses {
             builder
         } else {
