@@ -121,9 +121,9 @@ async fn shared_inbox(State(remotes): State<Remotes>, body: Bytes) -> StatusCode
 /// Starts `count` servers of `scenario` on one port; returns it.
 async fn start_remotes(remotes: &Remotes, scenario: u8, count: usize) -> u16 {
     let app = Router::new()
-        .route("/users/:name", get(actor_document))
+        .route("/users/{name}", get(actor_document))
         .route("/inbox", post(shared_inbox))
-        .route("/users/:name/inbox", post(shared_inbox))
+        .route("/users/{name}/inbox", post(shared_inbox))
         .with_state(remotes.clone());
     let mut port = 0;
     for n in 0..count {

@@ -106,7 +106,7 @@ impl Server {
         };
         let app = Router::new()
             .route("/inbox", post(inbox))
-            .route("/users/:name/inbox", post(inbox))
+            .route("/users/{name}/inbox", post(inbox))
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Server { host, received }

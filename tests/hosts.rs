@@ -419,8 +419,8 @@ impl Remote {
             deliveries: tx,
         };
         let app = Router::new()
-            .route("/users/:name", get(remote_actor))
-            .route("/users/:name/inbox", post(remote_inbox))
+            .route("/users/{name}", get(remote_actor))
+            .route("/users/{name}/inbox", post(remote_inbox))
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Remote {

@@ -129,8 +129,8 @@ impl Remote {
             deliveries: tx,
         };
         let app = Router::new()
-            .route("/users/:name", get(remote_actor))
-            .route("/users/:name/inbox", post(remote_inbox))
+            .route("/users/{name}", get(remote_actor))
+            .route("/users/{name}/inbox", post(remote_inbox))
             .route("/inbox", post(remote_inbox))
             .with_state(state);
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -76,7 +76,7 @@ impl StaticHost {
             log: Arc::default(),
         };
         let app = Router::new()
-            .route("/ap/*rest", get(ap_document))
+            .route("/ap/{*rest}", get(ap_document))
             .with_state(state.clone())
             .fallback_service(ServeDir::new(public));
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -147,7 +147,8 @@ fn too_many_failures(wait: Duration) -> HttpError {
 
 pub async fn deploy(
     State(state): State<InboxState>,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    // `Extension`: axum 0.8's `Option<ConnectInfo>` no longer extracts.
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, HttpError> {
@@ -156,7 +157,8 @@ pub async fn deploy(
         return Err(HttpError::not_found("the deploy webhook is not enabled"));
     }
     // Whoever failed too often is refused before its credentials are even looked at.
-    let client = peer.map(|ConnectInfo(peer)| state.limits.client_address(peer.ip(), &headers));
+    let client =
+        peer.map(|Extension(ConnectInfo(peer))| state.limits.client_address(peer.ip(), &headers));
     if let Some(client) = &client {
         state
             .limits

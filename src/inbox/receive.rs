@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde_json::Value;
 
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck, KEY_REFETCH_COOLDOWN};
@@ -40,14 +41,16 @@ const ACCEPTED_TYPES: &[&str] = &[
 /// `POST /ap/inbox`.
 pub async fn shared_inbox(
     State(state): State<InboxState>,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    // Through `Extension`: axum 0.8's `Option<ConnectInfo>` no longer extracts; absent when
+    // the router runs without connect info (as in tests calling it directly).
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request = Received {
-        peer: peer.map(|ConnectInfo(addr)| addr),
+        peer: peer.map(|Extension(ConnectInfo(addr))| addr),
         method,
         uri,
         headers,
@@ -60,7 +63,7 @@ pub async fn shared_inbox(
 pub async fn actor_inbox(
     State(state): State<InboxState>,
     Path(name): Path<String>,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -69,15 +72,7 @@ pub async fn actor_inbox(
     if !state.site.actor_names.contains(&name) {
         return HttpError::not_found(format!("no actor {name:?} here")).into_response();
     }
-    shared_inbox(
-        State(state),
-        peer.map(|p| ConnectInfo(p.0)),
-        method,
-        uri,
-        headers,
-        body,
-    )
-    .await
+    shared_inbox(State(state), peer, method, uri, headers, body).await
 }
 
 struct Received {

@@ -167,18 +167,18 @@ pub fn routes(state: InboxState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(Urls::SHARED_INBOX_PATH, post(receive::shared_inbox))
-        .route(&Urls::inbox_path(":name"), post(receive::actor_inbox))
-        .route(&Urls::followers_path(":name"), get(collections::followers))
+        .route(&Urls::inbox_path("{name}"), post(receive::actor_inbox))
+        .route(&Urls::followers_path("{name}"), get(collections::followers))
         .route(Urls::INTERACTIONS_PATH, get(collections::interactions))
         .route(
-            &Urls::quote_authorization_path(":token"),
+            &Urls::quote_authorization_path("{token}"),
             get(collections::quote_authorization),
         )
         .route(deploy::DEPLOY_PATH, post(deploy::deploy))
-        .route("/ap/*rest", get(public::ap_get))
+        .route("/ap/{*rest}", get(public::ap_get))
         .route(Urls::WEBFINGER_PATH, get(public::webfinger))
         // `Urls::webfinger_file_path`: one file per actor, `NAME.json`.
-        .route("/webfinger/:file", get(public::webfinger_file))
+        .route("/webfinger/{file}", get(public::webfinger_file))
         .route(Urls::NODEINFO_WELL_KNOWN_PATH, get(public::nodeinfo_links))
         .route(Urls::NODEINFO_PATH, get(public::nodeinfo))
         .layer(DefaultBodyLimit::max(state.config.inbox.max_body_bytes))
