@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,8 +16,7 @@ use url::{Host, Url};
 
 use super::keys::{parse_public_key_pem, PublicKey};
 use super::signature::{
-    check_request, sign_request, sign_request_digested, verify_request, DigestedBody,
-    IncomingRequest, SignatureError, SignatureParams, SigningKey,
+    sign_request, sign_request_digested, DigestedBody, SignatureError, SigningKey,
 };
 use super::signature9421::sign_message;
 use crate::config::SiteConfig;
@@ -560,123 +559,10 @@ impl FederationClient {
         }
     }
 
-    /// Verifies a signed incoming request and returns the actor it speaks for: the cheap
-    /// checks first, then the key from `cache` or fetched (and cached), then the signature.
-    /// A cached key that does not verify is refetched once, as the actor may have rotated it
-    /// (unless it was fetched less than [`KEY_REFETCH_COOLDOWN`] ago).
-    ///
-    /// The caller must still check that the activity's actor is the returned actor.
-    pub async fn authenticate(
-        &self,
-        cache: &dyn KeyCache,
-        params: &SignatureParams,
-        request: &IncomingRequest<'_>,
-        signer: Option<&SigningKey>,
-        now: SystemTime,
-    ) -> Result<String, AuthError> {
-        check_request(params, request, now)?;
-        if let Some(cached) = cache.get(&params.key_id) {
-            match verify_request(params, request, &cached.public_key, now) {
-                Ok(()) => return Ok(cached.actor_id),
-                Err(SignatureError::Mismatch)
-                    if now
-                        .duration_since(cached.fetched_at)
-                        .is_ok_and(|age| age >= KEY_REFETCH_COOLDOWN) => {}
-                Err(other) => return Err(other.into()),
-            }
-        }
-        let fetched = self.fetch_actor_key(&params.key_id, signer).await?;
-        let entry = CachedKey {
-            actor_id: fetched.actor_id,
-            public_key: fetched.public_key,
-            fetched_at: now,
-        };
-        cache.put(&params.key_id, entry.clone());
-        verify_request(params, request, &entry.public_key, now)?;
-        Ok(entry.actor_id)
-    }
-
     fn checked_url(&self, text: &str) -> Result<Url, FetchError> {
         let url = Url::parse(text).map_err(|_| FetchError::InvalidUrl(text.to_string()))?;
         check_url(&url, self.options.allow_private_addresses)?;
         Ok(url)
-    }
-}
-
-/// Why [`FederationClient::authenticate`] refused a request.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    #[error("cannot get the signing key: {0}")]
-    Key(#[from] FetchError),
-}
-
-impl AuthError {
-    /// 400 for an unreadable request, else 401 (an unobtainable key included, as Mastodon).
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AuthError::Signature(e) => e.status(),
-            AuthError::Key(_) => StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-/// A remote key as cached between requests.
-#[derive(Debug, Clone)]
-pub struct CachedKey {
-    pub actor_id: String,
-    pub public_key: PublicKey,
-    pub fetched_at: SystemTime,
-}
-
-/// Where [`FederationClient::authenticate`] keeps keys: this module's [`MemoryKeyCache`], or
-/// the store's durable one.
-pub trait KeyCache: Send + Sync {
-    fn get(&self, key_id: &str) -> Option<CachedKey>;
-    fn put(&self, key_id: &str, key: CachedKey);
-}
-
-/// An in-memory [`KeyCache`] holding at most `capacity` keys (the oldest fetch goes first).
-#[derive(Debug)]
-pub struct MemoryKeyCache {
-    capacity: usize,
-    keys: Mutex<HashMap<String, CachedKey>>,
-}
-
-impl MemoryKeyCache {
-    pub fn new(capacity: usize) -> MemoryKeyCache {
-        MemoryKeyCache {
-            capacity: capacity.max(1),
-            keys: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKey>> {
-        // The map stays consistent even if a holder panicked: every change is one call.
-        self.keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl KeyCache for MemoryKeyCache {
-    fn get(&self, key_id: &str) -> Option<CachedKey> {
-        self.lock().get(key_id).cloned()
-    }
-
-    fn put(&self, key_id: &str, key: CachedKey) {
-        let mut keys = self.lock();
-        if keys.len() >= self.capacity && !keys.contains_key(key_id) {
-            let oldest = keys
-                .iter()
-                .min_by_key(|(_, cached)| cached.fetched_at)
-                .map(|(id, _)| id.clone());
-            if let Some(oldest) = oldest {
-                keys.remove(&oldest);
-            }
-        }
-        keys.insert(key_id.to_string(), key);
     }
 }
 
@@ -912,6 +798,8 @@ impl FederationClient {
 #[cfg(test)]
 mod tests {
     use std::net::Ipv6Addr;
+
+    use crate::federation::signature::{verify_request, IncomingRequest, SignatureParams};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::body::Body;
@@ -1527,158 +1415,5 @@ mod tests {
         for refused in ["text/html", "", "application/jsonx", "text/json"] {
             assert!(!is_activity_json(refused), "{refused}");
         }
-    }
-
-    /// A request signed now by the Appendix C key under alice's keyId, as her server would.
-    fn alice_request(peer: &Peer, now: SystemTime) -> (HeaderMap, SignatureParams) {
-        let key = SigningKey::new(
-            format!("{}/users/alice#main-key", peer.base),
-            Arc::new(private(TEST_PRIVATE_PEM)),
-        );
-        let url = Url::parse("https://blog.example/ap/inbox").unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-        sign_request(&key, &Method::POST, &url, &mut headers, Some(b"{}"), now).unwrap();
-        let params = SignatureParams::from_headers(&headers).unwrap();
-        (headers, params)
-    }
-
-    fn incoming(headers: &HeaderMap) -> IncomingRequest<'_> {
-        IncomingRequest {
-            method: &Method::POST,
-            path_and_query: "/ap/inbox",
-            headers,
-            public_host: "blog.example",
-            body: Some(b"{}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn authenticate_fetches_then_uses_the_cache() {
-        let peer = start_peer().await;
-        let client = client(true);
-        let cache = MemoryKeyCache::new(16);
-        let now = SystemTime::now();
-        let (headers, params) = alice_request(&peer, now);
-        let actor = client
-            .authenticate(&cache, &params, &incoming(&headers), None, now)
-            .await
-            .unwrap();
-        assert_eq!(actor, format!("{}/users/alice", peer.base));
-        assert!(cache.get(&params.key_id).is_some());
-        client
-            .authenticate(&cache, &params, &incoming(&headers), None, now)
-            .await
-            .unwrap();
-        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn a_rotated_key_is_refetched_once() {
-        let peer = start_peer().await;
-        let client = client(true);
-        let cache = MemoryKeyCache::new(16);
-        let now = SystemTime::now();
-        let (headers, params) = alice_request(&peer, now);
-        let stale = CachedKey {
-            actor_id: format!("{}/users/alice", peer.base),
-            public_key: private(OTHER_PRIVATE_PEM).public_key(),
-            fetched_at: now - Duration::from_secs(3600),
-        };
-        cache.put(&params.key_id, stale.clone());
-        client
-            .authenticate(&cache, &params, &incoming(&headers), None, now)
-            .await
-            .unwrap();
-        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
-        let refreshed = cache.get(&params.key_id).unwrap();
-        assert_eq!(refreshed.public_key, private(TEST_PRIVATE_PEM).public_key());
-        assert_eq!(refreshed.fetched_at, now);
-
-        // Fetched moments ago and still failing: no second fetch, the signature is bad.
-        cache.put(
-            &params.key_id,
-            CachedKey {
-                fetched_at: now,
-                ..stale
-            },
-        );
-        let err = client
-            .authenticate(&cache, &params, &incoming(&headers), None, now)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, AuthError::Signature(SignatureError::Mismatch)),
-            "{err}"
-        );
-        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn hopeless_requests_fetch_nothing() {
-        let peer = start_peer().await;
-        let client = client(true);
-        let cache = MemoryKeyCache::new(16);
-        let signed_at = SystemTime::now() - Duration::from_secs(3 * 3600);
-        let (headers, params) = alice_request(&peer, signed_at);
-        let err = client
-            .authenticate(
-                &cache,
-                &params,
-                &incoming(&headers),
-                None,
-                SystemTime::now(),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, AuthError::Signature(SignatureError::Expired)),
-            "{err}"
-        );
-        assert_eq!(peer.alice_fetches.load(Ordering::SeqCst), 0);
-        assert!(cache.get(&params.key_id).is_none());
-    }
-
-    #[tokio::test]
-    async fn an_unobtainable_key_is_a_401() {
-        let peer = start_peer().await;
-        let client = client(true);
-        let now = SystemTime::now();
-        let (headers, mut params) = alice_request(&peer, now);
-        params.key_id = format!("{}/users/nobody#main-key", peer.base);
-        let err = client
-            .authenticate(
-                &MemoryKeyCache::new(4),
-                &params,
-                &incoming(&headers),
-                None,
-                now,
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, AuthError::Key(FetchError::Status { .. })),
-            "{err}"
-        );
-        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-    }
-
-    #[test]
-    fn memory_cache_drops_the_oldest_when_full() {
-        let cache = MemoryKeyCache::new(2);
-        let key = private(TEST_PRIVATE_PEM).public_key();
-        let entry = |secs| CachedKey {
-            actor_id: "https://a.example/u".into(),
-            public_key: key.clone(),
-            fetched_at: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-        };
-        cache.put("old", entry(1));
-        cache.put("new", entry(3));
-        cache.put("old", entry(2));
-        cache.put("newest", entry(4));
-        assert!(cache.get("old").is_none());
-        assert!(cache.get("new").is_some());
-        assert!(cache.get("newest").is_some());
     }
 }
