@@ -1,5 +1,5 @@
-//! Tera templates → the site's files, all in memory (`OutputFile`s) until the caller syncs
-//! them into the output folder with `write_output`.
+//! Tera templates → the site's files: one page at a time (`render_job`) for the build, which
+//! writes each through `output`.
 
 mod context;
 pub mod dates;
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 pub use context::Views;
-pub use output::{write_output, OutputError, OutputFile, OutputSource, WriteReport, MANIFEST};
+pub use output::{OutputError, OutputFile, OutputSource, WriteReport, MANIFEST};
 pub use theme::{StaticSource, Theme, ThemeError};
 
 use crate::content::Highlighter;
