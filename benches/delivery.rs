@@ -227,6 +227,7 @@ fn write_site(dir: &Path) -> SiteConfig {
         slug: "hello".into(),
         path: "/posts/hello/".into(),
         title: "Hello, followers".into(),
+        untitled: false,
         date: Some(Utc::now().fixed_offset()),
         updated: None,
         draft: false,

@@ -457,6 +457,7 @@ fn write_site(dir: &Path, base: &str, posts: usize) -> SiteConfig {
         slug: format!("p{n}"),
         path: format!("/posts/p{n}/"),
         title: "Hello, followers".into(),
+        untitled: false,
         date: Some(Utc::now().fixed_offset()),
         updated: None,
         draft: false,

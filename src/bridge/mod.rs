@@ -482,6 +482,7 @@ fn document_of(
         path: path.to_string(),
         title,
         date: published,
+        untitled: false,
         updated,
         draft: false,
         tags,

@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod init;
 pub mod keygen;
 pub mod moderate;
+pub mod new;
 pub mod publish;
 pub mod serve;
 pub mod status;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Make a Zola or Hugo site in DIR a relais site: converts its configuration, reports
     /// what relais does not render (shortcodes).
     Import(import::ImportArgs),
+    /// Start a new post (`new post "Title"`) or titleless note (`new note`) dated now.
+    New(new::NewArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Federate(args) => federate::run(args),
         Command::Import(args) => import::run(args),
+        Command::New(args) => new::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

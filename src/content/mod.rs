@@ -34,7 +34,10 @@ pub struct Document {
     pub slug: String,
     /// Site path with leading and trailing slash: `/posts/slug/`, `/about/`.
     pub path: String,
+    /// The front matter `title`, or for an untitled post (a note) its first words.
     pub title: String,
+    /// No `title` was given: the post federates as a Note without a title line.
+    pub untitled: bool,
     pub date: Option<DateTime<FixedOffset>>,
     pub updated: Option<DateTime<FixedOffset>>,
     pub draft: bool,
@@ -108,6 +111,7 @@ mod front_matter;
 mod highlight;
 mod markdown;
 mod parse;
+mod scaffold;
 mod section;
 mod source;
 
@@ -116,7 +120,8 @@ pub use front_matter::parse_date;
 pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
 pub use markdown::html_ids;
-pub use parse::{parse_document, percent_decode, PageLinks, Parsed, SiteLink};
+pub use parse::{parse_document, percent_decode, title_from_words, PageLinks, Parsed, SiteLink};
+pub use scaffold::{new_post, NewKind, ScaffoldError};
 pub use section::{parse_section, SectionMeta, SortBy};
 pub use source::{discover, section_of, ContentAsset, Discovered, SourceFile};
 

@@ -63,13 +63,16 @@ pub fn parse_document(
         message,
     };
 
+    // A post without a title is a short note: it federates without a title line and its
+    // page is named from its first words, once the body is rendered.
     let title = match fm.title.as_deref().map(str::trim) {
-        Some(t) if !t.is_empty() => t.to_string(),
+        Some(t) if !t.is_empty() => Some(t.to_string()),
+        _ if source.kind == DocumentKind::Post => None,
         _ => {
             return Err(ContentError::Missing {
                 path: path.clone(),
                 line: 1,
-                message: "front matter needs a `title`".into(),
+                message: "a page needs a `title` (only posts can be untitled notes)".into(),
             })
         }
     };
@@ -196,7 +199,7 @@ pub fn parse_document(
         }
         None => None,
     };
-    let images = image
+    let images: Vec<ImageRef> = image
         .iter()
         .cloned()
         .chain(rendered.images.into_iter().map(|(src, alt)| ImageRef {
@@ -226,6 +229,13 @@ pub fn parse_document(
         (None, _) => rendered.summary_html,
     };
     let word_count = rendered.text.split_whitespace().count();
+    let untitled = title.is_none();
+    let title = match title {
+        Some(title) => title,
+        None => title_from_words(&rendered.text)
+            .or_else(|| images.iter().find_map(|i| title_from_words(&i.alt)))
+            .unwrap_or_else(|| slug.clone()),
+    };
     let local_files = links.local_files.into_inner();
     Ok(Parsed {
         document: Document {
@@ -234,6 +244,7 @@ pub fn parse_document(
             slug,
             path: site_path,
             title,
+            untitled,
             date,
             updated,
             draft: fm.draft,
@@ -262,6 +273,31 @@ pub fn parse_document(
         local_files,
         links: page_links,
     })
+}
+
+/// Longest an untitled note's page title gets, in characters, before it is cut at a word.
+const UNTITLED_TITLE_CHARS: usize = 60;
+
+/// The first words of `text` as a page title: whole words up to [`UNTITLED_TITLE_CHARS`],
+/// with `…` when the text goes on. `None` for text without words.
+pub fn title_from_words(text: &str) -> Option<String> {
+    let mut title = String::new();
+    let mut words = text.split_whitespace();
+    for word in words.by_ref() {
+        let needed = title.chars().count() + usize::from(!title.is_empty()) + word.chars().count();
+        if needed > UNTITLED_TITLE_CHARS {
+            if title.is_empty() {
+                title = word.chars().take(UNTITLED_TITLE_CHARS).collect();
+            }
+            title.push('…');
+            return Some(title);
+        }
+        if !title.is_empty() {
+            title.push(' ');
+        }
+        title.push_str(word);
+    }
+    (!title.is_empty()).then_some(title)
 }
 
 /// `/a/b/` for a front matter `path`/`url` such as `a/b`, `/a/b` or `/a/b/`: the page is
@@ -633,11 +669,56 @@ mod tests {
     }
 
     #[test]
-    fn posts_need_title_and_date() {
+    fn an_untitled_post_is_named_from_its_first_words() {
         let f = Fixture::new();
-        f.write("content/posts/n.md", "+++\ndate = 2024-01-01\n+++\n");
-        let err = f
+        f.write(
+            "content/posts/n.md",
+            "+++\ndate = 2024-01-01\n+++\nJust shipped **the new** release of the thing, with fixes for everyone who asked.\n",
+        );
+        let doc = f
             .parse("content/posts/n.md", DocumentKind::Post, false)
+            .unwrap()
+            .document;
+        assert!(doc.untitled);
+        assert_eq!(
+            doc.title,
+            "Just shipped the new release of the thing, with fixes for…"
+        );
+        f.write(
+            "content/posts/i.md",
+            "+++\ndate = 2024-01-01\n+++\n![A heron](/h.png)\n",
+        );
+        f.write("static/h.png", "x");
+        let doc = f
+            .parse("content/posts/i.md", DocumentKind::Post, false)
+            .unwrap()
+            .document;
+        assert_eq!((doc.untitled, doc.title.as_str()), (true, "A heron"));
+        f.write(
+            "content/posts/t.md",
+            "+++\ntitle = \"T\"\ndate = 2024-01-01\n+++\nBody\n",
+        );
+        let doc = f
+            .parse("content/posts/t.md", DocumentKind::Post, false)
+            .unwrap()
+            .document;
+        assert_eq!((doc.untitled, doc.title.as_str()), (false, "T"));
+    }
+
+    #[test]
+    fn title_from_words_cuts_at_a_word() {
+        assert_eq!(title_from_words("  a  b\nc "), Some("a b c".into()));
+        assert_eq!(title_from_words(" \n "), None);
+        let long = "x".repeat(80);
+        assert_eq!(title_from_words(&long).map(|t| t.chars().count()), Some(61));
+    }
+
+    #[test]
+    fn pages_need_a_title_posts_a_date() {
+        let f = Fixture::new();
+        f.write("content/about.md", "+++\n+++\nAbout me\n");
+        let err = f
+            .parse("content/about.md", DocumentKind::Page, false)
             .unwrap_err();
         assert!(err.to_string().contains("`title`"), "{err}");
         f.write("content/posts/n.md", "+++\ntitle = \"N\"\n+++\n");

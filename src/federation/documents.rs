@@ -271,10 +271,19 @@ fn note_body(config: &SiteConfig, post: &Document, mode: NoteContent) -> String 
                     config
                         .fediverse
                         .excerpt_chars
-                        .saturating_sub(post.title.chars().count() + 40)
+                        .saturating_sub(title_chars(post) + 40)
                 ))
             ),
         },
+    }
+}
+
+/// Characters the title line takes in a Note: none for an untitled post.
+fn title_chars(post: &Document) -> usize {
+    if post.untitled {
+        0
+    } else {
+        post.title.chars().count()
     }
 }
 
@@ -291,9 +300,14 @@ fn hashtag_links(urls: &Urls, tags: &[String]) -> String {
         .join(" ")
 }
 
-/// The object type a post federates as: its own choice, else the site's.
+/// The object type a post federates as: its own choice, else a Note for an untitled post
+/// (an Article needs a name), else the site's.
 pub fn object_type(config: &SiteConfig, post: &Document) -> ObjectType {
-    post.federate_as.unwrap_or(config.fediverse.object_type)
+    match post.federate_as {
+        Some(kind) => kind,
+        None if post.untitled => ObjectType::Note,
+        None => config.fediverse.object_type,
+    }
 }
 
 /// The HTML a Mastodon timeline shows for a post federated as a Note.
@@ -303,7 +317,12 @@ pub fn note_content(config: &SiteConfig, urls: &Urls, post: &Document) -> String
 
 fn note_content_as(config: &SiteConfig, urls: &Urls, post: &Document, mode: NoteContent) -> String {
     let permalink = config.absolute(&post.path);
-    let mut html = format!("<p><strong>{}</strong></p>", escape_html(&post.title));
+    // An untitled post is a note: Mastodon shows just its text, as for a status.
+    let mut html = if post.untitled {
+        String::new()
+    } else {
+        format!("<p><strong>{}</strong></p>", escape_html(&post.title))
+    };
     html.push_str(&federated_html(config, &note_body(config, post, mode)));
     html.push_str(&format!(
         "<p><a href=\"{0}\">{0}</a></p>",
@@ -793,6 +812,7 @@ pub(crate) mod tests {
             slug: slug.into(),
             path: format!("/posts/{slug}/"),
             title: format!("Title of {slug}"),
+            untitled: false,
             date: Some(chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00+02:00").unwrap()),
             updated: None,
             draft: false,
@@ -936,6 +956,23 @@ pub(crate) mod tests {
         assert_eq!(o["preview"]["type"], "Note");
         let preview = o["preview"]["content"].as_str().unwrap();
         assert!(preview.contains("…"), "{preview}");
+    }
+
+    #[test]
+    fn an_untitled_post_is_a_note_of_just_its_text() {
+        let c = config("[fediverse]\nobject_type = \"Article\"\n");
+        let mut p = post("short", &[]);
+        p.untitled = true;
+        p.title = "Hello world.".into();
+        let o = post_object(&c, &u(&c), &p);
+        assert_eq!(o["type"], "Note");
+        assert!(o.get("name").is_none(), "{o}");
+        let content = o["content"].as_str().unwrap();
+        assert!(
+            content.starts_with("<p>Hello <em>world</em>.</p>"),
+            "{content}"
+        );
+        assert!(!content.contains("<strong>"), "{content}");
     }
 
     #[test]

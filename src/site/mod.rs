@@ -336,6 +336,7 @@ pub(crate) mod tests {
             slug: slug.into(),
             path: format!("/posts/{slug}/"),
             title: format!("Title of {slug}"),
+            untitled: false,
             date: Some(DateTime::parse_from_rfc3339(date).unwrap()),
             updated: None,
             draft: false,
