@@ -91,3 +91,77 @@ fn new_writes_posts_and_notes_and_a_note_federates_without_a_title() {
     let atom = fs::read_to_string(public.join("atom.xml")).unwrap();
     assert!(atom.contains(title), "{atom}");
 }
+
+/// A valid 3×2 PNG (RGBA, zlib-compressed zero rows).
+fn png_3x2() -> Vec<u8> {
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for b in bytes {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc(&body).to_be_bytes());
+    }
+    fn adler(bytes: &[u8]) -> u32 {
+        let (mut a, mut b) = (1u32, 0u32);
+        for x in bytes {
+            a = (a + u32::from(*x)) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
+    let raw = vec![0u8; 2 * (1 + 3 * 4)];
+    // A stored (uncompressed) deflate block.
+    let mut zlib = vec![0x78, 0x01, 0x01];
+    zlib.extend((raw.len() as u16).to_le_bytes());
+    zlib.extend((!(raw.len() as u16)).to_le_bytes());
+    zlib.extend(&raw);
+    zlib.extend(adler(&raw).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(3u32.to_be_bytes());
+    ihdr.extend(2u32.to_be_bytes());
+    ihdr.extend([8, 6, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn images_carry_their_size_and_load_lazily() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = init(dir.path());
+    let bundle = site.join("content/posts/pics");
+    fs::create_dir_all(&bundle).unwrap();
+    fs::write(bundle.join("dot.png"), png_3x2()).unwrap();
+    fs::write(bundle.join("broken.png"), b"not a picture").unwrap();
+    fs::write(
+        bundle.join("index.md"),
+        "+++\ntitle = \"Pics\"\ndate = 2024-01-01\n+++\n![A dot](dot.png)\n\n![Broken](broken.png)\n\n![Remote](https://images.test/r.png)\n",
+    )
+    .unwrap();
+    let built = relais_on("build", &site, &[]);
+    assert_success(&built, "relais build");
+    let page = fs::read_to_string(site.join("public/posts/pics/index.html")).unwrap();
+    for img in [
+        "<img src=\"/posts/pics/dot.png\" alt=\"A dot\" width=\"3\" height=\"2\" loading=\"lazy\" />",
+        "<img src=\"/posts/pics/broken.png\" alt=\"Broken\" loading=\"lazy\" />",
+        "<img src=\"https://images.test/r.png\" alt=\"Remote\" loading=\"lazy\" />",
+    ] {
+        assert!(page.contains(img), "{img} in\n{page}");
+    }
+}

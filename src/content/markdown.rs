@@ -46,11 +46,13 @@ pub fn options() -> Options {
         | Options::ENABLE_HEADING_ATTRIBUTES
 }
 
-/// Renders `body`. `resolve` rewrites (or rejects) each link and image URL.
+/// Renders `body`. `resolve` rewrites (or rejects) each link and image URL; `image_size`
+/// gives the pixel size of a resolved image URL when its file is known and readable.
 pub fn render(
     body: &str,
     highlighter: &Highlighter,
     resolve: &dyn Fn(&str, Target) -> Result<String, String>,
+    image_size: &dyn Fn(&str) -> Option<(u32, u32)>,
 ) -> Result<Rendered, MarkdownError> {
     let mut events: Vec<Event> = Vec::new();
     let mut text = String::new();
@@ -61,6 +63,8 @@ pub fn render(
     // Index in `events` of the open heading or image, and the text gathered inside it.
     let mut heading: Option<(usize, String)> = None;
     let mut image_alt: Option<String> = None;
+    // Index in `events` where the open image starts, and its resolved URL.
+    let mut image_start: Option<(usize, String)> = None;
     let mut heading_ids = HashSet::new();
     let mut anchors = Vec::new();
     let mut site_links = Vec::new();
@@ -138,6 +142,7 @@ pub fn render(
                 let dest = resolve(&dest_url, Target::Image).map_err(fail)?;
                 image_alt = Some(String::new());
                 images.push((dest.clone(), String::new()));
+                image_start = Some((events.len(), dest.clone()));
                 events.push(Event::Start(Tag::Image {
                     link_type,
                     dest_url: dest.into(),
@@ -150,6 +155,11 @@ pub fn render(
                     last.1 = alt.trim().to_string();
                 }
                 events.push(event);
+                if let Some((start, dest)) = image_start.take() {
+                    let img = sized_image(&events[start..], image_size(&dest));
+                    events.truncate(start);
+                    events.push(Event::InlineHtml(img.into()));
+                }
             }
             Event::Start(Tag::Link {
                 link_type,
@@ -229,6 +239,21 @@ pub fn render(
     })
 }
 
+/// The `<img>` of one image's events as pulldown-cmark writes it (its escaping kept), plus
+/// its size, so the page does not jump as it loads, and `loading="lazy"`.
+fn sized_image(events: &[Event], size: Option<(u32, u32)>) -> String {
+    let mut html = String::new();
+    pulldown_cmark::html::push_html(&mut html, events.iter().cloned());
+    let extra = match size {
+        Some((width, height)) => format!(" width=\"{width}\" height=\"{height}\" loading=\"lazy\""),
+        None => " loading=\"lazy\"".to_string(),
+    };
+    match html.strip_suffix(" />") {
+        Some(open) => format!("{open}{extra} />"),
+        None => html,
+    }
+}
+
 /// Whether `url` starts with a scheme (`https:`, `mailto:`), so it leaves the site.
 pub(super) fn has_scheme(url: &str) -> bool {
     match url.split_once(':') {
@@ -303,7 +328,7 @@ mod tests {
     }
 
     fn render_ok(body: &str) -> Rendered {
-        render(body, &Highlighter::new(None), &keep).unwrap()
+        render(body, &Highlighter::new(None), &keep, &|_| None).unwrap()
     }
 
     #[test]
@@ -356,6 +381,29 @@ mod tests {
     }
 
     #[test]
+    fn images_get_their_size_and_load_lazily() {
+        let size = |url: &str| (url == "cat.png").then_some((640, 480));
+        let r = render(
+            "![A \"cat\" & co](cat.png \"Title\") ![remote](https://x.test/a.png)\n",
+            &Highlighter::new(None),
+            &keep,
+            &size,
+        )
+        .unwrap();
+        assert!(
+            r.html.contains("<img src=\"cat.png\" alt=\"A &quot;cat&quot; &amp; co\" title=\"Title\" width=\"640\" height=\"480\" loading=\"lazy\" />"),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html
+                .contains("<img src=\"https://x.test/a.png\" alt=\"remote\" loading=\"lazy\" />"),
+            "{}",
+            r.html
+        );
+    }
+
+    #[test]
     fn more_marker_splits_summary() {
         let r = render_ok("First para.\n\n<!-- more -->\n\nSecond para.\n");
         assert_eq!(r.summary_html.as_deref(), Some("<p>First para.</p>\n"));
@@ -366,10 +414,15 @@ mod tests {
     #[test]
     fn resolver_errors_carry_the_offset() {
         let body = "Line one.\n\nSee ![x](missing.png).\n";
-        let err = render(body, &Highlighter::new(None), &|url, target| {
-            assert_eq!(target, Target::Image);
-            Err(format!("no {url}"))
-        })
+        let err = render(
+            body,
+            &Highlighter::new(None),
+            &|url, target| {
+                assert_eq!(target, Target::Image);
+                Err(format!("no {url}"))
+            },
+            &|_| None,
+        )
         .unwrap_err();
         assert_eq!(err.message, "no missing.png");
         assert_eq!(&body[..err.offset].matches('\n').count(), &2);
@@ -377,9 +430,12 @@ mod tests {
 
     #[test]
     fn links_are_rewritten() {
-        let r = render("[a](b.pdf)", &Highlighter::new(None), &|url, _| {
-            Ok(format!("/x/{url}"))
-        })
+        let r = render(
+            "[a](b.pdf)",
+            &Highlighter::new(None),
+            &|url, _| Ok(format!("/x/{url}")),
+            &|_| None,
+        )
         .unwrap();
         assert!(r.html.contains("href=\"/x/b.pdf\""), "{}", r.html);
     }

@@ -153,16 +153,19 @@ pub fn parse_document(
         bundle_dir: source.bundle.then_some(source_dir.as_path()),
         page_path: &site_path,
         local_files: RefCell::new(Vec::new()),
+        image_files: RefCell::new(Vec::new()),
     };
     let resolve = |url: &str, target: Target| links.resolve(url, target);
     let line_at = |offset: usize| split.body_line + split.body[..offset].matches('\n').count();
-    let rendered = markdown::render(split.body, highlighter, &resolve).map_err(|e| {
-        ContentError::BrokenLink {
-            path: path.clone(),
-            line: line_at(e.offset),
-            message: e.message,
-        }
-    })?;
+    let image_size = |url: &str| links.image_size(url);
+    let rendered =
+        markdown::render(split.body, highlighter, &resolve, &image_size).map_err(|e| {
+            ContentError::BrokenLink {
+                path: path.clone(),
+                line: line_at(e.offset),
+                message: e.message,
+            }
+        })?;
     let page_links = PageLinks {
         anchors: rendered.anchors.clone(),
         links: rendered
@@ -364,13 +367,38 @@ struct LinkContext<'a> {
     bundle_dir: Option<&'a Path>,
     page_path: &'a str,
     local_files: RefCell<Vec<PathBuf>>,
+    /// Resolved image URL → its file, for `image_size`.
+    image_files: RefCell<Vec<(String, PathBuf)>>,
 }
 
 impl LinkContext<'_> {
+    /// Resolves `url` and, for a local image, remembers its file for `image_size`.
+    fn resolve(&self, url: &str, target: Target) -> Result<String, String> {
+        let known = self.local_files.borrow().len();
+        let resolved = self.resolve_url(url, target)?;
+        if target == Target::Image {
+            if let Some(file) = self.local_files.borrow().get(known) {
+                self.image_files
+                    .borrow_mut()
+                    .push((resolved.clone(), self.site_dir.join(file)));
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Width and height of the local image the page shows at `url`; `None` for a remote
+    /// image or a file whose header cannot be read (the page just lacks the size).
+    fn image_size(&self, url: &str) -> Option<(u32, u32)> {
+        let files = self.image_files.borrow();
+        let (_, file) = files.iter().find(|(u, _)| u == url)?;
+        let size = imagesize::size(file).ok()?;
+        Some((size.width.try_into().ok()?, size.height.try_into().ok()?))
+    }
+
     /// Leaves remote and in-page URLs alone; checks that local files exist and makes
     /// relative ones site-absolute, since a flat `posts/x.md` is served one level deeper
     /// (`/posts/x/`) than the file sits.
-    fn resolve(&self, url: &str, target: Target) -> Result<String, String> {
+    fn resolve_url(&self, url: &str, target: Target) -> Result<String, String> {
         if url.is_empty() || url.starts_with('#') || url.starts_with("//") || has_scheme(url) {
             return Ok(url.to_string());
         }

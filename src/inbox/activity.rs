@@ -241,6 +241,52 @@ fn undone(object: &Value) -> Undone {
 }
 
 impl Activity {
+    /// One readable log line for the activity: type, what it is about, who sent it and its
+    /// id (`Like https://blog/ap/posts/a.json by https://m.example/users/ann (id …)`). Remote
+    /// text is escaped, so no line break or terminal control from it reaches the log.
+    pub fn summary(&self) -> String {
+        let (kind, object) = match &self.kind {
+            Kind::Follow { object } => ("Follow".to_string(), Some(object.as_str())),
+            Kind::Undo(undone) => {
+                let (what, object) = match undone {
+                    Undone::Follow { object, .. } => ("Follow", object.as_deref()),
+                    Undone::Like { object, .. } => ("Like", object.as_deref()),
+                    Undone::Announce { object, .. } => ("Announce", object.as_deref()),
+                    Undone::Block { object } => ("Block", object.as_deref()),
+                    Undone::Reference(id) => ("activity", Some(id.as_str())),
+                    Undone::Other => ("other activity", None),
+                };
+                (format!("Undo {what}"), object)
+            }
+            Kind::Create(note) => ("Create".to_string(), Some(note.id.as_str())),
+            Kind::Update(Updated::Note(note)) => ("Update".to_string(), Some(note.id.as_str())),
+            Kind::Update(Updated::Actor(actor)) => ("Update actor".to_string(), id_of(actor)),
+            Kind::Update(Updated::Other) => ("Update".to_string(), None),
+            Kind::Delete { object } => ("Delete".to_string(), Some(object.as_str())),
+            Kind::Like { object } => ("Like".to_string(), Some(object.as_str())),
+            Kind::Announce { object } => ("Announce".to_string(), Some(object.as_str())),
+            Kind::Move { object, .. } => ("Move".to_string(), Some(object.as_str())),
+            Kind::Block { object } => ("Block".to_string(), Some(object.as_str())),
+            Kind::QuoteRequest { object, .. } => {
+                ("QuoteRequest".to_string(), Some(object.as_str()))
+            }
+            Kind::Flag { objects, .. } => ("Flag".to_string(), objects.first().map(String::as_str)),
+            Kind::Other(kind) => (kind.escape_debug().to_string(), None),
+        };
+        let mut line = kind;
+        if let Some(object) = object {
+            line.push(' ');
+            line.push_str(&object.escape_debug().to_string());
+        }
+        line.push_str(" by ");
+        line.push_str(&self.actor.escape_debug().to_string());
+        match &self.id {
+            Some(id) => line.push_str(&format!(" (id {})", id.escape_debug())),
+            None => line.push_str(" (no id)"),
+        }
+        line
+    }
+
     pub fn parse(json: &Value) -> Result<Activity, ActivityError> {
         if !json.is_object() {
             return Err(ActivityError::NotAnObject);
@@ -384,6 +430,28 @@ mod tests {
             Kind::Undo(Undone::Reference("l1".into()))
         );
         assert_eq!(undo(json!({ "type": "Dance" })), Kind::Undo(Undone::Other));
+    }
+
+    #[test]
+    fn summaries_are_one_readable_escaped_line() {
+        let like = Activity::parse(&json!({
+            "id": "https://m.example/l/1\n\u{1b}[31mfake", "type": "Like", "actor": ALICE,
+            "object": "https://blog.example/ap/posts/a.json"
+        }))
+        .unwrap();
+        assert_eq!(
+            like.summary(),
+            format!("Like https://blog.example/ap/posts/a.json by {ALICE} (id https://m.example/l/1\\n\\u{{1b}}[31mfake)")
+        );
+        let undo = Activity::parse(&json!({
+            "type": "Undo", "actor": ALICE,
+            "object": { "type": "Follow", "actor": ALICE, "object": "https://blog.example/ap/users/blog.json" }
+        }))
+        .unwrap();
+        assert_eq!(
+            undo.summary(),
+            format!("Undo Follow https://blog.example/ap/users/blog.json by {ALICE} (no id)")
+        );
     }
 
     #[test]

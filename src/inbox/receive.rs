@@ -280,12 +280,11 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     })
     .await?;
     match outcome {
-        (Outcome::Accept(follower), _) => {
+        (Outcome::Accept(follower), activity) => {
             tracing::info!(
-                "inbox: {} follows {}; Accept queued for {}",
-                follower.follower_id,
-                follower.actor_name,
-                follower.inbox
+                "inbox: {}; Accept queued for {}",
+                describe(&activity),
+                follower.inbox.escape_debug()
             );
             state.wake.notify_one();
         }
@@ -304,11 +303,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
 }
 
 fn describe(activity: &Activity) -> String {
-    format!(
-        "{} from {}",
-        activity.id.as_deref().unwrap_or("activity without id"),
-        activity.actor
-    )
+    activity.summary()
 }
 
 /// The sender of a signed request: its cached actor when the cached key verifies, else the
