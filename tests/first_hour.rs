@@ -165,3 +165,54 @@ fn images_carry_their_size_and_load_lazily() {
         assert!(page.contains(img), "{img} in\n{page}");
     }
 }
+
+#[test]
+fn tables_and_footnotes_reach_mastodon_as_text_and_check_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    common::copy_example_site(site);
+    assert_success(
+        &relais_on("check", site, &[]),
+        "relais check on the example",
+    );
+    common::write(
+        site,
+        "content/posts/tea.md",
+        "+++\ntitle = \"Tea\"\ndate = 2025-04-01\n+++\nSteep it well[^time].\n\n[^time]: Three minutes, no more.\n\n| Tea | Minutes |\n|---|--:|\n| Green | 2 |\n| Black | 4 |\n\nEnjoy.\n",
+    );
+    let out = relais_on("check", site, &[]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    for rule in ["[note-table]", "[note-footnote]"] {
+        assert!(
+            stderr(&out)
+                .lines()
+                .any(|l| l.contains("content/posts/tea.md") && l.ends_with(rule)),
+            "{rule}: {}",
+            stderr(&out)
+        );
+    }
+    let config = site.join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    for rule in ["note-table", "note-footnote"] {
+        text.push_str(&format!(
+            "\n[[check.accept]]\nrule = \"{rule}\"\nfile = \"content/posts/tea.md\"\n"
+        ));
+    }
+    fs::write(&config, text).unwrap();
+    assert_success(&relais_on("check", site, &[]), "relais check, accepted");
+
+    assert_success(&relais_on("build", site, &[]), "relais build");
+    let object = read_json(&site.join("public/ap/posts/tea.json"));
+    let content = object["content"].as_str().unwrap();
+    let page = format!("{}/posts/tea/", common::BASE_URL);
+    let body = format!(
+        "<p>Steep it well<a href=\"{page}#time\">[1]</a>.</p>\n\
+         <p><strong>Tea</strong> | <strong>Minutes</strong><br>Green | 2<br>Black | 4</p>\n\
+         <p>Enjoy.</p><p>[1] Three minutes, no more.</p>"
+    );
+    assert!(content.contains(&body), "{content}");
+    assert!(
+        !content.contains("<table") && !content.contains("<sup"),
+        "{content}"
+    );
+}

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{NoteContent, ObjectType, SiteConfig};
 use crate::content::Document;
-use crate::federation::documents::{note_content, object_type, MASTODON_MAX_ATTACHMENTS};
+use crate::federation::documents::{
+    note_content, note_source_html, object_type, MASTODON_MAX_ATTACHMENTS,
+};
+use crate::federation::note_markup::Markup;
 use crate::federation::urls::Urls;
 
 /// Mastodon's default status length; longer remote Notes are shown, but a site that asked
@@ -51,7 +54,9 @@ pub mod rules {
     pub const UNKNOWN_AUTHOR: &str = "unknown-author";
     pub const EDITED_WITHOUT_UPDATED: &str = "edited-without-updated";
     pub const GENERATOR_FIELD: &str = "generator-field";
-    pub const ALL: [&str; 10] = [
+    pub const NOTE_TABLE: &str = "note-table";
+    pub const NOTE_FOOTNOTE: &str = "note-footnote";
+    pub const ALL: [&str; 12] = [
         PLACEHOLDER_BASE_URL,
         NO_INBOX_URL,
         IMAGE_ALT,
@@ -62,6 +67,8 @@ pub mod rules {
         UNKNOWN_AUTHOR,
         EDITED_WITHOUT_UPDATED,
         GENERATOR_FIELD,
+        NOTE_TABLE,
+        NOTE_FOOTNOTE,
     ];
 }
 
@@ -243,6 +250,15 @@ pub fn check_site(
                 )));
             }
         }
+        if object_type(config, post) == ObjectType::Note {
+            let markup = Markup::of(&note_source_html(config, post));
+            if markup.table {
+                warnings.push(warn(rules::NOTE_TABLE, "has a table: Mastodon shows no tables, so the Note gives it as lines of text (a row per line, cells separated by |); check it reads well or federate the post as an Article".into()));
+            }
+            if markup.footnote {
+                warnings.push(warn(rules::NOTE_FOOTNOTE, "has footnotes: Mastodon shows none, so the Note gives markers as [1] and the notes as numbered paragraphs at the end".into()));
+            }
+        }
         for author in post.authors.iter().filter(|a| config.author(a).is_none()) {
             unknown_authors
                 .entry(author.as_str())
@@ -349,6 +365,21 @@ mod tests {
             w.iter().any(|m| m.contains("over Mastodon's usual 500")),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn warns_on_tables_and_footnotes_in_notes_only() {
+        let c = config("[fediverse]\ninbox_url = \"https://i.example\"\n");
+        let mut p = post("a", &[]);
+        p.content = "<p>x<sup class=\"footnote-reference\"><a href=\"#n\">1</a></sup></p>\n<table><tr><td>1</td></tr></table>\n".into();
+        let w = check_site(&c, std::slice::from_ref(&p), &FederationState::default());
+        let rules: Vec<&str> = w.iter().map(|w| w.rule.as_str()).collect();
+        assert_eq!(rules, [rules::NOTE_TABLE, rules::NOTE_FOOTNOTE]);
+        assert!(w
+            .iter()
+            .all(|w| w.source == Path::new("content/posts/a.md")));
+        p.federate_as = Some(ObjectType::Article);
+        assert!(check_site(&c, &[p], &FederationState::default()).is_empty());
     }
 
     #[test]

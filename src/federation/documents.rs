@@ -310,6 +310,12 @@ pub fn object_type(config: &SiteConfig, post: &Document) -> ObjectType {
     }
 }
 
+/// The HTML a post's Note is made from, before tables and footnotes are reshaped: what
+/// `check` looks at.
+pub fn note_source_html(config: &SiteConfig, post: &Document) -> String {
+    note_body(config, post, config.fediverse.note_content)
+}
+
 /// The HTML a Mastodon timeline shows for a post federated as a Note.
 pub fn note_content(config: &SiteConfig, urls: &Urls, post: &Document) -> String {
     note_content_as(config, urls, post, config.fediverse.note_content)
@@ -323,7 +329,8 @@ fn note_content_as(config: &SiteConfig, urls: &Urls, post: &Document, mode: Note
     } else {
         format!("<p><strong>{}</strong></p>", escape_html(&post.title))
     };
-    html.push_str(&federated_html(config, &note_body(config, post, mode)));
+    let body = super::note_markup::reshape(&note_body(config, post, mode), &permalink);
+    html.push_str(&federated_html(config, &body));
     html.push_str(&format!(
         "<p><a href=\"{0}\">{0}</a></p>",
         escape_html(&permalink)
