@@ -284,6 +284,7 @@ mod tests {
                 "posts/p1/index.html",
                 "posts/p2/index.html",
                 "posts/p3/index.html",
+                "remote.js",
                 "robots.txt",
                 "rss.xml",
                 "sitemap.xml",
@@ -296,6 +297,11 @@ mod tests {
         assert!(home.contains("<link rel=\"alternate\" type=\"application/activity+json\" href=\"https://blog.example/ap/users/news.json\">"), "{home}");
         assert!(home.contains("@news@blog.example"), "{home}");
         assert!(home.contains("Follow on the fediverse"));
+        assert!(
+            home.contains("<a class=\"small-button\" href=\"#follow\" data-interact=\"news@blog.example\" data-interact-title=\"Follow @news@blog.example from your server\">Follow</a>"),
+            "{home}"
+        );
+        assert!(home.contains("<dialog id=\"remote-interact\""), "{home}");
         assert!(home.contains("<link rel=\"me\" href=\"https://code.example/ada\">"));
         assert!(home.contains("href=\"/page/2/\""), "{home}");
         assert!(home.contains("Post 3") && home.contains("Post 2") && !home.contains("Post 1<"));
@@ -311,7 +317,11 @@ mod tests {
         );
         assert!(post.contains("<section class=\"fediverse-interactions\" id=\"interactions\""));
         assert!(post.contains("No replies yet."));
-        assert!(post.contains("<code class=\"handle\">https://blog.example/posts/p2/</code>"));
+        assert!(post.contains("<code class=\"post-address\">https://blog.example/posts/p2/</code>"));
+        assert!(
+            post.contains("data-interact=\"https://blog.example/ap/posts/p2.json\""),
+            "{post}"
+        );
         let tag = text(&files, "tags/rust/index.html");
         assert_eq!(tag.matches("class=\"post-item\"").count(), 3);
     }

@@ -62,6 +62,10 @@ pub const EMBEDDED_DEFAULT_THEME: &[(&str, &[u8])] = &[
         include_bytes!("../../themes/default/static/interactions.js"),
     ),
     (
+        "static/remote.js",
+        include_bytes!("../../themes/default/static/remote.js"),
+    ),
+    (
         "static/style.css",
         include_bytes!("../../themes/default/static/style.css"),
     ),
