@@ -89,6 +89,13 @@ pub fn main() -> ExitCode {
 /// Prints an error as `error: <file>:<line>: ...`, one line per problem: a build reports
 /// every broken document at once.
 pub fn report(err: &anyhow::Error) {
+    for line in error_message(err).lines() {
+        eprintln!("error: {line}");
+    }
+}
+
+/// An error and its causes as one text, one line per problem.
+pub fn error_message(err: &anyhow::Error) -> String {
     // Module errors often show their cause in their own message already: skip repeats.
     let mut message = err.to_string();
     for cause in err.chain().skip(1) {
@@ -98,7 +105,5 @@ pub fn report(err: &anyhow::Error) {
             message.push_str(&cause);
         }
     }
-    for line in message.lines() {
-        eprintln!("error: {line}");
-    }
+    message
 }

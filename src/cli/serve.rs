@@ -1,10 +1,12 @@
-//! `relais serve`: build, serve on 127.0.0.1, rebuild when a source changes and tell the
-//! browser to reload through server-sent events.
+//! `relais serve`: build, serve on 127.0.0.1 (or `--bind`), rebuild when a source changes
+//! and tell the browser through server-sent events: reload after a build, or show the
+//! build's error over the page until a build succeeds again.
 
 use std::convert::Infallible;
 use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -34,16 +36,75 @@ const WATCHED: &[&str] = &["content", "templates", "static", "themes", "config.t
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// HTML pages are buffered to inject the reload script; none is anywhere near this.
 const MAX_HTML_BYTES: usize = 64 * 1024 * 1024;
-const RELOAD_SCRIPT: &str = "<script>new EventSource(\"/__relais/livereload\").onmessage = function () { location.reload(); };</script>";
+/// Reloads the page after a build; shows a failed build's error over the page (as text:
+/// it quotes sources). The next good build reloads the page, which clears it.
+const RELOAD_SCRIPT: &str = r#"<script>(function () {
+  var live = new EventSource("/__relais/livereload");
+  live.onmessage = function () { location.reload(); };
+  live.addEventListener("build-error", function (event) {
+    var box = document.getElementById("relais-build-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "relais-build-error";
+      box.setAttribute("role", "alert");
+      box.style.cssText = "position:fixed;inset:0 0 auto 0;max-height:80vh;overflow:auto;z-index:2147483647;margin:0;padding:1rem 1.25rem;background:#2b1113;color:#ffe4e4;border-bottom:4px solid #f87171;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;overflow-wrap:anywhere";
+      document.body.appendChild(box);
+    }
+    box.textContent = "relais: the build failed. Fix it and save; this page reloads once it builds.\n\n" + event.data;
+  });
+})();</script>"#;
+/// The SSE event that carries a failed build's error.
+const BUILD_ERROR_EVENT: &str = "build-error";
+
+/// What the rebuild loop tells open pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LiveEvent {
+    Reload,
+    BuildError(String),
+}
+
+/// The live-reload channel, and the error of the last build while it stands, for pages
+/// opened (or reloaded) after it failed.
+#[derive(Clone)]
+struct Live {
+    events: broadcast::Sender<LiveEvent>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            events: broadcast::channel(16).0,
+            error: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn publish(&self, event: LiveEvent) {
+        let standing = match &event {
+            LiveEvent::Reload => None,
+            LiveEvent::BuildError(message) => Some(message.clone()),
+        };
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = standing;
+        // No subscriber (no open page) is not an error.
+        let _ = self.events.send(event);
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Site directory (holding config.toml).
     #[arg(long, default_value = ".")]
     pub site: PathBuf,
-    /// Port on 127.0.0.1; 0 picks a free one.
+    /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 1111)]
     pub port: u16,
+    /// Address to listen on: 0.0.0.0 (or ::) for every interface, to preview from a phone
+    /// on the same network or from outside a container.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// Open the site in the browser once it is served ($BROWSER, else the system's opener).
+    #[arg(long)]
+    pub open: bool,
     /// Include posts and pages marked `draft = true`.
     #[arg(long)]
     pub drafts: bool,
@@ -58,20 +119,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let bind = SocketAddr::new(args.bind, args.port);
     let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(("127.0.0.1", args.port)))
+        .block_on(tokio::net::TcpListener::bind(bind))
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow::anyhow!(
-                    "port {} on 127.0.0.1 is already in use (another `relais serve`?): pick another with --port, or --port 0 for any free one",
-                    args.port
+                    "port {} on {} is already in use (another `relais serve`?): pick another with --port, or --port 0 for any free one",
+                    args.port,
+                    args.bind
                 )
             } else {
-                anyhow::Error::new(e).context(format!("cannot listen on 127.0.0.1:{}", args.port))
+                anyhow::Error::new(e).context(format!("cannot listen on {bind}"))
             }
         })?;
     let address = listener.local_addr().context("reading the bound address")?;
-    let base_url = format!("http://{address}");
+    let base_url = format!("http://{}", link_address(address));
     let options = BuildOptions {
         site_dir: args.site.clone(),
         out_dir: args.site.join(SERVE_DIR),
@@ -90,6 +153,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         "Serving {} at {base_url}/ (Ctrl-C to stop)",
         args.site.display()
     );
+    if address.ip().is_unspecified() {
+        println!(
+            "Listening on every interface: from another device, open http://THIS-MACHINE'S-ADDRESS:{}/",
+            address.port()
+        );
+    }
     let inbox = if report.key_source.is_some() {
         let mut config = SiteConfig::load(&args.site)?;
         config.base_url = base_url.clone();
@@ -102,10 +171,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if args.open {
+        open_browser(&format!("{base_url}/"));
+    }
     // Tests and scripts read the address from stdout as soon as it is printed.
     let _ = std::io::stdout().flush();
 
-    let (reload, _) = broadcast::channel::<()>(16);
+    let live = Live::new();
     let (events_tx, events_rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // notify 7+ reports reads too (inotify open/close): serving a page, or the build
@@ -119,14 +191,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     watcher
         .watch(&args.site, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", args.site.display()))?;
-    let rebuild_reload = reload.clone();
-    std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_reload));
+    let rebuild_live = live.clone();
+    std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_live));
 
     let worker = inbox.as_ref().map(|state| {
         let _entered = runtime.enter();
         super::inbox::DeliveryWorker::spawn(state)
     });
-    let app = router(&args.site.join(SERVE_DIR), reload, inbox);
+    let app = router(&args.site.join(SERVE_DIR), live, inbox);
     runtime.block_on(async move {
         let served = axum::serve(
             listener,
@@ -146,24 +218,104 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The live-reloading file server, and the inbox's routes when the site federates.
-fn router(out_dir: &Path, reload: broadcast::Sender<()>, inbox: Option<InboxState>) -> Router {
+fn router(out_dir: &Path, live: Live, inbox: Option<InboxState>) -> Router {
     let files = ServeDir::new(out_dir).not_found_service(ServeFile::new(out_dir.join("404.html")));
     let base = inbox.map(crate::inbox::routes).unwrap_or_default();
     base.merge(
         Router::new()
             .route(LIVERELOAD_PATH, get(livereload))
-            .with_state(reload),
+            .with_state(live),
     )
     .fallback_service(files)
     .layer(axum::middleware::map_response(inject_reload_script))
 }
 
 async fn livereload(
-    State(reload): State<broadcast::Sender<()>>,
+    State(live): State<Live>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(reload.subscribe())
-        .filter_map(|message| message.ok().map(|()| Ok(Event::default().data("reload"))));
+    // Subscribe before reading the standing error, so no change falls between the two.
+    let updates = BroadcastStream::new(live.events.subscribe()).filter_map(|m| m.ok());
+    let standing = live
+        .error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .map(LiveEvent::BuildError);
+    let stream = tokio_stream::iter(standing)
+        .chain(updates)
+        .map(|event| Ok(sse_event(&event)));
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn sse_event(event: &LiveEvent) -> Event {
+    match event {
+        LiveEvent::Reload => Event::default().data("reload"),
+        LiveEvent::BuildError(message) => Event::default().event(BUILD_ERROR_EVENT).data(message),
+    }
+}
+
+/// The address pages link to: the bound one, or loopback when bound to every interface
+/// (`0.0.0.0` is no address a browser can open).
+fn link_address(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Opens `url` with `$BROWSER` (a `:`-separated list of commands, `%s` standing for the
+/// URL, as Python's `webbrowser` reads it) or the system's opener; says so and goes on
+/// when there is none, since serving works without it.
+fn open_browser(url: &str) {
+    let mut commands: Vec<Vec<String>> = std::env::var("BROWSER")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            let mut words: Vec<String> =
+                c.split_whitespace().map(|w| w.replace("%s", url)).collect();
+            if !c.contains("%s") {
+                words.push(url.to_string());
+            }
+            words
+        })
+        .collect();
+    let system: &[&str] = if cfg!(target_os = "macos") {
+        &["open"]
+    } else if cfg!(windows) {
+        &["cmd", "/C", "start", ""]
+    } else {
+        &["xdg-open"]
+    };
+    commands.push(
+        system
+            .iter()
+            .map(|s| s.to_string())
+            .chain([url.to_string()])
+            .collect(),
+    );
+    for command in &commands {
+        let Some((program, rest)) = command.split_first() else {
+            continue;
+        };
+        let spawned = std::process::Command::new(program)
+            .args(rest)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = spawned {
+            // Reap the opener when it exits; it outlives nothing of ours.
+            std::thread::spawn(move || child.wait());
+            println!("Opened {url} in the browser ({program})");
+            return;
+        }
+    }
+    println!(
+        "--open: no browser opener found (set BROWSER, or install xdg-open); open {url} yourself"
+    );
 }
 
 /// Adds the reload script to HTML pages and keeps browsers from caching anything.
@@ -220,7 +372,7 @@ fn rebuild_loop(
     options: &BuildOptions,
     mut state: BuildState,
     events: &mpsc::Receiver<notify::Result<notify::Event>>,
-    reload: &broadcast::Sender<()>,
+    live: &Live,
 ) {
     let relevant = |event: &notify::Result<notify::Event>| match event {
         Ok(event) => event.paths.iter().any(|p| is_watched(&options.site_dir, p)),
@@ -249,10 +401,12 @@ fn rebuild_loop(
             Ok(report) => {
                 println!("{} [{} parsed]", report.summary(), report.parsed);
                 let _ = std::io::stdout().flush();
-                // No subscriber (no open page) is not an error.
-                let _ = reload.send(());
+                live.publish(LiveEvent::Reload);
             }
-            Err(err) => super::report(&err),
+            Err(err) => {
+                super::report(&err);
+                live.publish(LiveEvent::BuildError(super::error_message(&err)));
+            }
         }
     }
 }
