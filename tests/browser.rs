@@ -93,21 +93,21 @@ fn free_port() -> u16 {
         .unwrap()
 }
 
-/// Stops the inbox when the test ends, pass or fail.
-struct Inbox(Child);
+/// Stops a relais process when the test ends, pass or fail.
+struct Running(Child);
 
-impl Drop for Inbox {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn wait_ready(inbox: &mut Inbox, address: &str, log: &Path) {
+fn wait_ready(server: &mut Running, address: &str, log: &Path) {
     for _ in 0..600 {
-        if let Some(status) = inbox.0.try_wait().unwrap() {
+        if let Some(status) = server.0.try_wait().unwrap() {
             panic!(
-                "relais inbox exited with {status}:\n{}",
+                "relais exited with {status}:\n{}",
                 fs::read_to_string(log).unwrap_or_default()
             );
         }
@@ -116,7 +116,7 @@ fn wait_ready(inbox: &mut Inbox, address: &str, log: &Path) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("relais inbox never listened on {address}");
+    panic!("relais never listened on {address}");
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn the_theme_works_in_a_real_browser() {
     drop(store);
 
     let log = site.join("inbox.log");
-    let mut inbox = Inbox(
+    let mut inbox = Running(
         Command::new(env!("CARGO_BIN_EXE_relais"))
             .args(["inbox", "--site"])
             .arg(site)
@@ -307,4 +307,69 @@ fn the_theme_works_in_a_real_browser() {
         facts["copy"]
     );
     assert_eq!(facts["copy"]["label"], "Copied");
+}
+
+/// `relais serve` in the browser: a broken file shows its error over the open page, and
+/// fixing it reloads the page without it.
+#[test]
+fn serve_shows_build_errors_over_the_page() {
+    if !browser_available() {
+        return;
+    }
+    install_driver();
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    fs::write(
+        site.join("config.toml"),
+        "title = \"Served\"\nbase_url = \"https://served.example\"\n",
+    )
+    .unwrap();
+    fs::create_dir_all(site.join("content/posts")).unwrap();
+    let post = site.join("content/posts/live.md");
+    fs::write(
+        &post,
+        "+++\ntitle = \"Live\"\ndate = 2024-05-01\n+++\n\nFirst.\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let log = site.join("serve.log");
+    let mut server = Running(
+        Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["serve", "--port", &port.to_string(), "--site"])
+            .arg(site)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let address = format!("127.0.0.1:{port}");
+    wait_ready(&mut server, &address, &log);
+    let config = json!({ "overlay": {
+        "base": format!("http://{address}"),
+        "page": "/posts/live/",
+        "file": post,
+        "broken": "+++\ntitle = \"Live\ndate = 2024-05-01\n+++\n\nBroken.\n",
+        "fixed": "+++\ntitle = \"Live\"\ndate = 2024-05-01\n+++\n\nFixed at last.\n",
+    }});
+    let output = Command::new("node")
+        .arg(browser_dir().join("pages.mjs"))
+        .arg(chromium())
+        .arg(config.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let facts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = facts["shown"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("the build failed") && shown.contains("content/posts/live.md"),
+        "{facts}\n{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(facts["didReload"], true, "{facts}");
+    assert_eq!(facts["overlayAfter"], false, "{facts}");
+    assert_eq!(facts["fixedShown"], true, "{facts}");
 }

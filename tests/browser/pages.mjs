@@ -169,7 +169,41 @@ async function copyHandle(browser) {
   return { label, copied };
 }
 
+// `relais serve`: a build error appears over the open page and goes once the file is fixed.
+async function overlay(browser) {
+  const { writeFileSync } = await import("node:fs");
+  const o = config.overlay;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(o.base + o.page, { waitUntil: "load" });
+  // The page listens once its live-reload stream is open.
+  await page.waitForFunction(() => performance.getEntriesByType("resource").some((r) => r.name.includes("/__relais/livereload")), null, { timeout: 20000 }).catch(() => {});
+  writeFileSync(o.file, o.broken);
+  let shown = null;
+  try {
+    await page.waitForSelector("#relais-build-error", { timeout: 30000 });
+    shown = await page.textContent("#relais-build-error");
+  } catch (e) {}
+  const reloaded = page.waitForEvent("load", { timeout: 30000 }).then(() => true, () => false);
+  writeFileSync(o.file, o.fixed);
+  const didReload = await reloaded;
+  const after = await page.evaluate(() => ({
+    overlay: document.getElementById("relais-build-error") !== null,
+    text: document.querySelector("main")?.textContent || "",
+  }));
+  await context.close();
+  return { shown, didReload, overlayAfter: after.overlay, fixedShown: after.text.includes("Fixed at last.") };
+}
+
 const browser = await chromium.launch({ executablePath, headless: true, args: ["--no-sandbox"] });
+if (config.overlay) {
+  try {
+    process.stdout.write(JSON.stringify(await overlay(browser)));
+  } finally {
+    await browser.close();
+  }
+  process.exit(0);
+}
 try {
   const out = {
     version: browser.version(),
