@@ -1049,6 +1049,67 @@ async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
     assert_eq!(replies.as_array().map(Vec::len), Some(1), "{replies}");
 }
 
+/// Concurrent activities are committed together; one whose write fails must fail alone:
+/// its neighbours are stored and answered 202, it is answered 500 and stored on its retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_activity_does_not_fail_its_group_commit_neighbours() {
+    let remote = Remote::start().await;
+    let inbox = Inbox::start("rate_limit_per_minute = 1000000", "").await;
+    let key_id = remote.key_id("alice");
+    // Alice's key is cached first, so the replies below reach the writer together.
+    let first = create_reply(&remote, &inbox.post_id, 100);
+    let response = inbox
+        .post_signed("/ap/inbox", &first, ALICE_KEY, &key_id)
+        .await;
+    assert_eq!(response.status(), 202, "{}", inbox.log());
+    rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER injected_fault BEFORE INSERT ON replies \
+             WHEN CAST(substr(NEW.object_id, -3) AS INTEGER) % 8 = 3 \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+        )
+        .unwrap();
+    let poisoned = |n: u32| n % 8 == 3;
+    let url = inbox.url("/ap/inbox");
+    let replies: Vec<(u32, Value)> = (200..264)
+        .map(|n| (n, create_reply(&remote, &inbox.post_id, n)))
+        .collect();
+    let client = reqwest::Client::new();
+    let sends: Vec<_> = replies
+        .iter()
+        .map(|(n, reply)| {
+            let bytes = reply.to_string().into_bytes();
+            let headers = signed_headers(&url, &bytes, ALICE_KEY, &key_id, SystemTime::now());
+            let request = client.post(&url).headers(headers).body(bytes);
+            let n = *n;
+            tokio::spawn(async move { (n, request.send().await.unwrap().status()) })
+        })
+        .collect();
+    for send in sends {
+        let (n, status) = send.await.unwrap();
+        let expected = if poisoned(n) { 500 } else { 202 };
+        assert_eq!(status, expected, "reply {n}: {}", inbox.log());
+    }
+    let store = inbox.store();
+    for (n, reply) in &replies {
+        let id = reply["object"]["id"].as_str().unwrap();
+        assert_eq!(
+            store.reply_by_object(id).unwrap().is_some(),
+            !poisoned(*n),
+            "reply {n}"
+        );
+    }
+    heal(&inbox);
+    for (_, reply) in replies.iter().filter(|(n, _)| poisoned(*n)) {
+        let response = inbox
+            .post_signed("/ap/inbox", reply, ALICE_KEY, &key_id)
+            .await;
+        assert_eq!(response.status(), 202, "{}", inbox.log());
+    }
+    assert_eq!(store.replies(None).unwrap().len(), 1 + replies.len());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
     const SENDERS: u32 = 4;

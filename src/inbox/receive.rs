@@ -211,13 +211,16 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         Activity::parse(&json).map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
 
     let (actor, key_id) = (activity.actor.clone(), params.key_id().to_string());
-    // One trip to the store for everything read before the signature is checked.
+    // One trip to the store for everything read before the signature is checked, on the
+    // read connection: it does not wait for the writer's batch.
     let (blocked, known, cached_signer) = blocking(&state.store, move |store| {
-        Ok((
-            store.is_blocked(&actor)? || store.is_blocked(&key_id)?,
-            store.cached_actor(&actor)?.is_some(),
-            store.cached_actor_by_key(&key_id)?,
-        ))
+        store.read(|store| {
+            Ok((
+                store.is_blocked(&actor)? || store.is_blocked(&key_id)?,
+                store.cached_actor(&actor)?.is_some(),
+                store.cached_actor_by_key(&key_id)?,
+            ))
+        })
     })
     .await?;
     if blocked {
@@ -232,7 +235,9 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
         return Ok(StatusCode::ACCEPTED);
     }
 
-    let sender = authenticate(state, &params, cached_signer, &signed, now).await?;
+    let sender = authenticate(state, &params, cached_signer.clone(), &signed, now).await?;
+    // Rewriting the cached row unchanged would only cost the writer time.
+    let sender_changed = cached_signer.as_ref() != Some(&sender);
     // The sender is proven now: charge its server.
     let sender_server = host_of(&sender.id).unwrap_or_default();
     if let Err(wait) = state.limits.servers.check(&sender_server) {
@@ -264,21 +269,23 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     let site = state.site.clone();
     let sender_host = crate::store::host_of(&sender.id);
     // One transaction for everything the request changes: a failure (or a crash) leaves
-    // nothing behind, the sender gets a 5xx and its retry is applied in full.
-    let outcome = blocking(&state.store, move |store| {
-        store
-            .atomically(|store| {
+    // nothing behind, the sender gets a 5xx and its retry is applied in full. It is committed
+    // together with other requests' (group commit), and answered once committed.
+    let outcome = state
+        .store
+        .atomically_grouped(move |store| {
+            if sender_changed {
                 store.cache_actor(&sender)?;
-                // A server that talks to us is up: deliveries held for it go out again (Mastodon
-                // resets its failure tracker the same way).
-                if let Some(host) = &sender_host {
-                    store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
-                }
-                apply(&site, store, &activity, &sender, move_target.as_ref())
-            })
-            .map(|o| (o, activity))
-    })
-    .await?;
+            }
+            // A server that talks to us is up: deliveries held for it go out again (Mastodon
+            // resets its failure tracker the same way).
+            if let Some(host) = &sender_host {
+                store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
+            }
+            apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
+        })
+        .await
+        .map_err(HttpError::from)?;
     match outcome {
         (Outcome::Accept(follower), activity) => {
             tracing::info!(

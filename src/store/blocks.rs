@@ -193,11 +193,9 @@ impl Store {
     pub fn is_blocked(&self, actor_id: &str) -> Result<bool, StoreError> {
         let host = host_of(actor_id).unwrap_or_default();
         self.with_conn(|c| {
-            c.query_row(
-                &format!("SELECT NOT ({})", not_blocked("?1", "?2")),
-                [host.as_str(), actor_id],
-                |r| r.get(0),
-            )
+            // Cached: every inbox request asks twice.
+            c.prepare_cached(&format!("SELECT NOT ({})", not_blocked("?1", "?2")))?
+                .query_row([host.as_str(), actor_id], |r| r.get(0))
         })
     }
 

@@ -5,11 +5,14 @@
 //! One `Store` is shared by the inbox handlers, delivery and the build. It wraps a single
 //! connection behind a mutex: SQLite serialises writers anyway, and one connection keeps the
 //! in-memory database of the tests a single database. WAL lets `relais build` and
-//! `relais moderate` read while the inbox service writes.
+//! `relais moderate` read while the inbox service writes, and lets [`Store::read`] use a
+//! second, read-only connection that waits for no writer. Concurrent requests' transactions
+//! can be committed together (`group`, [`Store::atomically_grouped`]).
 
 mod actors;
 mod blocks;
 mod followers;
+mod group;
 mod interactions;
 pub mod queue;
 mod quotes;
@@ -18,11 +21,11 @@ mod replies;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::ReentrantMutex;
-use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior};
+use parking_lot::{Mutex, ReentrantMutex};
+use rusqlite::{Connection, OpenFlags, Savepoint, Transaction, TransactionBehavior};
 
 #[cfg(test)]
 pub(crate) use actors::tests::actor as test_actor;
@@ -47,6 +50,9 @@ pub enum StoreError {
     Reentered,
     #[error("store: schema version {found} is newer than this relais knows ({known})")]
     TooNew { found: i64, known: i64 },
+    /// A grouped unit of work whose transaction could not be committed (see the log).
+    #[error("store: the transaction was not committed")]
+    NotCommitted,
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
@@ -170,7 +176,18 @@ CREATE INDEX quote_authorizations_by_post ON quote_authorizations (post_id);
 /// while the store's methods, called inside, take it again on the same thread.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<ReentrantMutex<RefCell<Connection>>>,
+    shared: Arc<Shared>,
+    /// Whether this handle's calls go to the read-only connection ([`Store::read`]).
+    reading: bool,
+}
+
+struct Shared {
+    conn: ReentrantMutex<RefCell<Connection>>,
+    /// Read-only connection to the same file (none in memory): under WAL its reads see the
+    /// last commit without waiting for the writer's lock.
+    reader: Option<Mutex<Connection>>,
+    /// The group-commit writer (`Store::atomically_grouped`), started on first use.
+    writer: OnceLock<group::GroupWriter>,
 }
 
 impl std::fmt::Debug for Store {
@@ -195,14 +212,15 @@ impl Store {
         // Senders retry what they see unanswered, and a commit no longer waits on the disk.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_error)?;
-        Store::init(conn)
+        Store::init(conn, Some(path))
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::init(Connection::open_in_memory()?)
+        Store::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+    /// `reader_path`: the file to open the read-only connection on, once migrated.
+    fn init(mut conn: Connection, reader_path: Option<&Path>) -> Result<Store, StoreError> {
         // Build, moderate and the inbox may write at the same moment: wait rather than fail.
         conn.busy_timeout(Duration::from_secs(5))?;
         // Room for every statement of the hot paths (`prepare_cached`).
@@ -210,8 +228,29 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         queue::migrate(&conn)?;
+        let reader = match reader_path {
+            Some(path) => {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|source| StoreError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                reader.busy_timeout(Duration::from_secs(5))?;
+                reader.set_prepared_statement_cache_capacity(32);
+                Some(Mutex::new(reader))
+            }
+            None => None,
+        };
         Ok(Store {
-            conn: Arc::new(ReentrantMutex::new(RefCell::new(conn))),
+            shared: Arc::new(Shared {
+                conn: ReentrantMutex::new(RefCell::new(conn)),
+                reader,
+                writer: OnceLock::new(),
+            }),
+            reading: false,
         })
     }
 
@@ -220,9 +259,25 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let guard = self.conn.lock();
+        if let (true, Some(reader)) = (self.reading, &self.shared.reader) {
+            return Ok(f(&mut reader.lock())?);
+        }
+        let guard = self.shared.conn.lock();
         let mut conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
         Ok(f(&mut conn)?)
+    }
+
+    /// Runs `f` with a handle whose calls read the last committed state through the
+    /// read-only connection, without waiting for a writer (in memory, through the one
+    /// connection). Only for reads: a write inside fails.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        f(&Store {
+            shared: self.shared.clone(),
+            reading: true,
+        })
     }
 
     /// Runs `f` as one write transaction: every store call inside commits together when `f`
@@ -233,7 +288,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let guard = self.conn.lock();
+        let guard = self.shared.conn.lock();
         let nested = {
             let conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
             let nested = !conn.is_autocommit();
@@ -255,6 +310,16 @@ impl Store {
         let out = f(self)?;
         open.commit()?;
         Ok(out)
+    }
+
+    /// Runs SQL without parameters or results; for the group writer.
+    fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.with_conn(|c| c.execute_batch(sql))
+    }
+
+    /// Whether no transaction is open (SQLite rolls one back by itself on some errors).
+    fn in_autocommit(&self) -> bool {
+        self.with_conn(|c| Ok(c.is_autocommit())).unwrap_or(false)
     }
 
     /// Records an activity id; false when it was already seen, so the caller skips it.
