@@ -167,19 +167,24 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .index
         .take()
         .filter(|k| !options.dry_run && k.out_dir == options.out_dir && k.style == style);
-    let quick = match &kept {
-        _ if options.dry_run => None,
-        Some(kept) => Some(kept.quick()),
-        None if state.persist => index::Quick::load(&index_path, &options.out_dir, &style),
-        None => None,
-    };
-    timings.mark("quick index load");
+    // The quick index is read while the content folder is listed: both are needed
+    // before anything can be decided, and neither waits for the other.
+    let (quick, discovered) = rayon::join(
+        || match &kept {
+            _ if options.dry_run => None,
+            Some(kept) => Some(kept.quick()),
+            None if state.persist => index::Quick::load(&index_path, &options.out_dir, &style),
+            None => None,
+        },
+        || content::discover(site_dir),
+    );
+    timings.mark("quick index load, discover");
     timings.mark("legacy manifest");
     let content::Discovered {
         sources,
         assets: content_assets,
         section_indexes,
-    } = content::discover(site_dir).map_err(ContentErrors)?;
+    } = discovered.map_err(ContentErrors)?;
     // Sections' `_index.md` files are few and small: read whole each build, and part of
     // every output's signature (they order and title the lists).
     let section_metas =
@@ -202,7 +207,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         (String::new(), None)
     };
-    timings.mark("discover, sections, key");
+    timings.mark("sections, key");
     let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
@@ -231,6 +236,14 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     );
 
     timings.mark("inputs signature");
+    // Every source's size and time, once: for the no-change test, then for loading.
+    let stats: Vec<std::io::Result<(u64, index::Stamp)>> = sources
+        .par_iter()
+        .map(|source| {
+            let meta = std::fs::metadata(site_dir.join(&source.path))?;
+            Ok((meta.len(), meta.modified().map(stamp).unwrap_or_default()))
+        })
+        .collect();
     // Nothing changed: the last build's report, without building the site.
     let store_present = fediverse && site_dir.join(&config.inbox.store).exists();
     if !options.dry_run
@@ -241,7 +254,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             quick.inputs == inputs
                 && quick.has_outputs
                 && quick.out_id == index::folder_id(&options.out_dir)
-                && sources_unchanged(site_dir, &sources, quick)
+                && sources_unchanged(site_dir, &sources, &stats, quick)
         })
     {
         if let Some(last) = quick.as_ref().and_then(|q| q.last.as_ref()) {
@@ -312,7 +325,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .map(|s| known_entries.remove(&s.path))
         .collect();
     drop(known_entries);
-    let loaded = load_sources(site_dir, &sources, known, highlighter)?;
+    let loaded = load_sources(site_dir, &sources, stats, known, highlighter)?;
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
     let mut entries: HashMap<PathBuf, SourceEntry> = HashMap::with_capacity(loaded.len());
@@ -1015,17 +1028,21 @@ fn inputs_sig(
 }
 
 /// Whether every source is the one the index knows, by size and time alone.
-fn sources_unchanged(site_dir: &Path, sources: &[SourceFile], quick: &index::Quick) -> bool {
+fn sources_unchanged(
+    site_dir: &Path,
+    sources: &[SourceFile],
+    stats: &[std::io::Result<(u64, index::Stamp)>],
+    quick: &index::Quick,
+) -> bool {
     sources.len() == quick.sources.len()
-        && sources.par_iter().all(|source| {
+        && sources.par_iter().zip(stats).all(|(source, stat)| {
             let Some(entry) = quick.sources.get(&source.path) else {
                 return false;
             };
-            let Ok(meta) = std::fs::metadata(site_dir.join(&source.path)) else {
+            let Ok((size, modified)) = stat else {
                 return false;
             };
-            let modified = meta.modified().map(stamp).unwrap_or_default();
-            entry.trusted(meta.len(), modified)
+            entry.trusted(*size, *modified)
                 && entry.assets == source.assets
                 && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
         })
@@ -1057,23 +1074,24 @@ struct LoadedSource {
 fn load_sources(
     site_dir: &Path,
     sources: &[SourceFile],
+    stats: Vec<std::io::Result<(u64, index::Stamp)>>,
     known: Vec<Option<SourceEntry>>,
     highlighter: &Highlighter,
 ) -> Result<Vec<LoadedSource>, ContentErrors> {
     let results: Vec<Result<LoadedSource, ContentError>> = sources
         .par_iter()
+        .zip(stats)
         .zip(known)
-        .map(|(source, known)| {
+        .map(|((source, stat), known)| {
             let full_path = site_dir.join(&source.path);
             let read_error = |e: std::io::Error| ContentError::Read {
                 path: source.path.clone(),
                 source: e,
             };
-            let meta = std::fs::metadata(&full_path).map_err(read_error)?;
-            let modified = meta.modified().map(stamp).unwrap_or_default();
+            let (size, modified) = stat.map_err(read_error)?;
             let known = known.filter(|e| e.local_files.iter().all(|f| site_dir.join(f).is_file()));
             let known = match known {
-                Some(entry) if entry.trusted(meta.len(), modified) => {
+                Some(entry) if entry.trusted(size, modified) => {
                     return Ok(LoadedSource {
                         entry,
                         full: None,
