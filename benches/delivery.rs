@@ -6,8 +6,11 @@
 //!     cargo bench --bench delivery            # 100 000 followers, 10 000 servers
 //!     cargo bench --bench delivery -- 20000 2000
 //!
-//! The servers run in two child processes (this same executable with `--serve`), 5 000
+//! The servers run in child processes (this same executable with `--serve`), at most 5 000
 //! listening addresses each, so that no process needs more than the usual 20 000 files.
+//! The large size (1 000 000 followers on 100 000 servers) runs 20 of them:
+//!
+//!     cargo bench --bench delivery -- 1000000 100000
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,7 +29,9 @@ use relais::content::{Document, DocumentKind};
 use relais::federation::keys::PrivateKey;
 use relais::store::Store;
 
-const SERVER_PROCESSES: usize = 2;
+/// Listening addresses per server process, well under the usual 20 000 open files even
+/// with a connection open to each.
+const SERVERS_PER_PROCESS: usize = 5_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,9 +47,16 @@ fn main() {
     run(followers, servers);
 }
 
-/// Loopback address of server number `n`.
+/// Loopback address of server number `n` (200 per /24, from 127.10.0.1 on: room for
+/// millions).
 fn address(n: usize) -> Ipv4Addr {
-    Ipv4Addr::new(127, 10, (n / 200) as u8, (1 + n % 200) as u8)
+    let block = n / 200;
+    Ipv4Addr::new(
+        127,
+        (10 + block / 256) as u8,
+        (block % 256) as u8,
+        (1 + n % 200) as u8,
+    )
 }
 
 /// Child mode: servers `first..first + count`, on `port` (0: any, the same for all).
@@ -133,7 +145,7 @@ fn run(followers: usize, servers: usize) {
     let site = tempfile::tempdir().unwrap();
     let config = write_site(site.path());
 
-    let per_process = servers.div_ceil(SERVER_PROCESSES);
+    let per_process = SERVERS_PER_PROCESS.min(servers.div_ceil(2)).max(1);
     let mut processes = Vec::new();
     let mut port = 0;
     for first in (0..servers).step_by(per_process) {

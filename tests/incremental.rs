@@ -414,3 +414,61 @@ fn custom_output_folder_and_no_manifest_in_the_site() {
     );
     assert!(!site.join("public/posts/p1/index.html").exists());
 }
+
+/// Lists leave out of their signatures the fields that change with every edit (word count,
+/// reading time, source hash) only while no template reads them: a theme that shows them
+/// in its lists gets its lists rebuilt on every body edit.
+#[test]
+fn lists_showing_word_counts_follow_body_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Counts\"\nbase_url = \"https://counts.example\"\n",
+    );
+    write(
+        &site,
+        "templates/tag.html",
+        "{% for p in posts %}{{ p.title }} {{ p.word_count }} {{ p.source_hash }}\n{% endfor %}",
+    );
+    write(
+        &site,
+        "templates/post.html",
+        "{{ post.content | safe }}{% if post.older %}{{ post.older.word_count }}{% endif %}",
+    );
+    // The warning `same_as_cold` expects.
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    for i in 0..4 {
+        write(
+            &site,
+            &format!("content/posts/p{i}.md"),
+            &format!(
+                "+++\ntitle = \"P{i}\"\ndate = 2023-01-0{}\ntags = [\"t\"]\n+++\n\n{}\n",
+                i + 1,
+                // Longer than the text the index keeps: an edit at the end changes
+                // nothing that lists show but the counts.
+                "Many words. ".repeat(60)
+            ),
+        );
+    }
+    assert_success(&relais_on("build", &site, &[]), "first build");
+    for step in 0..3 {
+        let path = site.join(format!("content/posts/p{}.md", 1 + step % 2));
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("\nMore words at step {step}.\n"));
+        fs::write(&path, text).unwrap();
+        let out = relais_on("build", &site, &[]);
+        assert_success(&out, &format!("edit {step}"));
+        same_as_cold(
+            &site,
+            &dir.path().join("fresh"),
+            &format!("edit {step}"),
+            &out,
+        );
+    }
+}

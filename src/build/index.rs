@@ -8,6 +8,10 @@
 //! sitemap). For every output it holds a signature of everything the output was made from
 //! and a hash of the bytes written, so an output whose inputs did not change is not
 //! rendered, and new bytes are compared with the hash instead of the old file.
+//!
+//! The file opens with a small [`Quick`] part (each source's size, times and what decides
+//! whether it is held back; the inputs signature; the last report): a build that finds
+//! nothing changed reads only that part, not the documents and outputs after it.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{Document, PageLinks};
+use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
@@ -87,10 +91,14 @@ pub struct SourceEntry {
     pub local_files: Vec<PathBuf>,
     /// Its links inside the site and its anchors, for the site-wide link check.
     pub links: PageLinks,
-    /// The document without its body: `content` empty, `text` cut to a prefix.
-    pub lite: Document,
+    /// The document without its body: `content` empty, `text` cut to a prefix. `None` only
+    /// while a build lends it to the site it assembles.
+    pub lite: Option<Document>,
     /// Signature of `lite`, and of `lite` plus the body.
     pub lite_sig: u64,
+    /// Signature of `lite` without the fields of [`crate::render::theme::VolatileFields`]:
+    /// lists add those the theme reads.
+    pub listed_sig: u64,
     pub full_sig: u64,
     /// Warnings of the Mastodon checks that depend on this post alone (config unchanged).
     pub warnings: Vec<FediverseWarning>,
@@ -120,7 +128,8 @@ impl SourceEntry {
                 .with(&doc.content)
                 .with(&doc.text)
                 .finish(),
-            lite,
+            listed_sig: listed_sig(&lite),
+            lite: Some(lite),
             lite_sig,
             warnings: Vec::new(),
         }
@@ -128,10 +137,14 @@ impl SourceEntry {
 
     /// Takes today's bundle listing (not part of the parse), updating the signatures.
     pub fn set_assets(&mut self, assets: &[PathBuf]) {
-        if self.lite.assets != assets {
-            self.lite.assets = assets.to_vec();
+        let Some(lite) = self.lite.as_mut() else {
+            return;
+        };
+        if lite.assets != assets {
+            lite.assets = assets.to_vec();
             let old = self.lite_sig;
-            self.lite_sig = lite_sig(&self.lite);
+            self.lite_sig = lite_sig(lite);
+            self.listed_sig = listed_sig(lite);
             self.full_sig = Sig::new("assets")
                 .with(old)
                 .with(self.full_sig)
@@ -141,13 +154,24 @@ impl SourceEntry {
     }
 }
 
-fn lite(doc: &Document) -> Document {
+/// The document without its body, as the index keeps it.
+pub fn lite(doc: &Document) -> Document {
     let text: String = doc.text.chars().take(TEXT_PREFIX_CHARS).collect();
     Document {
         content: String::new(),
         text,
         ..doc.clone()
     }
+}
+
+fn listed_sig(lite: &Document) -> u64 {
+    let stable = Document {
+        word_count: 0,
+        reading_minutes: 0,
+        source_hash: String::new(),
+        ..lite.clone()
+    };
+    Sig::new("listed").with(lite_sig(&stable)).finish()
 }
 
 fn lite_sig(lite: &Document) -> u64 {
@@ -208,9 +232,8 @@ impl BuildIndex {
     /// The index of the last build into `out_dir`; an empty one when there is none, it
     /// cannot be read, or it describes another folder.
     pub fn load(path: &Path, out_dir: &Path, style: &str) -> BuildIndex {
-        let mut index = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| bincode::deserialize::<BuildIndex>(&bytes).ok())
+        let mut index = read_parts(path, true)
+            .and_then(|(_, rest)| bincode::deserialize::<BuildIndex>(&rest).ok())
             .filter(|i| i.format == FORMAT)
             .unwrap_or_else(|| BuildIndex::new(out_dir, style));
         if index.out_dir != out_dir || index.out_id != folder_id(out_dir) {
@@ -224,31 +247,146 @@ impl BuildIndex {
         index
     }
 
-    /// Writes the index whole (through a temporary file, so a crash leaves the old one).
+    /// Writes the index whole (through a temporary file, so a crash leaves the old one):
+    /// the quick part, then everything.
     pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
         self.out_id = folder_id(&self.out_dir);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let bytes = bincode::serialize(self).map_err(std::io::Error::other)?;
+        let quick = bincode::serialize(&self.quick()).map_err(std::io::Error::other)?;
+        let mut bytes = Vec::with_capacity(quick.len() + 8 + 1024 * self.sources.len());
+        bytes.extend_from_slice(&(quick.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&quick);
+        bincode::serialize_into(&mut bytes, self).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)
     }
+
+    /// What a build needs to tell that nothing changed.
+    pub fn quick(&self) -> Quick {
+        Quick {
+            format: self.format.clone(),
+            out_dir: self.out_dir.clone(),
+            out_id: self.out_id,
+            style: self.style.clone(),
+            inputs: self.inputs,
+            has_outputs: !self.outputs.is_empty(),
+            last: self.last.clone(),
+            sources: self
+                .sources
+                .iter()
+                .map(|(path, e)| {
+                    let lite = e.lite.as_ref();
+                    let stamp = SourceStamp {
+                        size: e.size,
+                        modified: e.modified,
+                        verified: e.verified,
+                        assets: lite.map(|l| l.assets.clone()).unwrap_or_default(),
+                        local_files: e.local_files.clone(),
+                        post_date: lite
+                            .filter(|l| l.kind == DocumentKind::Post)
+                            .and_then(|l| l.date),
+                    };
+                    (path.clone(), stamp)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The first part of the index file: enough to find that nothing changed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Quick {
+    format: String,
+    pub out_dir: PathBuf,
+    pub out_id: Option<(u64, u64)>,
+    pub style: String,
+    pub inputs: u64,
+    pub has_outputs: bool,
+    pub last: Option<LastBuild>,
+    pub sources: HashMap<PathBuf, SourceStamp>,
+}
+
+impl Quick {
+    /// The quick part of the index file at `path`, if it is one of this version for
+    /// `out_dir` and `style`.
+    pub fn load(path: &Path, out_dir: &Path, style: &str) -> Option<Quick> {
+        read_parts(path, false)
+            .and_then(|(quick, _)| bincode::deserialize::<Quick>(&quick).ok())
+            .filter(|q| q.format == FORMAT && q.out_dir == out_dir && q.style == style)
+    }
+
+    /// Sources of posts waiting for their date (`now`), in order.
+    pub fn held(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&PathBuf> {
+        let mut held: Vec<&PathBuf> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.post_date.is_some_and(|d| d > now))
+            .map(|(path, _)| path)
+            .collect();
+        held.sort();
+        held
+    }
+}
+
+/// What the quick part knows of one source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceStamp {
+    pub size: u64,
+    pub modified: Stamp,
+    pub verified: Stamp,
+    pub assets: Vec<PathBuf>,
+    pub local_files: Vec<PathBuf>,
+    /// The date of a post (a page is never held back).
+    pub post_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+}
+
+impl SourceStamp {
+    /// See [`SourceEntry::trusted`].
+    pub fn trusted(&self, size: u64, modified: Stamp) -> bool {
+        trusted(self.size, self.modified, self.verified, size, modified)
+    }
+}
+
+/// The quick part of the file at `path` and, when `rest` is asked for, the rest; one open.
+fn read_parts(path: &Path, rest: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = usize::try_from(u64::from_le_bytes(len)).ok()?;
+    let total = file.metadata().ok()?.len();
+    if len as u64 > total {
+        return None;
+    }
+    let mut quick = vec![0; len];
+    file.read_exact(&mut quick).ok()?;
+    let mut others = Vec::new();
+    if rest {
+        others.reserve(usize::try_from(total).unwrap_or(0).saturating_sub(len + 8));
+        file.read_to_end(&mut others).ok()?;
+    }
+    Some((quick, others))
 }
 
 impl SourceEntry {
     /// Whether a source with this size and time can be taken as unchanged without reading
     /// it: same size and time, and its bytes read well after that time.
     pub fn trusted(&self, size: u64, modified: Stamp) -> bool {
-        let doubt = if modified.1 == 0 {
-            DOUBT_COARSE
-        } else {
-            DOUBT_FINE
-        };
-        let at = |s: Stamp| Duration::new(s.0, s.1);
-        self.size == size && self.modified == modified && at(modified) + doubt < at(self.verified)
+        trusted(self.size, self.modified, self.verified, size, modified)
     }
+}
+
+fn trusted(known_size: u64, known: Stamp, verified: Stamp, size: u64, modified: Stamp) -> bool {
+    let doubt = if modified.1 == 0 {
+        DOUBT_COARSE
+    } else {
+        DOUBT_FINE
+    };
+    let at = |s: Stamp| Duration::new(s.0, s.1);
+    known_size == size && known == modified && at(modified) + doubt < at(verified)
 }
 
 /// Device and inode of a folder, to notice it was removed and made again.

@@ -11,6 +11,7 @@
 pub mod index;
 mod links;
 mod spinner;
+mod timings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -135,6 +136,7 @@ enum Work {
 /// inputs did not change.
 pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Result<BuildReport> {
     let started = Instant::now();
+    let mut timings = timings::Timings::from_env();
     let spinner = spinner::Spinner::start(options.progress);
     let site_dir = &options.site_dir;
     let config_path = site_dir.join(crate::config::CONFIG_FILE);
@@ -156,36 +158,33 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .map_err(|message| anyhow::anyhow!("{}: {message}", config_path.display()))?;
     let style = highlighter.fingerprint();
 
-    // A dry run renders everything from scratch and must not disturb the index.
+    timings.mark("setup (config, theme)");
+    // A dry run renders everything from scratch and must not disturb the index. The
+    // quick part of the index is enough to find that nothing changed; the rest is read
+    // only when something did.
     let index_path = index::index_path(site_dir, &options.out_dir);
-    let mut index = match state.index.take() {
-        _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
-        Some(kept) if kept.out_dir == options.out_dir && kept.style == style => kept,
-        _ if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
-        _ => BuildIndex::new(&options.out_dir, &style),
-    };
-    if index.out_id != index::folder_id(&options.out_dir) {
-        index.outputs.clear();
-    }
-    // Builds before the index listed their outputs in the output folder itself.
-    let legacy = index.outputs.is_empty() && !options.dry_run;
-    if legacy {
-        for path in render::output::legacy_manifest(&options.out_dir) {
-            index.outputs.insert(
-                path,
-                OutputEntry {
-                    sig: None,
-                    hash: None,
-                },
-            );
-        }
-    }
-
+    let kept = state
+        .index
+        .take()
+        .filter(|k| !options.dry_run && k.out_dir == options.out_dir && k.style == style);
+    // The quick index is read while the content folder is listed: both are needed
+    // before anything can be decided, and neither waits for the other.
+    let (quick, discovered) = rayon::join(
+        || match &kept {
+            _ if options.dry_run => None,
+            Some(kept) => Some(kept.quick()),
+            None if state.persist => index::Quick::load(&index_path, &options.out_dir, &style),
+            None => None,
+        },
+        || content::discover(site_dir),
+    );
+    timings.mark("quick index load, discover");
+    timings.mark("legacy manifest");
     let content::Discovered {
         sources,
         assets: content_assets,
         section_indexes,
-    } = content::discover(site_dir).map_err(ContentErrors)?;
+    } = discovered.map_err(ContentErrors)?;
     // Sections' `_index.md` files are few and small: read whole each build, and part of
     // every output's signature (they order and title the lists).
     let section_metas =
@@ -208,6 +207,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     } else {
         (String::new(), None)
     };
+    timings.mark("sections, key");
     let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
@@ -219,17 +219,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .finish();
     // Posts waiting for their date, as the index knows them: when one comes due, the inputs
     // differ and the site is built again though no file changed.
-    let mut held: Vec<&PathBuf> = index
-        .sources
-        .iter()
-        .filter(|(_, e)| {
-            !options.future
-                && e.lite.kind == content::DocumentKind::Post
-                && e.lite.date.is_some_and(|d| d > now)
-        })
-        .map(|(path, _)| path)
-        .collect();
-    held.sort();
+    let held: Vec<&PathBuf> = match &quick {
+        Some(quick) if !options.future => quick.held(now),
+        _ => Vec::new(),
+    };
     let common_with_held = Sig::new("held").with(common).with(&held).finish();
     let inputs = inputs_sig(
         common_with_held,
@@ -242,17 +235,29 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         site_dir,
     );
 
+    timings.mark("inputs signature");
+    // Every source's size and time, once: for the no-change test, then for loading.
+    let stats: Vec<std::io::Result<(u64, index::Stamp)>> = sources
+        .par_iter()
+        .map(|source| {
+            let meta = std::fs::metadata(site_dir.join(&source.path))?;
+            Ok((meta.len(), meta.modified().map(stamp).unwrap_or_default()))
+        })
+        .collect();
     // Nothing changed: the last build's report, without building the site.
     let store_present = fediverse && site_dir.join(&config.inbox.store).exists();
     if !options.dry_run
         && !options.remote_interactions
         && !store_present
         && key_source != Some(SiteKeySource::Generated)
-        && index.inputs == inputs
-        && !index.outputs.is_empty()
-        && sources_unchanged(site_dir, &sources, &index)
+        && quick.as_ref().is_some_and(|quick| {
+            quick.inputs == inputs
+                && quick.has_outputs
+                && quick.out_id == index::folder_id(&options.out_dir)
+                && sources_unchanged(site_dir, &sources, &stats, quick)
+        })
     {
-        if let Some(last) = &index.last {
+        if let Some(last) = quick.as_ref().and_then(|q| q.last.as_ref()) {
             let report = BuildReport {
                 html_pages: last.html_pages,
                 posts: last.posts,
@@ -279,18 +284,53 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 accepted,
                 ..report
             };
-            state.index = Some(index);
+            timings.mark("no-change test");
+            state.index = kept;
             return Ok(report);
         }
     }
 
+    timings.mark("no-change test");
+    drop(quick);
+    let mut index = match kept {
+        _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
+        Some(kept) => kept,
+        None if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
+        None => BuildIndex::new(&options.out_dir, &style),
+    };
+    if index.out_id != index::folder_id(&options.out_dir) {
+        index.outputs.clear();
+    }
+    // Builds before the index listed their outputs in the output folder itself.
+    let legacy = index.outputs.is_empty() && !options.dry_run;
+    if legacy {
+        for path in render::output::legacy_manifest(&options.out_dir) {
+            index.outputs.insert(
+                path,
+                OutputEntry {
+                    sig: None,
+                    hash: None,
+                },
+            );
+        }
+    }
+    timings.mark("index load");
     // Sources: reuse what the index knows, parse the rest.
     spinner.message("Reading content");
-    let loaded = load_sources(site_dir, &sources, &index, highlighter)?;
+    // The index's entries are moved, not copied: the index gets today's entries back.
+    let index_sources_len = index.sources.len();
+    let mut known_entries = std::mem::take(&mut index.sources);
+    let known: Vec<Option<SourceEntry>> = sources
+        .iter()
+        .map(|s| known_entries.remove(&s.path))
+        .collect();
+    drop(known_entries);
+    let loaded = load_sources(site_dir, &sources, stats, known, highlighter)?;
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
     let mut entries: HashMap<PathBuf, SourceEntry> = HashMap::with_capacity(loaded.len());
-    let mut full: HashMap<PathBuf, Document> = HashMap::new();
+    // Sources whose document in the site has its body (parsed now or read for rendering).
+    let mut full: HashSet<PathBuf> = HashSet::new();
     let mut reparsed: HashSet<PathBuf> = HashSet::new();
     let mut documents = Vec::with_capacity(loaded.len());
     for (mut l, source) in loaded.into_iter().zip(&sources) {
@@ -298,15 +338,29 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         match l.full {
             Some(mut doc) => {
                 doc.assets = source.assets.clone();
-                documents.push(doc.clone());
+                documents.push(doc);
                 reparsed.insert(source.path.clone());
-                full.insert(source.path.clone(), doc);
+                full.insert(source.path.clone());
             }
-            None => documents.push(l.entry.lite.clone()),
+            // The lite document lives in the site while it is built, and goes back into
+            // its entry afterwards (see `restore_lite`).
+            None => match l.entry.lite.take() {
+                Some(lite) => documents.push(lite),
+                None => {
+                    reparsed.insert(source.path.clone());
+                    let mut doc = parse_source(site_dir, source, highlighter)
+                        .map_err(|e| ContentErrors(vec![e]))?
+                        .document;
+                    doc.assets = source.assets.clone();
+                    documents.push(doc);
+                    full.insert(source.path.clone());
+                }
+            },
         }
         entries.insert(source.path.clone(), l.entry);
     }
-    let sources_changed = parsed > 0 || entries.len() != index.sources.len();
+    timings.mark("load sources");
+    let sources_changed = parsed > 0 || entries.len() != index_sources_len;
 
     let mut assets: Vec<Asset> = content_assets
         .into_iter()
@@ -316,20 +370,20 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         })
         .collect();
     assets.extend(statics);
-    let mut site = Site::assemble(
-        site_dir,
-        config,
-        documents,
-        assets,
-        LoadOptions {
-            drafts: options.drafts,
-            hold_after: (!options.future).then_some(now),
-        },
-    )?;
+    let load_options = LoadOptions {
+        drafts: options.drafts,
+        hold_after: (!options.future).then_some(now),
+    };
+    // Documents left out of the site go straight back into their entries.
+    let (documents, left_out): (Vec<Document>, Vec<Document>) =
+        documents.into_iter().partition(|d| load_options.keeps(d));
+    restore_lite(&mut entries, left_out, &full);
+    let mut site = Site::assemble(site_dir, config, documents, assets, load_options)?;
     site.parsed = parsed;
     site.reused = sources.len() - parsed;
     site.set_sections(&section_metas);
 
+    timings.mark("assemble site");
     let interactions = if options.remote_interactions {
         remote_interactions(&site.config)?
     } else {
@@ -352,6 +406,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             .push_str(&federation::hostrules::netlify::alias_lines(&aliases));
     }
 
+    timings.mark("interactions, fed plan");
     // Signatures.
     let views = Views::new(&site, &interactions);
     let html_global = Sig::new("html")
@@ -359,12 +414,21 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .with(theme.fingerprint)
         .bytes(&serde_json::to_vec(views.globals()).unwrap_or_default())
         .finish();
+    // Per document: the signature of what lists show of it (without the fields that
+    // change with every edit unless the theme reads them), and of all of it.
+    let volatile = theme.volatile;
     let sigs_of = |docs: &[Document]| -> Vec<(u64, u64)> {
         docs.iter()
             .map(|d| {
-                entries
-                    .get(&d.source)
-                    .map_or((0, 0), |e| (e.lite_sig, e.full_sig))
+                entries.get(&d.source).map_or((0, 0), |e| {
+                    let listed = Sig::new("list")
+                        .with(e.listed_sig)
+                        .with(volatile.word_count.then_some(d.word_count))
+                        .with(volatile.reading_minutes.then_some(d.reading_minutes))
+                        .with(volatile.source_hash.then_some(&d.source_hash))
+                        .finish();
+                    (listed, e.full_sig)
+                })
             })
             .collect()
     };
@@ -543,6 +607,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             work: Work::Bytes(file.text.into_bytes()),
         });
     }
+    timings.mark("plan");
     check_paths(&plan, &site, &theme)?;
     let output_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
     let no_links = content::PageLinks::default();
@@ -555,6 +620,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         &theme.anchors,
     )?;
 
+    timings.mark("check paths, links");
     // What must be rendered, and the bodies it needs.
     let dirty: Vec<usize> = (0..plan.len())
         .filter(|&i| {
@@ -587,8 +653,9 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .iter()
         .map(|&i| &site.posts[i])
         .chain(need_pages.iter().map(|&i| &site.pages[i]))
-        .filter(|d| !full.contains_key(&d.source))
+        .filter(|d| !full.contains(&d.source))
         .collect();
+    let missing_count = missing.len();
     let sources_by_path: HashMap<&Path, &SourceFile> =
         sources.iter().map(|s| (s.path.as_path(), s)).collect();
     let bodies: Vec<Result<Document, ContentError>> = missing
@@ -606,16 +673,32 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             Ok(doc)
         })
         .collect();
-    for body in bodies {
-        let doc = body.map_err(|e| ContentErrors(vec![e]))?;
-        full.insert(doc.source.clone(), doc);
-    }
-    for doc in site.posts.iter_mut().chain(site.pages.iter_mut()) {
-        if let Some(body) = full.get(&doc.source) {
-            *doc = body.clone();
+    let mut bodies: HashMap<PathBuf, Document> = bodies
+        .into_iter()
+        .map(|body| body.map(|doc| (doc.source.clone(), doc)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ContentErrors(vec![e]))?;
+    if !bodies.is_empty() {
+        for doc in site.posts.iter_mut().chain(site.pages.iter_mut()) {
+            if let Some(body) = bodies.remove(&doc.source) {
+                full.insert(doc.source.clone());
+                *doc = body;
+            }
         }
     }
 
+    timings.note(|| {
+        let mut shown: Vec<&str> = dirty.iter().map(|&i| plan[i].path.as_str()).collect();
+        shown.truncate(40);
+        format!(
+            "{} of {} outputs to render, {} bodies read: {}",
+            dirty.len(),
+            plan.len(),
+            missing_count,
+            shown.join(" ")
+        )
+    });
+    timings.mark("dirty, bodies");
     // Warnings: stored per post, recomputed for the posts read whole this time.
     let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
     let mut warnings = if fediverse {
@@ -634,7 +717,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             // A post's warnings depend on it and the config alone: stored ones hold until
             // either changes (a config change re-reads every post, for its object).
             let recheck = reparsed.contains(&post.source) || index.warnings_for != common;
-            if recheck && full.contains_key(&post.source) {
+            if recheck && full.contains(&post.source) {
                 let one = std::slice::from_ref(post);
                 let lasting = own(federation::check::check_site(&site.config, one, &none));
                 if let Some(entry) = entries.get_mut(&post.source) {
@@ -660,6 +743,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     lasting_warnings.extend(notes.iter().cloned());
     warnings.extend(notes);
 
+    timings.mark("warnings");
     // Render the dirty outputs and write those whose bytes changed.
     spinner.message("Rendering and writing");
     let render_one = |planned: &Planned| -> anyhow::Result<Option<Vec<u8>>> {
@@ -766,6 +850,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             }
             keep_clean_outputs(&plan, &index, &mut new_outputs);
             index.outputs = new_outputs;
+            restore_lite(&mut entries, site_documents(&mut site), &full);
             index.sources = entries;
             // The next build must not take the last report for its own.
             index.last = None;
@@ -778,42 +863,25 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             let _ = std::fs::remove_file(out_dir.join(render::MANIFEST));
         }
     }
+    timings.mark("render, write");
     keep_clean_outputs(&plan, &index, &mut new_outputs);
     write.unchanged = plan.len() - write.written;
 
     spinner.finish();
     let html_pages =
         site.home_page_count() + site.posts.len() + site.pages.len() + site.tags.len() + 2;
+    let (posts, pages, tags, reused) = (
+        site.posts.len(),
+        site.pages.len(),
+        site.tags.len(),
+        site.reused,
+    );
     let changed = sources_changed
         || rehashed
         || write.written > 0
         || write.removed > 0
         || dirty.iter().any(|&i| plan[i].sig.is_some());
     if !options.dry_run {
-        index.outputs = new_outputs;
-        index.sources = entries;
-        let last = index::LastBuild {
-            html_pages,
-            posts: site.posts.len(),
-            pages: site.pages.len(),
-            tags: site.tags.len(),
-            files: plan.len(),
-            warnings: lasting_warnings,
-        };
-        let changed = changed || index.inputs != inputs;
-        index.inputs = inputs;
-        index.last = Some(last);
-        index.warnings_for = common;
-        if state.persist && changed {
-            // Older versions kept one cache file per document there; the index replaces it.
-            let legacy_cache = site_dir.join(".relais/cache");
-            if legacy_cache.is_dir() {
-                let _ = std::fs::remove_dir_all(legacy_cache);
-            }
-            if let Err(err) = index.save(&index_path) {
-                eprintln!("warning: cannot save {}: {err}", index_path.display());
-            }
-        }
         // A build for another base_url (serve) has other object ids: it must not replace
         // the state the next real build compares with.
         let state_file = site_dir.join(federation::check::STATE_FILE);
@@ -831,6 +899,33 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 );
             }
         }
+        timings.mark("federation state");
+        index.outputs = new_outputs;
+        restore_lite(&mut entries, site_documents(&mut site), &full);
+        index.sources = entries;
+        let last = index::LastBuild {
+            html_pages,
+            posts,
+            pages,
+            tags,
+            files: plan.len(),
+            warnings: lasting_warnings,
+        };
+        let changed = changed || index.inputs != inputs;
+        index.inputs = inputs;
+        index.last = Some(last);
+        index.warnings_for = common;
+        if state.persist && changed {
+            // Older versions kept one cache file per document there; the index replaces it.
+            let legacy_cache = site_dir.join(".relais/cache");
+            if legacy_cache.is_dir() {
+                let _ = std::fs::remove_dir_all(legacy_cache);
+            }
+            if let Err(err) = index.save(&index_path) {
+                eprintln!("warning: cannot save {}: {err}", index_path.display());
+            }
+        }
+        timings.mark("index save");
         state.index = Some(index);
     }
 
@@ -839,22 +934,45 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         warnings,
         accepted,
         key_source,
-        html_pages: site.home_page_count()
-            + site.posts.len()
-            + site.pages.len()
-            + site.tags.len()
-            + 2,
-        posts: site.posts.len(),
-        pages: site.pages.len(),
-        tags: site.tags.len(),
+        html_pages,
+        posts,
+        pages,
+        tags,
         parsed,
-        reused: site.reused,
+        reused,
         files: plan.len(),
         rendered: dirty.len(),
         write,
         elapsed: started.elapsed(),
         out_dir: options.out_dir.clone(),
     })
+}
+
+/// The site's documents, taken out of it (the site is not used after).
+fn site_documents(site: &mut Site) -> Vec<Document> {
+    let mut docs = std::mem::take(&mut site.posts);
+    docs.append(&mut site.pages);
+    docs
+}
+
+/// Gives documents lent to the site back to their entries; those read whole (`full`)
+/// are cut to their lite form first.
+fn restore_lite(
+    entries: &mut HashMap<PathBuf, SourceEntry>,
+    docs: Vec<Document>,
+    full: &HashSet<PathBuf>,
+) {
+    for doc in docs {
+        if let Some(entry) = entries.get_mut(&doc.source) {
+            if entry.lite.is_none() {
+                entry.lite = Some(if full.contains(&doc.source) {
+                    index::lite(&doc)
+                } else {
+                    doc
+                });
+            }
+        }
+    }
 }
 
 /// Signature of the inputs other than the sources' bytes: options, config, theme, key, and
@@ -910,18 +1028,22 @@ fn inputs_sig(
 }
 
 /// Whether every source is the one the index knows, by size and time alone.
-fn sources_unchanged(site_dir: &Path, sources: &[SourceFile], index: &BuildIndex) -> bool {
-    sources.len() == index.sources.len()
-        && sources.par_iter().all(|source| {
-            let Some(entry) = index.sources.get(&source.path) else {
+fn sources_unchanged(
+    site_dir: &Path,
+    sources: &[SourceFile],
+    stats: &[std::io::Result<(u64, index::Stamp)>],
+    quick: &index::Quick,
+) -> bool {
+    sources.len() == quick.sources.len()
+        && sources.par_iter().zip(stats).all(|(source, stat)| {
+            let Some(entry) = quick.sources.get(&source.path) else {
                 return false;
             };
-            let Ok(meta) = std::fs::metadata(site_dir.join(&source.path)) else {
+            let Ok((size, modified)) = stat else {
                 return false;
             };
-            let modified = meta.modified().map(stamp).unwrap_or_default();
-            entry.trusted(meta.len(), modified)
-                && entry.lite.assets == source.assets
+            entry.trusted(*size, *modified)
+                && entry.assets == source.assets
                 && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
         })
 }
@@ -952,37 +1074,36 @@ struct LoadedSource {
 fn load_sources(
     site_dir: &Path,
     sources: &[SourceFile],
-    index: &BuildIndex,
+    stats: Vec<std::io::Result<(u64, index::Stamp)>>,
+    known: Vec<Option<SourceEntry>>,
     highlighter: &Highlighter,
 ) -> Result<Vec<LoadedSource>, ContentErrors> {
     let results: Vec<Result<LoadedSource, ContentError>> = sources
         .par_iter()
-        .map(|source| {
+        .zip(stats)
+        .zip(known)
+        .map(|((source, stat), known)| {
             let full_path = site_dir.join(&source.path);
             let read_error = |e: std::io::Error| ContentError::Read {
                 path: source.path.clone(),
                 source: e,
             };
-            let meta = std::fs::metadata(&full_path).map_err(read_error)?;
-            let modified = meta.modified().map(stamp).unwrap_or_default();
-            let known = index
-                .sources
-                .get(&source.path)
-                .filter(|e| e.local_files.iter().all(|f| site_dir.join(f).is_file()));
-            if let Some(entry) = known {
-                if entry.trusted(meta.len(), modified) {
+            let (size, modified) = stat.map_err(read_error)?;
+            let known = known.filter(|e| e.local_files.iter().all(|f| site_dir.join(f).is_file()));
+            let known = match known {
+                Some(entry) if entry.trusted(size, modified) => {
                     return Ok(LoadedSource {
-                        entry: entry.clone(),
+                        entry,
                         full: None,
                         rehashed: false,
                     });
                 }
-            }
+                other => other,
+            };
             let now = stamp(std::time::SystemTime::now());
             let bytes = std::fs::read(&full_path).map_err(read_error)?;
             let hash = content::hex_sha256(&bytes);
-            if let Some(entry) = known.filter(|e| e.hash == hash) {
-                let mut entry = entry.clone();
+            if let Some(mut entry) = known.filter(|e| e.hash == hash) {
                 entry.size = bytes.len() as u64;
                 entry.modified = modified;
                 entry.verified = now;

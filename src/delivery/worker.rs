@@ -364,6 +364,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         let mut busy: HashMap<String, usize> = HashMap::new();
         let mut answered: Vec<Sent> = Vec::new();
         let mut finished: Vec<FinishedDelivery> = Vec::new();
+        let mut reported = 0;
         let mut last_prune: Option<i64> = None;
         let mut bodies = Bodies::default();
         let lease_secs = self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
@@ -387,15 +388,30 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                     host_signal,
                 });
             }
-            for done in &finished {
+            // `finished` may be carried over a few turns: each is reported once.
+            for done in &finished[reported..] {
                 summary.count(&done.attempt);
                 on_finish(done);
             }
+            reported = finished.len();
             let free = if stopping {
                 0
             } else {
                 self.options.concurrency.saturating_sub(tasks.len())
             };
+            // One transaction records what finished and claims what is due. Done after
+            // every answer, it costs a queue scan per request: while requests are in
+            // flight it waits until a quarter of the slots (or of the answers) is free.
+            let batch = (self.options.concurrency / 4).max(1);
+            if !tasks.is_empty() && free < batch && finished.len() < batch {
+                tokio::select! {
+                    Some(joined) = tasks.join_next_with_id() => {
+                        collect(joined, &mut hosts_of_tasks, &mut busy, &mut answered);
+                    }
+                    () = &mut shutdown, if !stopping => stopping = true,
+                }
+                continue;
+            }
             let busy_hosts: Vec<(String, usize)> =
                 busy.iter().map(|(h, n)| (h.clone(), *n)).collect();
             let request = ClaimRequest {
@@ -410,6 +426,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 .store
                 .finish_and_claim(&finished, now, Some(&request))?;
             finished.clear();
+            reported = 0;
             for mut delivery in claimed {
                 if delivery.host_cooling {
                     finished.push(self.cool_off(delivery, now));

@@ -126,6 +126,42 @@ pub struct Theme {
     /// Hash of the theme name and every template's name, origin and text: an incremental
     /// build re-renders every page when it changes.
     pub fingerprint: u64,
+    /// Which document fields that change with almost every edit the templates may read.
+    pub volatile: VolatileFields,
+}
+
+/// Document fields that change with almost every edit of a post. A list page need not be
+/// rendered again for them when no template can read them: the incremental build leaves
+/// them out of list signatures then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VolatileFields {
+    pub word_count: bool,
+    pub reading_minutes: bool,
+    pub source_hash: bool,
+}
+
+impl VolatileFields {
+    /// Conservative: a field counts as read when its name appears in any template, and
+    /// every field does when a template could reach fields without naming them
+    /// (`json_encode`, `get(`, a `for key, value` loop over a map, the raw context).
+    fn of<'a>(texts: impl Iterator<Item = &'a str> + Clone) -> VolatileFields {
+        let generic = texts.clone().any(|t| {
+            t.contains("json_encode")
+                || t.contains("get(")
+                || t.contains("__tera_context")
+                || t.split("{%").skip(1).any(|tag| {
+                    let tag = tag.split("%}").next().unwrap_or_default();
+                    let tag = tag.trim_start_matches('-').trim_start();
+                    tag.starts_with("for") && tag.contains(',')
+                })
+        });
+        let named = |field: &str| generic || texts.clone().any(|t| t.contains(field));
+        VolatileFields {
+            word_count: named("word_count"),
+            reading_minutes: named("reading_minutes"),
+            source_hash: named("source_hash"),
+        }
+    }
 }
 
 struct TemplateSource {
@@ -207,11 +243,13 @@ impl Theme {
             .flat_map(|t| crate::content::html_ids(&t.text))
             .filter(|id| !id.contains(['{', '}']))
             .collect();
+        let volatile = VolatileFields::of(templates.values().map(|t| t.text.as_str()));
         Ok(Theme {
             name: config.theme.clone(),
             tera,
             anchors,
             fingerprint,
+            volatile,
             origins: templates
                 .into_iter()
                 .map(|(name, t)| (name, t.origin))
@@ -384,6 +422,24 @@ fn compact(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volatile_fields_are_read_when_named_or_reachable() {
+        let plain =
+            "{%- for post in posts %}{{ post.title }}, {{ post.reading_minutes }}{% endfor %}";
+        let fields = VolatileFields::of([plain].into_iter());
+        assert!(fields.reading_minutes);
+        assert!(!fields.word_count && !fields.source_hash);
+        for generic in [
+            "{{ post | json_encode() }}",
+            "{{ post | get(key=\"word_count\") }}",
+            "{% for key, value in post %}{{ value }}{% endfor %}",
+            "{{ __tera_context }}",
+        ] {
+            let fields = VolatileFields::of([plain, generic].into_iter());
+            assert!(fields.word_count && fields.source_hash, "{generic}");
+        }
+    }
     use std::fs;
 
     fn config(theme: &str) -> SiteConfig {

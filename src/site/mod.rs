@@ -71,6 +71,15 @@ pub struct LoadOptions {
     pub hold_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl LoadOptions {
+    /// Whether `doc` is part of the site: not a draft left out, not a post held back.
+    pub fn keeps(&self, doc: &Document) -> bool {
+        (self.drafts || !doc.draft)
+            && (doc.kind != DocumentKind::Post
+                || !matches!((self.hold_after, doc.date), (Some(now), Some(date)) if date > now))
+    }
+}
+
 /// A whole site, ready to render.
 #[derive(Debug)]
 pub struct Site {
@@ -125,14 +134,7 @@ impl Site {
         mut assets: Vec<Asset>,
         options: LoadOptions,
     ) -> Result<Site, SiteError> {
-        let documents: Vec<Document> = documents
-            .into_iter()
-            .filter(|d| options.drafts || !d.draft)
-            .filter(|d| {
-                d.kind != DocumentKind::Post
-                    || !matches!((options.hold_after, d.date), (Some(now), Some(date)) if date > now)
-            })
-            .collect();
+        let documents: Vec<Document> = documents.into_iter().filter(|d| options.keeps(d)).collect();
 
         let mut owners: HashMap<String, PathBuf> = HashMap::new();
         for doc in &documents {
