@@ -172,6 +172,8 @@ pub struct FediverseConfig {
     pub outbox_page_size: usize,
     /// Who may quote posts, unless a post's front matter says otherwise.
     pub quotes: QuotePolicy,
+    /// The account the site actor moved to (`relais move` sets it): published as `movedTo`.
+    pub moved_to: Option<String>,
 }
 
 impl Default for FediverseConfig {
@@ -197,6 +199,7 @@ impl Default for FediverseConfig {
             pinned: Vec::new(),
             outbox_page_size: 20,
             quotes: QuotePolicy::Public,
+            moved_to: None,
         }
     }
 }
@@ -574,6 +577,16 @@ impl SiteConfig {
         if let Some(inbox) = &self.fediverse.inbox_url {
             url::Url::parse(inbox)
                 .map_err(|e| invalid(format!("fediverse.inbox_url {inbox:?} is not a URL: {e}")))?;
+        }
+        if let Some(target) = &self.fediverse.moved_to {
+            match url::Url::parse(target) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "fediverse.moved_to {target:?} is not the http(s) id of an actor"
+                    )))
+                }
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 pub mod fanout;
 pub mod load;
+pub mod moving;
 pub mod plan;
 pub mod worker;
 

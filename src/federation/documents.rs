@@ -58,6 +58,8 @@ pub struct ActorProfile {
     pub icon: Option<String>,
     pub image: Option<String>,
     pub also_known_as: Vec<String>,
+    /// The account this actor moved to (`Move` sent by `relais move`).
+    pub moved_to: Option<String>,
     pub profile_links: Vec<ProfileLink>,
 }
 
@@ -80,6 +82,7 @@ pub fn actors(config: &SiteConfig) -> Vec<ActorProfile> {
         icon: fedi.icon.as_deref().map(|p| config.absolute(p)),
         image: fedi.image.as_deref().map(|p| config.absolute(p)),
         also_known_as: fedi.also_known_as.clone(),
+        moved_to: fedi.moved_to.clone(),
         profile_links: fedi.profile_links.clone(),
     }];
     actors.extend(config.authors.iter().filter(|a| a.actor).map(|a| {
@@ -96,6 +99,7 @@ pub fn actors(config: &SiteConfig) -> Vec<ActorProfile> {
             icon: a.avatar.as_deref().map(|p| config.absolute(p)),
             image: None,
             also_known_as: a.also_known_as.clone(),
+            moved_to: None,
             profile_links: a.profile_links.clone(),
         }
     }));
@@ -185,6 +189,9 @@ pub fn actor_document(
     }
     if !actor.also_known_as.is_empty() {
         obj.insert("alsoKnownAs".into(), json!(actor.also_known_as));
+    }
+    if let Some(target) = &actor.moved_to {
+        obj.insert("movedTo".into(), json!(target));
     }
     doc
 }

@@ -11,6 +11,7 @@ mod actors;
 mod blocks;
 mod followers;
 mod interactions;
+mod moves;
 pub mod queue;
 mod quotes;
 mod reactions;
@@ -30,6 +31,7 @@ pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
 pub use followers::{FollowState, Follower, NewFollower};
+pub use moves::{AccountMove, MoveDirection, MovedFollowers};
 pub use quotes::QuoteAuthorization;
 pub use reactions::ReactionKind;
 pub use replies::{NewReply, ReplyState, StoredReply};
@@ -161,6 +163,23 @@ CREATE TABLE quote_authorizations (
     UNIQUE (quote_id, post_id)
 );
 CREATE INDEX quote_authorizations_by_post ON quote_authorizations (post_id);
+"#,
+    r#"
+CREATE TABLE account_moves (
+    actor_name TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    origin TEXT NOT NULL,
+    target TEXT NOT NULL,
+    moved_at TEXT NOT NULL,
+    PRIMARY KEY (actor_name, direction, origin)
+);
+CREATE TABLE moved_followers (
+    actor_name TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    followed_at TEXT NOT NULL,
+    PRIMARY KEY (actor_name, follower_id)
+);
 "#,
 ];
 
