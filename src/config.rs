@@ -59,6 +59,10 @@ pub struct SiteConfig {
     /// Free-form values handed to templates as `config.extra`.
     #[serde(default)]
     pub extra: toml::Table,
+    /// What `relais build` resolved of the posts' replies and mentions
+    /// (`.relais/resolved.json`, read by `load`); not a configuration key.
+    #[serde(skip)]
+    pub resolved: std::sync::Arc<crate::federation::mentions::Resolved>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -474,7 +478,10 @@ impl SiteConfig {
                 }
             }
         })?;
-        SiteConfig::parse(&text, &path)
+        let mut config = SiteConfig::parse(&text, &path)?;
+        config.resolved =
+            std::sync::Arc::new(crate::federation::mentions::Resolved::load(site_dir));
+        Ok(config)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {

@@ -27,7 +27,7 @@ use crate::config::SiteConfig;
 use crate::federation::fetch::{FederationClient, Validators};
 use crate::federation::keys::PrivateKey;
 use crate::federation::urls::Urls;
-use crate::store::queue::QueuedActivity;
+use crate::store::queue::{QueuedActivity, Recipient};
 use crate::store::{Store, StoreError};
 use fanout::FollowerIndex;
 
@@ -142,8 +142,17 @@ pub fn plan_and_enqueue(
             let index = FollowerIndex::new(&followers);
             let at = now.timestamp();
             for activity in plan.activities {
+                let mut recipients = index.recipients(&activity.audience);
+                for inbox in addressed_inboxes(config, &activity.json) {
+                    if !recipients.iter().any(|r| r.inbox == inbox) {
+                        recipients.push(Recipient {
+                            inbox,
+                            follower_id: None,
+                        });
+                    }
+                }
                 let queued = QueuedActivity {
-                    recipients: index.recipients(&activity.audience),
+                    recipients,
                     activity_id: activity.id,
                     object_id: Some(activity.object_id),
                     actor_name: activity.actor_name,
@@ -157,6 +166,24 @@ pub fn plan_and_enqueue(
         }
         Ok(Ok(report))
     })?
+}
+
+/// The inboxes of the accounts a post replies to or mentions (its object's `cc` beyond our
+/// followers), as `relais build` resolved them: they receive the post like followers.
+fn addressed_inboxes(config: &SiteConfig, activity: &serde_json::Value) -> Vec<String> {
+    let cc = activity["object"]["cc"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut inboxes: Vec<String> = cc
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|id| config.resolved.by_actor(id))
+        .map(|a| a.shared_inbox.clone().unwrap_or_else(|| a.inbox.clone()))
+        .collect();
+    inboxes.sort();
+    inboxes.dedup();
+    inboxes
 }
 
 /// Publishes what the live site at `base_url` changed: reads its outboxes over HTTP

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
+use crate::federation::mentions;
 use crate::federation::urls::Urls;
 use crate::site::feeds::absolutize;
 
@@ -384,6 +385,18 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
         ObjectType::Note => note_content(config, urls, post),
         ObjectType::Article => federated_html(config, &post.content),
     };
+    // Replies and mentions, as `relais build` resolved them beforehand.
+    let (content, mut addressed) = mentions::link_mentions(&content, &config.resolved);
+    let reply_to = post
+        .in_reply_to
+        .as_ref()
+        .map(|url| (url, config.resolved.replies.get(url)));
+    if let Some((_, Some(target))) = reply_to {
+        if !addressed.iter().any(|a| a.id == target.author.id) {
+            addressed.insert(0, &target.author);
+        }
+    }
+    tags.extend(addressed.iter().map(|a| mentions::mention_tag(a)));
     let mut object = Map::new();
     object.insert("id".into(), json!(id));
     object.insert(
@@ -399,7 +412,13 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     if actor != config.fediverse.username {
         cc.push(urls.followers(&config.fediverse.username));
     }
+    cc.extend(addressed.iter().map(|a| a.id.clone()));
     object.insert("cc".into(), json!(cc));
+    if let Some((url, target)) = reply_to {
+        // Unresolved: the URL as written, which its server may still recognise.
+        let id = target.map_or(url.as_str(), |t| t.id.as_str());
+        object.insert("inReplyTo".into(), json!(id));
+    }
     object.insert("url".into(), json!(permalink));
     if let Some(date) = &post.date {
         object.insert("published".into(), json!(rfc3339(date)));
@@ -811,6 +830,7 @@ pub(crate) mod tests {
             content_warning: None,
             federate_as: None,
             quotes: None,
+            in_reply_to: None,
             content: "<p>Hello <em>world</em>.</p>".into(),
             text: "Hello world.".into(),
             images: vec![ImageRef {
