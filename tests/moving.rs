@@ -7,129 +7,14 @@
 mod common;
 mod loopback_peer;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use loopback_peer::{Peer, GUARD, PEER_KEY};
+use loopback_peer::{Blog, Peer, PEER_KEY};
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
-use relais::store::Store;
 use serde_json::{json, Value};
-
-const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
-
-/// A site served by a running `relais inbox` at its own `base_url`, killed on drop.
-struct Blog {
-    dir: tempfile::TempDir,
-    base: String,
-    child: Child,
-}
-
-impl Drop for Blog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Blog {
-    async fn start(fediverse_extra: &str) -> Blog {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!(
-                "title = \"Moving blog\"\nbase_url = \"{base}\"\n\
-                 [fediverse]\ninbox_url = \"{base}\"\n{fediverse_extra}\n\
-                 [inbox]\nlisten = \"127.0.0.1:{port}\"\nallow_private_addresses = true\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
-        common::write(
-            dir.path(),
-            "content/posts/hello.md",
-            "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
-        );
-        common::build_site(dir.path());
-        let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["inbox", "--site"])
-            .arg(dir.path())
-            .env("RUST_LOG", "relais=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let blog = Blog { dir, base, child };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + GUARD;
-        loop {
-            let ready = client.get(format!("{}/healthz", blog.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{}", blog.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        blog
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn actor(&self) -> String {
-        format!("{}/ap/users/blog.json", self.base)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path().join("inbox.log")).unwrap_or_default()
-    }
-
-    fn store(&self) -> Store {
-        Store::open(&self.path().join("relais.db")).unwrap()
-    }
-
-    fn followers(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .store()
-            .followers(None)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.follower_id)
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    async fn wait_for_followers(&self, expected: &[String]) {
-        let mut expected = expected.to_vec();
-        expected.sort();
-        let deadline = tokio::time::Instant::now() + GUARD;
-        while self.followers() != expected {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "followers {:?}, expected {expected:?}:\n{}",
-                self.followers(),
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn relais(&self, command: &str, extra: &[&str]) -> std::process::Output {
-        common::relais_on(command, self.path(), extra)
-    }
-}
 
 /// Mastodon's `MoveSerializer` shape, signed by the moving account (a peer user).
 async fn send_move(from: &Peer, user: &str, target: &str, to_inbox: &str) {

@@ -111,6 +111,10 @@ pub struct Note {
     pub updated: Option<DateTime<Utc>>,
     /// Addressed to `as:Public` (public or unlisted); anything else is a private message.
     pub public: bool,
+    /// The post it quotes: FEP-044f `quote`, else `quoteUri` or Misskey's `_misskey_quote`.
+    pub quote: Option<String>,
+    /// The `QuoteAuthorization` stamp it shows (`quoteAuthorization`).
+    pub quote_authorization: Option<String>,
 }
 
 /// The id of a link or embedded object.
@@ -213,6 +217,14 @@ fn note(object: &Value) -> Option<Note> {
         published: time(object, "published"),
         updated: time(object, "updated"),
         public: addressed_publicly(object),
+        quote: ["quote", "quoteUri", "_misskey_quote"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(id_of))
+            .map(str::to_string),
+        quote_authorization: object
+            .get("quoteAuthorization")
+            .and_then(id_of)
+            .map(str::to_string),
     })
 }
 

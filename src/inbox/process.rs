@@ -210,6 +210,8 @@ fn apply_once(
         Kind::Delete { object } => {
             if store.delete_reply(object, actor)? {
                 Ok(Outcome::Done("reply deleted"))
+            } else if store.remove_received_quote(object, actor)? {
+                Ok(Outcome::Done("quote deleted"))
             } else {
                 ignored(format!("{object} is no reply of {actor}"))
             }
@@ -569,7 +571,14 @@ fn create(
     if !note.public {
         return ignored(format!("{} is not public", note.id));
     }
+    let quoted = match note.quote.as_deref() {
+        Some(post) if site.is_our_post(post) => Some(quote(site, store, sender, note, post)?),
+        _ => None,
+    };
     let Some(parent) = note.in_reply_to.as_deref() else {
+        if let Some(outcome) = quoted {
+            return Ok(outcome);
+        }
         return ignored(format!("{} answers nothing", note.id));
     };
     let root = if site.is_our_post(parent) {
@@ -613,6 +622,41 @@ fn create(
         }))
     } else {
         ignored(format!("{} is already stored", note.id))
+    }
+}
+
+/// A quote of our post `post`: kept (shown as "quoted by") when we authorized exactly this
+/// post of this actor to quote it, and the stamp it shows, if any, is ours for it.
+fn quote(
+    site: &Site,
+    store: &Store,
+    sender: &RemoteActor,
+    note: &Note,
+    post: &str,
+) -> Result<Outcome, StoreError> {
+    let Some(auth) = store.quote_authorization_for(&note.id, post, &sender.id)? else {
+        return ignored(format!(
+            "{} quotes {post} without our authorization",
+            note.id
+        ));
+    };
+    let stamp = site.urls.quote_authorization(&auth.token);
+    if note
+        .quote_authorization
+        .as_deref()
+        .is_some_and(|shown| shown != stamp)
+    {
+        return ignored(format!("{} shows another stamp than {stamp}", note.id));
+    }
+    let url = note
+        .url
+        .clone()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .unwrap_or_else(|| note.id.clone());
+    if store.add_received_quote(&auth, &url)? {
+        Ok(Outcome::Done("quote recorded"))
+    } else {
+        ignored(format!("{} is already recorded", note.id))
     }
 }
 

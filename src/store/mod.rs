@@ -180,6 +180,16 @@ CREATE TABLE moved_followers (
     followed_at TEXT NOT NULL,
     PRIMARY KEY (actor_name, follower_id)
 );
+CREATE TABLE received_quotes (
+    quote_id TEXT PRIMARY KEY,
+    actor_id TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    token TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX received_quotes_by_post ON received_quotes (post_id);
 "#,
 ];
 

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::path::Path as FsPath;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,8 +22,10 @@ use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
 };
+use relais::store::Store;
 use serde_json::{json, Map, Value};
 
+const SITE_KEY: &str = include_str!("../fixtures/site_key.pem");
 pub const PEER_KEY: &str = include_str!("../fixtures/alice_key.pem");
 const ACTOR_TEMPLATE: &str = include_str!("../fixtures/mastodon_actor.json");
 const ACCEPT: &str = "application/activity+json, application/ld+json";
@@ -426,5 +430,115 @@ impl Peer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A site served by a running `relais inbox` at its own `base_url`, killed on drop.
+pub struct Blog {
+    dir: tempfile::TempDir,
+    pub base: String,
+    child: Child,
+}
+
+impl Drop for Blog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Blog {
+    pub async fn start(fediverse_extra: &str) -> Blog {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "title = \"Moving blog\"\nbase_url = \"{base}\"\n\
+                 [fediverse]\ninbox_url = \"{base}\"\n{fediverse_extra}\n\
+                 [inbox]\nlisten = \"127.0.0.1:{port}\"\nallow_private_addresses = true\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
+        crate::common::write(
+            dir.path(),
+            "content/posts/hello.md",
+            "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
+        );
+        crate::common::build_site(dir.path());
+        let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["inbox", "--site"])
+            .arg(dir.path())
+            .env("RUST_LOG", "relais=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let blog = Blog { dir, base, child };
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            let ready = client.get(format!("{}/healthz", blog.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}", blog.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        blog
+    }
+
+    pub fn path(&self) -> &FsPath {
+        self.dir.path()
+    }
+
+    pub fn actor(&self) -> String {
+        format!("{}/ap/users/blog.json", self.base)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path().join("inbox.log")).unwrap_or_default()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.path().join("relais.db")).unwrap()
+    }
+
+    pub fn followers(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .store()
+            .followers(None)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.follower_id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub async fn wait_for_followers(&self, expected: &[String]) {
+        let mut expected = expected.to_vec();
+        expected.sort();
+        let deadline = tokio::time::Instant::now() + GUARD;
+        while self.followers() != expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "followers {:?}, expected {expected:?}:\n{}",
+                self.followers(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn relais(&self, command: &str, extra: &[&str]) -> std::process::Output {
+        crate::common::relais_on(command, self.path(), extra)
     }
 }
