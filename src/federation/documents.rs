@@ -198,6 +198,13 @@ pub fn actor_document(
 }
 
 /// WebFinger answer (JRD) for one actor.
+///
+/// It carries no FEP-3b86 intent links (nor OStatus's `subscribe` template): an intent
+/// names the endpoint on the subject's *home server* where that user, signed in, performs
+/// an activity (FEP-3b86 §1 and §3.5). Nobody signs in to relais to follow, like or write
+/// as the blog's actor, and an intent pointing at another server's `authorize_interaction`
+/// would send a reader to act as that server's user instead. Intents matter on the
+/// reader's side: the page's follow and reply buttons read the reader's own WebFinger.
 pub fn webfinger_document(config: &SiteConfig, urls: &Urls, actor: &ActorProfile) -> Value {
     json!({
         "subject": format!("acct:{}@{}", actor.name, config.host()),
@@ -1017,6 +1024,21 @@ pub(crate) mod tests {
             wf["links"][0]["href"],
             "https://blog.example/ap/users/ann.json"
         );
+    }
+
+    #[test]
+    fn webfinger_publishes_no_intent_a_blog_actor_cannot_honour() {
+        let c = config("[fediverse]\nalso_known_as = [\"https://m.example/users/me\"]\nmoved_to = \"https://m.example/users/me\"\n");
+        for actor in actors(&c) {
+            let wf = webfinger_document(&c, &u(&c), &actor);
+            let rels: Vec<&str> = wf["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["rel"].as_str().unwrap())
+                .collect();
+            assert_eq!(rels, vec!["self", "http://webfinger.net/rel/profile-page"]);
+        }
     }
 
     #[test]
