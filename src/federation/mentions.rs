@@ -22,7 +22,7 @@ use crate::federation::signature::SigningKey;
 pub const RESOLVED_FILE: &str = ".relais/resolved.json";
 
 /// A remote account a post addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Account {
     /// Actor id: what `cc` and the `Mention` tag's `href` name.
     pub id: String,
@@ -35,7 +35,7 @@ pub struct Account {
 }
 
 /// The post an `in_reply_to` names, as its server serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReplyTarget {
     /// The object's id (a Mastodon web URL `/@kim/1` resolves to `/users/kim/statuses/1`).
     pub id: String,
@@ -43,7 +43,7 @@ pub struct ReplyTarget {
 }
 
 /// What `refresh` found, read by the build.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resolved {
     /// `user@host` (lowercase) → account.
     #[serde(default)]
