@@ -88,3 +88,70 @@ pub fn revoke(store: &Store, urls: &Urls, changes: &[QuoteChange]) -> Result<usi
     }
     Ok(revoked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewFollower;
+
+    const POST: &str = "https://blog.example/ap/posts/a.json";
+
+    fn grant(store: &Store, who: &str, token: &str) {
+        store.cache_actor(&crate::store::test_actor(who)).unwrap();
+        store
+            .authorize_quote(&QuoteAuthorization {
+                token: token.into(),
+                request_id: format!("{who}#q"),
+                actor_id: who.into(),
+                quote_id: format!("{who}/statuses/1"),
+                post_id: POST.into(),
+                actor_name: "blog".into(),
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn followers_only_keeps_the_followers_quotes_and_tells_the_others() {
+        let urls = Urls::from_base("https://blog.example");
+        let store = Store::open_in_memory().unwrap();
+        let fan = "https://m.example/users/fan";
+        let stranger = "https://n.example/users/stranger";
+        grant(&store, fan, "t-fan");
+        grant(&store, stranger, "t-stranger");
+        store
+            .upsert_follower(&NewFollower {
+                actor_name: "blog",
+                follower: &crate::store::test_actor(fan),
+                follow_activity_id: "f",
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+        let change = QuoteChange {
+            post_id: POST.into(),
+            actor_name: "blog".into(),
+            policy: Some(QuotePolicy::Followers),
+        };
+        assert_eq!(revoke(&store, &urls, &[change.clone()]).unwrap(), 1);
+        assert!(store.quote_authorization("t-fan").unwrap().is_some());
+        assert!(store.quote_authorization("t-stranger").unwrap().is_none());
+        let told = |token: &str| {
+            store
+                .deliveries_of(&format!(
+                    "https://blog.example/ap/quote_authorizations/{token}#delete"
+                ))
+                .unwrap()
+                .into_iter()
+                .map(|d| d.inbox)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(told("t-stranger"), vec!["https://n.example/inbox"]);
+        assert!(told("t-fan").is_empty());
+        // Deleting the post takes back the rest.
+        let deleted = QuoteChange {
+            policy: None,
+            ..change
+        };
+        assert_eq!(revoke(&store, &urls, &[deleted]).unwrap(), 1);
+        assert!(store.quote_authorizations_of(POST).unwrap().is_empty());
+    }
+}

@@ -454,6 +454,37 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_post_names_what_it_quotes_under_any_of_its_keys() {
+        let quoted = |object: Value| {
+            let Kind::Create(note) =
+                Activity::parse(&json!({ "type": "Create", "actor": ALICE, "object": object }))
+                    .unwrap()
+                    .kind
+            else {
+                panic!("not a Create")
+            };
+            (note.quote, note.quote_authorization)
+        };
+        let post = "https://blog.example/ap/posts/a.json";
+        let stamp = "https://blog.example/ap/quote_authorizations/t";
+        assert_eq!(
+            quoted(
+                json!({ "id": "n", "type": "Note", "quote": post, "quoteAuthorization": stamp })
+            ),
+            (Some(post.into()), Some(stamp.into()))
+        );
+        assert_eq!(
+            quoted(json!({ "id": "n", "type": "Note", "_misskey_quote": post })),
+            (Some(post.into()), None)
+        );
+        assert_eq!(
+            quoted(json!({ "id": "n", "type": "Note", "quoteUri": { "id": post } })),
+            (Some(post.into()), None)
+        );
+        assert_eq!(quoted(json!({ "id": "n", "type": "Note" })), (None, None));
+    }
+
+    #[test]
     fn rejects_what_is_not_an_activity() {
         assert_eq!(
             Activity::parse(&json!([1])),
