@@ -131,7 +131,10 @@ mod tests {
             actor_name: "blog".into(),
             policy: Some(QuotePolicy::Followers),
         };
-        assert_eq!(revoke(&store, &urls, &[change.clone()]).unwrap(), 1);
+        assert_eq!(
+            revoke(&store, &urls, std::slice::from_ref(&change)).unwrap(),
+            1
+        );
         assert!(store.quote_authorization("t-fan").unwrap().is_some());
         assert!(store.quote_authorization("t-stranger").unwrap().is_none());
         let told = |token: &str| {
