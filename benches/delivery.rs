@@ -251,6 +251,7 @@ fn write_site(dir: &Path) -> SiteConfig {
         content_warning: None,
         federate_as: None,
         quotes: None,
+        in_reply_to: None,
         content: "<p>A post of a realistic size. ".repeat(40) + "</p>",
         text: "A post of a realistic size. ".repeat(40),
         images: vec![],

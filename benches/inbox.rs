@@ -469,6 +469,7 @@ fn write_site(dir: &Path, base: &str, posts: usize) -> SiteConfig {
         content_warning: None,
         federate_as: None,
         quotes: None,
+        in_reply_to: None,
         content: "<p>A post.</p>".into(),
         text: "A post.".into(),
         images: vec![],

@@ -59,6 +59,10 @@ pub struct SiteConfig {
     /// Free-form values handed to templates as `config.extra`.
     #[serde(default)]
     pub extra: toml::Table,
+    /// What `relais build` resolved of the posts' replies and mentions
+    /// (`.relais/resolved.json`, read by `load`); not a configuration key.
+    #[serde(skip)]
+    pub resolved: std::sync::Arc<crate::federation::mentions::Resolved>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +176,8 @@ pub struct FediverseConfig {
     pub outbox_page_size: usize,
     /// Who may quote posts, unless a post's front matter says otherwise.
     pub quotes: QuotePolicy,
+    /// The account the site actor moved to (`relais move` sets it): published as `movedTo`.
+    pub moved_to: Option<String>,
 }
 
 impl Default for FediverseConfig {
@@ -197,6 +203,7 @@ impl Default for FediverseConfig {
             pinned: Vec::new(),
             outbox_page_size: 20,
             quotes: QuotePolicy::Public,
+            moved_to: None,
         }
     }
 }
@@ -471,7 +478,10 @@ impl SiteConfig {
                 }
             }
         })?;
-        SiteConfig::parse(&text, &path)
+        let mut config = SiteConfig::parse(&text, &path)?;
+        config.resolved =
+            std::sync::Arc::new(crate::federation::mentions::Resolved::load(site_dir));
+        Ok(config)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
@@ -574,6 +584,16 @@ impl SiteConfig {
         if let Some(inbox) = &self.fediverse.inbox_url {
             url::Url::parse(inbox)
                 .map_err(|e| invalid(format!("fediverse.inbox_url {inbox:?} is not a URL: {e}")))?;
+        }
+        if let Some(target) = &self.fediverse.moved_to {
+            match url::Url::parse(target) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => {
+                    return Err(invalid(format!(
+                        "fediverse.moved_to {target:?} is not the http(s) id of an actor"
+                    )))
+                }
+            }
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Interoperability with Fedify, an ActivityPub implementation relais did not write: a blog
 //! built by the real `relais` binary and served by `relais inbox` is followed by a Fedify
-//! account (tests/interop/peer.mjs), publishes, edits and deletes a post, and receives a reply.
+//! account (tests/interop/peer.mjs), publishes, edits and deletes a post, receives a reply,
+//! answers it from Markdown with a mention, and moves to another account (Fedify 1.5 has no
+//! FEP-044f quote requests, so quotes are tested against loopback peers in tests/quotes.rs).
 //! Fedify checks every activity relais sends with its default HTTP signature verification.
 //!
 //! The peer also runs the blog's HTTPS front (tests/interop/front.mjs): WebFinger is
@@ -508,6 +510,65 @@ async fn fedify_follows_receives_and_replies() {
         .await;
     assert_eq!(delete["actor"], actor_id);
     assert_eq!(delete["signedBy"], key_id);
+
+    // 6. The blog answers Alice's reply from Markdown (in_reply_to) and mentions her: the
+    //    build resolves her through Fedify's WebFinger and actor, Fedify reads the reply's
+    //    inReplyTo, cc and Mention tag.
+    let alice_id = format!("{}/users/alice", peer.control);
+    let alice_handle = format!("@alice@{}", peer.control.trim_start_matches("http://"));
+    write(
+        site_dir,
+        "content/posts/answer.md",
+        &format!(
+            "+++\ntitle = \"An answer\"\ndate = {date}\nin_reply_to = \"{note_id}\"\n+++\n\n\
+             Thanks {alice_handle}, answer-token-2d8e.\n"
+        ),
+    );
+    relais(&["build"], site_dir);
+    relais(&["publish"], site_dir);
+    let answer_id = format!("{blog}/ap/posts/answer.json");
+    let answer = control
+        .wait(
+            seq(&delete) + 1,
+            &[("type", "Create"), ("object", &answer_id)],
+        )
+        .await;
+    assert_eq!(answer["signedBy"], key_id);
+    assert_eq!(answer["object"]["inReplyTo"], note_id);
+    assert!(
+        answer["object"]["cc"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(alice_id)),
+        "{answer:#}"
+    );
+    assert_eq!(
+        answer["mentions"],
+        json!([{ "href": alice_id, "name": alice_handle }])
+    );
+    let content = answer["object"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("class=\"u-url mention\"") && content.contains("answer-token-2d8e"),
+        "{content}"
+    );
+
+    // 7. The blog moves to another account (`home` on the Fedify server, which lists the
+    //    blog as an alias): Fedify, a follower, verifies the signed Move.
+    let alias = control.post("alias", json!({ "alias": actor_id })).await;
+    let home = alias["home"].as_str().unwrap().to_string();
+    relais(&["move", "--to", &home], site_dir);
+    let moved = control
+        .wait(seq(&answer) + 1, &[("type", "Move"), ("object", &actor_id)])
+        .await;
+    assert_eq!(moved["actor"], actor_id);
+    assert_eq!(moved["target"], home);
+    assert_eq!(moved["signedBy"], key_id);
+    relais(&["build"], site_dir);
+    let actor_doc: Value = serde_json::from_str(
+        &fs::read_to_string(site_dir.join("public/ap/users/blog.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(actor_doc["movedTo"], home);
 
     inbox.assert_alive();
     peer.process.assert_alive();

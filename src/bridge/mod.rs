@@ -493,6 +493,7 @@ fn document_of(
         content_warning: None,
         federate_as: None,
         quotes: None,
+        in_reply_to: None,
         content: body,
         text,
         images,

@@ -211,6 +211,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
+        // What the posts' replies and mentions resolved to (`.relais/resolved.json`).
+        .with(&*config.resolved)
         .with(sections_sig(site_dir, &section_indexes))
         .with(&options.base_url)
         .with(options.drafts)

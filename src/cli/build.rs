@@ -46,6 +46,15 @@ pub fn print_notices(report: &BuildReport, site_dir: &Path) {
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
+    // Replies and mentions are resolved over the network first; the build stays offline.
+    if let Ok(config) = crate::config::SiteConfig::load(&args.site) {
+        if config.fediverse.enabled {
+            let resolved = crate::federation::mentions::refresh_site(&args.site, &config);
+            for warning in &resolved.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
+    }
     let out_dir = args.out.unwrap_or_else(|| args.site.join("public"));
     let options = BuildOptions {
         site_dir: args.site.clone(),

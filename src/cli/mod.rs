@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod init;
 pub mod keygen;
 pub mod moderate;
+pub mod r#move;
 pub mod new;
 pub mod publish;
 pub mod serve;
@@ -47,6 +48,8 @@ pub enum Command {
     Moderate(moderate::ModerateArgs),
     /// Send the new, edited and deleted posts of the last build to every follower.
     Publish(publish::PublishArgs),
+    /// Move the site actor's followers to another account (it must list ours as an alias).
+    Move(r#move::MoveArgs),
     /// Show the delivery queue, followers and failing hosts.
     Status(status::StatusArgs),
     /// Check a live deployment from outside, as Mastodon meets it.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Inbox(args) => inbox::run(args),
         Command::Moderate(args) => moderate::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Move(args) => r#move::run(args),
         Command::Status(args) => status::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Federate(args) => federate::run(args),

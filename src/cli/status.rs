@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 
 use crate::config::SiteConfig;
-use crate::store::{FollowState, Store};
+use crate::store::{FollowState, MoveDirection, Store};
 
 /// Deliveries listed under "last deliveries".
 const RECENT_SHOWN: usize = 10;
@@ -72,6 +72,25 @@ pub fn write_status(store: &Store, now: i64, out: &mut impl Write) -> anyhow::Re
         },
         pending
     )?;
+    for moved in store.moved_follower_counts()? {
+        writeln!(
+            out,
+            "Moved here: {} of {}'s followers arrived through the move of {} (known since {})",
+            moved.followers, moved.actor_name, moved.origin, moved.moved_at
+        )?;
+    }
+    for moved in store.account_moves()? {
+        if moved.direction == MoveDirection::Out {
+            writeln!(
+                out,
+                "Moved away: {} moved to {} on {}; followers still here: {}",
+                moved.actor_name,
+                moved.target,
+                moved.moved_at,
+                accepted.get(&moved.actor_name).copied().unwrap_or(0)
+            )?;
+        }
+    }
     let (live, deleted) = store.published_post_counts()?;
     writeln!(out, "Posts published: {live} ({deleted} deleted since)")?;
 

@@ -29,6 +29,8 @@ pub struct FrontMatter {
     pub federate_as: Option<ObjectType>,
     /// Per-post override of `fediverse.quotes`.
     pub quotes: Option<QuotePolicy>,
+    /// The post (any server's URL) this one answers: federated as a reply.
+    pub in_reply_to: Option<String>,
     /// Zola/Hugo fields with a meaning here (see [`Generator`]).
     pub generator: Generator,
 }
@@ -151,6 +153,7 @@ const FIELDS: &[&str] = &[
     "content_warning",
     "federate_as",
     "quotes",
+    "in_reply_to",
     "description",
     "path",
     "url",
@@ -182,6 +185,7 @@ struct Raw<D> {
     content_warning: Option<String>,
     federate_as: Option<ObjectType>,
     quotes: Option<QuotePolicy>,
+    in_reply_to: Option<String>,
     description: Option<String>,
     path: Option<String>,
     url: Option<String>,
@@ -412,6 +416,7 @@ impl<D> Raw<D> {
             content_warning: self.content_warning,
             federate_as: self.federate_as,
             quotes: self.quotes,
+            in_reply_to: self.in_reply_to,
             generator,
         })
     }

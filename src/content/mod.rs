@@ -54,6 +54,9 @@ pub struct Document {
     pub federate_as: Option<ObjectType>,
     /// Per-post override of `fediverse.quotes`.
     pub quotes: Option<QuotePolicy>,
+    /// Front matter `in_reply_to`: the post this one answers (federated as `inReplyTo`).
+    #[serde(default)]
+    pub in_reply_to: Option<String>,
     /// Rendered body HTML (links to bundled assets already made site-absolute).
     pub content: String,
     /// Body as plain text, for excerpts and character budgets.
@@ -107,7 +110,7 @@ impl<'de> Deserialize<'de> for Extra {
 }
 
 mod cache;
-mod front_matter;
+pub(crate) mod front_matter;
 mod highlight;
 mod markdown;
 mod parse;

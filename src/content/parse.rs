@@ -259,6 +259,7 @@ pub fn parse_document(
             content_warning: fm.content_warning.clone(),
             federate_as: fm.federate_as,
             quotes: fm.quotes,
+            in_reply_to: fm.in_reply_to.clone(),
             content: rendered.html,
             text: rendered.text,
             images,

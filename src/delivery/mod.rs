@@ -6,7 +6,9 @@
 
 pub mod fanout;
 pub mod load;
+pub mod moving;
 pub mod plan;
+pub mod revoke;
 pub mod worker;
 
 pub use load::{load_live_posts, load_published_posts, LiveSite, LoadError};
@@ -26,7 +28,7 @@ use crate::config::SiteConfig;
 use crate::federation::fetch::{FederationClient, Validators};
 use crate::federation::keys::PrivateKey;
 use crate::federation::urls::Urls;
-use crate::store::queue::QueuedActivity;
+use crate::store::queue::{QueuedActivity, Recipient};
 use crate::store::{Store, StoreError};
 use fanout::FollowerIndex;
 
@@ -77,6 +79,8 @@ pub struct EnqueueReport {
     pub skipped_old: usize,
     /// Requests queued: one per activity and inbox.
     pub deliveries: usize,
+    /// Quote authorizations revoked (post deleted, or its policy now forbids the quoter).
+    pub revoked_quotes: usize,
 }
 
 /// Plans what `posts` (the built site) changed since the last publish, queues every
@@ -104,9 +108,41 @@ pub fn plan_and_enqueue(
             config.delivery.first_publish_max_age_days,
         )),
     };
+    let mut quote_changes = Vec::new();
+    store.atomically(|store| {
+        let queued = plan_in_queue(
+            store,
+            config,
+            &ctx,
+            posts,
+            confirm_deletes,
+            share,
+            &mut quote_changes,
+        )?;
+        match queued {
+            Ok(mut report) => {
+                report.revoked_quotes = revoke::revoke(store, &urls, &quote_changes)?;
+                Ok::<_, StoreError>(Ok(report))
+            }
+            held => Ok(held),
+        }
+    })?
+}
+
+/// The queue side of [`plan_and_enqueue`]; the quote policy changes of the plan go into
+/// `quote_changes`.
+fn plan_in_queue(
+    store: &Store,
+    config: &SiteConfig,
+    ctx: &PlanContext<'_>,
+    posts: &[PublishedPost],
+    confirm_deletes: bool,
+    share: f64,
+    quote_changes: &mut Vec<revoke::QuoteChange>,
+) -> Result<Result<EnqueueReport, DeliveryError>, StoreError> {
     store.queue_transaction(|q| {
         let records = q.published_records()?;
-        let plan = plan::plan(posts, &records, &ctx);
+        let plan = plan::plan(posts, &records, ctx);
         let deletes = plan.count(ActivityKind::Delete);
         if !confirm_deletes {
             let published = records.iter().filter(|r| !r.deleted).count();
@@ -128,7 +164,13 @@ pub fn plan_and_enqueue(
             announces: plan.count(ActivityKind::Announce),
             skipped_old: plan.skipped_old,
             deliveries: 0,
+            revoked_quotes: 0,
         };
+        quote_changes.extend(
+            plan.activities
+                .iter()
+                .filter_map(|a| revoke::QuoteChange::of(ctx.urls, a)),
+        );
         if !plan.activities.is_empty() {
             let mut audience: Vec<&str> = plan
                 .activities
@@ -139,10 +181,19 @@ pub fn plan_and_enqueue(
             audience.dedup();
             let followers = q.delivery_followers(&audience)?;
             let index = FollowerIndex::new(&followers);
-            let at = now.timestamp();
+            let at = ctx.now.timestamp();
             for activity in plan.activities {
+                let mut recipients = index.recipients(&activity.audience);
+                for inbox in addressed_inboxes(config, &activity.json) {
+                    if !recipients.iter().any(|r| r.inbox == inbox) {
+                        recipients.push(Recipient {
+                            inbox,
+                            follower_id: None,
+                        });
+                    }
+                }
                 let queued = QueuedActivity {
-                    recipients: index.recipients(&activity.audience),
+                    recipients,
                     activity_id: activity.id,
                     object_id: Some(activity.object_id),
                     actor_name: activity.actor_name,
@@ -155,7 +206,25 @@ pub fn plan_and_enqueue(
             q.record_published(record)?;
         }
         Ok(Ok(report))
-    })?
+    })
+}
+
+/// The inboxes of the accounts a post replies to or mentions (its object's `cc` beyond our
+/// followers), as `relais build` resolved them: they receive the post like followers.
+fn addressed_inboxes(config: &SiteConfig, activity: &serde_json::Value) -> Vec<String> {
+    let cc = activity["object"]["cc"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut inboxes: Vec<String> = cc
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|id| config.resolved.by_actor(id))
+        .map(|a| a.shared_inbox.clone().unwrap_or_else(|| a.inbox.clone()))
+        .collect();
+    inboxes.sort();
+    inboxes.dedup();
+    inboxes
 }
 
 /// Publishes what the live site at `base_url` changed: reads its outboxes over HTTP

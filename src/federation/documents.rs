@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
+use crate::federation::mentions;
 use crate::federation::urls::Urls;
 use crate::site::feeds::absolutize;
 
@@ -58,6 +59,8 @@ pub struct ActorProfile {
     pub icon: Option<String>,
     pub image: Option<String>,
     pub also_known_as: Vec<String>,
+    /// The account this actor moved to (`Move` sent by `relais move`).
+    pub moved_to: Option<String>,
     pub profile_links: Vec<ProfileLink>,
 }
 
@@ -80,6 +83,7 @@ pub fn actors(config: &SiteConfig) -> Vec<ActorProfile> {
         icon: fedi.icon.as_deref().map(|p| config.absolute(p)),
         image: fedi.image.as_deref().map(|p| config.absolute(p)),
         also_known_as: fedi.also_known_as.clone(),
+        moved_to: fedi.moved_to.clone(),
         profile_links: fedi.profile_links.clone(),
     }];
     actors.extend(config.authors.iter().filter(|a| a.actor).map(|a| {
@@ -96,6 +100,7 @@ pub fn actors(config: &SiteConfig) -> Vec<ActorProfile> {
             icon: a.avatar.as_deref().map(|p| config.absolute(p)),
             image: None,
             also_known_as: a.also_known_as.clone(),
+            moved_to: None,
             profile_links: a.profile_links.clone(),
         }
     }));
@@ -186,10 +191,20 @@ pub fn actor_document(
     if !actor.also_known_as.is_empty() {
         obj.insert("alsoKnownAs".into(), json!(actor.also_known_as));
     }
+    if let Some(target) = &actor.moved_to {
+        obj.insert("movedTo".into(), json!(target));
+    }
     doc
 }
 
 /// WebFinger answer (JRD) for one actor.
+///
+/// It carries no FEP-3b86 intent links (nor OStatus's `subscribe` template): an intent
+/// names the endpoint on the subject's *home server* where that user, signed in, performs
+/// an activity (FEP-3b86 §1 and §3.5). Nobody signs in to relais to follow, like or write
+/// as the blog's actor, and an intent pointing at another server's `authorize_interaction`
+/// would send a reader to act as that server's user instead. Intents matter on the
+/// reader's side: the page's follow and reply buttons read the reader's own WebFinger.
 pub fn webfinger_document(config: &SiteConfig, urls: &Urls, actor: &ActorProfile) -> Value {
     json!({
         "subject": format!("acct:{}@{}", actor.name, config.host()),
@@ -403,6 +418,18 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
         ObjectType::Note => note_content(config, urls, post),
         ObjectType::Article => federated_html(config, &post.content),
     };
+    // Replies and mentions, as `relais build` resolved them beforehand.
+    let (content, mut addressed) = mentions::link_mentions(&content, &config.resolved);
+    let reply_to = post
+        .in_reply_to
+        .as_ref()
+        .map(|url| (url, config.resolved.replies.get(url)));
+    if let Some((_, Some(target))) = reply_to {
+        if !addressed.iter().any(|a| a.id == target.author.id) {
+            addressed.insert(0, &target.author);
+        }
+    }
+    tags.extend(addressed.iter().map(|a| mentions::mention_tag(a)));
     let mut object = Map::new();
     object.insert("id".into(), json!(id));
     object.insert(
@@ -418,7 +445,13 @@ pub fn post_object(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     if actor != config.fediverse.username {
         cc.push(urls.followers(&config.fediverse.username));
     }
+    cc.extend(addressed.iter().map(|a| a.id.clone()));
     object.insert("cc".into(), json!(cc));
+    if let Some((url, target)) = reply_to {
+        // Unresolved: the URL as written, which its server may still recognise.
+        let id = target.map_or(url.as_str(), |t| t.id.as_str());
+        object.insert("inReplyTo".into(), json!(id));
+    }
     object.insert("url".into(), json!(permalink));
     if let Some(date) = &post.date {
         object.insert("published".into(), json!(rfc3339(date)));
@@ -831,6 +864,7 @@ pub(crate) mod tests {
             content_warning: None,
             federate_as: None,
             quotes: None,
+            in_reply_to: None,
             content: "<p>Hello <em>world</em>.</p>".into(),
             text: "Hello world.".into(),
             images: vec![ImageRef {
@@ -1034,6 +1068,21 @@ pub(crate) mod tests {
             wf["links"][0]["href"],
             "https://blog.example/ap/users/ann.json"
         );
+    }
+
+    #[test]
+    fn webfinger_publishes_no_intent_a_blog_actor_cannot_honour() {
+        let c = config("[fediverse]\nalso_known_as = [\"https://m.example/users/me\"]\nmoved_to = \"https://m.example/users/me\"\n");
+        for actor in actors(&c) {
+            let wf = webfinger_document(&c, &u(&c), &actor);
+            let rels: Vec<&str> = wf["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["rel"].as_str().unwrap())
+                .collect();
+            assert_eq!(rels, vec!["self", "http://webfinger.net/rel/profile-page"]);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod fetch;
 pub mod hostrules;
 pub mod keys;
+pub mod mentions;
 pub mod note_markup;
 pub mod signature;
 pub mod signature9421;

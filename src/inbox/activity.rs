@@ -111,6 +111,10 @@ pub struct Note {
     pub updated: Option<DateTime<Utc>>,
     /// Addressed to `as:Public` (public or unlisted); anything else is a private message.
     pub public: bool,
+    /// The post it quotes: FEP-044f `quote`, else `quoteUri` or Misskey's `_misskey_quote`.
+    pub quote: Option<String>,
+    /// The `QuoteAuthorization` stamp it shows (`quoteAuthorization`).
+    pub quote_authorization: Option<String>,
 }
 
 /// The id of a link or embedded object.
@@ -213,6 +217,14 @@ fn note(object: &Value) -> Option<Note> {
         published: time(object, "published"),
         updated: time(object, "updated"),
         public: addressed_publicly(object),
+        quote: ["quote", "quoteUri", "_misskey_quote"]
+            .iter()
+            .find_map(|key| object.get(*key).and_then(id_of))
+            .map(str::to_string),
+        quote_authorization: object
+            .get("quoteAuthorization")
+            .and_then(id_of)
+            .map(str::to_string),
     })
 }
 
@@ -507,6 +519,37 @@ mod tests {
             ),
             Kind::Update(Updated::Note(_))
         ));
+    }
+
+    #[test]
+    fn a_quote_post_names_what_it_quotes_under_any_of_its_keys() {
+        let quoted = |object: Value| {
+            let Kind::Create(note) =
+                Activity::parse(&json!({ "type": "Create", "actor": ALICE, "object": object }))
+                    .unwrap()
+                    .kind
+            else {
+                panic!("not a Create")
+            };
+            (note.quote, note.quote_authorization)
+        };
+        let post = "https://blog.example/ap/posts/a.json";
+        let stamp = "https://blog.example/ap/quote_authorizations/t";
+        assert_eq!(
+            quoted(
+                json!({ "id": "n", "type": "Note", "quote": post, "quoteAuthorization": stamp })
+            ),
+            (Some(post.into()), Some(stamp.into()))
+        );
+        assert_eq!(
+            quoted(json!({ "id": "n", "type": "Note", "_misskey_quote": post })),
+            (Some(post.into()), None)
+        );
+        assert_eq!(
+            quoted(json!({ "id": "n", "type": "Note", "quoteUri": { "id": post } })),
+            (Some(post.into()), None)
+        );
+        assert_eq!(quoted(json!({ "id": "n", "type": "Note" })), (None, None));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::inbox::remote::actor_from_document;
 use crate::inbox::sanitize::sanitize_html;
 use crate::site::interactions::Reply;
 use crate::store::{
-    host_of, FollowState, Follower, NewFlag, NewFollower, NewReply, QuoteAuthorization,
-    ReactionKind, RemoteActor, ReplyState, Store, StoreError,
+    host_of, FollowState, Follower, MoveDirection, NewFlag, NewFollower, NewReply,
+    QuoteAuthorization, ReactionKind, RemoteActor, ReplyState, Store, StoreError,
 };
 
 /// What the inbox knows of our own site.
@@ -29,6 +29,8 @@ pub struct Site {
     pub approve_replies: bool,
     /// `fediverse.quotes`: the policy of posts whose document is not at hand.
     pub quotes: QuotePolicy,
+    /// Each actor's `alsoKnownAs`: the accounts whose move here brings followers.
+    pub aliases: Vec<(String, Vec<String>)>,
     /// The built output folder, when this machine has it: a post must then have its object
     /// document there. Without it any object id of the post URL shape is taken for a post.
     pub public_dir: Option<PathBuf>,
@@ -39,6 +41,10 @@ impl Site {
         Site {
             urls: Urls::new(config),
             actor_names: actors(config).into_iter().map(|a| a.name).collect(),
+            aliases: actors(config)
+                .into_iter()
+                .map(|a| (a.name, a.also_known_as))
+                .collect(),
             manually_approves_followers: config.fediverse.manually_approves_followers,
             approve_replies: config.inbox.approve_replies,
             quotes: config.fediverse.quotes,
@@ -52,6 +58,14 @@ impl Site {
             .iter()
             .find(|name| self.urls.actor(name) == id)
             .map(String::as_str)
+    }
+
+    /// The `alsoKnownAs` accounts of our actor `name`.
+    pub fn aliases_of(&self, name: &str) -> &[String] {
+        self.aliases
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[], |(_, aliases)| aliases.as_slice())
     }
 
     /// The actor and quote policy of our post `id`, read from its built document when this
@@ -196,12 +210,22 @@ fn apply_once(
         Kind::Delete { object } => {
             if store.delete_reply(object, actor)? {
                 Ok(Outcome::Done("reply deleted"))
+            } else if store.remove_received_quote(object, actor)? {
+                Ok(Outcome::Done("quote deleted"))
             } else {
                 ignored(format!("{object} is no reply of {actor}"))
             }
         }
         Kind::Like { object } => react(site, store, activity, object, ReactionKind::Like),
         Kind::Announce { object } => react(site, store, activity, object, ReactionKind::Announce),
+        Kind::Move { object, target } if site.actor_name(target).is_some() => {
+            let name = site.actor_name(target).unwrap_or_default();
+            if object != actor || !site.aliases_of(name).iter().any(|a| a == actor) {
+                return ignored(format!("{actor} is no alias of {target}"));
+            }
+            store.record_move(name, MoveDirection::In, actor, target)?;
+            Ok(Outcome::Done("move of our alias to us recorded"))
+        }
         Kind::Move { object, target } => {
             let Some(new) = move_target.filter(|t| &t.id == target) else {
                 return ignored(format!("the target {target} of the move was not fetched"));
@@ -254,6 +278,7 @@ fn follow(
     let Some(follow_id) = &activity.id else {
         return ignored("a Follow without id cannot be accepted");
     };
+    let was_following = store.follower(name, &sender.id)?.is_some();
     let follower = store.upsert_follower(&NewFollower {
         actor_name: name,
         follower: sender,
@@ -265,6 +290,9 @@ fn follow(
         },
     })?;
     store.cache_actor(sender)?;
+    if !was_following {
+        arrived_through_move(site, store, name, &follower.follower_id)?;
+    }
     match follower.state {
         FollowState::Accepted => {
             let answer = follow_answer(&site.urls, &follower, FollowAnswer::Accept);
@@ -273,6 +301,48 @@ fn follow(
         }
         FollowState::Pending => Ok(Outcome::Done("follow request waits for approval")),
     }
+}
+
+/// How long after we learn of a move here its follows are counted as arriving through it.
+/// Followers' servers re-follow as soon as they process the `Move` (Mastodon's
+/// `MoveWorker`, which also refuses a second move of the account for 7 days).
+pub const MOVE_WINDOW: chrono::Duration = chrono::Duration::days(7);
+
+/// Marks `follower` as arrived through a move when one of our actor's `alsoKnownAs`
+/// accounts moved here (a `Move` received from it, or its cached document's `movedTo`
+/// naming our actor, first seen at most [`MOVE_WINDOW`] ago). The caller passes only new
+/// followers. Mastodon's re-follow is a plain `Follow`, so this is the rule: a new
+/// follower during the week after the move is counted as brought by it.
+fn arrived_through_move(
+    site: &Site,
+    store: &Store,
+    name: &str,
+    follower_id: &str,
+) -> Result<(), StoreError> {
+    let ours = site.urls.actor(name);
+    for origin in site.aliases_of(name) {
+        if origin == follower_id {
+            continue;
+        }
+        let known = match store.account_move(name, MoveDirection::In, origin)? {
+            Some(m) => Some(m),
+            None => match store.cached_actor(origin)? {
+                Some(a) if a.moved_to.as_deref() == Some(ours.as_str()) => {
+                    Some(store.record_move(name, MoveDirection::In, origin, &ours)?)
+                }
+                _ => None,
+            },
+        };
+        let Some(moved) = known else { continue };
+        let since = chrono::DateTime::parse_from_rfc3339(&moved.moved_at)
+            .map(|t| Utc::now() - t.with_timezone(&Utc));
+        let recent = since.is_ok_and(|age| age <= MOVE_WINDOW);
+        if recent {
+            store.record_moved_follower(name, follower_id, origin)?;
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// FEP-044f as Mastodon 4.5 answers it (`ActivityPub::Activity::QuoteRequest`): an `Accept`
@@ -501,7 +571,14 @@ fn create(
     if !note.public {
         return ignored(format!("{} is not public", note.id));
     }
+    let quoted = match note.quote.as_deref() {
+        Some(post) if site.is_our_post(post) => Some(quote(site, store, sender, note, post)?),
+        _ => None,
+    };
     let Some(parent) = note.in_reply_to.as_deref() else {
+        if let Some(outcome) = quoted {
+            return Ok(outcome);
+        }
         return ignored(format!("{} answers nothing", note.id));
     };
     let root = if site.is_our_post(parent) {
@@ -545,6 +622,41 @@ fn create(
         }))
     } else {
         ignored(format!("{} is already stored", note.id))
+    }
+}
+
+/// A quote of our post `post`: kept (shown as "quoted by") when we authorized exactly this
+/// post of this actor to quote it, and the stamp it shows, if any, is ours for it.
+fn quote(
+    site: &Site,
+    store: &Store,
+    sender: &RemoteActor,
+    note: &Note,
+    post: &str,
+) -> Result<Outcome, StoreError> {
+    let Some(auth) = store.quote_authorization_for(&note.id, post, &sender.id)? else {
+        return ignored(format!(
+            "{} quotes {post} without our authorization",
+            note.id
+        ));
+    };
+    let stamp = site.urls.quote_authorization(&auth.token);
+    if note
+        .quote_authorization
+        .as_deref()
+        .is_some_and(|shown| shown != stamp)
+    {
+        return ignored(format!("{} shows another stamp than {stamp}", note.id));
+    }
+    let url = note
+        .url
+        .clone()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .unwrap_or_else(|| note.id.clone());
+    if store.add_received_quote(&auth, &url)? {
+        Ok(Outcome::Done("quote recorded"))
+    } else {
+        ignored(format!("{} is already recorded", note.id))
     }
 }
 
@@ -1047,6 +1159,57 @@ mod tests {
         let follower = store.follower("blog", new_id).unwrap().unwrap();
         assert_eq!(follower.inbox, new.inbox);
         assert_eq!(store.follower("blog", ALICE).unwrap(), None);
+    }
+
+    #[test]
+    fn follows_after_our_alias_moved_here_are_counted() {
+        const OLD: &str = "https://old.example/users/me";
+        let store = Store::open_in_memory().unwrap();
+        let s = site(&format!("[fediverse]\nalso_known_as = [\"{OLD}\"]\n"));
+        let mut old = crate::store::test_actor(OLD);
+        store.cache_actor(&old).unwrap();
+        let follow = |n: u32, who: &str| {
+            let activity = Activity::parse(&json!({
+                "id": format!("{who}#follows/{n}"), "type": "Follow", "actor": who, "object": BLOG
+            }))
+            .unwrap();
+            apply(&s, &store, &activity, &crate::store::test_actor(who), None).unwrap()
+        };
+        // Before the move: an ordinary follower.
+        follow(1, "https://m.example/users/early");
+        assert_eq!(store.moved_follower_counts().unwrap(), vec![]);
+        old.moved_to = Some(BLOG.into());
+        store.cache_actor(&old).unwrap();
+        follow(2, "https://m.example/users/a");
+        follow(3, "https://n.example/users/b");
+        // The early follower's server sends its Follow again: it was here before.
+        follow(4, "https://m.example/users/early");
+        let counts = store.moved_follower_counts().unwrap();
+        assert_eq!(counts.len(), 1);
+        assert_eq!((counts[0].origin.as_str(), counts[0].followers), (OLD, 2));
+    }
+
+    #[test]
+    fn a_move_to_us_counts_only_from_an_alias() {
+        const OLD: &str = "https://old.example/users/me";
+        let store = Store::open_in_memory().unwrap();
+        let s = site(&format!("[fediverse]\nalso_known_as = [\"{OLD}\"]\n"));
+        let mv = |who: &str| {
+            let activity = Activity::parse(&json!({
+                "id": format!("{who}#moves/1"), "type": "Move", "actor": who, "object": who, "target": BLOG
+            }))
+            .unwrap();
+            apply(&s, &store, &activity, &crate::store::test_actor(who), None).unwrap()
+        };
+        assert!(matches!(
+            mv("https://evil.example/users/x"),
+            Outcome::Ignored(_)
+        ));
+        assert_eq!(mv(OLD), Outcome::Done("move of our alias to us recorded"));
+        assert!(store
+            .account_move("blog", MoveDirection::In, OLD)
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -256,6 +256,8 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     }
 
     let move_target = match &activity.kind {
+        // A move to one of our actors is checked against our own aliases.
+        Kind::Move { target, .. } if state.site.actor_name(target).is_some() => None,
         Kind::Move { target, .. } => match fetch_actor(state, target).await {
             Ok(actor) => Some(actor),
             Err(e) => {
@@ -264,6 +266,11 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             }
         },
         _ => None,
+    };
+
+    let aliases = match &activity.kind {
+        Kind::Follow { object } => fresh_aliases(state, object, &activity.actor).await,
+        _ => Vec::new(),
     };
 
     let site = state.site.clone();
@@ -281,6 +288,9 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             // resets its failure tracker the same way).
             if let Some(host) = &sender_host {
                 store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
+            }
+            for alias in &aliases {
+                store.cache_actor(alias)?;
             }
             apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
         })
@@ -369,6 +379,46 @@ async fn authenticate(
         return Err(e.into());
     }
     Ok(actor)
+}
+
+/// The `alsoKnownAs` accounts of our actor `object` fetched anew, for a follow by someone
+/// new: Mastodon's re-follow after a `Move` is a plain `Follow`, so whether one of them
+/// moved here (its `movedTo`) is how the follow is told apart (see
+/// `process::arrived_through_move`). Only until a move is known: then the store has it.
+/// A failed fetch is logged and changes nothing.
+async fn fresh_aliases(state: &InboxState, object: &str, follower: &str) -> Vec<RemoteActor> {
+    let Some(name) = state.site.actor_name(object).map(str::to_string) else {
+        return Vec::new();
+    };
+    let aliases = state.site.aliases_of(&name).to_vec();
+    if aliases.is_empty() {
+        return Vec::new();
+    }
+    let follower = follower.to_string();
+    let unknown = blocking(&state.store, move |store| {
+        if store.follower(&name, &follower)?.is_some() {
+            return Ok(Vec::new());
+        }
+        let mut unknown = Vec::new();
+        for alias in aliases {
+            let known = store.account_move(&name, crate::store::MoveDirection::In, &alias)?;
+            if known.is_none() {
+                unknown.push(alias);
+            }
+        }
+        Ok(unknown)
+    })
+    .await
+    .unwrap_or_default();
+    let mut fetched = Vec::new();
+    for alias in unknown {
+        match fetch_actor(state, &alias).await {
+            Ok(actor) if actor.id == alias => fetched.push(actor),
+            Ok(actor) => tracing::info!("inbox: alias {alias:?} serves {:?}", actor.id),
+            Err(e) => tracing::info!("inbox: cannot fetch our alias {alias:?}: {e}"),
+        }
+    }
+    fetched
 }
 
 fn fetched_before(actor: &RemoteActor, now: SystemTime, age: Duration) -> bool {

@@ -515,6 +515,7 @@ mod reactor_tests {
             }],
             likes: vec![reactor("https://h.example/users/bob")],
             boosts: vec![],
+            quotes: vec![],
         };
         let view = interactions_view(&interactions, dates::locale("en"));
         assert_eq!(

@@ -357,6 +357,7 @@ mod tests {
                 }],
                 likes: vec![reactor("carol"), reactor("dan")],
                 boosts: vec![reactor("erin")],
+                quotes: vec![],
             },
         );
         let files = render(dir.path(), &interactions).unwrap();

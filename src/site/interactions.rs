@@ -37,12 +37,26 @@ pub struct Reactor {
     pub avatar: Option<String>,
 }
 
+/// Someone who quoted a post, with our authorization (FEP-044f).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuotedBy {
+    pub actor_id: String,
+    pub name: String,
+    pub actor_url: String,
+    pub avatar: Option<String>,
+    /// The quoting post's page (its `url`, else its id).
+    pub url: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PostInteractions {
     /// In thread order (each reply followed by its answers), depth set.
     pub replies: Vec<Reply>,
     pub likes: Vec<Reactor>,
     pub boosts: Vec<Reactor>,
+    /// Authorized quotes, oldest first: shown as "quoted by".
+    #[serde(default)]
+    pub quotes: Vec<QuotedBy>,
 }
 
 /// Interactions of every post, keyed by the post's object id.

@@ -350,6 +350,7 @@ pub(crate) mod tests {
             content_warning: None,
             federate_as: None,
             quotes: None,
+            in_reply_to: None,
             content: format!("<p>Body of {slug} &amp; more</p>"),
             text: format!("Body of {slug} & more"),
             images: Vec::new(),

@@ -5,7 +5,29 @@ use rusqlite::Connection;
 use super::blocks::not_blocked;
 use super::replies::{from_row, COLUMNS};
 use super::{Store, StoreError};
-use crate::site::interactions::{thread, Interactions, PostInteractions, Reactor};
+use crate::site::interactions::{thread, Interactions, PostInteractions, QuotedBy, Reactor};
+
+fn quoted_by(c: &Connection, post_id: &str) -> rusqlite::Result<Vec<QuotedBy>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT q.actor_id, a.name, a.url, a.avatar, q.url FROM received_quotes q \
+         LEFT JOIN remote_actors a ON a.id = q.actor_id \
+         WHERE q.post_id = ?1 AND {} ORDER BY q.created_at, q.quote_id",
+        not_blocked("q.actor_host", "q.actor_id")
+    ))?;
+    let rows = stmt.query_map([post_id], |r| {
+        let actor_id: String = r.get(0)?;
+        let name: Option<String> = r.get(1)?;
+        let actor_url: Option<String> = r.get(2)?;
+        Ok(QuotedBy {
+            name: name.unwrap_or_else(|| actor_id.clone()),
+            actor_url: actor_url.unwrap_or_else(|| actor_id.clone()),
+            avatar: r.get(3)?,
+            url: r.get(4)?,
+            actor_id,
+        })
+    })?;
+    rows.collect()
+}
 
 fn reactors(c: &Connection, post_id: &str, kind: &str) -> rusqlite::Result<Vec<Reactor>> {
     let mut stmt = c.prepare_cached(&format!(
@@ -42,6 +64,7 @@ fn post_interactions(c: &Connection, post_id: &str) -> rusqlite::Result<PostInte
         replies: thread(post_id, replies),
         likes: reactors(c, post_id, "Like")?,
         boosts: reactors(c, post_id, "Announce")?,
+        quotes: quoted_by(c, post_id)?,
     })
 }
 
@@ -66,7 +89,7 @@ impl Store {
         let ids: Vec<String> = self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT root_id FROM replies WHERE state = 'visible' \
-                 UNION SELECT object_id FROM reactions",
+                 UNION SELECT object_id FROM reactions UNION SELECT post_id FROM received_quotes",
             )?;
             let ids = stmt.query_map([], |r| r.get(0))?;
             ids.collect()

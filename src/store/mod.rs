@@ -14,6 +14,7 @@ mod blocks;
 mod followers;
 mod group;
 mod interactions;
+mod moves;
 pub mod queue;
 mod quotes;
 mod reactions;
@@ -33,6 +34,7 @@ pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
 pub use followers::{FollowState, Follower, NewFollower};
+pub use moves::{AccountMove, MoveDirection, MovedFollowers};
 pub use quotes::QuoteAuthorization;
 pub use reactions::ReactionKind;
 pub use replies::{NewReply, ReplyState, StoredReply};
@@ -167,6 +169,33 @@ CREATE TABLE quote_authorizations (
     UNIQUE (quote_id, post_id)
 );
 CREATE INDEX quote_authorizations_by_post ON quote_authorizations (post_id);
+"#,
+    r#"
+CREATE TABLE account_moves (
+    actor_name TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    origin TEXT NOT NULL,
+    target TEXT NOT NULL,
+    moved_at TEXT NOT NULL,
+    PRIMARY KEY (actor_name, direction, origin)
+);
+CREATE TABLE moved_followers (
+    actor_name TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    followed_at TEXT NOT NULL,
+    PRIMARY KEY (actor_name, follower_id)
+);
+CREATE TABLE received_quotes (
+    quote_id TEXT PRIMARY KEY,
+    actor_id TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    token TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX received_quotes_by_post ON received_quotes (post_id);
 "#,
 ];
 

@@ -66,6 +66,86 @@ impl Store {
             .optional()
         })
     }
+
+    /// The authorizations granted to quote our post `post_id`.
+    pub fn quote_authorizations_of(
+        &self,
+        post_id: &str,
+    ) -> Result<Vec<QuoteAuthorization>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
+                 FROM quote_authorizations WHERE post_id = ?1 ORDER BY created_at, token",
+            )?;
+            let rows = stmt.query_map([post_id], row)?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets a revoked authorization, and the quote it admitted: its URL answers 404
+    /// from now on, and a new request for the same quote is judged afresh.
+    pub fn remove_quote_authorization(&self, token: &str) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            c.execute("DELETE FROM received_quotes WHERE token = ?1", [token])?;
+            Ok(c.execute("DELETE FROM quote_authorizations WHERE token = ?1", [token])? == 1)
+        })
+    }
+
+    /// The authorization that lets `quote_id`, by `actor_id`, quote our `post_id`.
+    pub fn quote_authorization_for(
+        &self,
+        quote_id: &str,
+        post_id: &str,
+        actor_id: &str,
+    ) -> Result<Option<QuoteAuthorization>, StoreError> {
+        self.with_conn(|c| {
+            c.query_row(
+                "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
+                 FROM quote_authorizations WHERE quote_id = ?1 AND post_id = ?2 AND actor_id = ?3",
+                (quote_id, post_id, actor_id),
+                row,
+            )
+            .optional()
+        })
+    }
+
+    /// Records an authorized quote of our post, shown under it; false when known already.
+    pub fn add_received_quote(
+        &self,
+        auth: &QuoteAuthorization,
+        url: &str,
+    ) -> Result<bool, StoreError> {
+        let host = super::host_of(&auth.actor_id).unwrap_or_default();
+        self.with_conn(|c| {
+            Ok(c.execute(
+                "INSERT OR IGNORE INTO received_quotes (quote_id, actor_id, actor_host, post_id, \
+                 url, token, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                (
+                    &auth.quote_id,
+                    &auth.actor_id,
+                    host,
+                    &auth.post_id,
+                    url,
+                    &auth.token,
+                    now(),
+                ),
+            )? == 1)
+        })
+    }
+
+    /// Forgets a quote its author deleted; false when there was none.
+    pub fn remove_received_quote(
+        &self,
+        quote_id: &str,
+        actor_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.execute(
+                "DELETE FROM received_quotes WHERE quote_id = ?1 AND actor_id = ?2",
+                [quote_id, actor_id],
+            )? == 1)
+        })
+    }
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QuoteAuthorization> {

@@ -12,6 +12,8 @@
 // then waits for commands on its control API (all JSON, under /control/):
 //   POST /control/follow   {"handle":"@blog@127.0.0.1:Q"}        WebFinger, fetch actor, Follow
 //   POST /control/reply    {"inReplyTo":URL,"content":HTML}      Create(Note) to the post's author
+//   POST /control/alias    {"alias":URL}                         the account `home` lists URL in
+//                                                                 alsoKnownAs (a move's target)
 //   POST /control/replay   {"seq":N,"tamper":BOOL}               inbox request N again, as is
 //                                                                 or with its body altered
 //   GET  /control/wait?type=T[&object=URL][&contains=TEXT][&after=SEQ]
@@ -38,6 +40,7 @@ import {
   lookupWebFinger,
   MemoryKvStore,
   Mention,
+  Move,
   Note,
   Person,
   PUBLIC_COLLECTION,
@@ -50,6 +53,9 @@ import { startTlsFront } from "./front.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ALICE = "alice";
+/** A second account, the target of the blog's move: its `alsoKnownAs` is set by the test. */
+const HOME = "home";
+const homeAliases = [];
 const WAIT_LIMIT_MS = 60_000;
 
 const { values: args } = parseArgs({ options: { upstream: { type: "string" } } });
@@ -93,12 +99,13 @@ const federation = createFederation({
 
 federation
   .setActorDispatcher("/users/{identifier}", async (ctx, identifier) => {
-    if (identifier !== ALICE) return null;
+    if (identifier !== ALICE && identifier !== HOME) return null;
     const keys = await ctx.getActorKeyPairs(identifier);
     return new Person({
       id: ctx.getActorUri(identifier),
       preferredUsername: identifier,
-      name: "Alice (Fedify)",
+      name: identifier === ALICE ? "Alice (Fedify)" : "The blog's new home (Fedify)",
+      aliases: identifier === HOME ? homeAliases : [],
       inbox: ctx.getInboxUri(identifier),
       endpoints: new Endpoints({ sharedInbox: ctx.getInboxUri() }),
       url: ctx.getActorUri(identifier),
@@ -106,18 +113,20 @@ federation
       assertionMethods: keys.map((k) => k.multikey),
     });
   })
-  .mapHandle((_ctx, username) => (username === ALICE ? ALICE : null))
-  .setKeyPairsDispatcher((_ctx, identifier) => (identifier === ALICE ? keyPairs : []));
+  .mapHandle((_ctx, username) => (username === ALICE || username === HOME ? username : null))
+  .setKeyPairsDispatcher((_ctx, identifier) => (identifier === ALICE || identifier === HOME ? keyPairs : []));
 
 federation.setObjectDispatcher(Note, "/notes/{id}", (_ctx, { id }) => notes.get(id) ?? null);
 
-function record(type, activity, object) {
+function record(type, activity, object, mentions = []) {
   const event = {
     seq: events.length,
     type,
     id: activity.id?.href ?? null,
     actor: activity.actorId?.href ?? null,
     objectId: activity.objectId?.href ?? object?.id?.href ?? null,
+    target: activity.targetId?.href ?? null,
+    mentions,
     signedBy: currentDelivery.getStore()?.keyId ?? null,
     deliverySeq: currentDelivery.getStore()?.seq ?? null,
     object: object == null ? null : describeObject(object),
@@ -141,6 +150,15 @@ function describeObject(object) {
   };
 }
 
+/** The `Mention` tags of an object, as Fedify reads them. */
+async function mentionsOf(object) {
+  const mentions = [];
+  for await (const tag of object.getTags()) {
+    if (tag instanceof Mention) mentions.push({ href: tag.href?.href ?? null, name: tag.name?.toString() ?? null });
+  }
+  return mentions;
+}
+
 async function embeddedObject(activity) {
   // Only a full object is worth describing; a bare id is recorded as objectId.
   const object = await activity.getObject();
@@ -150,7 +168,11 @@ async function embeddedObject(activity) {
 federation
   .setInboxListeners("/users/{identifier}/inbox", "/inbox")
   .on(Accept, async (_ctx, accept) => record("Accept", accept, null))
-  .on(Create, async (_ctx, create) => record("Create", create, await embeddedObject(create)))
+  .on(Create, async (_ctx, create) => {
+    const object = await embeddedObject(create);
+    record("Create", create, object, object == null ? [] : await mentionsOf(object));
+  })
+  .on(Move, async (_ctx, move) => record("Move", move, null))
   .on(Update, async (_ctx, update) => record("Update", update, await embeddedObject(update)))
   .on(Delete, async (_ctx, del) => record("Delete", del, null))
   .onError((_ctx, error) => {
@@ -287,6 +309,9 @@ async function control(req, url, body) {
       return follow(input);
     case "POST /control/reply":
       return reply(input);
+    case "POST /control/alias":
+      homeAliases.push(new URL(input.alias));
+      return [200, { home: aliceContext().getActorUri(HOME).href, aliases: homeAliases.map((u) => u.href) }];
     case "POST /control/replay":
       return replay(input);
     case "GET /control/wait":
