@@ -629,6 +629,14 @@ fn page_script_redraws_fresh_interactions() {
         ],
         "likes": [reactor(1), reactor(2)],
         "boosts": [reactor(3)],
+        "quotes": [
+            { "actor_id": "https://q.example/users/quinn", "name": "",
+              "actor_url": "https://q.example/@quinn", "avatar": null,
+              "url": "https://q.example/@quinn/7" },
+            { "actor_id": "https://q.example/users/evil", "name": "Evil",
+              "actor_url": "https://q.example/@evil", "avatar": null,
+              "url": "javascript:alert(1)" },
+        ],
     });
     let data_path = site.path().join("interactions.json");
     fs::write(&data_path, data.to_string()).unwrap();
@@ -664,6 +672,13 @@ fn page_script_redraws_fresh_interactions() {
     assert_eq!(replies[0]["content"], "<p>Fresh reply</p>");
     assert_eq!(replies[1]["depth"], "1");
     assert_eq!(replies[1]["authorIsLink"], false);
+    assert_eq!(
+        shown["quotedBy"],
+        json!([
+            { "text": "Q quinn@q.example", "href": "https://q.example/@quinn/7" },
+            { "text": "E Evil", "href": null },
+        ])
+    );
     assert_eq!(shown["javascriptLinks"], 0);
 }
 

@@ -132,6 +132,20 @@ async fn quotes_are_shown_and_revoked_when_forbidden_or_deleted() {
         format!("{}/@q/1", peer.base),
         "{shown}"
     );
+    // The next build shows the quote under the post.
+    common::build_site(blog.path());
+    // Tera escapes `/` in attributes as `&#x2F;`, which a browser reads back as `/`.
+    let page = std::fs::read_to_string(blog.path().join("public/posts/hello/index.html"))
+        .unwrap()
+        .replace("&#x2F;", "/");
+    let quoted = page
+        .split("class=\"quoted-by\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no quoted-by list in {page}"));
+    assert!(
+        quoted.contains(&format!("href=\"{}/@q/1\"", peer.base)),
+        "{quoted}"
+    );
 
     // hello now forbids quotes; two is deleted.
     common::write(

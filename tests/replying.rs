@@ -61,6 +61,16 @@ async fn a_reply_with_mentions_is_addressed_and_delivered_to_the_people_it_names
 
     let object = common::read_json(&site.join("public/ap/posts/answer.json"));
     assert_eq!(object["inReplyTo"], status);
+    // Tera escapes `/` in attributes as `&#x2F;`, which a browser reads back as `/`.
+    let page = std::fs::read_to_string(site.join("public/posts/answer/index.html"))
+        .unwrap()
+        .replace("&#x2F;", "/");
+    assert!(
+        page.contains(&format!(
+            "In reply to <a class=\"u-in-reply-to\" href=\"{status}\">"
+        )),
+        "{page}"
+    );
     let cc: Vec<&str> = object["cc"]
         .as_array()
         .unwrap()

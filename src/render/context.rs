@@ -378,14 +378,24 @@ fn interactions_view(interactions: &PostInteractions, locale: chrono::Locale) ->
             }
         }
     }
-    for (key, reactors) in [
-        ("likes", &interactions.likes),
-        ("boosts", &interactions.boosts),
+    let reactors = |list: &[Reactor]| -> Vec<String> {
+        list.iter()
+            .map(|r| reactor_name(&r.name, &r.actor_id))
+            .collect()
+    };
+    let quoters = interactions
+        .quotes
+        .iter()
+        .map(|q| reactor_name(&q.name, &q.actor_id))
+        .collect();
+    for (key, shown) in [
+        ("likes", reactors(&interactions.likes)),
+        ("boosts", reactors(&interactions.boosts)),
+        ("quotes", quoters),
     ] {
         if let Some(views) = value.get_mut(key).and_then(Value::as_array_mut) {
-            for (view, reactor) in views.iter_mut().zip(reactors) {
+            for (view, name) in views.iter_mut().zip(shown) {
                 if let Some(map) = view.as_object_mut() {
-                    let name = reactor_name(reactor);
                     map.insert("initial".into(), initial(&name).into());
                     map.insert("display_name".into(), name.into());
                 }
@@ -397,18 +407,14 @@ fn interactions_view(interactions: &PostInteractions, locale: chrono::Locale) ->
 
 /// The name to show for someone who liked or boosted: their profile name, or, when their
 /// profile could not be fetched (the name is then their actor URL, or empty), `user@host`
-/// read from the URL. `interactions.js` does the same in `reactorName`.
-fn reactor_name(reactor: &Reactor) -> String {
-    let name = reactor.name.trim();
+/// read from the URL. `interactions.js` does the same in `reactorName`. Quoters too.
+fn reactor_name(name: &str, actor_id: &str) -> String {
+    let name = name.trim();
     let lower = name.to_ascii_lowercase();
     if !name.is_empty() && !lower.starts_with("https://") && !lower.starts_with("http://") {
         return name.to_string();
     }
-    let from = if name.is_empty() {
-        &reactor.actor_id
-    } else {
-        name
-    };
+    let from = if name.is_empty() { actor_id } else { name };
     match url::Url::parse(from) {
         Ok(url) => {
             let host = url.host_str().unwrap_or_default();
@@ -485,12 +491,13 @@ mod reactor_tests {
     #[test]
     fn a_reactor_without_profile_is_named_from_the_url() {
         for name in ["https://h.example/users/bob", ""] {
-            let shown = reactor_name(&reactor(name));
+            let r = reactor(name);
+            let shown = reactor_name(&r.name, &r.actor_id);
             assert_eq!(shown, "bob@h.example");
             assert_eq!(initial(&shown), "B");
         }
         assert_eq!(
-            reactor_name(&reactor("Bob: the builder")),
+            reactor_name("Bob: the builder", "https://h.example/users/bob"),
             "Bob: the builder"
         );
         assert_eq!(initial("ève"), "È");
@@ -515,7 +522,13 @@ mod reactor_tests {
             }],
             likes: vec![reactor("https://h.example/users/bob")],
             boosts: vec![],
-            quotes: vec![],
+            quotes: vec![crate::site::interactions::QuotedBy {
+                actor_id: "https://q.example/users/quinn".into(),
+                name: String::new(),
+                actor_url: "https://q.example/@quinn".into(),
+                avatar: None,
+                url: "https://q.example/@quinn/7".into(),
+            }],
         };
         let view = interactions_view(&interactions, dates::locale("en"));
         assert_eq!(
@@ -524,5 +537,7 @@ mod reactor_tests {
         );
         assert_eq!(view["likes"][0]["display_name"], "bob@h.example");
         assert_eq!(view["likes"][0]["initial"], "B");
+        assert_eq!(view["quotes"][0]["display_name"], "quinn@q.example");
+        assert_eq!(view["quotes"][0]["initial"], "Q");
     }
 }

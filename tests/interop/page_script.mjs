@@ -36,6 +36,10 @@ console.log(
       label: span.getAttribute("aria-label"),
       text: span.textContent,
     })),
+    quotedBy: [...section.querySelectorAll(".quoted-by > li")].map((li) => ({
+      text: li.textContent.trim(),
+      href: li.querySelector("a")?.getAttribute("href") ?? null,
+    })),
     javascriptLinks: section.querySelectorAll('a[href^="javascript:"]').length,
     noReplies: section.querySelectorAll(".no-replies").length,
   }),

@@ -116,6 +116,34 @@
     return ul;
   }
 
+  function quotes(data) {
+    var title = document.createElement("p");
+    title.className = "quoted-by-title";
+    title.textContent = "Quoted by";
+    var ul = document.createElement("ul");
+    ul.className = "quoted-by";
+    data.quotes.forEach(function (q) {
+      var li = document.createElement("li");
+      var name = reactorName(q);
+      var a = link(q.url, "", null);
+      var img = avatar(q.avatar, 32, null);
+      if (img) {
+        img.alt = "";
+        a.appendChild(img);
+      } else {
+        var fallback = document.createElement("span");
+        fallback.className = "avatar-fallback";
+        fallback.setAttribute("aria-hidden", "true");
+        fallback.textContent = initial(name);
+        a.appendChild(fallback);
+      }
+      a.appendChild(document.createTextNode(" " + name));
+      li.appendChild(a);
+      ul.appendChild(li);
+    });
+    return [title, ul];
+  }
+
   function replies(data) {
     var ol = document.createElement("ol");
     ol.className = "replies";
@@ -156,7 +184,7 @@
     })
     .then(function (data) {
       if (!data || !Array.isArray(data.replies)) return;
-      var old = section.querySelectorAll(".reaction-counts, .reactors, .replies, .no-replies");
+      var old = section.querySelectorAll(".reaction-counts, .reactors, .quoted-by-title, .quoted-by, .replies, .no-replies");
       Array.prototype.forEach.call(old, function (node) {
         node.parentNode.removeChild(node);
       });
@@ -164,6 +192,7 @@
       var after = title;
       var parts = [];
       if (data.likes.length || data.boosts.length) parts.push(counts(data), reactors(data));
+      if (Array.isArray(data.quotes) && data.quotes.length) parts = parts.concat(quotes(data));
       if (data.replies.length) {
         parts.push(replies(data));
       } else {
