@@ -71,6 +71,15 @@ async fn a_reply_with_mentions_is_addressed_and_delivered_to_the_people_it_names
         )),
         "{page}"
     );
+    // The mention is a link on the page as in the Note; the unresolved one stays text.
+    assert!(
+        page.contains(&format!(
+            "<a href=\"{}/@lee\" class=\"u-url mention\">@<span>lee</span></a>",
+            people.base
+        )),
+        "{page}"
+    );
+    assert!(page.contains(&format!("@ghost@{host}")), "{page}");
     let cc: Vec<&str> = object["cc"]
         .as_array()
         .unwrap()

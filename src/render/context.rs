@@ -259,6 +259,12 @@ impl<'a> Views<'a> {
         if !full {
             map.remove("content");
             map.remove("text");
+        } else if !config.resolved.accounts.is_empty() {
+            // Mentions resolved before the build link to the account on the page too, with
+            // the markup the federated Note carries.
+            let (content, _) =
+                crate::federation::mentions::link_mentions(&doc.content, &config.resolved);
+            map.insert("content".into(), content.into());
         }
         map.insert("permalink".into(), config.absolute(&doc.path).into());
         map.insert("description".into(), description.into());
