@@ -16,6 +16,15 @@ const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_with_mentions_is_addressed_and_delivered_to_the_people_it_names() {
+    reply_with_mentions(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_on_a_blocked_server_are_named_but_not_delivered_to() {
+    reply_with_mentions(true).await;
+}
+
+async fn reply_with_mentions(block_people: bool) {
     let people = Peer::start(&["kim", "lee"]).await;
     let readers = Peer::start(&["fan"]).await;
     let status = people.add_status(
@@ -142,6 +151,10 @@ async fn a_reply_with_mentions_is_addressed_and_delivered_to_the_people_it_names
             state: FollowState::Accepted,
         })
         .unwrap();
+    if block_people {
+        let blocked = common::relais_on("moderate", site, &["block-domain", &people.host]);
+        common::assert_success(&blocked, "relais moderate block-domain");
+    }
     let published = tokio::time::timeout(
         GUARD,
         tokio::task::spawn_blocking({
@@ -154,6 +167,14 @@ async fn a_reply_with_mentions_is_addressed_and_delivered_to_the_people_it_names
     .unwrap();
     common::assert_success(&published, "relais publish");
     let text = common::stdout(&published);
+    if block_people {
+        // Only the follower's server: the people named live on a blocked one.
+        assert!(text.contains(": 1 deliveries"), "{text}");
+        assert!(people.received_of("Create").is_empty());
+        let creates = readers.received_of("Create");
+        assert_eq!(creates.len(), 1, "{creates:?}");
+        return;
+    }
     // The follower's server, and kim's and lee's (one shared inbox).
     assert!(text.contains(": 2 deliveries"), "{text}");
     for peer in [&people, &readers] {

@@ -140,6 +140,7 @@ fn plan_in_queue(
     share: f64,
     quote_changes: &mut Vec<revoke::QuoteChange>,
 ) -> Result<Result<EnqueueReport, DeliveryError>, StoreError> {
+    let blocked = blocked_addressees(store, config)?;
     store.queue_transaction(|q| {
         let records = q.published_records()?;
         let plan = plan::plan(posts, &records, ctx);
@@ -184,7 +185,7 @@ fn plan_in_queue(
             let at = ctx.now.timestamp();
             for activity in plan.activities {
                 let mut recipients = index.recipients(&activity.audience);
-                for inbox in addressed_inboxes(config, &activity.json) {
+                for inbox in addressed_inboxes(config, &blocked, &activity.json) {
                     if !recipients.iter().any(|r| r.inbox == inbox) {
                         recipients.push(Recipient {
                             inbox,
@@ -209,9 +210,36 @@ fn plan_in_queue(
     })
 }
 
+/// The resolved accounts (mentioned or replied to) that are blocked, by actor id or by the
+/// server of the id or of the inbox: a post names them but is not delivered to them, as
+/// it would not be to a blocked follower.
+fn blocked_addressees(
+    store: &Store,
+    config: &SiteConfig,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let resolved = &config.resolved;
+    let mut blocked = std::collections::HashSet::new();
+    for account in resolved
+        .accounts
+        .values()
+        .chain(resolved.replies.values().map(|r| &r.author))
+    {
+        let inbox = account.shared_inbox.as_deref().unwrap_or(&account.inbox);
+        if store.is_blocked(&account.id)? || store.is_blocked(inbox)? {
+            blocked.insert(account.id.clone());
+        }
+    }
+    Ok(blocked)
+}
+
 /// The inboxes of the accounts a post replies to or mentions (its object's `cc` beyond our
-/// followers), as `relais build` resolved them: they receive the post like followers.
-fn addressed_inboxes(config: &SiteConfig, activity: &serde_json::Value) -> Vec<String> {
+/// followers), as `relais build` resolved them: they receive the post like followers,
+/// unless blocked.
+fn addressed_inboxes(
+    config: &SiteConfig,
+    blocked: &std::collections::HashSet<String>,
+    activity: &serde_json::Value,
+) -> Vec<String> {
     let cc = activity["object"]["cc"]
         .as_array()
         .cloned()
@@ -220,6 +248,7 @@ fn addressed_inboxes(config: &SiteConfig, activity: &serde_json::Value) -> Vec<S
         .iter()
         .filter_map(serde_json::Value::as_str)
         .filter_map(|id| config.resolved.by_actor(id))
+        .filter(|a| !blocked.contains(&a.id))
         .map(|a| a.shared_inbox.clone().unwrap_or_else(|| a.inbox.clone()))
         .collect();
     inboxes.sort();
