@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::federation::documents::{with_context, AS_PUBLIC};
 use crate::federation::urls::Urls;
-use crate::store::queue::PublishedRecord;
+use crate::store::PublishedRecord;
 
 /// A post as the build published it.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,8 @@ use crate::federation::fetch::{FederationClient, FetchError};
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::{DigestedBody, SigningKey};
 use crate::federation::urls::Urls;
-use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery, HostSignal};
+use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery};
+use crate::store::HostSignal;
 use crate::store::{Store, StoreError};
 
 /// Time the worker may need beyond the request timeout before its lease runs out.
