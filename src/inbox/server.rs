@@ -129,23 +129,14 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Runs store work off the async threads: SQLite calls block.
+/// Runs store work off the async threads ([`crate::store::blocking`]), its failure an
+/// HTTP 500.
 pub async fn blocking<T, F>(store: &Store, work: F) -> Result<T, HttpError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || work(&store)).await {
-        Ok(result) => Ok(result?),
-        Err(e) => {
-            tracing::error!("store task failed: {e}");
-            Err(HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed",
-            ))
-        }
-    }
+    Ok(crate::store::blocking(store, work).await?)
 }
 
 pub fn router(state: InboxState) -> Router {

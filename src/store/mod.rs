@@ -60,6 +60,27 @@ pub enum StoreError {
     /// A grouped unit of work whose transaction could not be committed (see the log).
     #[error("store: the transaction was not committed")]
     NotCommitted,
+    /// Work run by [`blocking`] panicked or was cancelled.
+    #[error("store: the store task failed: {0}")]
+    Task(String),
+}
+
+/// Runs store work from async code on tokio's blocking threads: SQLite calls block (on
+/// the disk, on another writer), and the runtime's threads serve the inbox's requests and
+/// the deliveries in flight. The one way async code calls the store.
+pub async fn blocking<T, E>(
+    store: &Store,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Task(e.to_string()).into()),
+    }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
