@@ -16,8 +16,9 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::HostKind;
-use crate::federation::fetch::{FederationClient, FetchError, RawResponse, ACTIVITY_JSON_ACCEPT};
+use crate::federation::fetch::{FederationClient, FetchError, RawResponse};
 use crate::federation::urls::Urls;
+use crate::federation::vocab::{ACTIVITY_JSON, ACTIVITY_JSON_ACCEPT, AS_CONTEXT, LD_JSON};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -53,7 +54,6 @@ const SKEW_WARN_SECS: u64 = 30;
 /// ahead, or older than its 5 minutes of validity plus an hour; stricter servers allow less.
 const SKEW_FAIL_SECS: u64 = 5 * 60;
 const MAX_REDIRECTS: usize = 3;
-const AS_PROFILE: &str = "https://www.w3.org/ns/activitystreams";
 
 /// A fetched answer and where it finally came from.
 struct Fetched {
@@ -625,12 +625,9 @@ impl Doctor<'_> {
     /// An unsigned POST must reach the inbox service through the host and be refused there.
     async fn inbox(&mut self, check: &str, url: &str) {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/activity+json"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
         let body = serde_json::json!({
-            "@context": AS_PROFILE,
+            "@context": AS_CONTEXT,
             "id": format!("{}/relais-doctor#probe", self.urls.base()),
             "type": "Like",
             "actor": format!("{}/relais-doctor", self.urls.base()),
@@ -800,8 +797,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
 
 fn is_activity_media_type(content_type: &str) -> bool {
     let media = media_type(content_type);
-    media == "application/activity+json"
-        || (media == "application/ld+json" && content_type.contains(AS_PROFILE))
+    media == ACTIVITY_JSON || (media == LD_JSON && content_type.contains(AS_CONTEXT))
 }
 
 fn media_type(content_type: &str) -> String {

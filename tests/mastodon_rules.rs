@@ -23,12 +23,11 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
 use relais::config::SiteConfig;
 use relais::content::{DocumentCache, Highlighter};
-use relais::federation::documents::{
-    attributed_actor, create_activity, with_context, ACTIVITY_JSON,
-};
+use relais::federation::documents::{attributed_actor, create_activity, with_context};
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
 use relais::federation::urls::Urls;
+use relais::federation::vocab::ACTIVITY_JSON;
 use relais::site::{LoadOptions, Site};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};

@@ -151,9 +151,8 @@ fn time(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::queue::{
-        Attempt, ClaimRequest, FinishedDelivery, HostSignal, QueuedActivity, Recipient,
-    };
+    use crate::store::queue::{Attempt, ClaimRequest, FinishedDelivery, QueuedActivity, Recipient};
+    use crate::store::HostSignal;
 
     #[test]
     fn reports_queue_hosts_and_last_deliveries() {

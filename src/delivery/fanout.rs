@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::store::queue::{DeliveryFollower, Recipient};
+use crate::store::queue::Recipient;
+use crate::store::DeliveryFollower;
 
 /// Followers grouped by the actor they follow.
 #[derive(Debug)]

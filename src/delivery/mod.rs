@@ -8,14 +8,15 @@ pub mod fanout;
 pub mod load;
 pub mod moving;
 pub mod plan;
+pub mod policy;
 pub mod revoke;
 pub mod worker;
 
 pub use load::{load_live_posts, load_published_posts, LiveSite, LoadError};
 pub use plan::{content_hash, plan, ActivityKind, Plan, PlanContext, PublishedPost};
+pub use policy::SendError;
 pub use worker::{
-    Clock, ManualClock, RunSummary, SendError, Signers, SystemClock, Transport, Worker,
-    WorkerOptions,
+    Clock, ManualClock, RunSummary, Signers, SystemClock, Transport, Worker, WorkerOptions,
 };
 
 use std::future::Future;
@@ -54,8 +55,6 @@ pub enum DeliveryError {
         published: usize,
         share: f64,
     },
-    #[error("the publish task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
 }
 
 impl DeliveryError {
@@ -273,12 +272,11 @@ pub async fn publish_live(
     LoadError,
 > {
     let LiveSite { posts, documents } = load_live_posts(config, client).await?;
-    let (store, config) = (store.clone(), config.clone());
-    let queued = tokio::task::spawn_blocking(move || {
-        plan_and_enqueue(&store, &config, &posts, Utc::now(), confirm_deletes)
+    let config = config.clone();
+    let queued = crate::store::blocking(store, move |store| {
+        plan_and_enqueue(store, &config, &posts, Utc::now(), confirm_deletes)
     })
-    .await
-    .unwrap_or_else(|e| Err(e.into()));
+    .await;
     Ok((documents, queued))
 }
 

@@ -11,6 +11,7 @@ use crate::delivery::fanout::FollowerIndex;
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck};
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
+use crate::federation::vocab::AS_CONTEXT;
 use crate::inbox::remote::{actor_from_document, ActorDocError};
 use crate::store::queue::QueuedActivity;
 use crate::store::{AccountMove, MoveDirection, RemoteActor, Store, StoreError};
@@ -145,7 +146,7 @@ pub fn config_with_moved_to(
 pub fn move_activity(urls: &Urls, name: &str, target: &str, serial: i64) -> Value {
     let actor = urls.actor(name);
     json!({
-        "@context": "https://www.w3.org/ns/activitystreams",
+        "@context": AS_CONTEXT,
         "id": format!("{actor}#moves/{serial}"),
         "type": "Move",
         "actor": actor,

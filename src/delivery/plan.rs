@@ -15,9 +15,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::federation::documents::{with_context, AS_PUBLIC};
+use crate::federation::documents::with_context;
 use crate::federation::urls::Urls;
-use crate::store::queue::PublishedRecord;
+use crate::federation::vocab::AS_PUBLIC;
+use crate::store::PublishedRecord;
 
 /// A post as the build published it.
 #[derive(Debug, Clone, PartialEq)]

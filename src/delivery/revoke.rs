@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 
 use crate::config::QuotePolicy;
 use crate::delivery::plan::{ActivityKind, PlannedActivity};
-use crate::federation::documents::{read_quote_policy, AS_PUBLIC};
+use crate::federation::documents::read_quote_policy;
 use crate::federation::urls::Urls;
+use crate::federation::vocab::{AS_CONTEXT, AS_PUBLIC};
 use crate::store::{FollowState, QuoteAuthorization, Store, StoreError};
 
 /// What a planned activity changes for the quotes of its post.
@@ -44,7 +45,7 @@ impl QuoteChange {
 pub fn stamp_deletion(urls: &Urls, auth: &QuoteAuthorization) -> Value {
     let stamp = urls.quote_authorization(&auth.token);
     json!({
-        "@context": "https://www.w3.org/ns/activitystreams",
+        "@context": AS_CONTEXT,
         "id": format!("{stamp}#delete"),
         "type": "Delete",
         "actor": urls.actor(&auth.actor_name),

@@ -1,13 +1,10 @@
-//! Drains the delivery queue: signed POSTs, many at once but few per host, and the answers
-//! judged as Mastodon's `ActivityPub::DeliveryWorker` judges them.
+//! Drains the delivery queue: signed POSTs, many at once but few per host, each answer
+//! judged by `policy` (Mastodon's `ActivityPub::DeliveryWorker` rules).
 //!
-//! - 2xx: delivered.
-//! - 410 Gone: final; from a follower's personal inbox, the follower is removed.
-//! - 501, and 4xx but 401, 408 and 429: final, retrying cannot help.
-//! - 3xx: final, deliveries do not follow redirects.
-//! - anything else (5xx, 401, 408, 429, timeouts, refused connections): retried with
-//!   Sidekiq's backoff as Mastodon configures it, up to `delivery.max_attempts` attempts
-//!   (16 attempts span about two days).
+//! One turn of the loop records what finished and claims what is due (one store
+//! transaction, run off the async threads through [`crate::store::blocking`]), then sends
+//! the claimed deliveries; the answers are judged as they come back and recorded by the
+//! next turn.
 //!
 //! A host failing on seven distinct days with no success between is unavailable (the
 //! queue holds its deliveries, one probe a day); ten failures in a row make it cool off for a
@@ -23,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -32,8 +28,10 @@ use crate::federation::fetch::{FederationClient, FetchError};
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::{DigestedBody, SigningKey};
 use crate::federation::urls::Urls;
-use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery, HostSignal};
-use crate::store::{Store, StoreError};
+use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery};
+use crate::store::{self, HostSignal, Store, StoreError};
+
+use super::policy::{judge, SendError};
 
 /// Time the worker may need beyond the request timeout before its lease runs out.
 const LEASE_MARGIN_SECS: i64 = 10;
@@ -83,15 +81,6 @@ impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-/// Why a request got no HTTP answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// It must not or cannot be sent at all (refused address, invalid URL): final.
-    Refused(String),
-    /// Timeout, refused connection, broken transfer: worth retrying.
-    Failed(String),
 }
 
 /// Sends one signed POST and returns the HTTP status.
@@ -204,86 +193,6 @@ impl RunSummary {
     }
 }
 
-/// Sidekiq's delay before retry number `count + 1` (0-based `count`), with the jitter
-/// Mastodon adds: `count⁴ + 15 + rand(0.5·count⁴) + rand(10)·(count + 1)` seconds.
-pub fn retry_delay(count: u32, rng: &mut impl Rng) -> i64 {
-    let power = i64::from(count).pow(4);
-    let jitter = rng.gen_range(0..=power / 2);
-    let sidekiq_jitter = rng.gen_range(0..10) * (i64::from(count) + 1);
-    power + 15 + jitter + sidekiq_jitter
-}
-
-/// Turns the answer to one attempt into what to record.
-pub fn judge(
-    result: &Result<u16, SendError>,
-    delivery: &ClaimedDelivery,
-    now: i64,
-    max_attempts: u32,
-    rng: &mut impl Rng,
-) -> (Attempt, HostSignal) {
-    let mut retry = |status: Option<u16>, error: String| {
-        let attempts = delivery.attempts + 1;
-        if attempts >= max_attempts {
-            Attempt::Failed {
-                status,
-                error: format!("{error} (gave up after {attempts} attempts)"),
-                remove_follower: None,
-            }
-        } else {
-            Attempt::Retry {
-                status,
-                error,
-                next_attempt_at: now + retry_delay(delivery.attempts, rng),
-            }
-        }
-    };
-    match result {
-        Ok(status @ 200..=299) => (
-            Attempt::Delivered { status: *status },
-            HostSignal::Reachable,
-        ),
-        Ok(410) => (
-            Attempt::Failed {
-                status: Some(410),
-                error: "410 Gone".into(),
-                remove_follower: delivery.follower_id.clone(),
-            },
-            HostSignal::Reachable,
-        ),
-        Ok(status @ (300..=399 | 400..=499 | 501)) if !matches!(status, 401 | 408 | 429) => (
-            Attempt::Failed {
-                status: Some(*status),
-                error: format!("HTTP {}", status_text(*status)),
-                remove_follower: None,
-            },
-            HostSignal::Reachable,
-        ),
-        Ok(status) => (
-            retry(Some(*status), format!("HTTP {}", status_text(*status))),
-            HostSignal::Unreachable,
-        ),
-        Err(SendError::Refused(error)) => (
-            Attempt::Failed {
-                status: None,
-                error: error.clone(),
-                remove_follower: None,
-            },
-            HostSignal::Unknown,
-        ),
-        Err(SendError::Failed(error)) => (retry(None, error.clone()), HostSignal::Unreachable),
-    }
-}
-
-fn status_text(status: u16) -> String {
-    match http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
-        Some(reason) => format!("{status} {reason}"),
-        None => status.to_string(),
-    }
-}
-
 /// The queue's worker. Cheap to share: clones of its store and transport are handles.
 pub struct Worker<T: Transport, C: Clock> {
     store: Store,
@@ -306,6 +215,77 @@ enum Mode {
 struct Sent {
     delivery: ClaimedDelivery,
     result: Result<u16, SendError>,
+}
+
+/// What one run of the loop keeps between its turns.
+#[derive(Default)]
+struct Run {
+    summary: RunSummary,
+    tasks: JoinSet<Sent>,
+    hosts_of_tasks: HashMap<tokio::task::Id, String>,
+    /// Requests in flight per host.
+    busy: HashMap<String, usize>,
+    /// Answers not judged yet.
+    answered: Vec<Sent>,
+    /// Judged attempts not recorded yet: they may be carried over a few turns.
+    finished: Vec<FinishedDelivery>,
+    /// How many of `finished` were reported already: each is reported once.
+    reported: usize,
+    bodies: Bodies,
+    stopping: bool,
+}
+
+impl Run {
+    /// Takes in the requests that have finished, without waiting.
+    fn collect_ready(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next_with_id() {
+            collect(
+                joined,
+                &mut self.hosts_of_tasks,
+                &mut self.busy,
+                &mut self.answered,
+            );
+        }
+    }
+
+    /// Waits for one request to finish, or for the shutdown.
+    async fn wait_for_answer(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) {
+        tokio::select! {
+            Some(joined) = self.tasks.join_next_with_id() => {
+                collect(joined, &mut self.hosts_of_tasks, &mut self.busy, &mut self.answered);
+            }
+            () = shutdown, if !self.stopping => self.stopping = true,
+        }
+    }
+
+    /// Judges the answers by the retry policy and reports each finished attempt once.
+    fn judge_answers(
+        &mut self,
+        now: i64,
+        max_attempts: u32,
+        on_finish: &mut (dyn FnMut(&FinishedDelivery) + Send),
+    ) {
+        for sent in self.answered.drain(..) {
+            let (attempt, host_signal) = judge(
+                &sent.result,
+                &sent.delivery,
+                now,
+                max_attempts,
+                &mut rand::thread_rng(),
+            );
+            self.finished.push(FinishedDelivery {
+                id: sent.delivery.id,
+                host: sent.delivery.host,
+                attempt,
+                host_signal,
+            });
+        }
+        for done in &self.finished[self.reported..] {
+            self.summary.count(&done.attempt);
+            on_finish(done);
+        }
+        self.reported = self.finished.len();
+    }
 }
 
 impl<T: Transport, C: Clock> Worker<T, C> {
@@ -357,146 +337,136 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         on_finish: &mut (dyn FnMut(&FinishedDelivery) + Send),
     ) -> Result<RunSummary, StoreError> {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut stopping = false;
-        let mut summary = RunSummary::default();
-        let mut tasks: JoinSet<Sent> = JoinSet::new();
-        let mut hosts_of_tasks: HashMap<tokio::task::Id, String> = HashMap::new();
-        let mut busy: HashMap<String, usize> = HashMap::new();
-        let mut answered: Vec<Sent> = Vec::new();
-        let mut finished: Vec<FinishedDelivery> = Vec::new();
-        let mut reported = 0;
+        let mut run = Run::default();
         let mut last_prune: Option<i64> = None;
-        let mut bodies = Bodies::default();
-        let lease_secs = self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
         loop {
-            while let Some(joined) = tasks.try_join_next_with_id() {
-                collect(joined, &mut hosts_of_tasks, &mut busy, &mut answered);
-            }
+            run.collect_ready();
             let now = self.clock.now();
-            for sent in answered.drain(..) {
-                let (attempt, host_signal) = judge(
-                    &sent.result,
-                    &sent.delivery,
-                    now,
-                    self.options.max_attempts,
-                    &mut rand::thread_rng(),
-                );
-                finished.push(FinishedDelivery {
-                    id: sent.delivery.id,
-                    host: sent.delivery.host,
-                    attempt,
-                    host_signal,
-                });
-            }
-            // `finished` may be carried over a few turns: each is reported once.
-            for done in &finished[reported..] {
-                summary.count(&done.attempt);
-                on_finish(done);
-            }
-            reported = finished.len();
-            let free = if stopping {
+            run.judge_answers(now, self.options.max_attempts, on_finish);
+            let free = if run.stopping {
                 0
             } else {
-                self.options.concurrency.saturating_sub(tasks.len())
+                self.options.concurrency.saturating_sub(run.tasks.len())
             };
             // One transaction records what finished and claims what is due. Done after
             // every answer, it costs a queue scan per request: while requests are in
             // flight it waits until a quarter of the slots (or of the answers) is free.
             let batch = (self.options.concurrency / 4).max(1);
-            if !tasks.is_empty() && free < batch && finished.len() < batch {
-                tokio::select! {
-                    Some(joined) = tasks.join_next_with_id() => {
-                        collect(joined, &mut hosts_of_tasks, &mut busy, &mut answered);
-                    }
-                    () = &mut shutdown, if !stopping => stopping = true,
-                }
+            if !run.tasks.is_empty() && free < batch && run.finished.len() < batch {
+                run.wait_for_answer(&mut shutdown).await;
                 continue;
             }
-            let busy_hosts: Vec<(String, usize)> =
-                busy.iter().map(|(h, n)| (h.clone(), *n)).collect();
-            let request = ClaimRequest {
-                limit: free,
-                per_host: self.options.per_host,
-                busy: &busy_hosts,
-                lease_until: now + lease_secs,
-                cooling_failures: COOLING_FAILURES,
-                cooling_secs: COOLING_SECS,
-            };
-            let claimed = self
-                .store
-                .finish_and_claim(&finished, now, Some(&request))?;
-            finished.clear();
-            reported = 0;
-            for mut delivery in claimed {
-                if delivery.host_cooling {
-                    finished.push(self.cool_off(delivery, now));
-                    continue;
-                }
-                *busy.entry(delivery.host.clone()).or_default() += 1;
-                let host = delivery.host.clone();
-                let body = bodies.take(&mut delivery);
-                let handle = tasks.spawn(attempt(
-                    self.transport.clone(),
-                    self.signers.for_actor(&delivery.actor_name),
-                    body,
-                    delivery,
-                ));
-                hosts_of_tasks.insert(handle.id(), host);
-            }
+            let claimed = self.record_and_claim(&mut run, now, free).await?;
+            self.send(&mut run, claimed, now);
 
-            if !tasks.is_empty() {
-                tokio::select! {
-                    Some(joined) = tasks.join_next_with_id() => {
-                        collect(joined, &mut hosts_of_tasks, &mut busy, &mut answered);
-                    }
-                    () = &mut shutdown, if !stopping => stopping = true,
-                }
+            if !run.tasks.is_empty() {
+                run.wait_for_answer(&mut shutdown).await;
                 continue;
             }
-            if !finished.is_empty() {
+            if !run.finished.is_empty() {
                 continue;
             }
-            if stopping {
-                return Ok(summary);
+            if run.stopping {
+                return Ok(run.summary);
             }
             match mode {
                 Mode::UntilIdle => {
-                    if self.store.leased_deliveries(now)? == 0 {
-                        return Ok(summary);
+                    let leased =
+                        store::blocking(&self.store, move |s| s.leased_deliveries(now)).await?;
+                    if leased == 0 {
+                        return Ok(run.summary);
                     }
                     // Leased by another worker, or by one that died: wait for the lease.
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        () = &mut shutdown => stopping = true,
+                        () = &mut shutdown => run.stopping = true,
                     }
                 }
                 Mode::Forever => {
                     if last_prune.is_none_or(|at| now - at >= PRUNE_EVERY_SECS) {
-                        self.store.prune_deliveries(now - KEEP_FINISHED_SECS)?;
-                        let held = self.options.held_expiry.as_secs() as i64;
-                        let expired = self.store.expire_held(now, held)?;
-                        if expired > 0 {
-                            tracing::info!(
-                                "delivery: dropped {expired} deliveries held over {} days for unavailable servers",
-                                held / 86_400
-                            );
-                        }
+                        self.prune(now).await?;
                         last_prune = Some(now);
                     }
                     // At least a second: a due delivery may be waiting behind an earlier one
                     // of the same post, which no claim can take before its retry time.
-                    let wait = match self.store.next_delivery_at()? {
+                    let next = store::blocking(&self.store, |s| s.next_delivery_at()).await?;
+                    let wait = match next {
                         Some(at) => (at - now).clamp(1, IDLE_POLL_SECS),
                         None => IDLE_POLL_SECS,
                     };
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}
                         () = self.wake.notified() => {}
-                        () = &mut shutdown => stopping = true,
+                        () = &mut shutdown => run.stopping = true,
                     }
                 }
             }
         }
+    }
+
+    /// Records the judged attempts and claims up to `free` due deliveries, in one store
+    /// transaction off the async threads.
+    async fn record_and_claim(
+        &self,
+        run: &mut Run,
+        now: i64,
+        free: usize,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let finished = std::mem::take(&mut run.finished);
+        run.reported = 0;
+        let busy: Vec<(String, usize)> = run.busy.iter().map(|(h, n)| (h.clone(), *n)).collect();
+        let lease_until = now + self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
+        let per_host = self.options.per_host;
+        store::blocking(&self.store, move |store| {
+            let request = ClaimRequest {
+                limit: free,
+                per_host,
+                busy: &busy,
+                lease_until,
+                cooling_failures: COOLING_FAILURES,
+                cooling_secs: COOLING_SECS,
+            };
+            store.finish_and_claim(&finished, now, Some(&request))
+        })
+        .await
+    }
+
+    /// Starts a request for each claimed delivery; one to a host cooling off is finished
+    /// unsent instead.
+    fn send(&self, run: &mut Run, claimed: Vec<ClaimedDelivery>, now: i64) {
+        for mut delivery in claimed {
+            if delivery.host_cooling {
+                run.finished.push(self.cool_off(delivery, now));
+                continue;
+            }
+            *run.busy.entry(delivery.host.clone()).or_default() += 1;
+            let host = delivery.host.clone();
+            let body = run.bodies.take(&mut delivery);
+            let handle = run.tasks.spawn(attempt(
+                self.transport.clone(),
+                self.signers.for_actor(&delivery.actor_name),
+                body,
+                delivery,
+            ));
+            run.hosts_of_tasks.insert(handle.id(), host);
+        }
+    }
+
+    /// Forgets old finished deliveries and gives up on those held too long.
+    async fn prune(&self, now: i64) -> Result<(), StoreError> {
+        let held = self.options.held_expiry.as_secs() as i64;
+        let expired = store::blocking(&self.store, move |store| {
+            store.prune_deliveries(now - KEEP_FINISHED_SECS)?;
+            store.expire_held(now, held)
+        })
+        .await?;
+        if expired > 0 {
+            tracing::info!(
+                "delivery: dropped {expired} deliveries held over {} days for unavailable servers",
+                held / 86_400
+            );
+        }
+        Ok(())
     }
 
     /// A delivery to a host cooling off is rescheduled unsent; the host's record is left
@@ -698,82 +668,6 @@ mod tests {
             .run_until_idle(std::future::pending(), &mut |_| {})
             .await
             .unwrap()
-    }
-
-    #[test]
-    fn retry_delays_follow_sidekiq_and_grow_to_days() {
-        let mut rng = rand::thread_rng();
-        for _ in 0..100 {
-            let first = retry_delay(0, &mut rng);
-            assert!((15..=24).contains(&first), "{first}");
-            let tenth = retry_delay(10, &mut rng);
-            assert!((10_015..=10_015 + 5_000 + 99).contains(&tenth), "{tenth}");
-        }
-        // 16 attempts: 15 retries, at least Σ c⁴ + 15 s for c < 15, about a day and a half.
-        let total: i64 = (0..15).map(|c| retry_delay(c, &mut rng)).sum();
-        assert!(total >= 127_912, "16 attempts span {total} s");
-    }
-
-    #[test]
-    fn answers_are_judged_as_mastodon_judges_them() {
-        let delivery = ClaimedDelivery {
-            id: 1,
-            activity_id: "a".into(),
-            actor_name: "blog".into(),
-            inbox: "https://m.example/users/x/inbox".into(),
-            host: "m.example".into(),
-            follower_id: Some("https://m.example/users/x".into()),
-            body: "{}".into(),
-            attempts: 0,
-            host_cooling: false,
-        };
-        let mut rng = rand::thread_rng();
-        let mut judge_of =
-            |result: Result<u16, SendError>| judge(&result, &delivery, START, 16, &mut rng);
-        assert_eq!(
-            judge_of(Ok(202)),
-            (Attempt::Delivered { status: 202 }, HostSignal::Reachable)
-        );
-        for status in [500, 502, 503, 401, 408, 429] {
-            let (attempt, signal) = judge_of(Ok(status));
-            assert!(
-                matches!(attempt, Attempt::Retry { next_attempt_at, .. } if next_attempt_at > START),
-                "{status}"
-            );
-            assert_eq!(signal, HostSignal::Unreachable);
-        }
-        for status in [400, 403, 404, 422, 501, 301] {
-            let (attempt, signal) = judge_of(Ok(status));
-            assert!(
-                matches!(
-                    attempt,
-                    Attempt::Failed {
-                        remove_follower: None,
-                        ..
-                    }
-                ),
-                "{status}"
-            );
-            assert_eq!(signal, HostSignal::Reachable);
-        }
-        let (gone, _) = judge_of(Ok(410));
-        assert!(
-            matches!(gone, Attempt::Failed { remove_follower: Some(ref id), .. } if id == "https://m.example/users/x")
-        );
-        let (refused, signal) = judge_of(Err(SendError::Refused("private address".into())));
-        assert!(matches!(refused, Attempt::Failed { .. }));
-        assert_eq!(signal, HostSignal::Unknown);
-        let (timeout, _) = judge_of(Err(SendError::Failed("timeout".into())));
-        assert!(matches!(timeout, Attempt::Retry { .. }));
-
-        let last = ClaimedDelivery {
-            attempts: 15,
-            ..delivery.clone()
-        };
-        let (attempt, _) = judge(&Ok(503), &last, START, 16, &mut rng);
-        assert!(
-            matches!(attempt, Attempt::Failed { ref error, .. } if error.contains("gave up after 16 attempts"))
-        );
     }
 
     #[tokio::test]

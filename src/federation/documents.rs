@@ -8,42 +8,8 @@ use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfi
 use crate::content::{escape_html, media_type, Document, ImageRef};
 use crate::federation::mentions;
 use crate::federation::urls::Urls;
+use crate::federation::vocab::{context, ACTIVITY_JSON, AS_PUBLIC};
 use crate::site::feeds::absolutize;
-
-pub const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
-pub const ACTIVITY_JSON: &str = "application/activity+json";
-
-/// `@context` of every document: ActivityStreams, the security vocabulary (publicKey) and
-/// the extensions Mastodon understands, as Mastodon itself declares them.
-pub fn context() -> Value {
-    json!([
-        "https://www.w3.org/ns/activitystreams",
-        "https://w3id.org/security/v1",
-        {
-            "manuallyApprovesFollowers": "as:manuallyApprovesFollowers",
-            "sensitive": "as:sensitive",
-            "Hashtag": "as:Hashtag",
-            "toot": "http://joinmastodon.org/ns#",
-            "featured": { "@id": "toot:featured", "@type": "@id" },
-            "discoverable": "toot:discoverable",
-            "indexable": "toot:indexable",
-            "alsoKnownAs": { "@id": "as:alsoKnownAs", "@type": "@id" },
-            "movedTo": { "@id": "as:movedTo", "@type": "@id" },
-            "schema": "http://schema.org#",
-            "PropertyValue": "schema:PropertyValue",
-            "value": "schema:value",
-            "gts": "https://gotosocial.org/ns#",
-            "interactionPolicy": { "@id": "gts:interactionPolicy", "@type": "@id" },
-            "canQuote": { "@id": "gts:canQuote", "@type": "@id" },
-            "automaticApproval": { "@id": "gts:automaticApproval", "@type": "@id" },
-            "manualApproval": { "@id": "gts:manualApproval", "@type": "@id" },
-            "interactingObject": { "@id": "gts:interactingObject", "@type": "@id" },
-            "interactionTarget": { "@id": "gts:interactionTarget", "@type": "@id" },
-            "QuoteRequest": "https://w3id.org/fep/044f#QuoteRequest",
-            "QuoteAuthorization": "https://w3id.org/fep/044f#QuoteAuthorization"
-        }
-    ])
-}
 
 /// One actor of the site: the site itself or an author.
 #[derive(Debug, Clone)]

@@ -20,12 +20,8 @@ use super::signature::{
 };
 use super::signature9421::sign_message;
 use crate::config::SiteConfig;
+use crate::federation::vocab::{is_accepted_media_type, ACTIVITY_JSON, ACTIVITY_JSON_ACCEPT};
 
-/// What we ask for: Mastodon's own `Accept` for ActivityPub documents.
-pub const ACTIVITY_JSON_ACCEPT: &str =
-    "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"";
-/// The content type of what we deliver.
-pub const ACTIVITY_JSON: &str = "application/activity+json";
 /// Mastodon's limit for fetched JSON.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_REDIRECTS: usize = 3;
@@ -363,7 +359,7 @@ impl FederationClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        if !is_activity_json(&content_type) {
+        if !is_accepted_media_type(&content_type) {
             return Err(FetchError::ContentType {
                 url: url.to_string(),
                 content_type,
@@ -670,19 +666,6 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated, RFC 7526)
         || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
         || a >= 240) // reserved, broadcast included
-}
-
-fn is_activity_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "application/activity+json" | "application/ld+json" | "application/json"
-    )
 }
 
 /// A reqwest failure, with a refusal by the guard recovered from deep in its cause chain.
@@ -1400,20 +1383,5 @@ mod tests {
             assert!(is_public_address(ip), "{text} should be public");
         }
         assert!(!is_public_address(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-    }
-
-    #[test]
-    fn content_types_accepted() {
-        for accepted in [
-            "application/activity+json",
-            "application/activity+json; charset=utf-8",
-            "application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
-            "Application/JSON",
-        ] {
-            assert!(is_activity_json(accepted), "{accepted}");
-        }
-        for refused in ["text/html", "", "application/jsonx", "text/json"] {
-            assert!(!is_activity_json(refused), "{refused}");
-        }
     }
 }

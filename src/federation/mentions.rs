@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::content::escape_html;
 use crate::federation::fetch::{FederationClient, IdCheck};
 use crate::federation::signature::SigningKey;
+use crate::federation::vocab::{ACTIVITY_JSON, LD_JSON};
 
 /// Where the resolved accounts are kept, under the site folder.
 pub const RESOLVED_FILE: &str = ".relais/resolved.json";
@@ -294,9 +295,9 @@ async fn webfinger(
         .flatten()
         .find(|l| {
             l["rel"] == "self"
-                && l["type"].as_str().is_some_and(|t| {
-                    t == "application/activity+json" || t.starts_with("application/ld+json")
-                })
+                && l["type"]
+                    .as_str()
+                    .is_some_and(|t| t == ACTIVITY_JSON || t.starts_with(LD_JSON))
         })
         .and_then(|l| l["href"].as_str())
         .ok_or_else(|| format!("WebFinger {url}: no ActivityPub self link"))?;

@@ -10,6 +10,7 @@ pub mod note_markup;
 pub mod signature;
 pub mod signature9421;
 pub mod urls;
+pub mod vocab;
 
 use crate::config::SiteConfig;
 use crate::content::Document;

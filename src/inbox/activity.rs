@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-pub const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+use crate::federation::vocab::AS_PUBLIC;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ActivityError {

@@ -8,8 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::federation::documents::context;
-use crate::federation::hostrules::ACTIVITY_JSON_UTF8;
+use crate::federation::vocab::context;
+use crate::federation::vocab::ACTIVITY_JSON_UTF8;
 use crate::inbox::server::{blocking, HttpError, InboxState};
 
 /// Followers listed per page (Mastodon lists 12; ids are short, so more per request).

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use crate::config::{QuotePolicy, SiteConfig};
 use crate::content::escape_html;
-use crate::federation::documents::{actors, context, read_quote_policy};
+use crate::federation::documents::{actors, read_quote_policy};
 use crate::federation::urls::Urls;
+use crate::federation::vocab::{context, AS_CONTEXT};
 use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::sanitize::sanitize_html;
@@ -21,7 +22,7 @@ use crate::store::{
 
 /// What the inbox knows of our own site.
 #[derive(Debug, Clone)]
-pub struct Site {
+pub struct OurSite {
     pub urls: Urls,
     /// Usernames of our actors.
     pub actor_names: Vec<String>,
@@ -36,9 +37,9 @@ pub struct Site {
     pub public_dir: Option<PathBuf>,
 }
 
-impl Site {
-    pub fn new(config: &SiteConfig, public_dir: Option<PathBuf>) -> Site {
-        Site {
+impl OurSite {
+    pub fn new(config: &SiteConfig, public_dir: Option<PathBuf>) -> OurSite {
+        OurSite {
             urls: Urls::new(config),
             actor_names: actors(config).into_iter().map(|a| a.name).collect(),
             aliases: actors(config)
@@ -142,7 +143,7 @@ fn ignored(reason: impl Into<String>) -> Result<Outcome, StoreError> {
 /// one is not marked seen, so the sender's retry is applied. `move_target` is the fetched
 /// `target` of a `Move`.
 pub fn apply(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     activity: &Activity,
     sender: &RemoteActor,
@@ -165,7 +166,7 @@ pub fn apply(
 }
 
 fn apply_once(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     activity: &Activity,
     sender: &RemoteActor,
@@ -265,7 +266,7 @@ fn apply_once(
 }
 
 fn follow(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     activity: &Activity,
     sender: &RemoteActor,
@@ -314,7 +315,7 @@ pub const MOVE_WINDOW: chrono::Duration = chrono::Duration::days(7);
 /// followers. Mastodon's re-follow is a plain `Follow`, so this is the rule: a new
 /// follower during the week after the move is counted as brought by it.
 fn arrived_through_move(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     name: &str,
     follower_id: &str,
@@ -350,7 +351,7 @@ fn arrived_through_move(
 /// ours to share (missing) or its policy does not admit the requester. Like a follow's
 /// Accept, the answer is queued in the transaction that marks the request seen.
 fn quote_request(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     activity: &Activity,
     sender: &RemoteActor,
@@ -452,7 +453,7 @@ fn random_token() -> String {
 
 /// The `QuoteAuthorization` document of a granted quote (Mastodon's
 /// `QuoteAuthorizationSerializer`).
-pub fn quote_authorization_document(site: &Site, auth: &QuoteAuthorization) -> Value {
+pub fn quote_authorization_document(site: &OurSite, auth: &QuoteAuthorization) -> Value {
     json!({
         "@context": context(),
         "id": site.urls.quote_authorization(&auth.token),
@@ -463,7 +464,12 @@ pub fn quote_authorization_document(site: &Site, auth: &QuoteAuthorization) -> V
     })
 }
 
-fn undo(site: &Site, store: &Store, actor: &str, undone: &Undone) -> Result<Outcome, StoreError> {
+fn undo(
+    site: &OurSite,
+    store: &Store,
+    actor: &str,
+    undone: &Undone,
+) -> Result<Outcome, StoreError> {
     let removed = match undone {
         Undone::Follow { actor: Some(a), .. } if a != actor => {
             return ignored(format!("{actor} may not undo a follow by {a}"));
@@ -514,7 +520,7 @@ fn unreact(
 }
 
 fn react(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     activity: &Activity,
     object: &str,
@@ -560,7 +566,7 @@ fn reply_html(note: &Note) -> String {
 }
 
 fn create(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     sender: &RemoteActor,
     note: &Note,
@@ -628,7 +634,7 @@ fn create(
 /// A quote of our post `post`: kept (shown as "quoted by") when we authorized exactly this
 /// post of this actor to quote it, and the stamp it shows, if any, is ours for it.
 fn quote(
-    site: &Site,
+    site: &OurSite,
     store: &Store,
     sender: &RemoteActor,
     note: &Note,
@@ -679,7 +685,7 @@ pub fn follow_answer(urls: &Urls, follower: &Follower, answer: FollowAnswer) -> 
     let digest = sha2::Sha256::digest(follower.follow_activity_id.as_bytes());
     let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     json!({
-        "@context": "https://www.w3.org/ns/activitystreams",
+        "@context": AS_CONTEXT,
         "id": format!("{our_actor}#{path}/follows/{tag}"),
         "type": kind,
         "actor": our_actor,
@@ -703,7 +709,7 @@ mod tests {
     const BLOG: &str = "https://blog.example/ap/users/blog.json";
     const POST: &str = "https://blog.example/ap/posts/a.json";
 
-    fn site(extra: &str) -> Site {
+    fn site(extra: &str) -> OurSite {
         let config = SiteConfig::parse(
             &format!(
                 "title = \"T\"\nbase_url = \"https://blog.example\"\n\
@@ -712,14 +718,14 @@ mod tests {
             Path::new("config.toml"),
         )
         .unwrap();
-        Site::new(&config, None)
+        OurSite::new(&config, None)
     }
 
     fn alice() -> RemoteActor {
         crate::store::test_actor(ALICE)
     }
 
-    fn run(site: &Site, store: &Store, json: Value) -> Outcome {
+    fn run(site: &OurSite, store: &Store, json: Value) -> Outcome {
         let activity = Activity::parse(&json).unwrap();
         apply(site, store, &activity, &alice(), None).unwrap()
     }
@@ -759,7 +765,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ap/posts")).unwrap();
         std::fs::write(dir.path().join("ap/posts/a.json"), "{}").unwrap();
-        let s = Site {
+        let s = OurSite {
             public_dir: Some(dir.path().to_path_buf()),
             ..site("")
         };

@@ -11,7 +11,8 @@ use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::federation::documents::{actors, webfinger_document};
-use crate::federation::hostrules::{ACTIVITY_JSON_UTF8, JRD_JSON_UTF8, NODEINFO_JSON};
+use crate::federation::hostrules::{JRD_JSON_UTF8, NODEINFO_JSON};
+use crate::federation::vocab::ACTIVITY_JSON_UTF8;
 use crate::inbox::collections;
 use crate::inbox::server::{HttpError, InboxState};
 

@@ -21,6 +21,7 @@ use crate::federation::fetch::{FederationClient, FetchError, IdCheck, KEY_REFETC
 use crate::federation::keys::public_key_to_pem;
 use crate::federation::signature::{IncomingRequest, SignatureError, SigningKey};
 use crate::federation::signature9421::RequestSignature;
+use crate::federation::vocab::ACCEPTED_MEDIA_TYPES;
 use crate::inbox::activity::{Activity, Kind};
 use crate::inbox::process::{apply, Outcome};
 use crate::inbox::remote::actor_from_document;
@@ -31,12 +32,6 @@ use crate::store::{host_of, RemoteActor};
 /// How long a request may wait for a remote key or actor. Senders give up after about 10 s
 /// (Mastodon's HTTP timeout), and a cached key needs no wait at all.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-
-const ACCEPTED_TYPES: &[&str] = &[
-    "application/activity+json",
-    "application/ld+json",
-    "application/json",
-];
 
 /// `POST /ap/inbox`.
 pub async fn shared_inbox(
@@ -162,7 +157,7 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
     // Mastodon itself reads any body; refusing form and text types keeps browsers' simple
     // cross-site POSTs out, since JSON types need a CORS preflight we never grant.
     match media_type(&req.headers) {
-        Some(t) if ACCEPTED_TYPES.contains(&t.as_str()) => {}
+        Some(t) if ACCEPTED_MEDIA_TYPES.contains(&t.as_str()) => {}
         other => {
             return Err(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

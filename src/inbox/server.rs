@@ -18,7 +18,7 @@ use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::keyfetch::KeyFetches;
 use crate::inbox::listener::{self, serve_connections, ConnectionLimits};
-use crate::inbox::process::Site;
+use crate::inbox::process::OurSite;
 use crate::inbox::ratelimit::Limits;
 use crate::inbox::verify::Verifier;
 use crate::inbox::{collections, deploy, public, receive};
@@ -28,7 +28,7 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub struct InboxState {
     pub config: Arc<SiteConfig>,
-    pub site: Arc<Site>,
+    pub site: Arc<OurSite>,
     pub store: Store,
     /// The built site (`public/`), served when `inbox.serve_public`.
     pub public_dir: Arc<PathBuf>,
@@ -51,7 +51,7 @@ impl InboxState {
         store: Store,
         client: FederationClient,
     ) -> InboxState {
-        let site = Site::new(&config, Some(public_dir.clone()));
+        let site = OurSite::new(&config, Some(public_dir.clone()));
         InboxState {
             limits: Arc::new(Limits::new(
                 config.inbox.client_rate_limit_per_minute,
@@ -129,23 +129,14 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Runs store work off the async threads: SQLite calls block.
+/// Runs store work off the async threads ([`crate::store::blocking`]), its failure an
+/// HTTP 500.
 pub async fn blocking<T, F>(store: &Store, work: F) -> Result<T, HttpError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || work(&store)).await {
-        Ok(result) => Ok(result?),
-        Err(e) => {
-            tracing::error!("store task failed: {e}");
-            Err(HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the store failed",
-            ))
-        }
-    }
+    Ok(crate::store::blocking(store, work).await?)
 }
 
 pub fn router(state: InboxState) -> Router {

@@ -1,8 +1,10 @@
-//! Followers of our actors, one row per (our actor, remote follower).
+//! Followers of our actors, one row per (our actor, remote follower), and the followers a
+//! delivery goes to.
 
 use rusqlite::{OptionalExtension, Row};
 
 use super::blocks::not_blocked;
+use super::queue::QueueTx;
 use super::{host_of, now, RemoteActor, Store, StoreError, WriteTx};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,10 +243,48 @@ impl Store {
     }
 }
 
+/// An accepted follower of one of our actors, as delivery needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFollower {
+    pub actor_name: String,
+    pub follower_id: String,
+    pub inbox: String,
+    pub shared_inbox: Option<String>,
+}
+
+impl QueueTx<'_> {
+    /// Accepted followers of the given actors, without blocked domains and actors, nor
+    /// followers that blocked the actor they follow.
+    pub fn delivery_followers(
+        &self,
+        actor_names: &[&str],
+    ) -> rusqlite::Result<Vec<DeliveryFollower>> {
+        let names = serde_json::Value::from(actor_names.to_vec()).to_string();
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
+             WHERE f.state = 'accepted' AND f.actor_name IN (SELECT value FROM json_each(?1)) \
+             AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
+             WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
+             ORDER BY f.id",
+            not_blocked("f.follower_host", "f.follower_id")
+        ))?;
+        let rows = stmt.query_map([names], |r| {
+            Ok(DeliveryFollower {
+                actor_name: r.get(0)?,
+                follower_id: r.get(1)?,
+                inbox: r.get(2)?,
+                shared_inbox: r.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::actors::tests::actor;
+    use crate::store::queue::tests::follower;
     use crate::store::BlockSource;
 
     fn follow<'a>(name: &'a str, who: &'a RemoteActor, state: FollowState) -> NewFollower<'a> {
@@ -376,5 +416,82 @@ mod tests {
             store.follower("ann", &new.id).unwrap().unwrap().state,
             FollowState::Accepted
         );
+    }
+
+    #[test]
+    fn followers_for_delivery_are_accepted_and_unblocked() {
+        let store = Store::open_in_memory().unwrap();
+        follower(
+            &store,
+            "blog",
+            "https://a.example/users/1",
+            true,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://a.example/users/2",
+            true,
+            FollowState::Pending,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://bad.example/users/3",
+            true,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://c.example/users/4",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "blog",
+            "https://c.example/users/5",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "alice",
+            "https://d.example/users/6",
+            false,
+            FollowState::Accepted,
+        );
+        follower(
+            &store,
+            "carol",
+            "https://e.example/users/7",
+            false,
+            FollowState::Accepted,
+        );
+        store
+            .block_domain("bad.example", BlockSource::Moderation)
+            .unwrap();
+        store
+            .record_remote_block("https://c.example/users/5", "blog", None)
+            .unwrap();
+        let followers = store
+            .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
+            .unwrap();
+        let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "https://a.example/users/1",
+                "https://c.example/users/4",
+                "https://d.example/users/6"
+            ]
+        );
+        assert_eq!(
+            followers[0].shared_inbox.as_deref(),
+            Some("https://a.example/inbox")
+        );
+        assert_eq!(followers[1].shared_inbox, None);
     }
 }

@@ -1,6 +1,7 @@
 //! SQLite persistence for everything dynamic: followers, replies, reactions, quote
 //! authorizations, blocks, flags,
-//! the remote actor cache and (in `queue`) the outbound delivery queue.
+//! the remote actor cache, the outbound delivery queue (`queue`), the health of the hosts it
+//! sends to (`hosts`) and the state of published posts (`published`).
 //!
 //! One `Store` is shared by the inbox handlers, delivery and the build. It wraps a single
 //! connection behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -13,8 +14,10 @@ mod actors;
 mod blocks;
 mod followers;
 mod group;
+mod hosts;
 mod interactions;
 mod moves;
+mod published;
 pub mod queue;
 mod quotes;
 mod reactions;
@@ -33,8 +36,10 @@ pub(crate) use actors::tests::actor as test_actor;
 pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
-pub use followers::{FollowState, Follower, NewFollower};
+pub use followers::{DeliveryFollower, FollowState, Follower, NewFollower};
+pub use hosts::{HostHealth, HostSignal, PROBE_INTERVAL_SECS, UNAVAILABLE_AFTER_FAILURE_DAYS};
 pub use moves::{AccountMove, MoveDirection, MovedFollowers};
+pub use published::PublishedRecord;
 pub use quotes::QuoteAuthorization;
 pub use reactions::ReactionKind;
 pub use replies::{NewReply, ReplyState, StoredReply};
@@ -55,6 +60,27 @@ pub enum StoreError {
     /// A grouped unit of work whose transaction could not be committed (see the log).
     #[error("store: the transaction was not committed")]
     NotCommitted,
+    /// Work run by [`blocking`] panicked or was cancelled.
+    #[error("store: the store task failed: {0}")]
+    Task(String),
+}
+
+/// Runs store work from async code on tokio's blocking threads: SQLite calls block (on
+/// the disk, on another writer), and the runtime's threads serve the inbox's requests and
+/// the deliveries in flight. The one way async code calls the store.
+pub async fn blocking<T, E>(
+    store: &Store,
+    work: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Task(e.to_string()).into()),
+    }
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts how many ran.
@@ -197,6 +223,63 @@ CREATE TABLE received_quotes (
 );
 CREATE INDEX received_quotes_by_post ON received_quotes (post_id);
 "#,
+    // The delivery queue, the hosts' health and the published posts, which had a migration
+    // list of their own (`queue_schema`). A store made before this one already has these
+    // tables, as that list made them: `IF NOT EXISTS` keeps them and their rows.
+    r#"
+CREATE TABLE IF NOT EXISTS delivery_activities (
+    activity_id TEXT PRIMARY KEY,
+    object_id TEXT,
+    actor_name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    activity_id TEXT NOT NULL REFERENCES delivery_activities (activity_id),
+    object_id TEXT,
+    inbox TEXT NOT NULL,
+    host TEXT NOT NULL,
+    follower_id TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (activity_id, inbox)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_in_order ON deliveries (inbox, object_id, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_by_host ON deliveries (host) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
+
+CREATE TABLE IF NOT EXISTS delivery_hosts (
+    host TEXT PRIMARY KEY,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    failure_days INTEGER NOT NULL DEFAULT 0,
+    last_failure_day INTEGER,
+    last_failure_at INTEGER,
+    last_success_at INTEGER,
+    unavailable_since INTEGER,
+    next_probe_at INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS published_posts (
+    object_id TEXT PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    updated TEXT,
+    last_activity_id TEXT,
+    last_activity_at INTEGER NOT NULL,
+    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
+);
+
+DROP TABLE IF EXISTS queue_schema;
+"#,
 ];
 
 /// Handle on the SQLite store; clones share one connection.
@@ -256,7 +339,6 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
-        queue::migrate(&conn)?;
         let reader = match reader_path {
             Some(path) => {
                 let reader = Connection::open_with_flags(
@@ -510,6 +592,116 @@ mod tests {
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert!(!store.mark_seen("https://m.example/a/1").unwrap());
+    }
+
+    /// The queue's tables as relais made them while they had a migration list of their own,
+    /// counted in `queue_schema`, beside the store's first three migrations.
+    const QUEUE_BEFORE_MIGRATION_4: &str = r#"
+CREATE TABLE queue_schema (version INTEGER NOT NULL);
+INSERT INTO queue_schema (version) VALUES (1);
+CREATE TABLE delivery_activities (
+    activity_id TEXT PRIMARY KEY,
+    object_id TEXT,
+    actor_name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    activity_id TEXT NOT NULL REFERENCES delivery_activities (activity_id),
+    object_id TEXT,
+    inbox TEXT NOT NULL,
+    host TEXT NOT NULL,
+    follower_id TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    UNIQUE (activity_id, inbox)
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX deliveries_in_order ON deliveries (inbox, object_id, id) WHERE state = 'pending';
+CREATE INDEX deliveries_by_host ON deliveries (host) WHERE state = 'pending';
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
+
+CREATE TABLE delivery_hosts (
+    host TEXT PRIMARY KEY,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    failure_days INTEGER NOT NULL DEFAULT 0,
+    last_failure_day INTEGER,
+    last_failure_at INTEGER,
+    last_success_at INTEGER,
+    unavailable_since INTEGER,
+    next_probe_at INTEGER
+);
+
+CREATE TABLE published_posts (
+    object_id TEXT PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    updated TEXT,
+    last_activity_id TEXT,
+    last_activity_at INTEGER NOT NULL,
+    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
+);
+"#;
+
+    /// Every table and index, with the SQL that made it (SQLite keeps it without
+    /// `IF NOT EXISTS`), so two stores made different ways can be compared.
+    fn schema(conn: &Connection) -> Vec<(String, Option<String>)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_store_with_the_queues_own_migrations_opens_with_its_queue_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.db");
+        let conn = Connection::open(&old).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(QUEUE_BEFORE_MIGRATION_4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO delivery_activities VALUES ('a#create', 'a', 'blog', '{}', 10); \
+             INSERT INTO deliveries (activity_id, object_id, inbox, host, state, \
+                 next_attempt_at, created_at) \
+             VALUES ('a#create', 'a', 'https://m.example/inbox', 'm.example', 'pending', 10, 10); \
+             INSERT INTO delivery_hosts (host, consecutive_failures, failure_days, \
+                 unavailable_since, next_probe_at) VALUES ('down.example', 9, 7, 5, 86405); \
+             INSERT INTO published_posts VALUES ('a', 'blog', 'h', NULL, 'a#create', 10, 0);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open(&old).unwrap();
+        let version: i64 = store
+            .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(store.queue_counts(20).unwrap().pending(), 1);
+        assert_eq!(store.published_post_counts().unwrap(), (1, 0));
+        let hosts = store.troubled_hosts().unwrap();
+        assert_eq!(
+            (hosts[0].host.as_str(), hosts[0].next_probe_at),
+            ("down.example", Some(86405))
+        );
+        let migrated = store.with_conn(|c| Ok(schema(c))).unwrap();
+        drop(store);
+
+        let fresh = Store::open(&dir.path().join("fresh.db")).unwrap();
+        let made_fresh = fresh.with_conn(|c| Ok(schema(c))).unwrap();
+        assert_eq!(migrated, made_fresh);
+        assert!(!migrated.iter().any(|(name, _)| name == "queue_schema"));
     }
 
     #[test]

@@ -1,139 +1,21 @@
-//! The durable outbound delivery queue, the health of remote hosts and what was published.
+//! The durable outbound delivery queue: enqueue, claim under a lease, finish.
 //!
 //! - `delivery_activities`: one row per activity to send (its JSON body and signing actor).
 //! - `deliveries`: one row per (activity, target inbox), unique, so an activity is never
 //!   queued twice for one inbox. A worker claims a row by setting a lease; a worker killed
 //!   mid-request leaves a lease that expires, and the row is claimed again (at least once).
-//! - `delivery_hosts`: consecutive failures and unavailability per host, as Mastodon's
-//!   `DeliveryFailureTracker` and `UnavailableDomain` keep them.
-//! - `published_posts`: the last state of every post sent to followers, so that a post is
-//!   sent once and only its edits and its removal are sent again.
+//!
+//! A claim reads the health of the hosts (`hosts`: the circuit breaker, unavailable hosts'
+//! probes), and one queue transaction ([`QueueTx`]) also reads and writes the published-post
+//! state (`published`) and the followers (`followers`), so a publish commits as one.
 //!
 //! Times are Unix seconds, given by the caller so tests can move the clock.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use sha2::{Digest, Sha256};
 
-use super::blocks::not_blocked;
+use super::hosts::{hold_host, host_reachable, host_unreachable, HostSignal, PROBE_INTERVAL_SECS};
 use super::{host_of, Store, StoreError, WriteTx};
-
-/// Queue migrations, applied in order; `queue_schema.version` counts how many ran. Kept apart
-/// from the store's own migrations so the two lists grow independently. Append only.
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE delivery_activities (
-    activity_id TEXT PRIMARY KEY,
-    object_id TEXT,
-    actor_name TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-
-CREATE TABLE deliveries (
-    id INTEGER PRIMARY KEY,
-    activity_id TEXT NOT NULL REFERENCES delivery_activities (activity_id),
-    object_id TEXT,
-    inbox TEXT NOT NULL,
-    host TEXT NOT NULL,
-    follower_id TEXT,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    lease_until INTEGER NOT NULL DEFAULT 0,
-    last_status INTEGER,
-    last_error TEXT,
-    created_at INTEGER NOT NULL,
-    finished_at INTEGER,
-    UNIQUE (activity_id, inbox)
-);
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at, id) WHERE state = 'pending';
-CREATE INDEX deliveries_in_order ON deliveries (inbox, object_id, id) WHERE state = 'pending';
-CREATE INDEX deliveries_by_host ON deliveries (host) WHERE state = 'pending';
-CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
-
-CREATE TABLE delivery_hosts (
-    host TEXT PRIMARY KEY,
-    consecutive_failures INTEGER NOT NULL DEFAULT 0,
-    failure_days INTEGER NOT NULL DEFAULT 0,
-    last_failure_day INTEGER,
-    last_failure_at INTEGER,
-    last_success_at INTEGER,
-    unavailable_since INTEGER,
-    next_probe_at INTEGER
-);
-
-CREATE TABLE published_posts (
-    object_id TEXT PRIMARY KEY,
-    actor_name TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    updated TEXT,
-    last_activity_id TEXT,
-    last_activity_at INTEGER NOT NULL,
-    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
-);
-"#];
-
-/// Brings the queue tables up to date; the store calls it each time it opens.
-pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS queue_schema (version INTEGER NOT NULL)")?;
-    let version: Option<i64> = conn
-        .query_row("SELECT version FROM queue_schema", [], |r| r.get(0))
-        .optional()?;
-    let version = version.unwrap_or(0);
-    if version > MIGRATIONS.len() as i64 {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
-            Some(format!(
-                "queue schema version {version} is newer than this relais knows ({})",
-                MIGRATIONS.len()
-            )),
-        ));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn.execute_batch(sql).and_then(|()| {
-            conn.execute("DELETE FROM queue_schema", [])?;
-            conn.execute(
-                "INSERT INTO queue_schema (version) VALUES (?1)",
-                [index as i64 + 1],
-            )?;
-            Ok(())
-        });
-        match applied {
-            Ok(()) => conn.execute_batch("COMMIT")?,
-            Err(e) => {
-                conn.execute_batch("ROLLBACK")?;
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// What was last sent for one post.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishedRecord {
-    pub object_id: String,
-    /// Our actor the post is attributed to: who signs its `Update` and `Delete`.
-    pub actor_name: String,
-    pub content_hash: String,
-    /// The `updated` followers last received (RFC 3339), if any.
-    pub updated: Option<String>,
-    /// The last `Create`, `Update` or `Delete` queued for the post; `None` when the post was
-    /// recorded without being sent (older than the first publish window).
-    pub last_activity_id: Option<String>,
-    /// When that activity was made (Unix seconds): later ids of the post must differ.
-    pub last_activity_at: i64,
-    pub deleted: bool,
-}
-
-/// An accepted follower of one of our actors, as delivery needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryFollower {
-    pub actor_name: String,
-    pub follower_id: String,
-    pub inbox: String,
-    pub shared_inbox: Option<String>,
-}
 
 /// One inbox an activity goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -187,17 +69,6 @@ pub struct ClaimRequest<'a> {
     pub cooling_secs: i64,
 }
 
-/// What a remote host's answer says about the host, for its failure tracking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostSignal {
-    /// It answered (2xx, or a 4xx that is final): it is up.
-    Reachable,
-    /// Timeout, connection failure, 5xx, 429...
-    Unreachable,
-    /// Nothing was learnt (the request was not sent).
-    Unknown,
-}
-
 /// The end of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -246,17 +117,6 @@ impl QueueCounts {
     }
 }
 
-/// A host delivery has given up on for now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostHealth {
-    pub host: String,
-    pub consecutive_failures: u32,
-    pub failure_days: u32,
-    pub unavailable_since: Option<i64>,
-    pub next_probe_at: Option<i64>,
-    pub pending: u64,
-}
-
 /// One row of the queue, for `relais status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
@@ -270,15 +130,6 @@ pub struct DeliveryRecord {
     pub next_attempt_at: i64,
 }
 
-/// Consecutive distinct UTC days of failures after which a host is unavailable
-/// (Mastodon's `DeliveryFailureTracker::FAILURE_DAYS_THRESHOLD`).
-pub const UNAVAILABLE_AFTER_FAILURE_DAYS: u32 = 7;
-
-/// An unavailable host gets one delivery through this often, to see whether it is back.
-pub const PROBE_INTERVAL_SECS: i64 = 86_400;
-
-const SECONDS_PER_DAY: i64 = 86_400;
-
 /// The view of the store inside one write transaction: what `plan_and_enqueue` reads and
 /// writes together, so a crash leaves either all of it or none.
 pub struct QueueTx<'c> {
@@ -286,71 +137,9 @@ pub struct QueueTx<'c> {
 }
 
 impl QueueTx<'_> {
-    pub fn published_records(&self) -> rusqlite::Result<Vec<PublishedRecord>> {
-        let mut stmt = self.tx.prepare_cached(
-            "SELECT object_id, actor_name, content_hash, updated, last_activity_id, \
-             last_activity_at, deleted FROM published_posts ORDER BY object_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(PublishedRecord {
-                object_id: r.get(0)?,
-                actor_name: r.get(1)?,
-                content_hash: r.get(2)?,
-                updated: r.get(3)?,
-                last_activity_id: r.get(4)?,
-                last_activity_at: r.get(5)?,
-                deleted: r.get(6)?,
-            })
-        })?;
-        rows.collect()
-    }
-
-    pub fn record_published(&self, record: &PublishedRecord) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO published_posts (object_id, actor_name, content_hash, updated, \
-                 last_activity_id, last_activity_at, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (object_id) DO UPDATE SET actor_name = excluded.actor_name, \
-                 content_hash = excluded.content_hash, updated = excluded.updated, \
-                 last_activity_id = excluded.last_activity_id, \
-                 last_activity_at = excluded.last_activity_at, deleted = excluded.deleted",
-            )?
-            .execute(params![
-                record.object_id,
-                record.actor_name,
-                record.content_hash,
-                record.updated,
-                record.last_activity_id,
-                record.last_activity_at,
-                record.deleted,
-            ])?;
-        Ok(())
-    }
-
-    /// Accepted followers of the given actors, without blocked domains and actors, nor
-    /// followers that blocked the actor they follow.
-    pub fn delivery_followers(
-        &self,
-        actor_names: &[&str],
-    ) -> rusqlite::Result<Vec<DeliveryFollower>> {
-        let names = serde_json::Value::from(actor_names.to_vec()).to_string();
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
-             WHERE f.state = 'accepted' AND f.actor_name IN (SELECT value FROM json_each(?1)) \
-             AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
-             WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
-             ORDER BY f.id",
-            not_blocked("f.follower_host", "f.follower_id")
-        ))?;
-        let rows = stmt.query_map([names], |r| {
-            Ok(DeliveryFollower {
-                actor_name: r.get(0)?,
-                follower_id: r.get(1)?,
-                inbox: r.get(2)?,
-                shared_inbox: r.get(3)?,
-            })
-        })?;
-        rows.collect()
+    /// The transaction, for the store's other modules' parts of a queue transaction.
+    pub(super) fn conn(&self) -> &rusqlite::Connection {
+        &self.tx
     }
 
     /// Queues an activity for its recipients; returns how many deliveries were new. An
@@ -511,33 +300,6 @@ impl Store {
             Ok(counts)
         })
     }
-
-    /// Hosts that are unavailable or have failed lately, worst first.
-    pub fn troubled_hosts(&self) -> Result<Vec<HostHealth>, StoreError> {
-        self.with_conn(|c| {
-            let mut stmt = c.prepare(
-                "SELECT h.host, h.consecutive_failures, h.failure_days, h.unavailable_since, \
-                 h.next_probe_at, (SELECT COUNT(*) FROM deliveries d \
-                                   WHERE d.host = h.host AND d.state = 'pending') \
-                 FROM delivery_hosts h WHERE h.consecutive_failures > 0 \
-                 OR h.unavailable_since IS NOT NULL \
-                 ORDER BY h.unavailable_since IS NULL, h.failure_days DESC, \
-                 h.consecutive_failures DESC, h.host",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(HostHealth {
-                    host: r.get(0)?,
-                    consecutive_failures: r.get(1)?,
-                    failure_days: r.get(2)?,
-                    unavailable_since: r.get(3)?,
-                    next_probe_at: r.get(4)?,
-                    pending: r.get(5)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
     /// The latest deliveries finished or attempted, newest first.
     pub fn recent_deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.with_conn(|c| {
@@ -574,30 +336,6 @@ impl Store {
             )
         })
     }
-
-    /// Posts followers have (or were recorded as having) and posts deleted since.
-    pub fn published_post_counts(&self) -> Result<(u64, u64), StoreError> {
-        self.with_conn(|c| {
-            c.query_row(
-                "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) \
-                 FROM published_posts",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })
-    }
-
-    /// A host was heard from (it sent us a signed request): like Mastodon, it is available
-    /// again and its held deliveries leave now.
-    pub fn mark_host_reachable(&self, host: &str, now: i64) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
-            host_reachable(&tx, host, now)?;
-            tx.commit()
-        })
-    }
-
-    /// Gives up on deliveries queued more than `max_age` seconds ago for a server set aside
     /// as unavailable, so the queue cannot grow without bound while it stays down.
     pub fn expire_held(&self, now: i64, max_age: i64) -> Result<usize, StoreError> {
         self.with_conn(|c| {
@@ -687,70 +425,6 @@ fn finish(tx: &Connection, done: &FinishedDelivery, now: i64) -> rusqlite::Resul
         HostSignal::Unknown => Ok(()),
     }
 }
-
-fn host_reachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
-    let was_unavailable: bool = tx
-        .prepare_cached("SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1")?
-        .query_row([host], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false);
-    tx.prepare_cached(
-        "INSERT INTO delivery_hosts (host, last_success_at) VALUES (?1, ?2) \
-         ON CONFLICT (host) DO UPDATE SET consecutive_failures = 0, failure_days = 0, \
-         last_failure_day = NULL, last_success_at = ?2, unavailable_since = NULL, \
-         next_probe_at = NULL",
-    )?
-    .execute(params![host, now])?;
-    if was_unavailable {
-        // Deliveries were held until the probe time; the host is back, so they go now.
-        tx.prepare_cached(
-            "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
-             AND next_attempt_at > ?2",
-        )?
-        .execute(params![host, now])?;
-    }
-    Ok(())
-}
-
-/// Counts a failure; the host becomes unavailable after failures on
-/// `UNAVAILABLE_AFTER_FAILURE_DAYS` distinct days with no success between them.
-fn host_unreachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
-    let day = now.div_euclid(SECONDS_PER_DAY);
-    tx.prepare_cached(
-        "INSERT INTO delivery_hosts (host, consecutive_failures, failure_days, \
-         last_failure_day, last_failure_at) VALUES (?1, 1, 1, ?2, ?3) \
-         ON CONFLICT (host) DO UPDATE SET consecutive_failures = consecutive_failures + 1, \
-         failure_days = failure_days + (COALESCE(last_failure_day, -1) != ?2), \
-         last_failure_day = ?2, last_failure_at = ?3",
-    )?
-    .execute(params![host, day, now])?;
-    let became_unavailable = tx
-        .prepare_cached(
-            "UPDATE delivery_hosts SET unavailable_since = ?2, next_probe_at = ?4 \
-             WHERE host = ?1 AND unavailable_since IS NULL AND failure_days >= ?3",
-        )?
-        .execute(params![
-            host,
-            now,
-            UNAVAILABLE_AFTER_FAILURE_DAYS,
-            now + PROBE_INTERVAL_SECS
-        ])?;
-    if became_unavailable > 0 {
-        hold_host(tx, host, now + PROBE_INTERVAL_SECS, now)?;
-    }
-    Ok(())
-}
-
-/// Moves the host's pending deliveries (but those leased right now) to `until`.
-fn hold_host(tx: &Connection, host: &str, until: i64, now: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
-         AND next_attempt_at < ?2 AND lease_until <= ?3",
-    )?
-    .execute(params![host, until, now])?;
-    Ok(())
-}
-
 fn claim_due(
     tx: &Connection,
     request: &ClaimRequest,
@@ -903,13 +577,19 @@ fn choose_due(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::{BlockSource, FollowState, NewFollower, RemoteActor};
 
-    const NOW: i64 = 1_800_000_000;
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
-    fn follower(store: &Store, actor_name: &str, id: &str, shared: bool, state: FollowState) {
+    pub(crate) fn follower(
+        store: &Store,
+        actor_name: &str,
+        id: &str,
+        shared: bool,
+        state: FollowState,
+    ) {
         let host = host_of(id).unwrap();
         let remote = RemoteActor {
             id: id.into(),
@@ -935,7 +615,7 @@ mod tests {
             .unwrap();
     }
 
-    fn activity(id: &str, object: Option<&str>, inboxes: &[&str]) -> QueuedActivity {
+    pub(crate) fn activity(id: &str, object: Option<&str>, inboxes: &[&str]) -> QueuedActivity {
         QueuedActivity {
             activity_id: id.into(),
             object_id: object.map(str::to_string),
@@ -951,7 +631,7 @@ mod tests {
         }
     }
 
-    fn request(
+    pub(crate) fn request(
         limit: usize,
         per_host: usize,
         busy: &[(String, usize)],
@@ -967,13 +647,13 @@ mod tests {
         }
     }
 
-    fn claim(store: &Store, limit: usize, now: i64) -> Vec<ClaimedDelivery> {
+    pub(crate) fn claim(store: &Store, limit: usize, now: i64) -> Vec<ClaimedDelivery> {
         store
             .finish_and_claim(&[], now, Some(&request(limit, 4, &[], now)))
             .unwrap()
     }
 
-    fn finish(
+    pub(crate) fn finish(
         store: &Store,
         delivery: &ClaimedDelivery,
         attempt: Attempt,
@@ -1293,254 +973,5 @@ mod tests {
             NOW,
         );
         assert!(store.followers(None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn followers_for_delivery_are_accepted_and_unblocked() {
-        let store = Store::open_in_memory().unwrap();
-        follower(
-            &store,
-            "blog",
-            "https://a.example/users/1",
-            true,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://a.example/users/2",
-            true,
-            FollowState::Pending,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://bad.example/users/3",
-            true,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://c.example/users/4",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://c.example/users/5",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "alice",
-            "https://d.example/users/6",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "carol",
-            "https://e.example/users/7",
-            false,
-            FollowState::Accepted,
-        );
-        store
-            .block_domain("bad.example", BlockSource::Moderation)
-            .unwrap();
-        store
-            .record_remote_block("https://c.example/users/5", "blog", None)
-            .unwrap();
-        let followers = store
-            .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
-            .unwrap();
-        let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
-        assert_eq!(
-            ids,
-            vec![
-                "https://a.example/users/1",
-                "https://c.example/users/4",
-                "https://d.example/users/6"
-            ]
-        );
-        assert_eq!(
-            followers[0].shared_inbox.as_deref(),
-            Some("https://a.example/inbox")
-        );
-        assert_eq!(followers[1].shared_inbox, None);
-    }
-
-    #[test]
-    fn published_records_round_trip() {
-        let store = Store::open_in_memory().unwrap();
-        let mut record = PublishedRecord {
-            object_id: "https://b/ap/posts/a.json".into(),
-            actor_name: "blog".into(),
-            content_hash: "h1".into(),
-            updated: None,
-            last_activity_id: Some("https://b/ap/posts/a.json#create".into()),
-            last_activity_at: NOW,
-            deleted: false,
-        };
-        store
-            .queue_transaction(|q| q.record_published(&record))
-            .unwrap();
-        record.content_hash = "h2".into();
-        record.updated = Some("2027-01-15T08:00:00Z".into());
-        record.deleted = true;
-        store
-            .queue_transaction(|q| q.record_published(&record))
-            .unwrap();
-        let records = store.queue_transaction(|q| q.published_records()).unwrap();
-        assert_eq!(records, vec![record]);
-    }
-
-    #[test]
-    fn a_host_failing_seven_days_is_unavailable_until_a_probe_succeeds() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("a", None, &["https://down.example/inbox"]), NOW)?;
-                q.enqueue(&activity("b", None, &["https://down.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let day = 86_400;
-        for n in 0..7 {
-            let now = NOW + n * day;
-            let claimed = claim(&store, 10, now);
-            assert_eq!(claimed.len(), 2, "day {n}");
-            for d in &claimed {
-                finish(
-                    &store,
-                    d,
-                    Attempt::Retry {
-                        status: None,
-                        error: "timeout".into(),
-                        next_attempt_at: now + day,
-                    },
-                    HostSignal::Unreachable,
-                    now,
-                );
-            }
-        }
-        let hosts = store.troubled_hosts().unwrap();
-        assert_eq!(hosts.len(), 1);
-        assert_eq!(hosts[0].failure_days, 7);
-        assert_eq!(hosts[0].unavailable_since, Some(NOW + 6 * day));
-        let probe_at = NOW + 6 * day + PROBE_INTERVAL_SECS;
-        assert_eq!(hosts[0].next_probe_at, Some(probe_at));
-        assert_eq!(store.queue_counts(NOW + 7 * day).unwrap().held, 2);
-        // New deliveries for the host wait for the probe too.
-        store
-            .queue_transaction(|q| {
-                q.enqueue(
-                    &activity("c", None, &["https://down.example/inbox"]),
-                    NOW + 7 * day - 10,
-                )
-            })
-            .unwrap();
-        assert!(claim(&store, 10, probe_at - 1).is_empty());
-        let probe = claim(&store, 10, probe_at);
-        assert_eq!(probe.len(), 1, "one probe at a time");
-        finish(
-            &store,
-            &probe[0],
-            Attempt::Delivered { status: 202 },
-            HostSignal::Reachable,
-            probe_at + 1,
-        );
-        assert!(store.troubled_hosts().unwrap().is_empty());
-        assert_eq!(claim(&store, 10, probe_at + 1).len(), 2);
-    }
-
-    #[test]
-    fn failures_on_one_day_count_once_and_a_success_resets_them() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("a", None, &["https://flaky.example/inbox"]), NOW)
-            })
-            .unwrap();
-        for n in 0..3 {
-            let claimed = claim(&store, 10, NOW + n * 100);
-            finish(
-                &store,
-                &claimed[0],
-                Attempt::Retry {
-                    status: Some(503),
-                    error: "503".into(),
-                    next_attempt_at: NOW + (n + 1) * 100,
-                },
-                HostSignal::Unreachable,
-                NOW + n * 100,
-            );
-        }
-        let hosts = store.troubled_hosts().unwrap();
-        assert_eq!(
-            (hosts[0].consecutive_failures, hosts[0].failure_days),
-            (3, 1)
-        );
-        let claimed = claim(&store, 10, NOW + 300);
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Delivered { status: 200 },
-            HostSignal::Reachable,
-            NOW + 300,
-        );
-        assert!(store.troubled_hosts().unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_host_failing_in_a_row_cools_off() {
-        let store = Store::open_in_memory().unwrap();
-        let inboxes: Vec<String> = (0..12)
-            .map(|i| format!("https://slow.example/u/{i}/inbox"))
-            .collect();
-        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
-        store
-            .queue_transaction(|q| q.enqueue(&activity("a", None, &refs), NOW))
-            .unwrap();
-        for round in 0..3 {
-            let claimed = claim(&store, 4, NOW);
-            assert!(claimed.iter().all(|d| !d.host_cooling), "round {round}");
-            for d in &claimed {
-                finish(
-                    &store,
-                    d,
-                    Attempt::Retry {
-                        status: None,
-                        error: "timeout".into(),
-                        next_attempt_at: NOW + 1000,
-                    },
-                    HostSignal::Unreachable,
-                    NOW,
-                );
-            }
-        }
-        // 12 failures in a row (threshold 10): the next claims within 60 s are marked.
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("b", None, &["https://slow.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let claimed = claim(&store, 4, NOW + 59);
-        assert_eq!(claimed.len(), 1);
-        assert!(claimed[0].host_cooling);
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Retry {
-                status: None,
-                error: "cooling".into(),
-                next_attempt_at: NOW + 100,
-            },
-            HostSignal::Unknown,
-            NOW + 59,
-        );
-        let claimed = claim(&store, 4, NOW + 100);
-        assert!(!claimed[0].host_cooling);
     }
 }

@@ -20,7 +20,7 @@ use crate::config::{HostKind, SiteConfig};
 use crate::federation::documents::actors;
 use crate::federation::urls::Urls;
 
-pub const ACTIVITY_JSON_UTF8: &str = "application/activity+json; charset=utf-8";
+pub use crate::federation::vocab::ACTIVITY_JSON_UTF8;
 pub const JRD_JSON_UTF8: &str = "application/jrd+json; charset=utf-8";
 pub const NODEINFO_JSON: &str =
     "application/json; profile=\"http://nodeinfo.diaspora.software/ns/schema/2.1#\"";
