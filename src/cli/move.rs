@@ -16,7 +16,6 @@ use crate::delivery::{Signers, SystemClock, Worker, WorkerOptions};
 use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
-use crate::store::queue::{Attempt, FinishedDelivery};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -80,31 +79,7 @@ pub fn run(args: MoveArgs) -> anyhow::Result<()> {
         WorkerOptions::from_config(&config.delivery),
         SystemClock,
     );
-    let mut failures: Vec<String> = Vec::new();
-    let mut on_finish = |done: &FinishedDelivery| {
-        if let Attempt::Failed { error, .. } = &done.attempt {
-            failures.push(format!("{}: {error}", done.host));
-        }
-    };
-    let summary = runtime.block_on(worker.run_until_idle(
-        async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        },
-        &mut on_finish,
-    ))?;
-    let after = store.queue_counts(chrono::Utc::now().timestamp())?;
-    writeln!(
-        out,
-        "delivered {}, retrying {}, failed {}",
-        summary.delivered,
-        after.pending(),
-        summary.failed
-    )?;
-    for failure in &failures {
-        writeln!(out, "  failed: {failure}")?;
-    }
+    super::publish::deliver_queued(&runtime, &store, &worker, &mut out)?;
     writeln!(
         out,
         "Next: rebuild and deploy the site so that the actor shows movedTo. Followers' \

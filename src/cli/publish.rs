@@ -118,6 +118,25 @@ pub fn run_publish(
         WorkerOptions::from_config(&config.delivery),
         SystemClock,
     );
+    if deliver_queued(&runtime, &store, &worker, &mut out)? > 0 {
+        writeln!(
+            out,
+            "Deliveries waiting for a retry go out with the next `relais publish` or from \
+             `relais inbox`; `relais status` shows them."
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `worker` until the queue is idle (Ctrl-C stops claiming; requests in flight finish
+/// and are recorded), with a progress bar, then prints what was delivered and what failed.
+/// Returns how many deliveries still wait for a retry.
+pub(super) fn deliver_queued(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    worker: &Worker<FederationClient, SystemClock>,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
     let now = chrono::Utc::now().timestamp();
     let before = store.queue_counts(now)?;
     let bar = progress_bar(before.due + before.leased);
@@ -153,14 +172,7 @@ pub fn run_publish(
     if failures.len() > FAILURES_SHOWN {
         writeln!(out, "  ... and {} more", failures.len() - FAILURES_SHOWN)?;
     }
-    if after.pending() > 0 {
-        writeln!(
-            out,
-            "Deliveries waiting for a retry go out with the next `relais publish` or from \
-             `relais inbox`; `relais status` shows them."
-        )?;
-    }
-    Ok(())
+    Ok(after.pending())
 }
 
 /// The published posts' ids are under `base_url`: another address could only be compared as
