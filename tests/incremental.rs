@@ -472,3 +472,112 @@ fn lists_showing_word_counts_follow_body_edits() {
         );
     }
 }
+
+/// Size of the index's sources log.
+fn log_len(site: &Path) -> u64 {
+    fs::metadata(site.join(".relais/build-index.sources"))
+        .unwrap()
+        .len()
+}
+
+/// An edit appends one entry to the index's sources log instead of rewriting it; an
+/// outbox page holding the edited post keeps the other posts' items from its last file
+/// (no other body read); a log grown by a crashed build, or lost, still gives the cold
+/// build's output; a log of mostly stale entries is compacted.
+#[test]
+fn sources_log_appends_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Log\"\nbase_url = \"https://log.example\"\n\
+         [fediverse]\nusername = \"log\"\noutbox_page_size = 4\n\
+         inbox_url = \"https://inbox.log.example\"\n",
+    );
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    let mut rng = Rng(0x10c5_0000_0000_0001);
+    for i in 0..9 {
+        let text = post_text(&mut rng, &format!("Post {i}"));
+        write(&site, &format!("content/posts/p{i}.md"), &text);
+    }
+    // Older than the feeds' posts, so an edit changes no feed (which would read bodies).
+    for i in 0..24 {
+        write(
+            &site,
+            &format!("content/posts/old{i}.md"),
+            &format!(
+                "+++\ntitle = \"Old {i}\"\ndate = 2019-01-{:02}\n+++\n\nOld body {i}.\n",
+                i + 1
+            ),
+        );
+    }
+    assert_success(&relais_on("build", &site, &[]), "first build");
+    let fresh_len = log_len(&site);
+    let edit = |i: usize, step: usize| {
+        let path = site.join(format!("content/posts/old{i}.md"));
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("\nEdited at step {step}.\n"));
+        fs::write(path, text).unwrap();
+    };
+    let build = |label: &str| -> std::process::Output {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["build", "--site"])
+            .arg(&site)
+            .env("RELAIS_BUILD_TIMINGS", "1")
+            .output()
+            .unwrap();
+        assert_success(&out, label);
+        out
+    };
+
+    edit(4, 0);
+    let out = build("one edit");
+    same_as_cold(&site, &dir.path().join("fresh"), "one edit", &out);
+    let grown = log_len(&site) - fresh_len;
+    assert!(
+        grown > 0 && grown * 4 < fresh_len,
+        "appended {grown} bytes to a log of {fresh_len}"
+    );
+    // The neighbours' pages show the edited post's description: their bodies are read;
+    // the outbox page's three other posts are not.
+    assert!(
+        common::stderr(&out).contains(", 2 bodies read:"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // What a build that crashed after appending leaves.
+    let log = site.join(".relais/build-index.sources");
+    let mut bytes = fs::read(&log).unwrap();
+    bytes.extend_from_slice(&[7; 300]);
+    fs::write(&log, bytes).unwrap();
+    edit(5, 1);
+    let out = build("after a crashed build");
+    same_as_cold(&site, &dir.path().join("fresh"), "torn log", &out);
+
+    fs::remove_file(&log).unwrap();
+    edit(6, 2);
+    let out = build("without a log");
+    same_as_cold(&site, &dir.path().join("fresh"), "lost log", &out);
+    assert!(
+        stdout(&build("again")).contains("(0 files written, 0 removed)"),
+        "the rebuilt log knows every source"
+    );
+
+    for step in 3..40 {
+        edit(step % 9, step);
+        build("edit");
+    }
+    let out = build("last");
+    same_as_cold(&site, &dir.path().join("fresh"), "after many edits", &out);
+    assert!(
+        log_len(&site) < 4 * fresh_len,
+        "{} bytes after 37 edits, {fresh_len} fresh",
+        log_len(&site)
+    );
+}

@@ -12,9 +12,16 @@
 //! The file opens with a small [`Quick`] part (each source's size, times and what decides
 //! whether it is held back; the inputs signature; the last report): a build that finds
 //! nothing changed reads only that part, not the documents and outputs after it.
+//!
+//! The sources' entries (most of the bytes: a document each) live in a second file, a log
+//! of entries appended by each build for the sources it changed and compacted when stale
+//! records outnumber live ones, so editing one post writes one entry, not all of them.
+//! The main file names the log (a random nonce) and the length it was written with:
+//! records a crashed build appended after that length are ignored and cut off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -135,10 +142,11 @@ impl SourceEntry {
         }
     }
 
-    /// Takes today's bundle listing (not part of the parse), updating the signatures.
-    pub fn set_assets(&mut self, assets: &[PathBuf]) {
+    /// Takes today's bundle listing (not part of the parse), updating the signatures;
+    /// whether it changed.
+    pub fn set_assets(&mut self, assets: &[PathBuf]) -> bool {
         let Some(lite) = self.lite.as_mut() else {
-            return;
+            return false;
         };
         if lite.assets != assets {
             lite.assets = assets.to_vec();
@@ -150,7 +158,9 @@ impl SourceEntry {
                 .with(self.full_sig)
                 .with(self.lite_sig)
                 .finish();
+            return true;
         }
+        false
     }
 }
 
@@ -196,7 +206,18 @@ pub struct BuildIndex {
     pub out_id: Option<(u64, u64)>,
     /// Highlighting style the documents were parsed with.
     pub style: String,
+    /// Kept in the sources log, not in the main file.
+    #[serde(skip)]
     pub sources: HashMap<PathBuf, SourceEntry>,
+    /// Sources whose entry this build changed (set by the build before saving): only
+    /// those are appended to the log; sources gone since the load are logged as removed.
+    #[serde(skip)]
+    pub changed_sources: HashSet<PathBuf>,
+    /// The sources the log holds, as of the last load or save.
+    #[serde(skip)]
+    logged: HashSet<PathBuf>,
+    /// The log this index's sources were read from; `None`: write a fresh one.
+    log: Option<LogRef>,
     pub outputs: HashMap<String, OutputEntry>,
     /// Signature of every input besides the sources' bytes (config, theme, options, key,
     /// asset times), and what the last build reported: a build that finds the same inputs
@@ -206,6 +227,20 @@ pub struct BuildIndex {
     /// Signature of the config and options the stored warnings were computed with.
     pub warnings_for: u64,
 }
+
+/// Which sources log goes with a main file, and how much of it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+struct LogRef {
+    nonce: u64,
+    /// Bytes of the log that belong to this index (header included).
+    len: u64,
+    /// Records in those bytes, live or replaced: compaction is due when they are more than
+    /// twice the live ones.
+    records: u64,
+}
+
+/// Bytes before the first record of a sources log: its nonce.
+const LOG_HEADER: u64 = 8;
 
 /// What a build with nothing to do reports again.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -236,6 +271,13 @@ impl BuildIndex {
             .and_then(|(_, rest)| bincode::deserialize::<BuildIndex>(&rest).ok())
             .filter(|i| i.format == FORMAT)
             .unwrap_or_else(|| BuildIndex::new(out_dir, style));
+        match index.log.and_then(|log| read_log(&log_path(path), log)) {
+            Some(sources) => {
+                index.logged = sources.keys().cloned().collect();
+                index.sources = sources;
+            }
+            None => index.log = None,
+        }
         if index.out_dir != out_dir || index.out_id != folder_id(out_dir) {
             index.outputs.clear();
             index.out_dir = out_dir.to_path_buf();
@@ -247,13 +289,17 @@ impl BuildIndex {
         index
     }
 
-    /// Writes the index whole (through a temporary file, so a crash leaves the old one):
-    /// the quick part, then everything.
+    /// Writes the index: the changed sources appended to the log (or the whole log
+    /// rewritten when it is missing or mostly stale), then the main file through a
+    /// temporary file, so a crash leaves the old index whole.
     pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
         self.out_id = folder_id(&self.out_dir);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        self.log = Some(self.save_log(&log_path(path))?);
+        self.logged = self.sources.keys().cloned().collect();
+        self.changed_sources.clear();
         let quick = bincode::serialize(&self.quick()).map_err(std::io::Error::other)?;
         let mut bytes = Vec::with_capacity(quick.len() + 8 + 1024 * self.sources.len());
         bytes.extend_from_slice(&(quick.len() as u64).to_le_bytes());
@@ -262,6 +308,58 @@ impl BuildIndex {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)
+    }
+
+    /// Appends the changed and removed sources to the log, or writes it afresh.
+    fn save_log(&self, path: &Path) -> std::io::Result<LogRef> {
+        let removed: Vec<&PathBuf> = self
+            .logged
+            .iter()
+            .filter(|p| !self.sources.contains_key(*p))
+            .collect();
+        let changed: Vec<(&PathBuf, &SourceEntry)> = self
+            .sources
+            .iter()
+            .filter(|(p, _)| self.changed_sources.contains(*p) || !self.logged.contains(*p))
+            .collect();
+        if let Some(log) = self.log {
+            let records = log.records + (removed.len() + changed.len()) as u64;
+            if records <= 2 * self.sources.len() as u64 + 16 {
+                let mut bytes = Vec::new();
+                for path in removed {
+                    push_record(&mut bytes, path, None)?;
+                }
+                for (path, entry) in changed {
+                    push_record(&mut bytes, path, Some(entry))?;
+                }
+                if let Some(len) = append_log(path, log, &bytes)? {
+                    return Ok(LogRef {
+                        len,
+                        records,
+                        ..log
+                    });
+                }
+            }
+        }
+        // A fresh log: a new nonce, so a main file naming the old one cannot take it.
+        let nonce = Sig::new("log")
+            .with(SystemTime::now())
+            .with(std::process::id())
+            .with(path)
+            .finish();
+        let mut bytes = Vec::with_capacity(2048 * self.sources.len() + 8);
+        bytes.extend_from_slice(&nonce.to_le_bytes());
+        for (path, entry) in &self.sources {
+            push_record(&mut bytes, path, Some(entry))?;
+        }
+        let tmp = path.with_extension("sources-tmp");
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(LogRef {
+            nonce,
+            len: bytes.len() as u64,
+            records: self.sources.len() as u64,
+        })
     }
 
     /// What a build needs to tell that nothing changed.
@@ -350,9 +448,78 @@ impl SourceStamp {
     }
 }
 
+/// The sources log next to the main index file.
+fn log_path(index: &Path) -> PathBuf {
+    index.with_extension("sources")
+}
+
+/// One record: its length, then the source and its entry (`None`: removed).
+fn push_record(
+    bytes: &mut Vec<u8>,
+    path: &Path,
+    entry: Option<&SourceEntry>,
+) -> std::io::Result<()> {
+    let at = bytes.len();
+    bytes.extend_from_slice(&[0; 4]);
+    bincode::serialize_into(&mut *bytes, &(path, entry)).map_err(std::io::Error::other)?;
+    let len = u32::try_from(bytes.len() - at - 4).map_err(std::io::Error::other)?;
+    bytes[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// The entries of the log at `path` as `log` describes it; `None` when it is another log
+/// or shorter than that.
+fn read_log(path: &Path, log: LogRef) -> Option<HashMap<PathBuf, SourceEntry>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = usize::try_from(log.len).ok()?;
+    let mut bytes = vec![0; len];
+    file.read_exact(&mut bytes).ok()?;
+    let (nonce, mut rest) = bytes.split_at_checked(LOG_HEADER as usize)?;
+    if nonce != log.nonce.to_le_bytes() {
+        return None;
+    }
+    let mut sources = HashMap::with_capacity(usize::try_from(log.records).unwrap_or(0));
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(4)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let (record, tail) = tail.split_at_checked(len)?;
+        let (path, entry): (PathBuf, Option<SourceEntry>) = bincode::deserialize(record).ok()?;
+        match entry {
+            Some(entry) => sources.insert(path, entry),
+            None => sources.remove(&path),
+        };
+        rest = tail;
+    }
+    Some(sources)
+}
+
+/// Appends `bytes` to the log at `path` after the part `log` describes (cutting off what a
+/// crashed build left after it); the new length, or `None` when the file is another log.
+fn append_log(path: &Path, log: LogRef, bytes: &[u8]) -> std::io::Result<Option<u64>> {
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut nonce = [0u8; LOG_HEADER as usize];
+    if file.metadata()?.len() < log.len
+        || file.read_exact(&mut nonce).is_err()
+        || nonce != log.nonce.to_le_bytes()
+    {
+        return Ok(None);
+    }
+    file.set_len(log.len)?;
+    file.seek(std::io::SeekFrom::Start(log.len))?;
+    file.write_all(bytes)?;
+    Ok(Some(log.len + bytes.len() as u64))
+}
+
 /// The quick part of the file at `path` and, when `rest` is asked for, the rest; one open.
 fn read_parts(path: &Path, rest: bool) -> Option<(Vec<u8>, Vec<u8>)> {
-    use std::io::Read;
     let mut file = std::fs::File::open(path).ok()?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).ok()?;

@@ -293,13 +293,32 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     }
 
     timings.mark("no-change test");
-    drop(quick);
-    let mut index = match kept {
-        _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
-        Some(kept) => kept,
-        None if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
-        None => BuildIndex::new(&options.out_dir, &style),
+    // Sources the quick part does not vouch for are read and parsed while the index is
+    // read (a few, usually: their parse, code highlighting included, takes as long).
+    let untrusted: Vec<usize> = match &quick {
+        Some(quick) => (0..sources.len())
+            .filter(|&i| {
+                !matches!((quick.sources.get(&sources[i].path), &stats[i]),
+                    (Some(known), Ok((size, modified))) if known.trusted(*size, *modified))
+            })
+            .collect(),
+        None => Vec::new(),
     };
+    drop(quick);
+    let (mut index, mut early) = rayon::join(
+        || match kept {
+            _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
+            Some(kept) => kept,
+            None if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
+            None => BuildIndex::new(&options.out_dir, &style),
+        },
+        || {
+            untrusted
+                .par_iter()
+                .filter_map(|&i| Some((i, read_and_parse(site_dir, &sources[i], highlighter)?)))
+                .collect::<HashMap<usize, EarlyParse>>()
+        },
+    );
     if index.out_id != index::folder_id(&options.out_dir) {
         index.outputs.clear();
     }
@@ -327,16 +346,22 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .map(|s| known_entries.remove(&s.path))
         .collect();
     drop(known_entries);
-    let loaded = load_sources(site_dir, &sources, stats, known, highlighter)?;
+    timings.mark("match entries");
+    let loaded = load_sources(site_dir, &sources, stats, known, &mut early, highlighter)?;
+    timings.mark("stat, read, parse");
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
     let mut entries: HashMap<PathBuf, SourceEntry> = HashMap::with_capacity(loaded.len());
     // Sources whose document in the site has its body (parsed now or read for rendering).
     let mut full: HashSet<PathBuf> = HashSet::new();
     let mut reparsed: HashSet<PathBuf> = HashSet::new();
+    // Sources whose entry differs from the index's: only those are written back.
+    let mut changed_sources: HashSet<PathBuf> = HashSet::new();
     let mut documents = Vec::with_capacity(loaded.len());
     for (mut l, source) in loaded.into_iter().zip(&sources) {
-        l.entry.set_assets(&source.assets);
+        if l.entry.set_assets(&source.assets) || l.rehashed || l.full.is_some() {
+            changed_sources.insert(source.path.clone());
+        }
         match l.full {
             Some(mut doc) => {
                 doc.assets = source.assets.clone();
@@ -350,6 +375,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 Some(lite) => documents.push(lite),
                 None => {
                     reparsed.insert(source.path.clone());
+                    changed_sources.insert(source.path.clone());
                     let mut doc = parse_source(site_dir, source, highlighter)
                         .map_err(|e| ContentErrors(vec![e]))?
                         .document;
@@ -634,6 +660,22 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     .is_none_or(|e| e.sig != p.sig || e.hash.is_none())
         })
         .collect();
+    let old_items = if options.dry_run {
+        HashMap::new()
+    } else {
+        old_outbox_items(&plan, &dirty, &fed_plan, &index, &options.out_dir)
+    };
+    // A post's object unchanged means its outbox item is unchanged too.
+    let dirty_objects: HashSet<usize> = dirty
+        .iter()
+        .filter_map(|&i| match &plan[i].work {
+            Work::Federation(f) => match &fed_plan[*f] {
+                PlannedDocument::Object { post, .. } => Some(*post),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
     let mut need_posts: HashSet<usize> = HashSet::new();
     let mut need_pages: HashSet<usize> = HashSet::new();
     for &i in &dirty {
@@ -647,7 +689,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             Work::Atom | Work::Rss => {
                 need_posts.extend(0..site.posts.len().min(feeds::FEED_LIMIT));
             }
-            Work::Federation(f) => need_posts.extend(fed_plan[*f].posts().iter().copied()),
+            Work::Federation(f) => {
+                let posts = fed_plan[*f].posts().iter().copied();
+                match old_items.get(f) {
+                    Some(items) => need_posts.extend(posts.filter(|p| {
+                        dirty_objects.contains(p)
+                            || !items.contains_key(&urls.create_activity(&site.posts[*p].path))
+                    })),
+                    None => need_posts.extend(posts),
+                }
+            }
             _ => {}
         }
     }
@@ -723,7 +774,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 let one = std::slice::from_ref(post);
                 let lasting = own(federation::check::check_site(&site.config, one, &none));
                 if let Some(entry) = entries.get_mut(&post.source) {
-                    entry.warnings = lasting.clone();
+                    if entry.warnings != lasting {
+                        entry.warnings = lasting.clone();
+                        changed_sources.insert(post.source.clone());
+                    }
                 }
                 lasting_warnings.extend(lasting);
                 all.extend(own(federation::check::check_site(
@@ -758,9 +812,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             Work::Rss => feeds::rss(&site).into_bytes(),
             Work::Bytes(bytes) => bytes.clone(),
             Work::Copy(_) => return Ok(None),
-            Work::Federation(f) => {
-                federation::document_bytes(&fed_plan[*f].build(&site.config, &urls, &site.posts))
-            }
+            Work::Federation(f) => federation::document_bytes(&match old_items.get(f) {
+                Some(old) => spliced_outbox_page(&fed_plan[*f], &site, &urls, &full, old),
+                None => fed_plan[*f].build(&site.config, &urls, &site.posts),
+            }),
         }))
     };
     let mut write = WriteReport::default();
@@ -854,6 +909,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             index.outputs = new_outputs;
             restore_lite(&mut entries, site_documents(&mut site), &full);
             index.sources = entries;
+            index.changed_sources = changed_sources;
             // The next build must not take the last report for its own.
             index.last = None;
             if state.persist {
@@ -905,6 +961,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         index.outputs = new_outputs;
         restore_lite(&mut entries, site_documents(&mut site), &full);
         index.sources = entries;
+        index.changed_sources = changed_sources;
         let last = index::LastBuild {
             html_pages,
             posts,
@@ -955,6 +1012,91 @@ fn site_documents(site: &mut Site) -> Vec<Document> {
     let mut docs = std::mem::take(&mut site.posts);
     docs.append(&mut site.pages);
     docs
+}
+
+/// Outbox items of a page file, by activity id.
+type OutboxItems = HashMap<String, serde_json::Value>;
+
+/// The items of the outbox pages to render, from the files the last build wrote (when
+/// their bytes are the ones the index recorded), by plan index of the federation stage.
+fn old_outbox_items(
+    plan: &[Planned],
+    dirty: &[usize],
+    fed_plan: &[PlannedDocument],
+    index: &BuildIndex,
+    out_dir: &Path,
+) -> HashMap<usize, OutboxItems> {
+    dirty
+        .par_iter()
+        .filter_map(|&i| {
+            let Work::Federation(f) = plan[i].work else {
+                return None;
+            };
+            if !matches!(fed_plan[f], PlannedDocument::OutboxPage { .. }) {
+                return None;
+            }
+            let hash = index.outputs.get(&plan[i].path)?.hash?;
+            let bytes = std::fs::read(out_dir.join(&plan[i].path)).ok()?;
+            if hash_bytes(&bytes) != hash {
+                return None;
+            }
+            let mut page: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            let serde_json::Value::Array(items) = page.get_mut("orderedItems")?.take() else {
+                return None;
+            };
+            let items = items
+                .into_iter()
+                .filter_map(|item| Some((item.get("id")?.as_str()?.to_string(), item)))
+                .collect();
+            Some((f, items))
+        })
+        .collect()
+}
+
+/// An outbox page whose posts read whole this time get new items and the others keep
+/// their items from the last build's file (`old`; their objects did not change).
+fn spliced_outbox_page(
+    planned: &PlannedDocument,
+    site: &Site,
+    urls: &federation::urls::Urls,
+    full: &HashSet<PathBuf>,
+    old: &OutboxItems,
+) -> serde_json::Value {
+    let PlannedDocument::OutboxPage {
+        actor,
+        number,
+        pages,
+        posts,
+        ..
+    } = planned
+    else {
+        return planned.build(&site.config, urls, &site.posts);
+    };
+    let chunk: Vec<&Document> = posts.iter().filter_map(|&i| site.posts.get(i)).collect();
+    let fresh: Vec<&Document> = chunk
+        .iter()
+        .copied()
+        .filter(|d| full.contains(&d.source))
+        .collect();
+    let mut page =
+        federation::documents::outbox_page(&site.config, urls, actor, *number, *pages, &fresh);
+    let mut fresh_items = match page.get_mut("orderedItems").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(items)) => items.into_iter(),
+        _ => Vec::new().into_iter(),
+    };
+    let items: Vec<serde_json::Value> = chunk
+        .iter()
+        .map(|d| {
+            if full.contains(&d.source) {
+                fresh_items.next()
+            } else {
+                old.get(&urls.create_activity(&d.path)).cloned()
+            }
+            .unwrap_or(serde_json::Value::Null)
+        })
+        .collect();
+    page["orderedItems"] = serde_json::Value::Array(items);
+    page
 }
 
 /// Gives documents lent to the site back to their entries; those read whole (`full`)
@@ -1078,13 +1220,16 @@ fn load_sources(
     sources: &[SourceFile],
     stats: Vec<std::io::Result<(u64, index::Stamp)>>,
     known: Vec<Option<SourceEntry>>,
+    early: &mut HashMap<usize, EarlyParse>,
     highlighter: &Highlighter,
 ) -> Result<Vec<LoadedSource>, ContentErrors> {
+    let early: Vec<Option<EarlyParse>> = (0..sources.len()).map(|i| early.remove(&i)).collect();
     let results: Vec<Result<LoadedSource, ContentError>> = sources
         .par_iter()
         .zip(stats)
         .zip(known)
-        .map(|((source, stat), known)| {
+        .zip(early)
+        .map(|(((source, stat), known), early)| {
             let full_path = site_dir.join(&source.path);
             let read_error = |e: std::io::Error| ContentError::Read {
                 path: source.path.clone(),
@@ -1102,11 +1247,22 @@ fn load_sources(
                 }
                 other => other,
             };
-            let now = stamp(std::time::SystemTime::now());
-            let bytes = std::fs::read(&full_path).map_err(read_error)?;
-            let hash = content::hex_sha256(&bytes);
+            let (now, len, hash, parsed) = match early {
+                Some(early) => (
+                    early.read_at,
+                    early.len,
+                    early.hash,
+                    Body::Parsed(Box::new(early.parsed)),
+                ),
+                None => {
+                    let now = stamp(std::time::SystemTime::now());
+                    let bytes = std::fs::read(&full_path).map_err(read_error)?;
+                    let hash = content::hex_sha256(&bytes);
+                    (now, bytes.len() as u64, hash, Body::Bytes(bytes))
+                }
+            };
             if let Some(mut entry) = known.filter(|e| e.hash == hash) {
-                entry.size = bytes.len() as u64;
+                entry.size = len;
                 entry.modified = modified;
                 entry.verified = now;
                 return Ok(LoadedSource {
@@ -1115,17 +1271,13 @@ fn load_sources(
                     rehashed: true,
                 });
             }
-            let parsed = parse_bytes(site_dir, source, &bytes, hash, highlighter)?;
+            let parsed = match parsed {
+                Body::Parsed(parsed) => (*parsed)?,
+                Body::Bytes(bytes) => parse_bytes(site_dir, source, &bytes, hash, highlighter)?,
+            };
             let doc = parsed.document;
             Ok(LoadedSource {
-                entry: SourceEntry::of(
-                    bytes.len() as u64,
-                    modified,
-                    now,
-                    parsed.local_files,
-                    parsed.links,
-                    &doc,
-                ),
+                entry: SourceEntry::of(len, modified, now, parsed.local_files, parsed.links, &doc),
                 full: Some(doc),
                 rehashed: false,
             })
@@ -1145,6 +1297,38 @@ fn load_sources(
         errors.sort_by(|a, b| a.path().cmp(b.path()));
         Err(ContentErrors(errors))
     }
+}
+
+/// A source read and parsed before its index entry was at hand: the entry may show it
+/// unchanged after all (same hash), when the parse goes unused.
+struct EarlyParse {
+    read_at: index::Stamp,
+    len: u64,
+    hash: String,
+    parsed: Result<content::Parsed, ContentError>,
+}
+
+/// Reads and parses one source; `None` when it cannot be read (the load reports that).
+fn read_and_parse(
+    site_dir: &Path,
+    source: &SourceFile,
+    highlighter: &Highlighter,
+) -> Option<EarlyParse> {
+    let read_at = stamp(std::time::SystemTime::now());
+    let bytes = std::fs::read(site_dir.join(&source.path)).ok()?;
+    let hash = content::hex_sha256(&bytes);
+    Some(EarlyParse {
+        read_at,
+        len: bytes.len() as u64,
+        parsed: parse_bytes(site_dir, source, &bytes, hash.clone(), highlighter),
+        hash,
+    })
+}
+
+/// A changed source's bytes, or its parse when it was parsed early.
+enum Body {
+    Bytes(Vec<u8>),
+    Parsed(Box<Result<content::Parsed, ContentError>>),
 }
 
 /// Reads and parses one source.
