@@ -151,7 +151,7 @@ fn images_carry_their_size_and_load_lazily() {
     fs::write(bundle.join("broken.png"), b"not a picture").unwrap();
     fs::write(
         bundle.join("index.md"),
-        "+++\ntitle = \"Pics\"\ndate = 2024-01-01\n+++\n![A dot](dot.png)\n\n![Broken](broken.png)\n\n![Remote](https://images.test/r.png)\n",
+        "+++\ntitle = \"Pics\"\ndate = 2024-01-01\nimage = \"dot.png\"\nimage_alt = \"Lead dot\"\n+++\n![A dot](dot.png)\n\n![Broken](broken.png)\n\n![Remote](https://images.test/r.png)\n",
     )
     .unwrap();
     let built = relais_on("build", &site, &[]);
@@ -164,6 +164,13 @@ fn images_carry_their_size_and_load_lazily() {
     ] {
         assert!(page.contains(img), "{img} in\n{page}");
     }
+    // The lead image from the front matter gets its size too.
+    assert!(
+        page.contains(
+            "<img src=\"/posts/pics/dot.png\" alt=\"Lead dot\" width=\"3\" height=\"2\">"
+        ),
+        "{page}"
+    );
 }
 
 #[test]

@@ -426,6 +426,7 @@ fn document_of(
                 media_type: media_type(&src).to_string(),
                 alt: facts.image_alt.clone().unwrap_or_default(),
                 src,
+                size: None,
             }
         });
     let shown: Vec<ImageRef> = page::images_in(&body)
@@ -436,6 +437,7 @@ fn document_of(
                 media_type: media_type(&src).to_string(),
                 alt,
                 src,
+                size: None,
             }
         })
         .collect();

@@ -23,6 +23,10 @@ pub struct ImageRef {
     pub alt: String,
     /// MIME type guessed from the extension, e.g. `image/jpeg`.
     pub media_type: String,
+    /// Width and height read from a local file (none for a remote or unreadable image):
+    /// the lead image's `width`/`height` on the page, so it does not jump while loading.
+    #[serde(default)]
+    pub size: Option<(u32, u32)>,
 }
 
 /// One parsed Markdown file.

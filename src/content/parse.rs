@@ -193,6 +193,7 @@ pub fn parse_document(
                     })?;
             Some(ImageRef {
                 media_type: media_type(&src).to_string(),
+                size: links.image_size(&src),
                 src,
                 alt: fm.image_alt.clone().unwrap_or_default(),
             })
@@ -209,6 +210,8 @@ pub fn parse_document(
             media_type: media_type(&src).to_string(),
             src,
             alt,
+            // Body images carry their size in the HTML already.
+            size: None,
         }))
         .collect();
 

@@ -837,6 +837,7 @@ pub(crate) mod tests {
                 src: format!("/posts/{slug}/cat.png"),
                 alt: "A cat asleep".into(),
                 media_type: "image/png".into(),
+                size: None,
             }],
             assets: vec![],
             word_count: 2,
@@ -1118,6 +1119,7 @@ pub(crate) mod tests {
             src: format!("/posts/pics/{n}.png"),
             alt: format!("picture {n}"),
             media_type: "image/png".into(),
+            size: None,
         };
         p.images = vec![image(0), image(0), image(1)];
         let o = post_object(&c, &u(&c), &p);

@@ -315,6 +315,8 @@ impl<'a> Views<'a> {
                     "alt": image.alt,
                     "media_type": image.media_type,
                     "url": config.absolute(&image.src),
+                    "width": image.size.map(|(w, _)| w),
+                    "height": image.size.map(|(_, h)| h),
                 }),
             );
         }
