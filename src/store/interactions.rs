@@ -71,9 +71,13 @@ fn post_interactions(c: &Connection, post_id: &str) -> rusqlite::Result<PostInte
 impl Store {
     /// Interactions of the given posts (object ids). Posts without any are left out.
     pub fn interactions(&self, post_ids: &[String]) -> Result<Interactions, StoreError> {
+        // A big site has few posts with interactions: asking only for those keeps a build
+        // of 10k posts from running four queries per post (0.7 s).
+        let with_any: std::collections::HashSet<String> =
+            self.ids_with_interactions()?.into_iter().collect();
         self.with_conn(|c| {
             let mut all = Interactions::new();
-            for id in post_ids {
+            for id in post_ids.iter().filter(|id| with_any.contains(id.as_str())) {
                 let found = post_interactions(c, id)?;
                 if found != PostInteractions::default() {
                     all.insert(id.clone(), found);
@@ -83,17 +87,22 @@ impl Store {
         })
     }
 
-    /// Interactions of every post that has any: what a build elsewhere fetches from the
-    /// inbox's public endpoint.
-    pub fn all_interactions(&self) -> Result<Interactions, StoreError> {
-        let ids: Vec<String> = self.with_conn(|c| {
+    /// Every post id that has a visible reply, a reaction or a quote.
+    fn ids_with_interactions(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT root_id FROM replies WHERE state = 'visible' \
                  UNION SELECT object_id FROM reactions UNION SELECT post_id FROM received_quotes",
             )?;
             let ids = stmt.query_map([], |r| r.get(0))?;
             ids.collect()
-        })?;
+        })
+    }
+
+    /// Interactions of every post that has any: what a build elsewhere fetches from the
+    /// inbox's public endpoint.
+    pub fn all_interactions(&self) -> Result<Interactions, StoreError> {
+        let ids = self.ids_with_interactions()?;
         self.interactions(&ids)
     }
 
