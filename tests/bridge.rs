@@ -148,20 +148,8 @@ fn node_20(version: &str) -> bool {
 
 /// `npm ci` of the pinned Eleventy unless node_modules matches the lock file already.
 fn install_eleventy() -> PathBuf {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bridge/eleventy");
-    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let installed = modified(dir.join("node_modules/.package-lock.json"));
-    let locked = modified(dir.join("package-lock.json"));
-    if !matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("run npm ci");
-        assert!(status.success(), "npm ci in {} failed", dir.display());
-    }
+    common::npm_ci(&dir);
     dir.join("node_modules")
 }
 

@@ -9,7 +9,6 @@
 //! so and passes, unless RELAIS_REQUIRE_BROWSER is set (as CI does), when it fails instead.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -71,26 +70,7 @@ fn browser_available() -> bool {
 
 /// `npm ci` of the pinned lock unless node_modules was installed from it.
 fn install_driver() {
-    let dir = browser_dir();
-    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let installed = modified(dir.join("node_modules/.package-lock.json"));
-    let locked = modified(dir.join("package-lock.json"));
-    if matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .status()
-        .expect("run npm ci");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    common::npm_ci(&browser_dir());
 }
 
 /// Stops a relais process when the test ends, pass or fail.
@@ -129,7 +109,7 @@ fn the_theme_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path();
     common::copy_example_site(site);
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let config = fs::read_to_string(site.join("config.toml"))
         .unwrap()
@@ -331,7 +311,7 @@ fn serve_shows_build_errors_over_the_page() {
         "+++\ntitle = \"Live\"\ndate = 2024-05-01\n+++\n\nFirst.\n",
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let log = site.join("serve.log");
     let mut server = Running(
         Command::new(env!("CARGO_BIN_EXE_relais"))

@@ -22,14 +22,6 @@ const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
 const OTHER_KEY: &str = include_str!("fixtures/alice_key.pem");
 const GUARD: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A site with one post, built by the real binary; `inbox` goes into `[inbox]`.
 fn make_site(dir: &Path, base: &str, inbox_url: &str, inbox: &str) {
     let config = format!(
@@ -118,7 +110,7 @@ fn fail_lines(output: &Output) -> Vec<String> {
 async fn a_correct_deployment_passes_and_a_wrong_key_fails() {
     let root = tempfile::tempdir().unwrap();
     let site = root.path().join("site");
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     make_site(&site, &base, &base, "serve_public = true");
     let _inbox = start_inbox(&site, port).await;
@@ -251,7 +243,7 @@ async fn static_host(State(state): State<HostState>, request: Request) -> Respon
 async fn wrong_content_types_and_a_missing_proxy_rule_fail_with_the_fix() {
     let root = tempfile::tempdir().unwrap();
     let site = root.path().join("site");
-    let (host_port, inbox_port) = (free_port(), free_port());
+    let (host_port, inbox_port) = (common::free_port(), common::free_port());
     let base = format!("http://127.0.0.1:{host_port}");
     let inbox_url = format!("http://127.0.0.1:{inbox_port}");
     make_site(&site, &base, &inbox_url, "serve_public = false");

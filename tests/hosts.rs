@@ -86,22 +86,6 @@ fn tool_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `npm ci` of the pinned lock file, unless node_modules was installed from it already.
-fn npm_ci(dir: &Path) {
-    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let installed = modified(dir.join("node_modules/.package-lock.json"));
-    let locked = modified(dir.join("package-lock.json"));
-    if matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("run npm ci");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
 /// A child process killed when the test ends, pass or fail.
 struct Running {
     name: &'static str,
@@ -155,14 +139,6 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +220,7 @@ fn netlify_engines_type_route_and_proxy_every_federation_url() {
         return;
     }
     let dir = tool_dir("netlify");
-    npm_ci(&dir);
+    common::npm_ci(&dir);
     static BUILT: std::sync::OnceLock<common::Built> = std::sync::OnceLock::new();
     let built = common::build_once(&BUILT, "hosts-netlify", |_| {});
 
@@ -574,9 +550,9 @@ async fn cloudflare_pages_worker_serves_webfinger_and_forwards_to_the_inbox() {
         return;
     }
     let tools = tool_dir("cloudflare");
-    npm_ci(&tools);
+    common::npm_ci(&tools);
     let site = tempfile::tempdir().unwrap();
-    let (port, inbox_port) = (free_port(), free_port());
+    let (port, inbox_port) = (common::free_port(), common::free_port());
     let base = format!("http://127.0.0.1:{port}");
     let config = build_example(site.path(), &base, inbox_port, "cloudflare-pages");
     let public = site.path().join("public");
@@ -636,7 +612,11 @@ async fn caddy_serves_the_site_and_proxies_the_inbox() {
         return;
     }
     let site = tempfile::tempdir().unwrap();
-    let (port, inbox_port, http_port) = (free_port(), free_port(), free_port());
+    let (port, inbox_port, http_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     let base = format!("https://127.0.0.1:{port}");
     let config = build_example(site.path(), &base, inbox_port, "caddy");
     let public = site.path().join("public");
@@ -692,7 +672,7 @@ async fn caddy_serves_the_site_and_proxies_the_inbox() {
 
     // Without an inbox service: the known resources still win over the 404 for the rest.
     let mut alone = config.clone();
-    let alone_port = free_port();
+    let alone_port = common::free_port();
     alone.base_url = format!("http://127.0.0.1:{alone_port}");
     alone.fediverse.inbox_url = None;
     let alone_path = site.path().join("Caddyfile.alone");
@@ -743,7 +723,7 @@ async fn doctor_passes_through_caddy_and_names_a_missing_proxy() {
         return;
     }
     let site = tempfile::tempdir().unwrap();
-    let (port, inbox_port) = (free_port(), free_port());
+    let (port, inbox_port) = (common::free_port(), common::free_port());
     let base = format!("http://127.0.0.1:{port}");
     let config = build_example(site.path(), &base, inbox_port, "caddy");
     let public = site.path().join("public");

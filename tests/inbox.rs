@@ -189,20 +189,12 @@ impl Drop for Inbox {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Inbox {
     /// Starts an inbox; `inbox_extra` goes into `[inbox]`, `fediverse_extra` into
     /// `[fediverse]`.
     async fn start(inbox_extra: &str, fediverse_extra: &str) -> Inbox {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let config_text = format!(
             "title = \"Test blog\"\nbase_url = \"{base}\"\n\

@@ -26,14 +26,6 @@ const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
 const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
 const GUARD: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 type Received = (String, HeaderMap, Bytes);
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +71,7 @@ async fn inbox_runs_from_environment_variables_alone() {
     // The site: only the public key on disk, built with it.
     let site = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     common::write(
         site.path(),

@@ -12,9 +12,11 @@
 //! Needs Node.js 20+ and npm. Without them the test says so and passes, unless
 //! RELAIS_REQUIRE_INTEROP is set (as CI does), when it fails instead.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -88,29 +90,7 @@ fn node_available() -> bool {
 /// Installs the pinned peer dependencies (`npm ci` honours package-lock.json) unless
 /// node_modules was installed from the current lock file.
 fn install_peer() {
-    // Both tests of this file install into one folder: one `npm ci` at a time.
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = interop_dir();
-    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
-    let installed = modified(dir.join("node_modules/.package-lock.json"));
-    let locked = modified(dir.join("package-lock.json"));
-    if matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .status()
-        .expect("run npm ci");
-    assert!(status.success(), "npm ci in {} failed", dir.display());
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+    common::npm_ci(&interop_dir());
 }
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -298,7 +278,7 @@ async fn fedify_follows_receives_and_replies() {
     }
     install_peer();
 
-    let inbox_port = free_port();
+    let inbox_port = common::free_port();
     let mut peer = start_peer(inbox_port);
     let blog = peer.blog_origin.clone();
     let host = blog.trim_start_matches("https://").to_string();

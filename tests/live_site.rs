@@ -255,21 +255,13 @@ impl Drop for Live {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Live {
     /// Builds a site with `posts` (slug, date) on a new static host; `inbox_extra` goes into
     /// `[inbox]`. The inbox is not started yet.
     async fn build(posts: &[(&str, &str)], inbox_extra: &str) -> Live {
         let dir = tempfile::tempdir().unwrap();
         let (listener, base) = StaticHost::bind().await;
-        let port = free_port();
+        let port = common::free_port();
         let inbox_base = format!("http://127.0.0.1:{port}");
         let config = format!(
             "title = \"Live blog\"\nbase_url = \"{base}\"\n\

@@ -450,14 +450,7 @@ fn netlify_engine_redirects_aliases() {
         return;
     }
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts/netlify");
-    if !tools.join("node_modules/netlify-redirector").is_dir() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&tools)
-            .status()
-            .expect("run npm ci");
-        assert!(status.success(), "npm ci in {} failed", tools.display());
-    }
+    common::npm_ci(&tools);
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     copy_sources(&fixture("zola-blog"), &site);

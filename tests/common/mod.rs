@@ -473,3 +473,31 @@ pub fn ring_rsa_sha256_verifies(pkcs1_der: &[u8], message: &[u8], signature: &[u
         .verify(message, signature)
         .is_ok()
 }
+
+/// A free loopback port: the listener is dropped, so the port is free for the binary.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `npm ci` of the pinned lock file in `dir`, unless node_modules was installed from it
+/// already. One install at a time: the tests of one binary share their folders.
+pub fn npm_ci(dir: &Path) {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let modified = |path: PathBuf| fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(dir.join("node_modules/.package-lock.json"));
+    let locked = modified(dir.join("package-lock.json"));
+    if matches!((installed, locked), (Some(i), Some(l)) if i >= l) {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .expect("run npm ci");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
