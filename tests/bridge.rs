@@ -7,7 +7,7 @@
 //! A generator that is missing makes its part skip with a message, unless
 //! RELAIS_REQUIRE_GENERATORS is set (as CI does), when it fails instead.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -16,13 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::common::{assert_success, read_json, relais, stderr, stdout, BASE_URL};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use common::{assert_success, read_json, relais, stderr, stdout, BASE_URL};
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
 use serde_json::{json, Value};

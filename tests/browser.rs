@@ -17,7 +17,7 @@ use relais::site::interactions::Reply;
 use relais::store::{NewReply, ReplyState, Store};
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 const POST: &str = "error-handling-in-small-tools";
 const USERNAME: &str = "field-notes-from-the-coast";

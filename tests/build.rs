@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 
 fn relais(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_relais"))

@@ -5,8 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-mod common;
-use common::{assert_success, copy_example_site, relais, relais_on, stderr, stdout, write};
+use crate::common::{assert_success, copy_example_site, relais, relais_on, stderr, stdout, write};
 
 fn warnings(output: &std::process::Output) -> Vec<String> {
     stderr(output)

@@ -5,7 +5,7 @@
 //! every request, and the tests verify each one's HTTP signature and Digest against the
 //! site's public key with relais's verifier, as Mastodon would.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //!   the inbox paths to a real `relais inbox`, with the content types wrong or the proxy
 //!   rule missing; and a site folder whose key is not the published one.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -3,15 +3,15 @@
 //! reads, consistently with the rest of the output (pages, tags, files, host rules). The rules
 //! Mastodon enforces are in `tests/mastodon_rules.rs`; this file checks shapes and links.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::common::*;
 use chrono::DateTime;
-use common::*;
 use relais::content::plain_text;
 use serde_json::Value;
 

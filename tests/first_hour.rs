@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-mod common;
+use crate::common;
 
-use common::{assert_success, read_json, relais, relais_on, stderr, stdout};
+use crate::common::{assert_success, read_json, relais, relais_on, stderr, stdout};
 
 fn init(dir: &Path) -> std::path::PathBuf {
     let site = dir.join("blog");

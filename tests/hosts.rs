@@ -14,7 +14,7 @@
 //! and fails instead when CI requires it: RELAIS_REQUIRE_NETLIFY, RELAIS_REQUIRE_WRANGLER,
 //! RELAIS_REQUIRE_CADDY.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -36,7 +36,7 @@ use relais::federation::signature::{sign_request, SigningKey};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use common::{BASE_URL, HOST, INBOX_SERVICE};
+use crate::common::{BASE_URL, HOST, INBOX_SERVICE};
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
 const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");

@@ -7,7 +7,7 @@
 //! site's actor documents too, the way a blog on a host without header rules runs, and
 //! signatures are checked against that one host.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

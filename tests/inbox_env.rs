@@ -3,7 +3,7 @@
 //! come from variables. A signed Follow from a loopback "remote server" in this test gets a
 //! signed Accept that verifies against the published key.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -3,13 +3,13 @@
 //! file), each followed by `relais build` on the same site and a cold build of a copy of its
 //! sources in a fresh folder; the two output folders must hold the same files and bytes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{assert_success, relais_on, stdout};
+use crate::common::{assert_success, relais_on, stdout};
 
 /// xorshift64*: a fixed sequence without depending on a random crate's stream.
 struct Rng(u64);

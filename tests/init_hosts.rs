@@ -3,12 +3,12 @@
 //! missing, required with RELAIS_REQUIRE_ACTIONLINT=1, as CI sets), `systemd-analyze
 //! verify` for the inbox unit, Node's parser for the Netlify build plugin.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{assert_success, relais, stdout};
+use crate::common::{assert_success, relais, stdout};
 
 fn init(dir: &Path, extra: &[&str]) -> String {
     let mut args = vec!["init", dir.to_str().unwrap()];

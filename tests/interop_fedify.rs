@@ -12,7 +12,7 @@
 //! Needs Node.js 20+ and npm. Without them the test says so and passes, unless
 //! RELAIS_REQUIRE_INTEROP is set (as CI does), when it fails instead.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

@@ -9,7 +9,7 @@
 //! HMAC with Python's `hmac`. Without PyJWT the Netlify step is skipped with a message, and
 //! fails instead when `RELAIS_REQUIRE_PYJWT=1`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

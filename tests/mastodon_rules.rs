@@ -10,15 +10,15 @@
 //! Fetch rules are checked on the built output, served as a static host serves it (with
 //! `_headers` and `_redirects`), starting from Mastodon's own WebFinger request.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
 use relais::config::SiteConfig;

@@ -4,8 +4,8 @@
 //! target's `alsoKnownAs`, then have each local follower follow the target and unfollow
 //! the mover.
 
-mod common;
-mod loopback_peer;
+use crate::common;
+use crate::loopback_peer;
 
 use std::sync::Arc;
 use std::time::SystemTime;

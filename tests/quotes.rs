@@ -4,8 +4,8 @@
 //! stamp's URL then 404). The real `relais inbox`, `build` and `publish`, a Mastodon-like
 //! peer on loopback.
 
-mod common;
-mod loopback_peer;
+use crate::common;
+use crate::loopback_peer;
 
 use loopback_peer::{Blog, Peer};
 use serde_json::{json, Value};

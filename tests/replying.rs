@@ -4,8 +4,8 @@
 //! tags with the mention linked as Mastodon links it, and `relais publish` delivers the
 //! post to the followers and to the addressed accounts' server.
 
-mod common;
-mod loopback_peer;
+use crate::common;
+use crate::loopback_peer;
 
 use chrono::Utc;
 use loopback_peer::{Peer, GUARD};

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-use common::{assert_success, relais_on, stderr, write};
+use crate::common;
+use crate::common::{assert_success, relais_on, stderr, write};
 
 const CONFIG: &str = "title = \"Moved\"\nbase_url = \"https://moved.example\"\n\
     [[authors]]\nid = \"ada\"\nname = \"Ada L\"\n\

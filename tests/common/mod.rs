@@ -2,9 +2,6 @@
 //! and reading the output the way a fediverse server meets it, through a static host that
 //! applies the build's `_headers` and `_redirects` as Netlify does.
 
-// Each test binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

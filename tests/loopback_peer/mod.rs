@@ -4,7 +4,6 @@
 //! of a `Move` (`ActivityPub::Activity::Move` then `MoveWorker`): the signature checked
 //! against the mover's key, the target fetched and its `alsoKnownAs` checked, then each
 //! local follower of the mover follows the target and unfollows the mover.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
@@ -35,8 +34,6 @@ pub const GUARD: Duration = Duration::from_secs(60);
 /// One request an inbox of the peer received.
 #[derive(Debug, Clone)]
 pub struct Received {
-    pub path: String,
-    pub headers: HeaderMap,
     pub body: Value,
 }
 
@@ -146,11 +143,7 @@ async fn inbox(
         return StatusCode::BAD_REQUEST;
     };
     let path = uri.path().to_string();
-    state.received.lock().unwrap().push(Received {
-        path: path.clone(),
-        headers: headers.clone(),
-        body: json.clone(),
-    });
+    state.received.lock().unwrap().push(Received { body: json.clone() });
     if json["type"] == "Move" {
         // Mastodon answers at once and processes in the background.
         tokio::spawn(async move {
