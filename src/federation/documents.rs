@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
+use crate::federation::activities::{to_json, CreateOrUpdate, CreateOrUpdateType};
 use crate::federation::mentions;
 use crate::federation::urls::Urls;
 use crate::federation::vocab::{context, ACTIVITY_JSON, AS_PUBLIC};
@@ -518,15 +519,19 @@ pub fn with_context(value: Value) -> Value {
 /// The `Create` of a post, as the outbox lists it and delivery sends it.
 pub fn create_activity(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     let object = post_object(config, urls, post);
-    json!({
-        "id": urls.create_activity(&post.path),
-        "type": "Create",
-        "actor": object["attributedTo"],
-        "published": object.get("published").cloned().unwrap_or(Value::Null),
-        "to": object["to"],
-        "cc": object["cc"],
-        "object": object,
-    })
+    let published = object
+        .get("published")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let activity = CreateOrUpdate::of_object(
+        CreateOrUpdateType::Create,
+        urls.create_activity(&post.path),
+        published,
+        object,
+        || urls.actor(attributed_actor(config, post)),
+        Vec::new,
+    );
+    to_json(&activity)
 }
 
 /// One JSON document the build writes, at a site path such as `/ap/users/blog.json`.
