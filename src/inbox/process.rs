@@ -17,7 +17,7 @@ use crate::federation::urls::Urls;
 use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::sanitize::sanitize_html;
-use crate::site::interactions::Reply;
+use crate::interactions::Reply;
 use crate::store::{
     host_of, FollowState, Follower, MoveDirection, NewFlag, NewFollower, NewReply,
     QuoteAuthorization, ReactionKind, RemoteActor, ReplyState, Store, StoreError,
