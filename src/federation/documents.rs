@@ -541,28 +541,6 @@ pub struct FederationFile {
     pub json: Value,
 }
 
-/// Outbox and its pages (newest first) for one actor's posts.
-pub fn outbox_documents(
-    config: &SiteConfig,
-    urls: &Urls,
-    actor: &str,
-    posts: &[&Document],
-) -> Vec<FederationFile> {
-    let page_size = config.fediverse.outbox_page_size;
-    let pages = posts.len().div_ceil(page_size).max(1);
-    let mut files = vec![FederationFile {
-        path: Urls::outbox_path(actor),
-        json: outbox_collection(urls, actor, posts.len(), page_size),
-    }];
-    for (index, chunk) in posts.chunks(page_size).enumerate() {
-        files.push(FederationFile {
-            path: Urls::outbox_page_path(actor, index + 1),
-            json: outbox_page(config, urls, actor, index + 1, pages, chunk),
-        });
-    }
-    files
-}
-
 /// The outbox collection of an actor with `total` posts: counts and links to its pages.
 pub fn outbox_collection(urls: &Urls, actor: &str, total: usize, page_size: usize) -> Value {
     let pages = total.div_ceil(page_size).max(1);
@@ -1061,9 +1039,12 @@ pub(crate) mod tests {
     fn outbox_pages_newest_first_with_links() {
         let c = config("[fediverse]\noutbox_page_size = 2\n");
         let posts: Vec<Document> = (0..5).map(|i| post(&format!("p{i}"), &[])).collect();
-        let refs: Vec<&Document> = posts.iter().collect();
-        let files = outbox_documents(&c, &u(&c), "blog", &refs);
+        let files: Vec<FederationFile> = site_documents(&c, &posts, "PEM")
+            .into_iter()
+            .filter(|f| f.path.starts_with("/ap/users/blog/outbox"))
+            .collect();
         assert_eq!(files.len(), 4);
+        assert_eq!(files[0].path, "/ap/users/blog/outbox.json");
         assert_eq!(files[0].json["totalItems"], 5);
         assert_eq!(
             files[0].json["first"],
