@@ -16,6 +16,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::HostKind;
+use crate::federation::activities::{Like, LikeType, WithContext};
 use crate::federation::fetch::{FederationClient, FetchError, RawResponse};
 use crate::federation::urls::Urls;
 use crate::federation::vocab::{ACTIVITY_JSON, ACTIVITY_JSON_ACCEPT, AS_CONTEXT, LD_JSON};
@@ -626,13 +627,7 @@ impl Doctor<'_> {
     async fn inbox(&mut self, check: &str, url: &str) {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-        let body = serde_json::json!({
-            "@context": AS_CONTEXT,
-            "id": format!("{}/relais-doctor#probe", self.urls.base()),
-            "type": "Like",
-            "actor": format!("{}/relais-doctor", self.urls.base()),
-            "object": self.urls.base(),
-        });
+        let body = inbox_probe(&self.urls);
         let path = Url::parse(url)
             .map(|u| u.path().to_string())
             .unwrap_or_else(|_| url.to_string());
@@ -793,6 +788,17 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
             .map(str::to_string);
     }
     None
+}
+
+/// The unsigned `Like` doctor posts to the inbox, which must refuse it.
+pub fn inbox_probe(urls: &Urls) -> Value {
+    WithContext::activitystreams(Like {
+        id: format!("{}/relais-doctor#probe", urls.base()),
+        kind: LikeType::Like,
+        actor: format!("{}/relais-doctor", urls.base()),
+        object: urls.base().to_string(),
+    })
+    .to_value()
 }
 
 fn is_activity_media_type(content_type: &str) -> bool {

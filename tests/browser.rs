@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use relais::site::interactions::Reply;
+use relais::interactions::Reply;
 use relais::store::{NewReply, ReplyState, Store};
 use serde_json::{json, Value};
 

@@ -3,45 +3,17 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common;
 
-fn relais(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(args)
-        .output()
-        .expect("run relais")
-}
+use common::{relais, stderr, stdout, write, PNG};
 
 fn build(site: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--site", site.to_str().unwrap()];
     args.extend_from_slice(extra);
     relais(&args)
 }
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-/// A 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60, 0x00, 0x02, 0x00,
-    0x00, 0x05, 0x00, 0x01, 0xe9, 0xfa, 0xdc, 0xd8, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44,
-    0xae, 0x42, 0x60, 0x82,
-];
 
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -56,7 +28,7 @@ fn fixture() -> tempfile::TempDir {
         write(
             root,
             &format!("content/posts/post-{i}.md"),
-            &format!(
+            format!(
                 "+++\ntitle = \"Post {i}\"\ndate = 2024-05-0{i}\ntags = [\"{tag}\"]\nauthors = [\"ann\"]\n+++\n\nText of post {i}.\n\n```rust\nfn main() {{}}\n```\n"
             ),
         );
@@ -365,7 +337,7 @@ fn missing_template() {
     fails_and_keeps_public(
         |site| {
             let config = fs::read_to_string(site.join("config.toml")).unwrap();
-            write(site, "config.toml", &format!("theme = \"bare\"\n{config}"));
+            write(site, "config.toml", format!("theme = \"bare\"\n{config}"));
             for name in [
                 "index.html",
                 "post.html",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_success, relais_on, stdout};
+use crate::common::{assert_success, relais_on, stdout, write};
 
 /// xorshift64*: a fixed sequence without depending on a random crate's stream.
 struct Rng(u64);
@@ -28,12 +28,6 @@ impl Rng {
 }
 
 const TAGS: &[&str] = &["rust", "web", "Bread", "notes", "travel"];
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
 
 fn post_text(rng: &mut Rng, title: &str) -> String {
     let day = 1 + rng.below(28);
@@ -206,9 +200,9 @@ fn incremental_builds_equal_cold_builds() {
             7 => write(
                 &site,
                 "config.toml",
-                &config.replace("Incremental", "Renamed").replace("= 3", "= 2"),
+                config.replace("Incremental", "Renamed").replace("= 3", "= 2"),
             ),
-            _ => write(&site, "static/notes.txt", &format!("static at step {step}")),
+            _ => write(&site, "static/notes.txt", format!("static at step {step}")),
         }
         let out = relais_on("build", &site, &[]);
         assert_success(&out, &format!("incremental build at step {step}"));
@@ -312,7 +306,7 @@ fn one_edit_is_one_update() {
         write(
             site,
             &format!("content/posts/p{i:02}.md"),
-            &format!("+++\ntitle = \"Post {i}\"\ndate = {date}\ntags = [\"t{}\"]\n+++\n\nBody of post {i}, long enough to make a Note.\n", i % 3),
+            format!("+++\ntitle = \"Post {i}\"\ndate = {date}\ntags = [\"t{}\"]\n+++\n\nBody of post {i}, long enough to make a Note.\n", i % 3),
         );
     }
     assert_success(&relais_on("build", site, &[]), "first build");
@@ -375,7 +369,7 @@ fn custom_output_folder_and_no_manifest_in_the_site() {
         write(
             &site,
             &format!("content/posts/p{i}.md"),
-            &format!(
+            format!(
                 "+++\ntitle = \"P{i}\"\ndate = 2024-01-0{}\n+++\nBody {i}.\n",
                 i + 1
             ),
@@ -447,7 +441,7 @@ fn lists_showing_word_counts_follow_body_edits() {
         write(
             &site,
             &format!("content/posts/p{i}.md"),
-            &format!(
+            format!(
                 "+++\ntitle = \"P{i}\"\ndate = 2023-01-0{}\ntags = [\"t\"]\n+++\n\n{}\n",
                 i + 1,
                 // Longer than the text the index keeps: an edit at the end changes
@@ -510,7 +504,7 @@ fn sources_log_appends_and_recovers() {
         write(
             &site,
             &format!("content/posts/old{i}.md"),
-            &format!(
+            format!(
                 "+++\ntitle = \"Old {i}\"\ndate = 2019-01-{:02}\n+++\n\nOld body {i}.\n",
                 i + 1
             ),

@@ -22,6 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::write;
 use serde_json::{json, Value};
 
 /// How long one step may take before the test gives up: a guard against hangs, far above
@@ -91,12 +92,6 @@ fn node_available() -> bool {
 /// node_modules was installed from the current lock file.
 fn install_peer() {
     common::npm_ci(&interop_dir());
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 /// Runs `relais ARGS --site SITE` to completion and insists that it succeeds.
@@ -319,11 +314,11 @@ async fn fedify_follows_receives_and_replies() {
 
     let site = tempfile::tempdir().unwrap();
     let site_dir = site.path();
-    write(site_dir, "config.toml", &site_config(&blog, inbox_port));
+    write(site_dir, "config.toml", site_config(&blog, inbox_port));
     write(
         site_dir,
         "content/posts/older.md",
-        &post("An older post", "2024-01-01", None, "Written long ago."),
+        post("An older post", "2024-01-01", None, "Written long ago."),
     );
     relais(&["build"], site_dir);
 
@@ -375,7 +370,7 @@ async fn fedify_follows_receives_and_replies() {
     write(
         site_dir,
         "content/posts/hello-fedify.md",
-        &post(
+        post(
             "Hello Fedify",
             &date,
             None,
@@ -452,7 +447,7 @@ async fn fedify_follows_receives_and_replies() {
     write(
         site_dir,
         "content/posts/hello-fedify.md",
-        &post(
+        post(
             "Hello Fedify",
             &date,
             Some(&updated),
@@ -499,7 +494,7 @@ async fn fedify_follows_receives_and_replies() {
     write(
         site_dir,
         "content/posts/answer.md",
-        &format!(
+        format!(
             "+++\ntitle = \"An answer\"\ndate = {date}\nin_reply_to = \"{note_id}\"\n+++\n\n\
              Thanks {alice_handle}, answer-token-2d8e.\n"
         ),

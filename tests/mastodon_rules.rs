@@ -1,9 +1,9 @@
 //! One test per rule Mastodon enforces (GoToSocial where it is stricter), each checked
 //! against what relais produces, each naming the Mastodon file and method that enforces it.
 //!
-//! Inbound delivery rules are checked on the `Create` of every post of `example-site/`, built
-//! with `relais::federation::documents::create_activity` and signed with
-//! `relais::federation::signature::sign_request` and the site key, as delivery does. The
+//! Inbound delivery rules are checked on the `Create` of every post of `example-site/`, read
+//! from the built outbox by `relais::delivery::load`, planned by `relais::delivery::plan` and
+//! signed with `relais::federation::signature::sign_request` and the site key, as delivery does. The
 //! Mastodon side (signature parsing, signed string, RSA verification) is written here from
 //! Mastodon's source, not borrowed from relais.
 //!
@@ -22,13 +22,12 @@ use base64::Engine as _;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
 use relais::config::SiteConfig;
-use relais::content::{DocumentCache, Highlighter};
-use relais::federation::documents::{attributed_actor, create_activity, with_context};
+use relais::delivery::load::load_published_posts;
+use relais::delivery::plan::{plan, ActivityKind, PlanContext};
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
 use relais::federation::urls::Urls;
 use relais::federation::vocab::ACTIVITY_JSON;
-use relais::site::{LoadOptions, Site};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use url::Url;
@@ -71,26 +70,25 @@ fn deliveries() -> &'static [Delivery] {
         let built = site();
         let config = SiteConfig::load(&built.site).unwrap();
         let urls = Urls::new(&config);
-        let site = Site::load(
-            &built.site,
-            config.clone(),
-            LoadOptions::default(),
-            &Highlighter::new(None),
-            &mut DocumentCache::in_memory(),
-        )
-        .unwrap();
+        let posts = load_published_posts(&config, &built.public).unwrap();
+        let ctx = PlanContext {
+            urls: &urls,
+            site_actor: &config.fediverse.username,
+            now: chrono::DateTime::<chrono::Utc>::from(signed_at()),
+            // Every post of the example, however old: this is not about the first publish.
+            first_publish_max_age: chrono::Duration::days(365 * 100),
+        };
         let key = Arc::new(PrivateKey::load(&built.site.join(&config.fediverse.key_path)).unwrap());
         let inbox = Url::parse(REMOTE_INBOX).unwrap();
-        let found: Vec<Delivery> = site
-            .posts
-            .iter()
-            .map(|post| {
-                let actor = attributed_actor(&config, post);
-                let activity = with_context(create_activity(&config, &urls, post));
-                let body = serde_json::to_vec(&activity).unwrap();
+        let found: Vec<Delivery> = plan(&posts, &[], &ctx)
+            .activities
+            .into_iter()
+            .filter(|planned| planned.kind == ActivityKind::Create)
+            .map(|planned| {
+                let body = serde_json::to_vec(&planned.json).unwrap();
                 let mut headers = HeaderMap::new();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(ACTIVITY_JSON));
-                let signer = SigningKey::new(urls.key_id(actor), key.clone());
+                let signer = SigningKey::new(urls.key_id(&planned.actor_name), key.clone());
                 sign_request(
                     &signer,
                     &Method::POST,
@@ -100,9 +98,16 @@ fn deliveries() -> &'static [Delivery] {
                     signed_at(),
                 )
                 .unwrap();
+                let slug = planned
+                    .object_id
+                    .rsplit('/')
+                    .next()
+                    .and_then(|file| file.strip_suffix(".json"))
+                    .unwrap()
+                    .to_string();
                 Delivery {
-                    slug: post.slug.clone(),
-                    activity,
+                    slug,
+                    activity: planned.json,
                     body,
                     headers,
                 }

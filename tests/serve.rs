@@ -1,12 +1,14 @@
 //! `relais serve` as the real binary on a loopback port: pages, 404, live reload on change.
 
-use std::fs;
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use common::write;
 
 /// Kills the server when the test ends, pass or fail.
 struct Server(Child);
@@ -16,12 +18,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 fn post(body: &str) -> String {
@@ -57,11 +53,7 @@ fn serves_pages_and_reloads_after_an_edit() {
         "config.toml",
         "title = \"Served\"\nbase_url = \"https://served.example\"\n",
     );
-    write(
-        site.path(),
-        "content/posts/live.md",
-        &post("First version."),
-    );
+    write(site.path(), "content/posts/live.md", post("First version."));
 
     let child = Command::new(env!("CARGO_BIN_EXE_relais"))
         .args(["serve", "--port", "0", "--site"])
@@ -146,7 +138,7 @@ fn serves_pages_and_reloads_after_an_edit() {
     write(
         site.path(),
         "content/posts/live.md",
-        &post("Second version."),
+        post("Second version."),
     );
     let mut attempts = 0;
     loop {

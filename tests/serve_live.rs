@@ -2,6 +2,8 @@
 //! binary on loopback: the live-reload stream carries a failed build's error to open pages
 //! (and to pages opened while it stands) until a build succeeds and reloads them.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -9,6 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use common::write;
 
 /// Kills the server when the test ends, pass or fail.
 struct Server {
@@ -21,12 +25,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 fn site() -> tempfile::TempDir {
@@ -210,7 +208,7 @@ fn bind_sets_the_address_and_open_runs_the_browser() {
     write(
         site.path(),
         "browser.sh",
-        &format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
+        format!("#!/bin/sh\necho \"$1\" > '{}'\n", opened.display()),
     );
     #[cfg(unix)]
     {

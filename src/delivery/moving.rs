@@ -4,14 +4,14 @@
 //! from the next build on, and a signed `Move` goes to every follower's inbox through the
 //! durable queue. The inbox keeps answering for the old actor.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::SiteConfig;
 use crate::delivery::fanout::FollowerIndex;
+use crate::federation::activities::{Move, MoveType, WithContext};
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck};
 use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
-use crate::federation::vocab::AS_CONTEXT;
 use crate::inbox::remote::{actor_from_document, ActorDocError};
 use crate::store::queue::QueuedActivity;
 use crate::store::{AccountMove, MoveDirection, RemoteActor, Store, StoreError};
@@ -145,14 +145,14 @@ pub fn config_with_moved_to(
 /// object are the account that moves).
 pub fn move_activity(urls: &Urls, name: &str, target: &str, serial: i64) -> Value {
     let actor = urls.actor(name);
-    json!({
-        "@context": AS_CONTEXT,
-        "id": format!("{actor}#moves/{serial}"),
-        "type": "Move",
-        "actor": actor,
-        "object": actor,
-        "target": target,
+    WithContext::activitystreams(Move {
+        id: format!("{actor}#moves/{serial}"),
+        kind: MoveType::Move,
+        object: actor.clone(),
+        actor,
+        target: target.to_string(),
     })
+    .to_value()
 }
 
 /// What [`enqueue_move`] queued.

@@ -12,10 +12,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::federation::documents::with_context;
+use crate::federation::activities::{
+    Announce, AnnounceType, CreateOrUpdate, CreateOrUpdateType, Delete, DeleteType, Tombstone,
+    TombstoneType, WithContext,
+};
 use crate::federation::urls::Urls;
 use crate::federation::vocab::AS_PUBLIC;
 use crate::store::PublishedRecord;
@@ -219,16 +222,15 @@ impl Planner<'_> {
             .published
             .map(|p| rfc3339(&p))
             .unwrap_or_else(|| rfc3339(&self.ctx.now));
-        let object = &post.object;
-        let json = with_context(json!({
-            "id": id,
-            "type": "Create",
-            "actor": object.get("attributedTo").cloned().unwrap_or_else(|| json!(self.ctx.urls.actor(&post.actor_name))),
-            "published": published,
-            "to": object.get("to").cloned().unwrap_or_else(|| json!([AS_PUBLIC])),
-            "cc": object.get("cc").cloned().unwrap_or_else(|| json!(self.followers_cc(&post.actor_name))),
-            "object": object,
-        }));
+        let json = WithContext::full(CreateOrUpdate::of_object(
+            CreateOrUpdateType::Create,
+            id.clone(),
+            Some(published.clone()),
+            post.object.clone(),
+            || self.ctx.urls.actor(&post.actor_name),
+            || self.followers_cc(&post.actor_name),
+        ))
+        .to_value();
         self.plan.activities.push(PlannedActivity {
             kind: ActivityKind::Create,
             id: id.clone(),
@@ -240,15 +242,19 @@ impl Planner<'_> {
         if post.actor_name != self.ctx.site_actor {
             let site = self.ctx.site_actor;
             let announce_id = format!("{}{}", post.object_id, suffix("announce"));
-            let json = with_context(json!({
-                "id": announce_id,
-                "type": "Announce",
-                "actor": self.ctx.urls.actor(site),
-                "published": published,
-                "to": [AS_PUBLIC],
-                "cc": [self.ctx.urls.followers(site), self.ctx.urls.actor(&post.actor_name)],
-                "object": post.object_id,
-            }));
+            let json = WithContext::full(Announce {
+                id: announce_id.clone(),
+                kind: AnnounceType::Announce,
+                actor: self.ctx.urls.actor(site),
+                published: published.clone(),
+                to: vec![AS_PUBLIC.to_string()],
+                cc: vec![
+                    self.ctx.urls.followers(site),
+                    self.ctx.urls.actor(&post.actor_name),
+                ],
+                object: post.object_id.clone(),
+            })
+            .to_value();
             self.plan.activities.push(PlannedActivity {
                 kind: ActivityKind::Announce,
                 id: announce_id,
@@ -286,18 +292,18 @@ impl Planner<'_> {
         let updated_text = rfc3339(&updated);
         let mut object = post.object.clone();
         if let Value::Object(fields) = &mut object {
-            fields.insert("updated".into(), json!(updated_text));
+            fields.insert("updated".into(), Value::from(updated_text.clone()));
         }
         let id = format!("{}#updates/{at}", post.object_id);
-        let json = with_context(json!({
-            "id": id,
-            "type": "Update",
-            "actor": object.get("attributedTo").cloned().unwrap_or_else(|| json!(self.ctx.urls.actor(&post.actor_name))),
-            "published": updated_text,
-            "to": object.get("to").cloned().unwrap_or_else(|| json!([AS_PUBLIC])),
-            "cc": object.get("cc").cloned().unwrap_or_else(|| json!(self.followers_cc(&post.actor_name))),
-            "object": object,
-        }));
+        let json = WithContext::full(CreateOrUpdate::of_object(
+            CreateOrUpdateType::Update,
+            id.clone(),
+            Some(updated_text.clone()),
+            object,
+            || self.ctx.urls.actor(&post.actor_name),
+            || self.followers_cc(&post.actor_name),
+        ))
+        .to_value();
         self.plan.activities.push(PlannedActivity {
             kind: ActivityKind::Update,
             id: id.clone(),
@@ -321,19 +327,20 @@ impl Planner<'_> {
         let at = self.activity_time(Some(record));
         let id = format!("{}#delete-{at}", record.object_id);
         let now = rfc3339(&timestamp(at));
-        let json = with_context(json!({
-            "id": id,
-            "type": "Delete",
-            "actor": self.ctx.urls.actor(&record.actor_name),
-            "published": now,
-            "to": [AS_PUBLIC],
-            "cc": self.followers_cc(&record.actor_name),
-            "object": {
-                "id": record.object_id,
-                "type": "Tombstone",
-                "deleted": now,
+        let json = WithContext::full(Delete {
+            id: id.clone(),
+            kind: DeleteType::Delete,
+            actor: self.ctx.urls.actor(&record.actor_name),
+            published: Some(now.clone()),
+            to: vec![AS_PUBLIC.to_string()],
+            cc: Some(self.followers_cc(&record.actor_name)),
+            object: Tombstone {
+                id: record.object_id.clone(),
+                kind: TombstoneType::Tombstone,
+                deleted: now,
             },
-        }));
+        })
+        .to_value();
         self.plan.activities.push(PlannedActivity {
             kind: ActivityKind::Delete,
             id: id.clone(),
@@ -370,6 +377,7 @@ fn rfc3339(time: &DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use crate::config::SiteConfig;
+    use serde_json::json;
     use std::path::Path;
 
     fn urls() -> Urls {

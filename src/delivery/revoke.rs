@@ -3,13 +3,14 @@
 //! now forbids a quoter revokes that quoter's. Each revocation is a `Delete` of the stamp
 //! sent to the quoting actor's server, and the stamp's URL answers 404 from then on.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::QuotePolicy;
 use crate::delivery::plan::{ActivityKind, PlannedActivity};
+use crate::federation::activities::{Delete, DeleteType, WithContext};
 use crate::federation::documents::read_quote_policy;
 use crate::federation::urls::Urls;
-use crate::federation::vocab::{AS_CONTEXT, AS_PUBLIC};
+use crate::federation::vocab::AS_PUBLIC;
 use crate::store::{FollowState, QuoteAuthorization, Store, StoreError};
 
 /// What a planned activity changes for the quotes of its post.
@@ -44,14 +45,16 @@ impl QuoteChange {
 /// Mastodon's `DeleteQuoteAuthorizationSerializer`.
 pub fn stamp_deletion(urls: &Urls, auth: &QuoteAuthorization) -> Value {
     let stamp = urls.quote_authorization(&auth.token);
-    json!({
-        "@context": AS_CONTEXT,
-        "id": format!("{stamp}#delete"),
-        "type": "Delete",
-        "actor": urls.actor(&auth.actor_name),
-        "to": [AS_PUBLIC],
-        "object": stamp,
+    WithContext::activitystreams(Delete {
+        id: format!("{stamp}#delete"),
+        kind: DeleteType::Delete,
+        actor: urls.actor(&auth.actor_name),
+        published: None,
+        to: vec![AS_PUBLIC.to_string()],
+        cc: None,
+        object: stamp,
     })
+    .to_value()
 }
 
 /// Revokes what `changes` no longer admit: queues the stamp's `Delete` for the quoting

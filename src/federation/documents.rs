@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
+use crate::federation::activities::{to_json, CreateOrUpdate, CreateOrUpdateType};
 use crate::federation::mentions;
 use crate::federation::urls::Urls;
 use crate::federation::vocab::{context, ACTIVITY_JSON, AS_PUBLIC};
@@ -518,15 +519,19 @@ pub fn with_context(value: Value) -> Value {
 /// The `Create` of a post, as the outbox lists it and delivery sends it.
 pub fn create_activity(config: &SiteConfig, urls: &Urls, post: &Document) -> Value {
     let object = post_object(config, urls, post);
-    json!({
-        "id": urls.create_activity(&post.path),
-        "type": "Create",
-        "actor": object["attributedTo"],
-        "published": object.get("published").cloned().unwrap_or(Value::Null),
-        "to": object["to"],
-        "cc": object["cc"],
-        "object": object,
-    })
+    let published = object
+        .get("published")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let activity = CreateOrUpdate::of_object(
+        CreateOrUpdateType::Create,
+        urls.create_activity(&post.path),
+        published,
+        object,
+        || urls.actor(attributed_actor(config, post)),
+        Vec::new,
+    );
+    to_json(&activity)
 }
 
 /// One JSON document the build writes, at a site path such as `/ap/users/blog.json`.
@@ -534,28 +539,6 @@ pub fn create_activity(config: &SiteConfig, urls: &Urls, post: &Document) -> Val
 pub struct FederationFile {
     pub path: String,
     pub json: Value,
-}
-
-/// Outbox and its pages (newest first) for one actor's posts.
-pub fn outbox_documents(
-    config: &SiteConfig,
-    urls: &Urls,
-    actor: &str,
-    posts: &[&Document],
-) -> Vec<FederationFile> {
-    let page_size = config.fediverse.outbox_page_size;
-    let pages = posts.len().div_ceil(page_size).max(1);
-    let mut files = vec![FederationFile {
-        path: Urls::outbox_path(actor),
-        json: outbox_collection(urls, actor, posts.len(), page_size),
-    }];
-    for (index, chunk) in posts.chunks(page_size).enumerate() {
-        files.push(FederationFile {
-            path: Urls::outbox_page_path(actor, index + 1),
-            json: outbox_page(config, urls, actor, index + 1, pages, chunk),
-        });
-    }
-    files
 }
 
 /// The outbox collection of an actor with `total` posts: counts and links to its pages.
@@ -1056,9 +1039,12 @@ pub(crate) mod tests {
     fn outbox_pages_newest_first_with_links() {
         let c = config("[fediverse]\noutbox_page_size = 2\n");
         let posts: Vec<Document> = (0..5).map(|i| post(&format!("p{i}"), &[])).collect();
-        let refs: Vec<&Document> = posts.iter().collect();
-        let files = outbox_documents(&c, &u(&c), "blog", &refs);
+        let files: Vec<FederationFile> = site_documents(&c, &posts, "PEM")
+            .into_iter()
+            .filter(|f| f.path.starts_with("/ap/users/blog/outbox"))
+            .collect();
         assert_eq!(files.len(), 4);
+        assert_eq!(files[0].path, "/ap/users/blog/outbox.json");
         assert_eq!(files[0].json["totalItems"], 5);
         assert_eq!(
             files[0].json["first"],

@@ -1,5 +1,6 @@
 //! ActivityStreams documents, WebFinger, keys and HTTP signatures.
 
+pub mod activities;
 pub mod check;
 pub mod documents;
 pub mod fetch;

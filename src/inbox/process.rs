@@ -4,17 +4,20 @@
 use std::path::PathBuf;
 
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::{QuotePolicy, SiteConfig};
 use crate::content::escape_html;
+use crate::federation::activities::{
+    Answer, AnswerType, Follow, FollowType, QuoteAuthorization as Stamp, QuoteAuthorizationType,
+    QuoteRequest, QuoteRequestType, WithContext,
+};
 use crate::federation::documents::{actors, read_quote_policy};
 use crate::federation::urls::Urls;
-use crate::federation::vocab::{context, AS_CONTEXT};
 use crate::inbox::activity::{Activity, Kind, Note, Undone, Updated};
 use crate::inbox::remote::actor_from_document;
 use crate::inbox::sanitize::sanitize_html;
-use crate::site::interactions::Reply;
+use crate::interactions::Reply;
 use crate::store::{
     host_of, FollowState, Follower, MoveDirection, NewFlag, NewFollower, NewReply,
     QuoteAuthorization, ReactionKind, RemoteActor, ReplyState, Store, StoreError,
@@ -375,13 +378,13 @@ fn quote_request(
             sender.id
         ));
     }
-    let request = json!({
-        "id": request_id,
-        "type": "QuoteRequest",
-        "actor": sender.id,
-        "instrument": quote_id,
-        "object": object,
-    });
+    let request = QuoteRequest {
+        id: request_id.to_string(),
+        kind: QuoteRequestType::QuoteRequest,
+        actor: sender.id.clone(),
+        instrument: quote_id.to_string(),
+        object: object.to_string(),
+    };
     let token = random_token();
     let allowed = site
         .post_quote_policy(object)
@@ -406,18 +409,15 @@ fn quote_request(
                 post_id: object.to_string(),
                 actor_name: name.clone(),
             })?;
-            let actor = site.urls.actor(&name);
-            let accept = json!({
-                "@context": context(),
-                // Per request: the queue takes an activity id once, and a repeated request
-                // deserves its own answer (with the same authorization).
-                "id": format!("{actor}#accepts/quote_requests/{}", random_token()),
-                "type": "Accept",
-                "actor": actor,
-                "to": [sender.id],
-                "object": request,
-                "result": site.urls.quote_authorization(&granted.token),
-            });
+            // Per request: the queue takes an activity id once, and a repeated request
+            // deserves its own answer (with the same authorization).
+            let accept = quote_answer(
+                &site.urls,
+                &name,
+                request,
+                &random_token(),
+                Some(&granted.token),
+            );
             store.enqueue_delivery(&sender.inbox, &accept.to_string(), &name)?;
             "quote request accepted"
         }
@@ -426,21 +426,38 @@ fn quote_request(
                 .map(|(name, _)| name)
                 .or_else(|| site.actor_names.first().cloned())
                 .unwrap_or_default();
-            let actor = site.urls.actor(&name);
-            let reject = json!({
-                "@context": context(),
-                "id": format!("{actor}#rejects/quote_requests/{token}"),
-                "type": "Reject",
-                "actor": actor,
-                "to": [sender.id],
-                "object": request,
-            });
+            let reject = quote_answer(&site.urls, &name, request, &token, None);
             store.enqueue_delivery(&sender.inbox, &reject.to_string(), &name)?;
             "quote request rejected"
         }
     };
     store.cache_actor(sender)?;
     Ok(Outcome::Answered(outcome))
+}
+
+/// Our `Accept` of a quote request, with the authorization granted (by its token) as
+/// `result`, or our `Reject` of it; `id_token` makes the answer's id.
+pub(crate) fn quote_answer(
+    urls: &Urls,
+    actor_name: &str,
+    request: QuoteRequest,
+    id_token: &str,
+    granted: Option<&str>,
+) -> Value {
+    let actor = urls.actor(actor_name);
+    let (kind, path) = match granted {
+        Some(_) => (AnswerType::Accept, "accepts"),
+        None => (AnswerType::Reject, "rejects"),
+    };
+    WithContext::full(Answer {
+        id: format!("{actor}#{path}/quote_requests/{id_token}"),
+        kind,
+        actor,
+        to: Some(vec![request.actor.clone()]),
+        object: request,
+        result: granted.map(|token| urls.quote_authorization(token)),
+    })
+    .to_value()
 }
 
 /// The last segment of an authorization's URL: unguessable, so that the list of quotes
@@ -454,14 +471,14 @@ fn random_token() -> String {
 /// The `QuoteAuthorization` document of a granted quote (Mastodon's
 /// `QuoteAuthorizationSerializer`).
 pub fn quote_authorization_document(site: &OurSite, auth: &QuoteAuthorization) -> Value {
-    json!({
-        "@context": context(),
-        "id": site.urls.quote_authorization(&auth.token),
-        "type": "QuoteAuthorization",
-        "attributedTo": site.urls.actor(&auth.actor_name),
-        "interactingObject": auth.quote_id,
-        "interactionTarget": auth.post_id,
+    WithContext::full(Stamp {
+        id: site.urls.quote_authorization(&auth.token),
+        kind: QuoteAuthorizationType::QuoteAuthorization,
+        attributed_to: site.urls.actor(&auth.actor_name),
+        interacting_object: auth.quote_id.clone(),
+        interaction_target: auth.post_id.clone(),
     })
+    .to_value()
 }
 
 fn undo(
@@ -679,23 +696,25 @@ pub fn follow_answer(urls: &Urls, follower: &Follower, answer: FollowAnswer) -> 
     use sha2::Digest;
     let our_actor = urls.actor(&follower.actor_name);
     let (kind, path) = match answer {
-        FollowAnswer::Accept => ("Accept", "accepts"),
-        FollowAnswer::Reject => ("Reject", "rejects"),
+        FollowAnswer::Accept => (AnswerType::Accept, "accepts"),
+        FollowAnswer::Reject => (AnswerType::Reject, "rejects"),
     };
     let digest = sha2::Sha256::digest(follower.follow_activity_id.as_bytes());
     let tag: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    json!({
-        "@context": AS_CONTEXT,
-        "id": format!("{our_actor}#{path}/follows/{tag}"),
-        "type": kind,
-        "actor": our_actor,
-        "object": {
-            "id": follower.follow_activity_id,
-            "type": "Follow",
-            "actor": follower.follower_id,
-            "object": our_actor,
+    WithContext::activitystreams(Answer {
+        id: format!("{our_actor}#{path}/follows/{tag}"),
+        kind,
+        actor: our_actor.clone(),
+        to: None,
+        object: Follow {
+            id: follower.follow_activity_id.clone(),
+            kind: FollowType::Follow,
+            actor: follower.follower_id.clone(),
+            object: our_actor,
         },
+        result: None,
     })
+    .to_value()
 }
 
 #[cfg(test)]

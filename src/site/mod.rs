@@ -1,14 +1,18 @@
 //! Pages, taxonomies and feeds assembled from documents.
 
 pub mod feeds;
-pub mod interactions;
+/// The interaction types live in [`crate::interactions`] (no dependencies, so `store` needs
+/// nothing of `site`); this path stays for `build` and `render`.
+pub use crate::interactions;
 pub mod sections;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::SiteConfig;
-use crate::content::{self, ContentErrors, Document, DocumentCache, DocumentKind, Highlighter};
+use crate::content::{self, ContentErrors, Document, DocumentKind};
+#[cfg(test)]
+use crate::content::{DocumentCache, Highlighter};
 
 /// Page slugs that would collide with pages the build generates.
 const RESERVED_PAGE_SLUGS: &[&str] = &["tags", "page", "ap"];
@@ -101,7 +105,10 @@ pub struct Site {
 }
 
 impl Site {
-    /// Reads `content/` and `static/` of the site at `dir`.
+    /// Reads `content/` and `static/` of the site at `dir` in one go. Only the render tests
+    /// load a site this way: builds go through `build`, which keeps the sources in its
+    /// index and calls [`Site::assemble`] itself.
+    #[cfg(test)]
     pub fn load(
         dir: &Path,
         config: SiteConfig,

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use super::blocks::not_blocked;
 use super::replies::{from_row, COLUMNS};
 use super::{Store, StoreError};
-use crate::site::interactions::{thread, Interactions, PostInteractions, QuotedBy, Reactor};
+use crate::interactions::{thread, Interactions, PostInteractions, QuotedBy, Reactor};
 
 fn quoted_by(c: &Connection, post_id: &str) -> rusqlite::Result<Vec<QuotedBy>> {
     let mut stmt = c.prepare_cached(&format!(

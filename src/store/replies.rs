@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Row};
 
 use super::blocks::not_blocked;
 use super::{host_of, timestamp, Store, StoreError};
-use crate::site::interactions::Reply;
+use crate::interactions::Reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyState {

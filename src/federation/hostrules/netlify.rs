@@ -93,32 +93,6 @@ pub fn alias_lines(aliases: &[(String, String)]) -> String {
         .collect()
 }
 
-/// The same rules as `netlify.toml` tables, for sites that keep their rules there.
-pub fn netlify_toml(rules: &HostRules) -> String {
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let mut out = String::new();
-    for r in rewrites(rules) {
-        out.push_str("[[redirects]]\n");
-        out.push_str(&format!("  from = {}\n", quote(&r.from)));
-        out.push_str(&format!("  to = {}\n", quote(&r.to)));
-        out.push_str(&format!("  status = {}\n", r.status));
-        if let Some((name, value)) = &r.query {
-            out.push_str(&format!("  query = {{ {name} = {} }}\n", quote(value)));
-        }
-        out.push('\n');
-    }
-    for rule in &rules.headers {
-        out.push_str("[[headers]]\n");
-        out.push_str(&format!("  for = {}\n", quote(&rule.pattern)));
-        out.push_str("  [headers.values]\n");
-        for (name, value) in &rule.headers {
-            out.push_str(&format!("    {name} = {}\n", quote(value)));
-        }
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::host_rules;
@@ -163,24 +137,6 @@ mod tests {
         assert!(headers.contains("/ap/*\n  Content-Type: application/activity+json; charset=utf-8"));
         assert!(
             headers.contains("/webfinger/*\n  Content-Type: application/jrd+json; charset=utf-8")
-        );
-    }
-
-    #[test]
-    fn netlify_toml_form_parses() {
-        let rules = host_rules(&config(
-            "[fediverse]\ninbox_url = \"https://inbox.example\"\n",
-        ));
-        let parsed: toml::Table = toml::from_str(&netlify_toml(&rules)).unwrap();
-        let redirects = parsed["redirects"].as_array().unwrap();
-        assert_eq!(redirects.len(), rewrites(&rules).len());
-        assert_eq!(
-            redirects[0]["query"]["resource"].as_str(),
-            Some("acct:blog@blog.example")
-        );
-        assert_eq!(
-            parsed["headers"].as_array().unwrap().len(),
-            rules.headers.len()
         );
     }
 }

@@ -1,4 +1,6 @@
-//! Replies, likes and boosts collected by the inbox, as the build shows them under a post.
+//! Replies, likes, boosts and quotes collected by the inbox, as the build shows them under
+//! a post: the types the store returns and the site shows, in a module that depends on
+//! neither (only on `chrono` and `serde`).
 
 use std::collections::HashMap;
 
