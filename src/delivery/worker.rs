@@ -325,6 +325,28 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         self.drive(Mode::UntilIdle, shutdown, on_finish).await
     }
 
+    /// For a process with a deadline (a Lambda invocation): like [`Worker::run_until_idle`],
+    /// but claims nothing from `stop_claiming` on and then only finishes the requests in
+    /// flight (each bounded by the request timeout). What is left stays queued for the next
+    /// run; a delivery cut off by the process being frozen is claimed again after its lease.
+    pub async fn drain_until(
+        &self,
+        stop_claiming: tokio::time::Instant,
+    ) -> Result<RunSummary, StoreError> {
+        self.drive(
+            Mode::UntilIdle,
+            tokio::time::sleep_until(stop_claiming),
+            &mut |_| {},
+        )
+        .await
+    }
+
+    /// What the background loop does once an hour, for a worker that has no background:
+    /// forgets old finished deliveries and gives up on those held too long.
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        self.prune(self.clock.now()).await
+    }
+
     /// Runs until `shutdown` completes, then finishes the requests in flight.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, StoreError> {
         self.drive(Mode::Forever, shutdown, &mut |_| {}).await
