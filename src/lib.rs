@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod federation;
 pub mod import;
 pub mod inbox;
+pub mod lambda;
 pub mod logging;
 pub mod render;
 pub mod site;

@@ -8,6 +8,7 @@ pub mod import;
 pub mod inbox;
 pub mod init;
 pub mod keygen;
+pub mod lambda;
 pub mod moderate;
 pub mod r#move;
 pub mod new;
@@ -44,6 +45,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
     Inbox(inbox::InboxArgs),
+    /// Run the inbox as an AWS Lambda function (Function URL and scheduled events).
+    Lambda(lambda::LambdaArgs),
     /// Review and decide on what the inbox received.
     Moderate(moderate::ModerateArgs),
     /// Send the new, edited and deleted posts of the last build to every follower.
@@ -64,6 +67,10 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // The `provided.al2023` runtime starts its `bootstrap` without arguments.
+    if std::env::args_os().len() == 1 && crate::lambda::in_lambda() {
+        return exit(lambda::run_cli(lambda::LambdaArgs::from_env()));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => init::run(args),
@@ -72,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Inbox(args) => inbox::run(args),
+        Command::Lambda(args) => lambda::run_cli(args),
         Command::Moderate(args) => moderate::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Move(args) => r#move::run(args),
@@ -81,6 +89,10 @@ pub fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::New(args) => new::run(args),
     };
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
