@@ -36,6 +36,7 @@ const REST_API_EVENT: &str = include_str!("fixtures/lambda/apigw-v1-rest-request
 const SCHEDULED_EVENT: &str = include_str!("fixtures/lambda/eventbridge-scheduled.json");
 /// Only a guard against a hung test: what is awaited normally comes at once.
 const GUARD: Duration = Duration::from_secs(60);
+const DEPLOY_TOKEN: &str = "deploy-token-for-tests";
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:blog-inbox";
 
 /// What the function sent back to the Runtime API.
@@ -350,8 +351,8 @@ fn lambda_command(api: &RuntimeApi, log: &Path) -> Command {
     command
 }
 
-/// The status and body `relais inbox` gives the same request, for comparison.
-async fn inbox_answer(site: &Path, store: &Path, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+/// The status and body `relais inbox` gives each of these POSTs, for comparison.
+async fn inbox_answers(site: &Path, store: &Path, posts: &[(&str, &[u8])]) -> Vec<(u16, Vec<u8>)> {
     let port = common::free_port();
     let mut inbox = Command::new(env!("CARGO_BIN_EXE_relais"))
         .args(["inbox", "--site"])
@@ -367,25 +368,35 @@ async fn inbox_answer(site: &Path, store: &Path, path: &str, body: &[u8]) -> (u1
         .unwrap();
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + GUARD;
-    let answer = loop {
-        let sent = client
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header(header::CONTENT_TYPE, "application/activity+json")
-            .body(body.to_vec())
-            .send()
-            .await;
-        if let Ok(r) = sent {
-            break (r.status().as_u16(), r.bytes().await.unwrap().to_vec());
-        }
+    while client
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "inbox never answered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    let mut answers = Vec::new();
+    for (path, body) in posts {
+        let answer = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header(header::CONTENT_TYPE, "application/activity+json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        answers.push((
+            answer.status().as_u16(),
+            answer.bytes().await.unwrap().to_vec(),
+        ));
+    }
     let _ = inbox.kill();
     let _ = inbox.wait();
-    answer
+    answers
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -422,6 +433,7 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
         .env("RELAIS_STORE", &store_path)
         .env("RELAIS_KEY", SITE_KEY)
         .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
+        .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
         .spawn()
         .unwrap();
     let function = Function { child, log };
@@ -473,7 +485,8 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
         resource.as_str()
     );
 
-    // An unsigned POST is refused exactly as `relais inbox` refuses it.
+    // An unsigned POST, and one over `inbox.max_body_bytes` (1 MiB; a Function URL takes
+    // 6 MB), are refused exactly as `relais inbox` refuses them.
     let follow = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{remote}/follows/1"),
@@ -482,30 +495,27 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
         "object": format!("{base}/ap/users/blog.json"),
     });
     let follow_body = follow.to_string().into_bytes();
+    let oversized = vec![b'x'; 1024 * 1024 + 1];
     let mut unsigned = HeaderMap::new();
     unsigned.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/activity+json"),
     );
-    let (status, answer, body) = api
-        .http(function_url_event(
-            "POST",
-            "/ap/users/blog/inbox",
-            "",
-            &unsigned,
-            Some(&follow_body),
-        ))
-        .await;
-    let (inbox_status, inbox_body) = inbox_answer(
-        site.path(),
-        &data.path().join("inbox.db"),
-        "/ap/users/blog/inbox",
-        &follow_body,
-    )
-    .await;
-    assert_eq!(status, inbox_status, "{answer}");
-    assert_eq!(status, 401, "{answer}");
-    assert_eq!(body, inbox_body);
+    let posts: [(&str, &[u8]); 2] = [
+        ("/ap/users/blog/inbox", &follow_body),
+        ("/ap/inbox", &oversized),
+    ];
+    let inbox = inbox_answers(site.path(), &data.path().join("inbox.db"), &posts).await;
+    let mut statuses = Vec::new();
+    for ((path, body), (inbox_status, inbox_body)) in posts.iter().zip(inbox) {
+        let (status, answer, body) = api
+            .http(function_url_event("POST", path, "", &unsigned, Some(body)))
+            .await;
+        assert_eq!(status, inbox_status, "{path}: {answer}");
+        assert_eq!(body, inbox_body, "{path}");
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 413]);
     assert!(
         follower.try_recv().is_err(),
         "an unsigned follow was answered"
@@ -587,6 +597,39 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
     assert_eq!(create["type"], "Create", "{create}");
     assert!(
         create["object"]["id"].as_str().unwrap().contains("fresh"),
+        "{create}"
+    );
+
+    // A deploy notification publishes too, and its deliveries go out within its invocation.
+    write_post(site.path(), "third", &today);
+    common::build_site(site.path());
+    let mut bearer = HeaderMap::new();
+    bearer.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {DEPLOY_TOKEN}")).unwrap(),
+    );
+    bearer.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (status, answer, body) = api
+        .http(function_url_event(
+            "POST",
+            "/relais/deploy",
+            "",
+            &bearer,
+            Some(b"{}"),
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}\n{}", function.log());
+    let report: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["creates"], 1, "{report}");
+    let (_, create) = follower
+        .try_recv()
+        .expect("the deploy's delivery was not sent within its invocation");
+    let create: Value = serde_json::from_slice(&create).unwrap();
+    assert!(
+        create["object"]["id"].as_str().unwrap().contains("third"),
         "{create}"
     );
 }

@@ -10,6 +10,7 @@ use crate::cli::inbox::inbox_state_with_env;
 use crate::config::{EnvOverrides, SiteConfig};
 use crate::lambda::{report_init_error, run};
 use crate::logging::LogFormat;
+use crate::store::StoreError;
 
 #[derive(Debug, clap::Args)]
 pub struct LambdaArgs {
@@ -85,5 +86,16 @@ fn open(site_dir: &Path, public_dir: Option<&Path>) -> anyhow::Result<crate::inb
     let public_dir = public_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| site_dir.join("public"));
-    inbox_state_with_env(site_dir, config, public_dir, &env)
+    let local_store = crate::lambda::store_is_local_file(&config.inbox.store);
+    inbox_state_with_env(site_dir, config, public_dir, &env).map_err(|e| {
+        let store_failed = e.chain().any(|cause| cause.is::<StoreError>());
+        if local_store && store_failed {
+            e.context(
+                "a function's files are read-only except /tmp, which is lost with it: \
+                 set RELAIS_STORE to a PostgreSQL URL",
+            )
+        } else {
+            e
+        }
+    })
 }

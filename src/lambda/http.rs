@@ -36,7 +36,11 @@ pub struct NotHttp(String);
 /// The request an HTTP event carries, with the caller's address (the event's
 /// `requestContext` source IP) as the peer the rate limits count.
 pub fn request_of(event: &str) -> Result<(Origin, Request<Body>), NotHttp> {
-    let request = lambda_http::request::from_str(event).map_err(|e| NotHttp(e.to_string()))?;
+    // `lambda_http` unwraps its parse of the request's URL (host header and path): an event
+    // it cannot make a URL of is refused here rather than unwinding through the runtime.
+    let parsed = std::panic::catch_unwind(|| lambda_http::request::from_str(event))
+        .map_err(|_| NotHttp("its host and path make no URL".into()))?;
+    let request = parsed.map_err(|e| NotHttp(e.to_string()))?;
     let (origin, source_ip) = match request.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(context)) => {
             (Origin::HttpApi, context.http.source_ip.clone())
@@ -155,5 +159,22 @@ mod tests {
     fn an_event_of_no_http_service_is_refused() {
         assert!(request_of(r#"{"source":"aws.events"}"#).is_err());
         assert!(request_of("[]").is_err());
+    }
+
+    #[test]
+    fn a_function_url_event_with_no_usable_host_is_refused_not_a_panic() {
+        let mut event: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/lambda/function-url-request.json"
+        ))
+        .unwrap();
+        let (origin, request) = request_of(&event.to_string()).unwrap();
+        assert_eq!(origin, Origin::HttpApi);
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .unwrap();
+        assert_eq!(peer.0.ip().to_string(), "123.123.123.123");
+        event["headers"]["host"] = json!("bad host[");
+        assert!(request_of(&event.to_string()).is_err());
     }
 }
