@@ -26,22 +26,6 @@ pub struct LambdaArgs {
     pub log_format: LogFormat,
 }
 
-impl LambdaArgs {
-    /// The arguments of a `bootstrap` started without any: from the environment alone.
-    pub fn from_env() -> LambdaArgs {
-        LambdaArgs {
-            site: std::env::var_os("RELAIS_SITE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            public: None,
-            log_format: match std::env::var("RELAIS_LOG_FORMAT").as_deref() {
-                Ok("json") => LogFormat::Json,
-                _ => LogFormat::Text,
-            },
-        }
-    }
-}
-
 pub fn run_cli(args: LambdaArgs) -> anyhow::Result<()> {
     crate::logging::init(args.log_format);
     let site = match args.site {

@@ -68,10 +68,11 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     // The `provided.al2023` runtime starts its `bootstrap` without arguments.
-    if std::env::args_os().len() == 1 && crate::lambda::in_lambda() {
-        return exit(lambda::run_cli(lambda::LambdaArgs::from_env()));
-    }
-    let cli = Cli::parse();
+    let cli = if std::env::args_os().len() == 1 && crate::lambda::in_lambda() {
+        Cli::parse_from(["relais", "lambda"])
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
@@ -89,10 +90,6 @@ pub fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::New(args) => new::run(args),
     };
-    exit(result)
-}
-
-fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
