@@ -14,6 +14,7 @@ pub mod federation;
 pub mod import;
 pub mod inbox;
 pub mod interactions;
+pub mod lambda;
 pub mod logging;
 pub mod render;
 pub mod site;

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use crate::common;
 
-use common::{relais, stderr, stdout, write, PNG};
+use crate::common::{relais, stderr, stdout, write, PNG};
 
 fn build(site: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--site", site.to_str().unwrap()];

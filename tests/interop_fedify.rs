@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::write;
+use crate::common::write;
 use serde_json::{json, Value};
 
 /// How long one step may take before the test gives up: a guard against hangs, far above

@@ -19,6 +19,7 @@ mod inbox_env;
 mod incremental;
 mod init_hosts;
 mod interop_fedify;
+mod lambda;
 mod live_site;
 mod mastodon_rules;
 mod moving;

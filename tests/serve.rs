@@ -1,6 +1,5 @@
 //! `relais serve` as the real binary on a loopback port: pages, 404, live reload on change.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -8,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::write;
+use crate::common::write;
 
 /// Kills the server when the test ends, pass or fail.
 struct Server(Child);

@@ -2,7 +2,6 @@
 //! binary on loopback: the live-reload stream carries a failed build's error to open pages
 //! (and to pages opened while it stands) until a build succeeds and reloads them.
 
-mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::write;
+use crate::common::write;
 
 /// Kills the server when the test ends, pass or fail.
 struct Server {

@@ -26,6 +26,13 @@ pub struct InboxArgs {
 
 pub fn run(args: InboxArgs) -> anyhow::Result<()> {
     crate::logging::init(args.log_format);
+    if crate::lambda::in_lambda() {
+        tracing::info!(
+            "{} is set: serving Lambda invocations",
+            crate::lambda::RUNTIME_API
+        );
+        return crate::cli::lambda::run_function(&args.site, args.public.as_deref());
+    }
     run_inbox(&args.site, args.public.as_deref())
 }
 

@@ -8,6 +8,7 @@ pub mod import;
 pub mod inbox;
 pub mod init;
 pub mod keygen;
+pub mod lambda;
 pub mod moderate;
 pub mod r#move;
 pub mod new;
@@ -44,6 +45,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run the inbox service: follows, replies, likes and boosts from the fediverse.
     Inbox(inbox::InboxArgs),
+    /// Run the inbox as an AWS Lambda function (Function URL and scheduled events).
+    Lambda(lambda::LambdaArgs),
     /// Review and decide on what the inbox received.
     Moderate(moderate::ModerateArgs),
     /// Send the new, edited and deleted posts of the last build to every follower.
@@ -64,7 +67,12 @@ pub enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The `provided.al2023` runtime starts its `bootstrap` without arguments.
+    let cli = if std::env::args_os().len() == 1 && crate::lambda::in_lambda() {
+        Cli::parse_from(["relais", "lambda"])
+    } else {
+        Cli::parse()
+    };
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
@@ -72,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Inbox(args) => inbox::run(args),
+        Command::Lambda(args) => lambda::run_cli(args),
         Command::Moderate(args) => moderate::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Move(args) => r#move::run(args),

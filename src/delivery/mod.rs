@@ -291,15 +291,26 @@ pub async fn run_worker(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, StoreError> {
-    let worker = Worker::new(
+    worker(store, client, key, config)
+        .with_waker(wake)
+        .run(shutdown)
+        .await
+}
+
+/// The queue's worker as `relais inbox` and `relais lambda` configure it.
+pub fn worker(
+    store: Store,
+    client: FederationClient,
+    key: Arc<PrivateKey>,
+    config: &SiteConfig,
+) -> Worker<FederationClient, SystemClock> {
+    Worker::new(
         store,
         Arc::new(client),
         Signers::new(key, Urls::new(config)),
         WorkerOptions::from_config(&config.delivery),
         SystemClock,
     )
-    .with_waker(wake);
-    worker.run(shutdown).await
 }
 
 #[cfg(test)]

@@ -325,6 +325,28 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         self.drive(Mode::UntilIdle, shutdown, on_finish).await
     }
 
+    /// For a process with a deadline (a Lambda invocation): like [`Worker::run_until_idle`],
+    /// but claims nothing from `stop_claiming` on and then only finishes the requests in
+    /// flight (each bounded by the request timeout). What is left stays queued for the next
+    /// run; a delivery cut off by the process being frozen is claimed again after its lease.
+    pub async fn drain_until(
+        &self,
+        stop_claiming: tokio::time::Instant,
+    ) -> Result<RunSummary, StoreError> {
+        self.drive(
+            Mode::UntilIdle,
+            tokio::time::sleep_until(stop_claiming),
+            &mut |_| {},
+        )
+        .await
+    }
+
+    /// What the background loop does once an hour, for a worker that has no background:
+    /// forgets old finished deliveries and gives up on those held too long.
+    pub async fn housekeeping(&self) -> Result<(), StoreError> {
+        self.prune(self.clock.now()).await
+    }
+
     /// Runs until `shutdown` completes, then finishes the requests in flight.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, StoreError> {
         self.drive(Mode::Forever, shutdown, &mut |_| {}).await
@@ -549,6 +571,8 @@ mod tests {
         peak_total: Mutex<usize>,
         /// Per call: where the body's bytes live, and its digest.
         bodies: Mutex<Vec<(usize, String)>>,
+        /// How long each request takes.
+        delay: Mutex<Duration>,
     }
 
     impl FakeTransport {
@@ -592,6 +616,10 @@ mod tests {
             // Let the other requests start before this one ends.
             for _ in 0..5 {
                 tokio::task::yield_now().await;
+            }
+            let delay = *self.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             *self.in_flight.lock().unwrap().get_mut(&host).unwrap() -= 1;
             self.calls
@@ -892,6 +920,39 @@ mod tests {
         let summary = run.await.unwrap();
         assert_eq!(summary.delivered, 1);
         assert_eq!(transport.calls_to("https://m.example/inbox"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_drain_until_a_deadline_claims_nothing_after_it_and_leaves_the_rest_queued() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        *transport.delay.lock().unwrap() = Duration::from_millis(100);
+        let clock = ManualClock::new(START);
+        let inboxes: Vec<Recipient> = (0..20)
+            .map(|u| to(&format!("https://slow.example/users/{u}/inbox")))
+            .collect();
+        queue(&store, "a", "blog", inboxes);
+        // One request at a time: the 20 take 2 s, the drain may claim for 0.5 s.
+        let w = worker(&store, &transport, &clock, options(4, 1));
+        let summary = w
+            .drain_until(tokio::time::Instant::now() + Duration::from_millis(500))
+            .await
+            .unwrap();
+        let sent = transport.calls.lock().unwrap().len() as u64;
+        assert_eq!(summary.delivered, sent);
+        assert!(sent < 20, "{summary:?}");
+        // Nothing is left leased: what was not sent waits, due, for the next run.
+        let counts = store.queue_counts(START).unwrap();
+        assert_eq!(counts.leased, 0, "{counts:?}");
+        assert_eq!(counts.done, sent, "{counts:?}");
+        assert_eq!(counts.due, 20 - sent, "{counts:?}");
+        assert_eq!(
+            w.drain_until(tokio::time::Instant::now() + Duration::from_secs(30))
+                .await
+                .unwrap()
+                .delivered,
+            20 - sent
+        );
     }
 
     #[tokio::test]

@@ -25,12 +25,7 @@ impl Poller {
     pub fn spawn(state: &InboxState) -> Option<Poller> {
         let interval = parse_interval(state.config.inbox.poll_interval.as_deref()?)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let watch = Watch {
-            store: state.store.clone(),
-            config: state.config.clone(),
-            client: state.client.clone(),
-            wake: state.wake.clone(),
-        };
+        let watch = Watch::of(state);
         tracing::info!("checking the live site for changes every {interval:?}");
         let task = tokio::spawn(async move {
             tokio::select! {
@@ -47,6 +42,17 @@ impl Poller {
     }
 }
 
+/// The outbox documents of the last complete read of the live site, with their validators;
+/// empty until there is one.
+#[derive(Debug, Default)]
+pub struct LastRead(Vec<(String, Validators)>);
+
+/// One check of the live site, for a caller without a background task (`relais lambda`,
+/// on its schedule): publishes what changed since `last`, and remembers this read there.
+pub async fn check_once(state: &InboxState, last: &mut LastRead) {
+    Watch::of(state).check(last).await;
+}
+
 struct Watch {
     store: Store,
     config: Arc<SiteConfig>,
@@ -55,19 +61,31 @@ struct Watch {
 }
 
 impl Watch {
+    fn of(state: &InboxState) -> Watch {
+        Watch {
+            store: state.store.clone(),
+            config: state.config.clone(),
+            client: state.client.clone(),
+            wake: state.wake.clone(),
+        }
+    }
+
     async fn run(self, every: Duration) {
         let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The outbox documents of the last complete read; empty until there is one.
-        let mut known: Vec<(String, Validators)> = Vec::new();
+        let mut last = LastRead::default();
         loop {
             ticks.tick().await;
-            if !known.is_empty() && unchanged(&self.client, &known).await {
-                continue;
-            }
-            if let Some(read) = self.publish().await {
-                known = read;
-            }
+            self.check(&mut last).await;
+        }
+    }
+
+    async fn check(&self, last: &mut LastRead) {
+        if !last.0.is_empty() && unchanged(&self.client, &last.0).await {
+            return;
+        }
+        if let Some(read) = self.publish().await {
+            last.0 = read;
         }
     }
 
