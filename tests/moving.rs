@@ -1,17 +1,16 @@
 //! Moving accounts end to end, both ways, with the real binary (`relais inbox`,
 //! `relais move`, `relais build`, `relais status`) and Mastodon-like servers on loopback
-//! (`loopback_peer`) that handle a `Move` as Mastodon does: check its signature and the
+//! (`common::peer`) that handle a `Move` as Mastodon does: check its signature and the
 //! target's `alsoKnownAs`, then have each local follower follow the target and unfollow
 //! the mover.
 
 mod common;
-mod loopback_peer;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use loopback_peer::{Blog, Peer, PEER_KEY};
+use common::peer::{Blog, Peer, PEER_KEY};
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
 use serde_json::{json, Value};

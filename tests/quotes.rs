@@ -5,9 +5,8 @@
 //! peer on loopback.
 
 mod common;
-mod loopback_peer;
 
-use loopback_peer::{Blog, Peer};
+use common::peer::{Blog, Peer};
 use serde_json::{json, Value};
 
 const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";

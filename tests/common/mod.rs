@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod peer;
+
 /// `base_url` of `example-site/config.toml`.
 pub const BASE_URL: &str = "https://relais.example";
 pub const HOST: &str = "relais.example";

@@ -1,10 +1,11 @@
-//! A Mastodon-like server on 127.0.0.1 for the fediverse tests: actor documents in
-//! Mastodon's shape (`tests/fixtures/mastodon_actor.json`), WebFinger, statuses, inboxes
-//! that record what they receive, signed requests from its users, and Mastodon's handling
-//! of a `Move` (`ActivityPub::Activity::Move` then `MoveWorker`): the signature checked
-//! against the mover's key, the target fetched and its `alsoKnownAs` checked, then each
-//! local follower of the mover follows the target and unfollows the mover.
-#![allow(dead_code)]
+//! The one fake fediverse server of the tests: a Mastodon-like server on 127.0.0.1 with
+//! actor documents in Mastodon's shape (`tests/fixtures/mastodon_actor.json`), WebFinger,
+//! statuses, inboxes that record what they receive, signed requests from its users (each
+//! with `alice_key.pem` unless given its own key), and Mastodon's handling of a `Move`
+//! (`ActivityPub::Activity::Move` then `MoveWorker`): the signature checked against the
+//! mover's key, the target fetched and its `alsoKnownAs` checked, then each local follower
+//! of the mover follows the target and unfollows the mover. `Blog` runs a site's
+//! `relais inbox` for it to talk to.
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
@@ -53,6 +54,12 @@ struct PeerState {
     follows: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// What the peer made of each `Move`.
     moves: Arc<Mutex<Vec<String>>>,
+    /// User → its private key PEM, where it is not [`PEER_KEY`].
+    keys: Arc<Mutex<HashMap<String, String>>>,
+    /// User → GETs of its actor document.
+    gets: Arc<Mutex<HashMap<String, usize>>>,
+    /// How many of `received` [`Peer::next_of`] has looked at.
+    cursor: Arc<Mutex<usize>>,
     http: reqwest::Client,
 }
 
@@ -62,21 +69,30 @@ pub struct Peer {
     pub host: String,
 }
 
-fn public_pem() -> String {
-    PrivateKey::from_pem(PEER_KEY)
+fn private_pem(state: &PeerState, user: &str) -> String {
+    let keys = state.keys.lock().unwrap();
+    keys.get(user).map_or(PEER_KEY, String::as_str).to_string()
+}
+
+fn public_pem(private_pem: &str) -> String {
+    PrivateKey::from_pem(private_pem)
         .unwrap()
         .public_key_pem()
         .unwrap()
 }
 
 async fn actor(State(state): State<PeerState>, Path(name): Path<String>) -> Response {
+    *state.gets.lock().unwrap().entry(name.clone()).or_default() += 1;
     let Some(extra) = state.profiles.lock().unwrap().get(&name).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let text = ACTOR_TEMPLATE
         .replace("{{BASE}}", &state.base)
         .replace("{{USER}}", &name)
-        .replace("{{PEM}}", &public_pem().replace('\n', "\\n"));
+        .replace(
+            "{{PEM}}",
+            &public_pem(&private_pem(&state, &name)).replace('\n', "\\n"),
+        );
     let mut doc: Value = serde_json::from_str(&text).unwrap();
     doc["endpoints"] = json!({ "sharedInbox": format!("{}/inbox", state.base) });
     for (key, value) in extra {
@@ -240,7 +256,7 @@ async fn handle_move(
                 "id": format!("{me}#follows/moved-{}", target.len()),
                 "type": "Follow", "actor": me, "object": target,
             });
-            post_signed(&state.http, &state.base, user, &target_inbox, &follow).await?;
+            post_signed(state, user, &target_inbox, &follow).await?;
         }
         let undo = json!({
             "@context": "https://www.w3.org/ns/activitystreams",
@@ -248,7 +264,7 @@ async fn handle_move(
             "type": "Undo", "actor": me,
             "object": { "id": format!("{me}#follows/1"), "type": "Follow", "actor": me, "object": origin },
         });
-        post_signed(&state.http, &state.base, user, &origin_inbox, &undo).await?;
+        post_signed(state, user, &origin_inbox, &undo).await?;
         let mut follows = state.follows.lock().unwrap();
         follows
             .entry(origin.clone())
@@ -262,18 +278,37 @@ async fn handle_move(
     Ok(format!("moved {} follower(s) to {target}", movers.len()))
 }
 
-/// POSTs `activity`, signed by the peer's `user`, to `inbox`.
+/// POSTs `activity`, signed by the peer's `user`, to `inbox`; fails unless it is accepted.
 async fn post_signed(
-    http: &reqwest::Client,
-    base: &str,
+    state: &PeerState,
     user: &str,
     inbox: &str,
     activity: &Value,
 ) -> Result<(), String> {
+    let response = post_as(state, &state.http, user, inbox, activity).await?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "POST {inbox}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+/// POSTs `activity`, signed by the peer's `user`, to `inbox` through `client`.
+async fn post_as(
+    state: &PeerState,
+    client: &reqwest::Client,
+    user: &str,
+    inbox: &str,
+    activity: &Value,
+) -> Result<reqwest::Response, String> {
     let body = activity.to_string().into_bytes();
     let key = SigningKey::new(
-        format!("{base}/users/{user}#main-key"),
-        Arc::new(PrivateKey::from_pem(PEER_KEY).unwrap()),
+        format!("{}/users/{user}#main-key", state.base),
+        Arc::new(PrivateKey::from_pem(&private_pem(state, user)).unwrap()),
     );
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -290,22 +325,13 @@ async fn post_signed(
         SystemTime::now(),
     )
     .map_err(|e| e.to_string())?;
-    let response = http
+    client
         .post(inbox)
         .headers(headers)
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("POST {inbox}: {e}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "POST {inbox}: {} {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        ))
-    }
+        .map_err(|e| format!("POST {inbox}: {e}"))
 }
 
 impl Peer {
@@ -323,6 +349,9 @@ impl Peer {
             received: Arc::default(),
             follows: Arc::default(),
             moves: Arc::default(),
+            keys: Arc::default(),
+            gets: Arc::default(),
+            cursor: Arc::default(),
             http: reqwest::Client::new(),
         };
         let app = Router::new()
@@ -387,15 +416,55 @@ impl Peer {
             "id": format!("{me}#follows/1"),
             "type": "Follow", "actor": me, "object": actor,
         });
-        post_signed(&self.state.http, &self.base, user, inbox, &follow)
+        post_signed(&self.state, user, inbox, &follow)
             .await
             .unwrap();
         self.already_follows(user, actor);
     }
 
-    /// POSTs `activity` signed by `user` to `inbox`.
+    /// POSTs `activity` signed by `user` to `inbox`; fails unless it is accepted.
     pub async fn send(&self, user: &str, inbox: &str, activity: &Value) -> Result<(), String> {
-        post_signed(&self.state.http, &self.base, user, inbox, activity).await
+        post_signed(&self.state, user, inbox, activity).await
+    }
+
+    /// POSTs `activity` signed by `user` to `inbox` and returns the answer, whatever it is.
+    pub async fn post(&self, user: &str, inbox: &str, activity: &Value) -> reqwest::Response {
+        self.post_with(&self.state.http, user, inbox, activity)
+            .await
+    }
+
+    /// [`Peer::post`] through `client` (one that trusts a test CA, say).
+    pub async fn post_with(
+        &self,
+        client: &reqwest::Client,
+        user: &str,
+        inbox: &str,
+        activity: &Value,
+    ) -> reqwest::Response {
+        post_as(&self.state, client, user, inbox, activity)
+            .await
+            .unwrap()
+    }
+
+    /// Gives `user` its own key pair (private key PEM): its actor document shows the public
+    /// half and its requests are signed with it.
+    pub fn set_key(&self, user: &str, private_pem: &str) {
+        self.state
+            .keys
+            .lock()
+            .unwrap()
+            .insert(user.to_string(), private_pem.to_string());
+    }
+
+    /// How many times `user`'s actor document was fetched.
+    pub fn gets(&self, user: &str) -> usize {
+        self.state
+            .gets
+            .lock()
+            .unwrap()
+            .get(user)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -409,6 +478,33 @@ impl Peer {
             .filter(|r| r.body["type"] == kind)
             .map(|r| r.body)
             .collect()
+    }
+
+    /// The next activity of `kind` received after those earlier calls returned or passed
+    /// over; fails after [`GUARD`].
+    pub async fn next_of(&self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            {
+                let received = self.state.received.lock().unwrap();
+                let mut cursor = self.state.cursor.lock().unwrap();
+                while *cursor < received.len() {
+                    *cursor += 1;
+                    if received[*cursor - 1].body["type"] == kind {
+                        return received[*cursor - 1].body.clone();
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {kind} was delivered; received {:?}",
+                self.received()
+                    .iter()
+                    .map(|r| r.body.to_string())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn moves(&self) -> Vec<String> {
@@ -466,12 +562,12 @@ impl Blog {
         )
         .unwrap();
         std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
-        crate::common::write(
+        super::write(
             dir.path(),
             "content/posts/hello.md",
             "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
         );
-        crate::common::build_site(dir.path());
+        super::build_site(dir.path());
         let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_relais"))
             .args(["inbox", "--site"])
@@ -539,6 +635,6 @@ impl Blog {
     }
 
     pub fn relais(&self, command: &str, extra: &[&str]) -> std::process::Output {
-        crate::common::relais_on(command, self.path(), extra)
+        super::relais_on(command, self.path(), extra)
     }
 }
