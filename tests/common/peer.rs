@@ -39,6 +39,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as it came, for checking its signature.
+    pub bytes: Bytes,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,7 @@ struct PeerState {
     http: reqwest::Client,
 }
 
+#[derive(Clone)]
 pub struct Peer {
     state: PeerState,
     pub base: String,
@@ -166,6 +169,7 @@ async fn inbox(
         path: path.clone(),
         headers: headers.clone(),
         body: json.clone(),
+        bytes: body.clone(),
     });
     if json["type"] == "Move" {
         // Mastodon answers at once and processes in the background.
@@ -369,6 +373,10 @@ impl Peer {
         format!("{}/users/{user}", self.base)
     }
 
+    pub fn key_id(&self, user: &str) -> String {
+        format!("{}#main-key", self.actor(user))
+    }
+
     pub fn shared_inbox(&self) -> String {
         format!("{}/inbox", self.base)
     }
@@ -446,9 +454,15 @@ impl Peer {
             .unwrap()
     }
 
-    /// Gives `user` its own key pair (private key PEM): its actor document shows the public
-    /// half and its requests are signed with it.
+    /// Gives `user` (a new user, or one that rotates its key) its own key pair (private key
+    /// PEM): its actor document shows the public half and its requests are signed with it.
     pub fn set_key(&self, user: &str, private_pem: &str) {
+        self.state
+            .profiles
+            .lock()
+            .unwrap()
+            .entry(user.to_string())
+            .or_default();
         self.state
             .keys
             .lock()
@@ -480,9 +494,29 @@ impl Peer {
             .collect()
     }
 
-    /// The next activity of `kind` received after those earlier calls returned or passed
-    /// over; fails after [`GUARD`].
+    /// The next activity of `kind` received after those earlier calls (of this or
+    /// [`Peer::next`]) returned or passed over; fails after [`GUARD`].
     pub async fn next_of(&self, kind: &str) -> Value {
+        self.next_matching(kind, |r| r.body["type"] == kind)
+            .await
+            .body
+    }
+
+    /// The next request received after those earlier calls returned or passed over; fails
+    /// after [`GUARD`].
+    pub async fn next(&self) -> Received {
+        self.next_matching("delivery", |_| true).await
+    }
+
+    /// How many requests came that no earlier call returned or passed over; they count as
+    /// passed over from now on.
+    pub fn take_pending(&self) -> usize {
+        let received = self.state.received.lock().unwrap().len();
+        let mut cursor = self.state.cursor.lock().unwrap();
+        std::mem::replace(&mut *cursor, received).abs_diff(received)
+    }
+
+    async fn next_matching(&self, what: &str, wanted: impl Fn(&Received) -> bool) -> Received {
         let deadline = tokio::time::Instant::now() + GUARD;
         loop {
             {
@@ -490,14 +524,14 @@ impl Peer {
                 let mut cursor = self.state.cursor.lock().unwrap();
                 while *cursor < received.len() {
                     *cursor += 1;
-                    if received[*cursor - 1].body["type"] == kind {
-                        return received[*cursor - 1].body.clone();
+                    if wanted(&received[*cursor - 1]) {
+                        return received[*cursor - 1].clone();
                     }
                 }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no {kind} was delivered; received {:?}",
+                "no {what} was delivered; received {:?}",
                 self.received()
                     .iter()
                     .map(|r| r.body.to_string())
