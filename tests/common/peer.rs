@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path as FsPath;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,8 +44,22 @@ pub struct Received {
     pub bytes: Bytes,
 }
 
+/// How the peer's inboxes answer: Mastodon's 202, unless a test asks for trouble.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answers {
+    /// Answer 500 to this many requests first.
+    pub fail_first: usize,
+    /// Answer 410 on personal inboxes (`/users/NAME/inbox`): the account is gone.
+    pub gone: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
+}
+
 #[derive(Clone)]
 struct PeerState {
+    answers: Answers,
+    /// Requests the inboxes answered or are answering.
+    served: Arc<AtomicUsize>,
     base: String,
     host: String,
     /// User → fields added to (or replacing) its actor document.
@@ -161,6 +176,10 @@ async fn inbox(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let number = state.served.fetch_add(1, Ordering::SeqCst);
+    if !state.answers.delay.is_zero() {
+        tokio::time::sleep(state.answers.delay).await;
+    }
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -171,6 +190,12 @@ async fn inbox(
         body: json.clone(),
         bytes: body.clone(),
     });
+    if number < state.answers.fail_first {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if state.answers.gone && path.starts_with("/users/") {
+        return StatusCode::GONE;
+    }
     if json["type"] == "Move" {
         // Mastodon answers at once and processes in the background.
         tokio::spawn(async move {
@@ -339,11 +364,18 @@ async fn post_as(
 }
 
 impl Peer {
+    /// A peer whose `users` exist (actor documents, WebFinger) and whose inboxes answer 202.
     pub async fn start(users: &[&str]) -> Peer {
+        Peer::start_with(users, Answers::default()).await
+    }
+
+    pub async fn start_with(users: &[&str], answers: Answers) -> Peer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let base = format!("http://{host}");
         let state = PeerState {
+            answers,
+            served: Arc::default(),
             base: base.clone(),
             host: host.clone(),
             profiles: Arc::new(Mutex::new(
@@ -483,6 +515,18 @@ impl Peer {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
+    }
+
+    /// How many requests the inboxes received (and kept: see [`Peer::take`]).
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    /// Every request received since the last call, forgotten by the peer.
+    pub fn take(&self) -> Vec<Received> {
+        let mut received = self.state.received.lock().unwrap();
+        *self.state.cursor.lock().unwrap() = 0;
+        std::mem::take(&mut *received)
     }
 
     /// The activities of `kind` received so far.
