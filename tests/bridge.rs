@@ -550,11 +550,7 @@ async fn a_hugo_site_is_followed_delivers_its_new_post_and_gets_a_reply() {
         return;
     }
     let remote = Peer::start(&["alice"]).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&Generator::Hugo.fixture(), dir.path());

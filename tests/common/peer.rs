@@ -624,11 +624,7 @@ impl Drop for Blog {
 impl Blog {
     pub async fn start(fediverse_extra: &str) -> Blog {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let base = format!("http://127.0.0.1:{port}");
         std::fs::write(
             dir.path().join("config.toml"),
