@@ -93,7 +93,7 @@ impl Generator {
 
     /// Copies the fixture to `dir` and builds it for `base` (no trailing slash).
     fn build(self, dir: &Path, base: &str) -> PathBuf {
-        copy_dir(&self.fixture(), dir);
+        copy_fixture(&self.fixture(), dir);
         let output = match self {
             Generator::Hugo => Command::new("hugo")
                 .args(["--quiet", "--baseURL", &format!("{base}/"), "-s"])
@@ -142,29 +142,19 @@ fn install_eleventy() -> PathBuf {
     dir.join("node_modules")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "node_modules" || name == "_site" || name == "public" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Every file under `dir`: relative path → bytes.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     common::files_under(dir, "/")
         .into_iter()
         .map(|(path, file)| (path, fs::read(file).unwrap()))
         .collect()
+}
+
+/// Copies a generator's fixture without what installs and builds leave in it.
+fn copy_fixture(from: &Path, to: &Path) {
+    common::copy_dir(from, to, &|name| {
+        name == "node_modules" || name == "_site" || name == "public"
+    });
 }
 
 fn write_config(dir: &Path, base: &str, inbox_url: &str, extra: &str) {
@@ -553,7 +543,7 @@ async fn a_hugo_site_is_followed_delivers_its_new_post_and_gets_a_reply() {
     let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Generator::Hugo.fixture(), dir.path());
+    copy_fixture(&Generator::Hugo.fixture(), dir.path());
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     common::write(
