@@ -1,6 +1,7 @@
-//! What the federation tests share: building a copy of `example-site/` with the real binary,
-//! and reading the output the way a fediverse server meets it, through a static host that
-//! applies the build's `_headers` and `_redirects` as Netlify does.
+//! What the integration tests share: running the real binary, writing and copying sites
+//! (`write`, `copy_sources`, `snapshot`), building a copy of `example-site/` and reading the
+//! output the way a fediverse server meets it, through a static host that applies the
+//! build's `_headers` and `_redirects` as Netlify does; `peer`, the one fake fediverse server.
 
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
