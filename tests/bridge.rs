@@ -9,28 +9,17 @@
 
 use crate::common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use crate::common::peer::Peer;
 use crate::common::{assert_success, read_json, relais, stderr, stdout, BASE_URL};
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
-use relais::federation::keys::PrivateKey;
-use relais::federation::signature::{sign_request, SigningKey};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
-const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
-const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
 const INBOX_URL: &str = "https://inbox.relais.example";
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -104,7 +93,7 @@ impl Generator {
 
     /// Copies the fixture to `dir` and builds it for `base` (no trailing slash).
     fn build(self, dir: &Path, base: &str) -> PathBuf {
-        copy_dir(&self.fixture(), dir);
+        copy_fixture(&self.fixture(), dir);
         let output = match self {
             Generator::Hugo => Command::new("hugo")
                 .args(["--quiet", "--baseURL", &format!("{base}/"), "-s"])
@@ -153,29 +142,19 @@ fn install_eleventy() -> PathBuf {
     dir.join("node_modules")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "node_modules" || name == "_site" || name == "public" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Every file under `dir`: relative path → bytes.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     common::files_under(dir, "/")
         .into_iter()
         .map(|(path, file)| (path, fs::read(file).unwrap()))
         .collect()
+}
+
+/// Copies a generator's fixture without what installs and builds leave in it.
+fn copy_fixture(from: &Path, to: &Path) {
+    common::copy_dir(from, to, &|name| {
+        name == "node_modules" || name == "_site" || name == "public"
+    });
 }
 
 fn write_config(dir: &Path, base: &str, inbox_url: &str, extra: &str) {
@@ -543,95 +522,7 @@ fn a_feed_and_site_that_disagree_are_named_and_posts_outlive_the_feed() {
     assert!(stderr(&run).contains("no feed found"), "{}", stderr(&run));
 }
 
-// ---- The round trip: a fake Mastodon server on loopback (as in tests/inbox.rs). ----
-
-#[derive(Clone)]
-struct RemoteState {
-    base: String,
-    keys: Arc<Mutex<HashMap<String, String>>>,
-    deliveries: mpsc::UnboundedSender<(String, Bytes)>,
-}
-
-struct Remote {
-    base: String,
-    deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Bytes)>>,
-}
-
-async fn remote_actor(
-    State(state): State<RemoteState>,
-    UrlPath(name): UrlPath<String>,
-) -> impl IntoResponse {
-    let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let doc = ACTOR_TEMPLATE
-        .replace("{{BASE}}", &state.base)
-        .replace("{{USER}}", &name)
-        .replace("{{PEM}}", &pem.replace('\n', "\\n"));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/activity+json; charset=utf-8",
-        )],
-        doc,
-    )
-        .into_response()
-}
-
-async fn remote_inbox(
-    State(state): State<RemoteState>,
-    uri: axum::http::Uri,
-    body: Bytes,
-) -> StatusCode {
-    let _ = state.deliveries.send((uri.path().to_string(), body));
-    StatusCode::ACCEPTED
-}
-
-impl Remote {
-    async fn start() -> Remote {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let alice = PrivateKey::from_pem(ALICE_KEY)
-            .unwrap()
-            .public_key_pem()
-            .unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = RemoteState {
-            base: base.clone(),
-            keys: Arc::new(Mutex::new(HashMap::from([("alice".to_string(), alice)]))),
-            deliveries: tx,
-        };
-        let app = Router::new()
-            .route("/users/{name}", get(remote_actor))
-            .route("/users/{name}/inbox", post(remote_inbox))
-            .route("/inbox", post(remote_inbox))
-            .with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Remote {
-            base,
-            deliveries: tokio::sync::Mutex::new(rx),
-        }
-    }
-
-    fn actor(&self) -> String {
-        format!("{}/users/alice", self.base)
-    }
-
-    /// The next activity of `kind` the blog delivered.
-    async fn next_of(&self, kind: &str) -> Value {
-        let mut rx = self.deliveries.lock().await;
-        loop {
-            let (_, body) = tokio::time::timeout(GUARD, rx.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind} was delivered"))
-                .unwrap();
-            let activity: Value = serde_json::from_slice(&body).unwrap();
-            if activity["type"] == kind {
-                return activity;
-            }
-        }
-    }
-}
+// ---- The round trip: the fake Mastodon server of tests/common/peer.rs. ----
 
 /// A running `relais inbox`, killed on drop.
 struct InboxProcess(Child);
@@ -643,48 +534,16 @@ impl Drop for InboxProcess {
     }
 }
 
-async fn post_signed(base: &str, path: &str, body: &Value, key_id: &str) -> reqwest::Response {
-    let url = format!("{base}{path}");
-    let bytes = body.to_string().into_bytes();
-    let key = SigningKey::new(key_id, Arc::new(PrivateKey::from_pem(ALICE_KEY).unwrap()));
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/activity+json"),
-    );
-    let parsed = url::Url::parse(&url).unwrap();
-    sign_request(
-        &key,
-        &Method::POST,
-        &parsed,
-        &mut headers,
-        Some(&bytes),
-        SystemTime::now(),
-    )
-    .unwrap();
-    reqwest::Client::new()
-        .post(url)
-        .headers(headers)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hugo_site_is_followed_delivers_its_new_post_and_gets_a_reply() {
     if !Generator::Hugo.available() {
         return;
     }
-    let remote = Remote::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let remote = Peer::start(&["alice"]).await;
+    let port = common::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Generator::Hugo.fixture(), dir.path());
+    copy_fixture(&Generator::Hugo.fixture(), dir.path());
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     common::write(
@@ -746,15 +605,16 @@ async fn a_hugo_site_is_followed_delivers_its_new_post_and_gets_a_reply() {
     )));
 
     // Follow → Accept.
-    let key_id = format!("{}#main-key", remote.actor());
     let follow = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{}/follows/1", remote.base),
         "type": "Follow",
-        "actor": remote.actor(),
+        "actor": remote.actor("alice"),
         "object": format!("{base}/ap/users/blog.json"),
     });
-    let response = post_signed(&base, "/ap/users/blog/inbox", &follow, &key_id).await;
+    let response = remote
+        .post("alice", &format!("{base}/ap/users/blog/inbox"), &follow)
+        .await;
     assert_eq!(response.status(), 202, "{}", inbox_log());
     let accept = remote.next_of("Accept").await;
     assert_eq!(accept["object"]["id"], follow["id"]);
@@ -785,22 +645,24 @@ async fn a_hugo_site_is_followed_delivers_its_new_post_and_gets_a_reply() {
         .contains("Just written."));
 
     // A reply to it is accepted and shown where the page script asks.
-    let note = format!("{}/statuses/1", remote.actor());
+    let note = format!("{}/statuses/1", remote.actor("alice"));
     let reply = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{note}/activity"),
         "type": "Create",
-        "actor": remote.actor(),
+        "actor": remote.actor("alice"),
         "published": "2026-02-01T10:00:00Z",
         "to": [common::AS_PUBLIC],
         "object": {
             "id": note, "type": "Note", "inReplyTo": object_id,
             "published": "2026-02-01T10:00:00Z", "url": note,
-            "attributedTo": remote.actor(), "to": [common::AS_PUBLIC],
+            "attributedTo": remote.actor("alice"), "to": [common::AS_PUBLIC],
             "content": "<p>Nice post from Hugo!</p>",
         }
     });
-    let response = post_signed(&base, "/ap/inbox", &reply, &key_id).await;
+    let response = remote
+        .post("alice", &format!("{base}/ap/inbox"), &reply)
+        .await;
     assert_eq!(response.status(), 202, "{}", inbox_log());
     let interactions: Value = client
         .get(format!("{base}/ap/interactions"))

@@ -1,13 +1,12 @@
 //! `relais init` and `relais build` run as the real binary on sites made in temp dirs.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common;
 
-use crate::common::{relais, stderr, stdout, write, PNG};
+use crate::common::{relais, snapshot, stderr, stdout, write, PNG};
 
 fn build(site: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["build", "--site", site.to_str().unwrap()];
@@ -46,24 +45,6 @@ fn fixture() -> tempfile::TempDir {
     );
     write(root, "static/robots-note.txt", "static file\n");
     dir
-}
-
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = fs::read(&path).unwrap();
-                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    files
 }
 
 #[test]

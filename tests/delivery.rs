@@ -1,16 +1,16 @@
 //! Delivery end to end: sites written in Markdown and built by the real `relais build`,
 //! published by the real `relais publish` (and, for retries, by the library worker with a
-//! hand-moved clock) to fake remote servers on 127.0.0.1, each on its own port, so each is
-//! its own host. The servers check nothing themselves: they record
-//! every request, and the tests verify each one's HTTP signature and Digest against the
-//! site's public key with relais's verifier, as Mastodon would.
+//! hand-moved clock) to fake remote servers on 127.0.0.1 (`common::peer::Peer`, failing,
+//! gone or slow as a test asks), each on its own port, so each is its own host. The servers
+//! check nothing themselves: they record every request, and the tests verify each one's HTTP
+//! signature and Digest against the site's public key with relais's verifier, as Mastodon
+//! would.
 
 use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, FixedOffset, Utc};
+use crate::common::peer::{Answers, Peer, Received};
 use relais::config::SiteConfig;
 use relais::delivery::{
     load_published_posts, plan_and_enqueue, ManualClock, RunSummary, Signers, Worker, WorkerOptions,
@@ -37,107 +38,16 @@ const BASE_URL: &str = "https://blog.example";
 /// Only a guard against a hung test.
 const GUARD: Duration = Duration::from_secs(120);
 
-/// One request a fake server received.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// How a fake server answers.
-#[derive(Debug, Clone, Copy, Default)]
-struct Behaviour {
-    /// Answer 500 to this many requests first.
-    fail_first: usize,
-    /// Answer 410 on personal inboxes (`/users/NAME/inbox`).
-    gone: bool,
-    /// Wait this long before answering.
-    delay: Duration,
-}
-
-#[derive(Clone)]
-struct ServerState {
-    behaviour: Behaviour,
-    served: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-async fn inbox(
-    State(state): State<ServerState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let path = uri.path().to_string();
-    let number = state.served.fetch_add(1, Ordering::SeqCst);
-    if !state.behaviour.delay.is_zero() {
-        tokio::time::sleep(state.behaviour.delay).await;
-    }
-    state.received.lock().unwrap().push(Received {
-        path: path.clone(),
-        headers,
-        body,
-    });
-    if number < state.behaviour.fail_first {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else if state.behaviour.gone && path.starts_with("/users/") {
-        StatusCode::GONE
-    } else {
-        StatusCode::ACCEPTED
-    }
-}
-
-/// A remote server on its own loopback port.
-struct Server {
-    host: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Server {
-    async fn start(behaviour: Behaviour) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let state = ServerState {
-            behaviour,
-            served: Arc::new(AtomicUsize::new(0)),
-            received: received.clone(),
-        };
-        let app = Router::new()
-            .route("/inbox", post(inbox))
-            .route("/users/{name}/inbox", post(inbox))
-            .with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Server { host, received }
-    }
-
-    fn actor(&self, name: &str) -> String {
-        format!("http://{}/users/{name}", self.host)
-    }
-
-    fn shared_inbox(&self) -> String {
-        format!("http://{}/inbox", self.host)
-    }
-
-    fn take(&self) -> Vec<Received> {
-        std::mem::take(&mut *self.received.lock().unwrap())
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
-    /// Every request received since the last call, verified: (path, key id, activity).
-    fn verified(&self) -> Vec<(String, String, Value)> {
-        self.take()
-            .into_iter()
-            .map(|r| {
-                let (key_id, activity) = verify(&r, &self.host);
-                (r.path, key_id, activity)
-            })
-            .collect()
-    }
+/// Every request `server` received since the last call, verified: (path, key id, activity).
+fn verified(server: &Peer) -> Vec<(String, String, Value)> {
+    server
+        .take()
+        .into_iter()
+        .map(|r| {
+            let (key_id, activity) = verify(&r, &server.host);
+            (r.path, key_id, activity)
+        })
+        .collect()
 }
 
 /// Checks the request's signature (covering `(request-target) host date digest
@@ -154,7 +64,7 @@ fn verify(received: &Received, host: &str) -> (String, Value) {
         path_and_query: &received.path,
         headers: &received.headers,
         public_host: host,
-        body: Some(&received.body),
+        body: Some(&received.bytes),
     };
     verify_request(&params, &request, &public_key, SystemTime::now())
         .unwrap_or_else(|e| panic!("request to {host}{} does not verify: {e}", received.path));
@@ -162,10 +72,7 @@ fn verify(received: &Received, host: &str) -> (String, Value) {
         received.headers["content-type"],
         "application/activity+json"
     );
-    (
-        params.key_id,
-        serde_json::from_slice(&received.body).unwrap(),
-    )
+    (params.key_id, received.body.clone())
 }
 
 fn key_id(actor: &str) -> String {
@@ -230,7 +137,7 @@ impl Site {
     fn follow(
         &self,
         actor_name: &str,
-        server: &Server,
+        server: &Peer,
         user: &str,
         shared: bool,
         state: FollowState,
@@ -318,13 +225,16 @@ fn pair(kind: &str, slug: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
-    let big = Server::start(Behaviour::default()).await;
-    let authors_only = Server::start(Behaviour::default()).await;
-    let personal = Server::start(Behaviour::default()).await;
-    let gone = Server::start(Behaviour {
-        gone: true,
-        ..Behaviour::default()
-    })
+    let big = Peer::start(&[]).await;
+    let authors_only = Peer::start(&[]).await;
+    let personal = Peer::start(&[]).await;
+    let gone = Peer::start_with(
+        &[],
+        Answers {
+            gone: true,
+            ..Answers::default()
+        },
+    )
     .await;
     let site = Site::new("timeout_secs = 5");
     for user in ["a", "b", "c"] {
@@ -354,7 +264,7 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
     );
     assert!(out.contains("delivered 10, retrying 0, failed 3"), "{out}");
 
-    let on_big = big.verified();
+    let on_big = verified(&big);
     assert!(
         on_big.iter().all(|(path, _, _)| path == "/inbox"),
         "one shared inbox"
@@ -390,11 +300,11 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
         .contains("By Alice"));
 
     // Followers of Alice only: her Create, not the site's boost.
-    let on_authors_only = authors_only.verified();
+    let on_authors_only = verified(&authors_only);
     assert_eq!(kinds(&on_authors_only), vec![pair("Create", "alice-post")]);
 
     // No shared inbox: each follower's own inbox gets everything, the pending one nothing.
-    let mut on_personal = personal.verified();
+    let mut on_personal = verified(&personal);
     on_personal.sort_by(|a, b| a.0.cmp(&b.0));
     let paths: Vec<&str> = on_personal.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
@@ -415,7 +325,7 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
     );
 
     // 410 from a personal inbox: not retried, the follower is gone.
-    assert_eq!(gone.verified().len(), 3);
+    assert_eq!(verified(&gone).len(), 3);
     let followers = site.store().followers(None).unwrap();
     assert!(followers
         .iter()
@@ -441,10 +351,9 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
         out.contains("Queued 0 new, 1 edited, 0 deleted post(s): 3 deliveries"),
         "{out}"
     );
-    let updates: Vec<_> = big
-        .verified()
+    let updates: Vec<_> = verified(&big)
         .into_iter()
-        .chain(personal.verified())
+        .chain(verified(&personal))
         .collect();
     assert_eq!(kinds(&updates), vec![pair("Update", "site-post"); 3]);
     for (_, key, update) in &updates {
@@ -467,11 +376,10 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
         out.contains("Queued 0 new, 0 edited, 1 deleted post(s): 4 deliveries"),
         "{out}"
     );
-    let deletes: Vec<_> = big
-        .verified()
+    let deletes: Vec<_> = verified(&big)
         .into_iter()
-        .chain(authors_only.verified())
-        .chain(personal.verified())
+        .chain(verified(&authors_only))
+        .chain(verified(&personal))
         .collect();
     assert_eq!(kinds(&deletes), vec![pair("Delete", "alice-post"); 4]);
     for (_, key, delete) in &deletes {
@@ -506,12 +414,15 @@ async fn run(worker: &Worker<FederationClient, ManualClock>) -> RunSummary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_server_gets_retries_until_it_recovers() {
-    let flaky = Server::start(Behaviour {
-        fail_first: 2,
-        ..Behaviour::default()
-    })
+    let flaky = Peer::start_with(
+        &[],
+        Answers {
+            fail_first: 2,
+            ..Answers::default()
+        },
+    )
     .await;
-    let healthy = Server::start(Behaviour::default()).await;
+    let healthy = Peer::start(&[]).await;
     let site = Site::new("timeout_secs = 5");
     site.follow("blog", &flaky, "a", true, FollowState::Accepted);
     site.follow("blog", &flaky, "b", true, FollowState::Accepted);
@@ -544,8 +455,8 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
             failed: 0
         }
     );
-    assert_eq!(flaky.verified().len(), 1);
-    assert_eq!(healthy.verified().len(), 1);
+    assert_eq!(verified(&flaky).len(), 1);
+    assert_eq!(verified(&healthy).len(), 1);
     // Not due yet: Sidekiq's first retry comes 15 to 24 s later.
     clock.advance(14);
     assert_eq!(run(&worker).await, RunSummary::default());
@@ -568,7 +479,7 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
             failed: 0
         }
     );
-    let retried = flaky.verified();
+    let retried = verified(&flaky);
     assert_eq!(kinds(&retried), vec![pair("Create", "p"); 2]);
     // The same activity each time.
     assert_eq!(retried[0].2, retried[1].2);
@@ -586,10 +497,13 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_killed_mid_delivery_completes_on_restart() {
-    let slow = Server::start(Behaviour {
-        delay: Duration::from_millis(150),
-        ..Behaviour::default()
-    })
+    let slow = Peer::start_with(
+        &[],
+        Answers {
+            delay: Duration::from_millis(150),
+            ..Answers::default()
+        },
+    )
     .await;
     let site = Site::new("timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1");
     let users: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
@@ -626,7 +540,7 @@ async fn a_publish_killed_mid_delivery_completes_on_restart() {
     let out = site.publish().await;
     assert!(out.contains("Queued 0 new"), "{out}");
     assert!(out.contains("retrying 0, failed 0"), "{out}");
-    let received = slow.verified();
+    let received = verified(&slow);
     let mut per_inbox: HashMap<String, usize> = HashMap::new();
     for (path, _, activity) in &received {
         assert_eq!(activity["type"], "Create");

@@ -20,27 +20,18 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::{header, StatusCode};
 use relais::config::SiteConfig;
 use relais::federation::hostrules::{self, ACTIVITY_JSON_UTF8, JRD_JSON_UTF8, NODEINFO_JSON};
-use relais::federation::keys::PrivateKey;
-use relais::federation::signature::{sign_request, SigningKey};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
+use crate::common::peer::Peer;
 use crate::common::{BASE_URL, HOST, INBOX_SERVICE};
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
-const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
-const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
 /// Only a guard against a hung step, far above what any step needs.
 const GUARD: Duration = Duration::from_secs(90);
 /// `fediverse.username` of the example site.
@@ -345,70 +336,7 @@ enum Expect {
 }
 
 // ---------------------------------------------------------------------------------------
-// A remote Mastodon-like server and the inbox behind a host
-
-#[derive(Clone)]
-struct RemoteState {
-    base: String,
-    keys: Arc<Mutex<HashMap<String, String>>>,
-    deliveries: mpsc::UnboundedSender<Value>,
-}
-
-async fn remote_actor(
-    State(state): State<RemoteState>,
-    UrlPath(name): UrlPath<String>,
-) -> impl IntoResponse {
-    let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let doc = ACTOR_TEMPLATE
-        .replace("{{BASE}}", &state.base)
-        .replace("{{USER}}", &name)
-        .replace("{{PEM}}", &pem.replace('\n', "\\n"));
-    ([(header::CONTENT_TYPE, ACTIVITY_JSON_UTF8)], doc).into_response()
-}
-
-async fn remote_inbox(State(state): State<RemoteState>, body: Bytes) -> StatusCode {
-    if let Ok(value) = serde_json::from_slice(&body) {
-        let _ = state.deliveries.send(value);
-    }
-    StatusCode::ACCEPTED
-}
-
-struct Remote {
-    base: String,
-    deliveries: mpsc::UnboundedReceiver<Value>,
-}
-
-impl Remote {
-    async fn start() -> Remote {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let public = PrivateKey::from_pem(ALICE_KEY)
-            .unwrap()
-            .public_key_pem()
-            .unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = RemoteState {
-            base: base.clone(),
-            keys: Arc::new(Mutex::new(HashMap::from([("alice".to_string(), public)]))),
-            deliveries: tx,
-        };
-        let app = Router::new()
-            .route("/users/{name}", get(remote_actor))
-            .route("/users/{name}/inbox", post(remote_inbox))
-            .with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Remote {
-            base,
-            deliveries: rx,
-        }
-    }
-
-    fn actor(&self) -> String {
-        format!("{}/users/alice", self.base)
-    }
-}
+// The inbox behind a host (the remote server is `common::peer::Peer`)
 
 /// Starts `relais inbox` for the site in `dir` and waits until it answers.
 async fn start_inbox(dir: &Path, port: u16, client: &reqwest::Client) -> Running {
@@ -489,52 +417,24 @@ async fn check_through_host(
     checked += 2;
 
     // A signed Follow through the host: accepted, then answered with an Accept.
-    let mut remote = Remote::start().await;
+    let remote = Peer::start(&["alice"]).await;
     let actor = format!("{base}/ap/users/{BLOG}.json");
     let follow = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{}/follows/1", remote.base),
         "type": "Follow",
-        "actor": remote.actor(),
+        "actor": remote.actor("alice"),
         "object": actor,
     });
-    let body = follow.to_string().into_bytes();
     let inbox_url = format!("{base}/ap/users/{BLOG}/inbox");
-    let key = SigningKey::new(
-        format!("{}#main-key", remote.actor()),
-        Arc::new(PrivateKey::from_pem(ALICE_KEY).unwrap()),
-    );
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/activity+json"),
-    );
-    sign_request(
-        &key,
-        &Method::POST,
-        &url::Url::parse(&inbox_url).unwrap(),
-        &mut headers,
-        Some(&body),
-        SystemTime::now(),
-    )
-    .unwrap();
-    let response = client
-        .post(&inbox_url)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = remote.post_with(client, "alice", &inbox_url, &follow).await;
     assert_eq!(
         response.status(),
         202,
         "{what}: the signed Follow was not accepted:\n{}",
         inbox.log()
     );
-    let accept = tokio::time::timeout(GUARD, remote.deliveries.recv())
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no Accept came back:\n{}", inbox.log()))
-        .unwrap();
+    let accept = remote.next_of("Accept").await;
     assert_eq!(accept["type"], "Accept");
     assert_eq!(accept["actor"], actor);
     assert_eq!(accept["object"]["id"], follow["id"]);

@@ -1,7 +1,8 @@
 //! The inbox service end to end: the real `relais inbox` binary on a free 127.0.0.1 port,
-//! and this test process acting as a remote Mastodon server: its actors (Mastodon's actor
-//! shape, `fixtures/mastodon_actor.json`) served on another loopback port, its activities
-//! signed with relais's signer, its inbox recording what the blog sends back.
+//! and this test process acting as a remote Mastodon server (`common::peer::Peer`): its
+//! actors (Mastodon's actor shape, `fixtures/mastodon_actor.json`) served on another loopback
+//! port, its activities signed with relais's signer, its inbox recording what the blog sends
+//! back.
 //!
 //! The site's `base_url` is the inbox itself, with `serve_public`: the inbox then serves the
 //! site's actor documents too, the way a blog on a host without header rules runs, and
@@ -9,17 +10,12 @@
 
 use crate::common;
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use crate::common::peer::Peer;
 use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
@@ -27,12 +23,10 @@ use relais::federation::signature::{
 use relais::federation::signature9421::sign_message;
 use relais::store::{FollowState, ReplyState, Store};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
 const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
 const MALLORY_KEY: &str = include_str!("fixtures/mallory_key.pem");
-const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
 const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
 /// Only a guard against a hung test: what is awaited normally comes at once.
 const GUARD: Duration = Duration::from_secs(60);
@@ -44,133 +38,12 @@ fn public_pem(private_pem: &str) -> String {
         .unwrap()
 }
 
-/// What the blog POSTed to the remote server.
-#[derive(Debug)]
-struct Delivery {
-    path_and_query: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-#[derive(Clone)]
-struct RemoteState {
-    base: String,
-    /// Username → the public key its actor document publishes.
-    keys: Arc<Mutex<HashMap<String, String>>>,
-    /// Username → GETs of its actor document.
-    gets: Arc<Mutex<HashMap<String, usize>>>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
-}
-
-/// A Mastodon-like server on 127.0.0.1.
-struct Remote {
-    base: String,
-    host: String,
-    keys: Arc<Mutex<HashMap<String, String>>>,
-    gets: Arc<Mutex<HashMap<String, usize>>>,
-    deliveries: tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivery>>,
-}
-
-async fn remote_actor(
-    State(state): State<RemoteState>,
-    Path(name): Path<String>,
-) -> impl IntoResponse {
-    *state.gets.lock().unwrap().entry(name.clone()).or_default() += 1;
-    let Some(pem) = state.keys.lock().unwrap().get(&name).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let doc = ACTOR_TEMPLATE
-        .replace("{{BASE}}", &state.base)
-        .replace("{{USER}}", &name)
-        .replace("{{PEM}}", &pem.replace('\n', "\\n"));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/activity+json; charset=utf-8",
-        )],
-        doc,
-    )
-        .into_response()
-}
-
-async fn remote_inbox(
-    State(state): State<RemoteState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let _ = state.deliveries.send(Delivery {
-        path_and_query,
-        headers,
-        body,
-    });
-    StatusCode::ACCEPTED
-}
-
-impl Remote {
-    async fn start() -> Remote {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let base = format!("http://{host}");
-        let keys = Arc::new(Mutex::new(HashMap::from([
-            ("alice".to_string(), public_pem(ALICE_KEY)),
-            ("mallory".to_string(), public_pem(MALLORY_KEY)),
-        ])));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let gets = Arc::new(Mutex::new(HashMap::new()));
-        let state = RemoteState {
-            base: base.clone(),
-            keys: keys.clone(),
-            gets: gets.clone(),
-            deliveries: tx,
-        };
-        let app = Router::new()
-            .route("/users/{name}", get(remote_actor))
-            .route("/users/{name}/inbox", post(remote_inbox))
-            .route("/inbox", post(remote_inbox))
-            .with_state(state);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Remote {
-            base,
-            host,
-            keys,
-            gets,
-            deliveries: tokio::sync::Mutex::new(rx),
-        }
-    }
-
-    fn actor(&self, name: &str) -> String {
-        format!("{}/users/{name}", self.base)
-    }
-
-    fn key_id(&self, name: &str) -> String {
-        format!("{}#main-key", self.actor(name))
-    }
-
-    /// How many times the actor document of `name` was fetched.
-    fn gets_of(&self, name: &str) -> usize {
-        self.gets.lock().unwrap().get(name).copied().unwrap_or(0)
-    }
-
-    async fn next_delivery(&self) -> Delivery {
-        tokio::time::timeout(GUARD, self.deliveries.lock().await.recv())
-            .await
-            .expect("nothing was delivered to the remote server")
-            .unwrap()
-    }
-
-    async fn pending_deliveries(&self) -> usize {
-        let mut rx = self.deliveries.lock().await;
-        let mut count = 0;
-        while rx.try_recv().is_ok() {
-            count += 1;
-        }
-        count
-    }
+/// The remote server: alice and mallory, each with her own key.
+async fn remote() -> Peer {
+    let remote = Peer::start(&["alice"]).await;
+    remote.set_key("alice", ALICE_KEY);
+    remote.set_key("mallory", MALLORY_KEY);
+    remote
 }
 
 /// A running `relais inbox`, killed on drop.
@@ -363,7 +236,7 @@ fn signed_headers(url: &str, body: &[u8], key: &str, key_id: &str, date: SystemT
     headers
 }
 
-fn follow(remote: &Remote, inbox: &Inbox, id: &str) -> Value {
+fn follow(remote: &Peer, inbox: &Inbox, id: &str) -> Value {
     json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{}/{id}", remote.base),
@@ -374,7 +247,7 @@ fn follow(remote: &Remote, inbox: &Inbox, id: &str) -> Value {
 }
 
 /// A reply as Mastodon sends it.
-fn create_reply(remote: &Remote, in_reply_to: &str, n: u32) -> Value {
+fn create_reply(remote: &Peer, in_reply_to: &str, n: u32) -> Value {
     let alice = remote.actor("alice");
     let note = format!("{alice}/statuses/{n}");
     json!({
@@ -406,7 +279,7 @@ fn create_reply(remote: &Remote, in_reply_to: &str, n: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn follow_gets_a_signed_accept_and_undo_removes_it() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let follow = follow(&remote, &inbox, "follows/1");
     let response = inbox
@@ -419,9 +292,9 @@ async fn follow_gets_a_signed_accept_and_undo_removes_it() {
         .await;
     assert_eq!(response.status(), 202, "{}", inbox.log());
 
-    let accept = remote.next_delivery().await;
-    assert_eq!(accept.path_and_query, "/users/alice/inbox");
-    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    let accept = remote.next().await;
+    assert_eq!(accept.path, "/users/alice/inbox");
+    let body: Value = accept.body.clone();
     assert_eq!(body["type"], "Accept");
     assert_eq!(body["actor"], inbox.actor());
     assert_eq!(body["object"]["id"], follow["id"]);
@@ -434,10 +307,10 @@ async fn follow_gets_a_signed_accept_and_undo_removes_it() {
         &params,
         &IncomingRequest {
             method: &Method::POST,
-            path_and_query: &accept.path_and_query,
+            path_and_query: &accept.path,
             headers: &accept.headers,
             public_host: &remote.host,
-            body: Some(&accept.body),
+            body: Some(&accept.bytes),
         },
         &key,
         SystemTime::now(),
@@ -496,7 +369,7 @@ fn message_signed_headers(url: &str, body: &[u8], key: &str, key_id: &str) -> He
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let key_id = remote.key_id("alice");
     let follow = follow(&remote, &inbox, "follows/9421");
@@ -527,8 +400,8 @@ async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
 
     let response = inbox.send(path, headers, bytes).await;
     assert_eq!(response.status(), 202, "{}", inbox.log());
-    let accept = remote.next_delivery().await;
-    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    let accept = remote.next().await;
+    let body: Value = accept.body.clone();
     assert_eq!(body["type"], "Accept");
     assert_eq!(body["object"]["id"], follow["id"]);
     assert!(inbox
@@ -540,7 +413,7 @@ async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replies_likes_and_boosts_are_shown_and_undone() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let alice_key_id = remote.key_id("alice");
     let first = create_reply(&remote, &inbox.post_id, 1);
@@ -667,7 +540,7 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_requests_store_nothing() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let alice_key_id = remote.key_id("alice");
     let path = "/ap/users/blog/inbox";
@@ -770,7 +643,7 @@ async fn refused_requests_store_nothing() {
     for id in &ids {
         assert!(store.mark_seen(id).unwrap(), "{id} was recorded");
     }
-    assert_eq!(remote.pending_deliveries().await, 0);
+    assert_eq!(remote.take_pending(), 0);
 
     // And a proper request still goes through.
     let fine = inbox
@@ -787,7 +660,7 @@ async fn refused_requests_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn blocked_domains_are_refused_and_purged() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     // Alice likes the post; then her server's domain is blocked.
     let like = json!({
@@ -825,7 +698,7 @@ async fn blocked_domains_are_refused_and_purged() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_mode_waits_for_moderation() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start(
         "approve_replies = true",
         "manually_approves_followers = true",
@@ -867,11 +740,11 @@ async fn approval_mode_waits_for_moderation() {
     assert_eq!(inbox.interactions().await["replies"], json!([]));
 
     inbox.moderate(&["approve-follower", &pending[0].id.to_string()]);
-    let accept: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let accept: Value = remote.next().await.body;
     assert_eq!(accept["type"], "Accept");
     assert_eq!(accept["object"]["id"], format!("{}/follows/1", remote.base));
     assert_eq!(
-        remote.pending_deliveries().await,
+        remote.take_pending(),
         0,
         "the inbox itself sent no Accept for a pending request"
     );
@@ -879,7 +752,7 @@ async fn approval_mode_waits_for_moderation() {
     assert_eq!(followers["totalItems"], 1);
 
     inbox.moderate(&["reject-follower", &pending[0].id.to_string()]);
-    let reject: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let reject: Value = remote.next().await.body;
     assert_eq!(reject["type"], "Reject");
     let (_, followers) = inbox.get_json("/ap/users/blog/followers").await;
     assert_eq!(followers["totalItems"], 0);
@@ -887,7 +760,7 @@ async fn approval_mode_waits_for_moderation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_is_fetched_again() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let key_id = remote.key_id("alice");
     let like = |n: u32| {
@@ -904,11 +777,7 @@ async fn a_rotated_key_is_fetched_again() {
         202
     );
     // Alice's server rotates her key; the cached one is old enough to be refetched.
-    remote
-        .keys
-        .lock()
-        .unwrap()
-        .insert("alice".into(), public_pem(MALLORY_KEY));
+    remote.set_key("alice", MALLORY_KEY);
     rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
         .unwrap()
         .execute(
@@ -953,7 +822,7 @@ fn heal(inbox: &Inbox) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let key_id = remote.key_id("alice");
     let alice = remote.actor("alice");
@@ -997,8 +866,8 @@ async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
             Some(follow["id"].as_str().unwrap().to_string()),
             "{table}"
         );
-        let accept = remote.next_delivery().await;
-        let accept: Value = serde_json::from_slice(&accept.body).unwrap();
+        let accept = remote.next().await;
+        let accept: Value = accept.body.clone();
         assert_eq!(accept["type"], "Accept", "{table}");
         assert_eq!(accept["object"]["id"], follow["id"], "{table}");
         let queued = store.deliveries_of(accept["id"].as_str().unwrap()).unwrap();
@@ -1019,11 +888,7 @@ async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
         assert_eq!(response.status(), 202);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        remote.pending_deliveries().await,
-        0,
-        "an Accept was sent twice"
-    );
+    assert_eq!(remote.take_pending(), 0, "an Accept was sent twice");
 
     // A reply whose write fails is not lost either.
     let reply = create_reply(&remote, &inbox.post_id, 1);
@@ -1045,7 +910,7 @@ async fn a_failure_at_any_step_loses_nothing_and_the_retry_applies_in_full() {
 /// its neighbours are stored and answered 202, it is answered 500 and stored on its retry.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_activity_does_not_fail_its_group_commit_neighbours() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("rate_limit_per_minute = 1000000", "").await;
     let key_id = remote.key_id("alice");
     // Alice's key is cached first, so the replies below reach the writer together.
@@ -1106,7 +971,7 @@ async fn a_failing_activity_does_not_fail_its_group_commit_neighbours() {
 async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
     const SENDERS: u32 = 4;
     const EACH: u32 = 100;
-    let remote = Arc::new(Remote::start().await);
+    let remote = Arc::new(remote().await);
     let mut inbox = Inbox::start("rate_limit_per_minute = 1000000", "").await;
     let (base, post_id) = (inbox.base.clone(), inbox.post_id.clone());
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -1184,7 +1049,7 @@ async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_text_cannot_forge_a_log_line_or_drive_a_terminal() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let forged = format!(
         "{}\u{1b}]0;owned\u{7}\n2026-01-01T00:00:00Z ERROR relais: forged line",
@@ -1215,7 +1080,7 @@ async fn remote_text_cannot_forge_a_log_line_or_drive_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_remote_host_is_rate_limited() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("rate_limit_per_minute = 2", "").await;
     let key_id = remote.key_id("alice");
     let mut statuses = Vec::new();
@@ -1239,7 +1104,7 @@ async fn each_remote_host_is_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn junk_naming_a_server_s_key_does_not_spend_its_allowance() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start(
         "rate_limit_per_minute = 2\nclient_rate_limit_per_minute = 8",
         "",
@@ -1365,7 +1230,7 @@ fn keys_in_fixtures_differ() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn public_followers_are_listed_by_page() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "followers_public = true").await;
     let response = inbox
         .post_signed(
@@ -1388,18 +1253,15 @@ async fn public_followers_are_listed_by_page() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_webhook_queues_new_posts_for_followers() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let follow = follow(&remote, &inbox, "follows/deploy");
     let response = inbox
         .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
         .await;
     assert_eq!(response.status(), 202, "{}", inbox.log());
-    let accept = remote.next_delivery().await;
-    assert_eq!(
-        serde_json::from_slice::<Value>(&accept.body).unwrap()["type"],
-        "Accept"
-    );
+    let accept = remote.next().await;
+    assert_eq!(accept.body["type"], "Accept");
 
     // The webhook reads the live site at base_url over HTTP: here the inbox itself, which
     // serves the built documents (`tests/live_site.rs` has a separate static host).
@@ -1427,9 +1289,9 @@ async fn deploy_webhook_queues_new_posts_for_followers() {
     assert_eq!(report["creates"], 1, "{report}");
     assert_eq!(report["skipped_old"], 1, "{report}");
 
-    let create = remote.next_delivery().await;
-    assert_eq!(create.path_and_query, "/inbox", "to the shared inbox");
-    let body: Value = serde_json::from_slice(&create.body).unwrap();
+    let create = remote.next().await;
+    assert_eq!(create.path, "/inbox", "to the shared inbox");
+    let body: Value = create.body.clone();
     assert_eq!(body["type"], "Create");
     assert_eq!(body["object"]["id"], inbox.url("/ap/posts/fresh.json"));
 
@@ -1489,7 +1351,7 @@ fn raise_own_fd_limit() {
 async fn idle_and_half_sent_connections_cannot_stop_the_service() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     raise_own_fd_limit();
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let mut inbox = Inbox::start("header_timeout_secs = 3\nbody_timeout_secs = 3", "").await;
     // Restarted as a service manager would start it.
     inbox.kill9();
@@ -1564,7 +1426,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_key_is_fetched_once_however_many_ask() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Arc::new(
         Inbox::start(
             "client_rate_limit_per_minute = 100000\nrate_limit_per_minute = 100000",
@@ -1578,14 +1440,10 @@ async fn an_unknown_key_is_fetched_once_however_many_ask() {
         .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
         .await;
     assert_eq!(response.status(), 202, "{}", inbox.log());
-    assert_eq!(remote.gets_of("alice"), 1, "the actor was fetched twice");
+    assert_eq!(remote.gets("alice"), 1, "the actor was fetched twice");
 
     // Twenty concurrent likes from someone new wait for one fetch of their key.
-    remote
-        .keys
-        .lock()
-        .unwrap()
-        .insert("carol".into(), public_pem(MALLORY_KEY));
+    remote.set_key("carol", MALLORY_KEY);
     let sent: Vec<_> = (0..20)
         .map(|n| {
             let (inbox, like) = (
@@ -1607,15 +1465,11 @@ async fn an_unknown_key_is_fetched_once_however_many_ask() {
     for response in sent {
         assert_eq!(response.await.unwrap(), 202, "{}", inbox.log());
     }
-    assert_eq!(remote.gets_of("carol"), 1);
+    assert_eq!(remote.gets("carol"), 1);
 
     // 300 junk requests, 30 at a time: naming a key that does not exist, and forged with
     // the wrong key in the name of someone real but not known here yet.
-    remote
-        .keys
-        .lock()
-        .unwrap()
-        .insert("dave".into(), public_pem(ALICE_KEY));
+    remote.set_key("dave", ALICE_KEY);
     for round in 0..10 {
         let sent: Vec<_> = (0..30)
             .map(|n| {
@@ -1639,10 +1493,10 @@ async fn an_unknown_key_is_fetched_once_however_many_ask() {
         }
     }
     assert!(
-        remote.gets_of("ghost") <= 2 && remote.gets_of("dave") <= 2,
+        remote.gets("ghost") <= 2 && remote.gets("dave") <= 2,
         "300 junk requests made {} fetches of a missing key and {} of a real one",
-        remote.gets_of("ghost"),
-        remote.gets_of("dave")
+        remote.gets("ghost"),
+        remote.gets("dave")
     );
 }
 
@@ -1674,7 +1528,7 @@ async fn the_deploy_webhook_stops_a_guesser() {
 
 /// A `QuoteRequest` as Mastodon 4.5 sends it (`ActivityPub::QuoteRequestSerializer`), with
 /// the quoting post embedded as `instrument` when `embed` is set.
-fn quote_request(remote: &Remote, object: &str, n: u32, embed: bool) -> Value {
+fn quote_request(remote: &Peer, object: &str, n: u32, embed: bool) -> Value {
     let alice = remote.actor("alice");
     let status = format!("{alice}/statuses/{n}");
     let instrument = if embed {
@@ -1704,7 +1558,7 @@ fn quote_request(remote: &Remote, object: &str, n: u32, embed: bool) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "").await;
     let alice = remote.actor("alice");
     // The post says who may quote it: Mastodon reads no policy as nobody.
@@ -1719,9 +1573,9 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
         .post_signed("/ap/inbox", &request, ALICE_KEY, &remote.key_id("alice"))
         .await;
     assert_eq!(response.status(), 202, "{}", inbox.log());
-    let accept = remote.next_delivery().await;
-    assert_eq!(accept.path_and_query, "/users/alice/inbox");
-    let body: Value = serde_json::from_slice(&accept.body).unwrap();
+    let accept = remote.next().await;
+    assert_eq!(accept.path, "/users/alice/inbox");
+    let body: Value = accept.body.clone();
     assert_eq!(body["type"], "Accept");
     assert_eq!(body["actor"], inbox.actor());
     assert_eq!(body["object"]["type"], "QuoteRequest");
@@ -1752,7 +1606,7 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
         .post_signed("/ap/inbox", &again, ALICE_KEY, &remote.key_id("alice"))
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let body: Value = remote.next().await.body;
     assert_eq!(body["type"], "Accept");
     assert_eq!(body["result"], result);
 
@@ -1767,7 +1621,7 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
         )
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let body: Value = remote.next().await.body;
     assert_eq!(body["type"], "Reject");
     assert_eq!(body["object"]["object"], missing);
     assert!(body.get("result").is_none());
@@ -1783,7 +1637,7 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn followers_only_quotes_wait_for_the_follow() {
-    let remote = Remote::start().await;
+    let remote = remote().await;
     let inbox = Inbox::start("", "quotes = \"followers\"").await;
     let (_, post) = inbox.get_json("/ap/posts/hello.json").await;
     assert_eq!(
@@ -1800,7 +1654,7 @@ async fn followers_only_quotes_wait_for_the_follow() {
         )
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let body: Value = remote.next().await.body;
     assert_eq!(body["type"], "Reject");
 
     let follow = follow(&remote, &inbox, "follows/q");
@@ -1808,7 +1662,7 @@ async fn followers_only_quotes_wait_for_the_follow() {
         .post_signed("/ap/users/blog/inbox", &follow, ALICE_KEY, &key_id)
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let body: Value = remote.next().await.body;
     assert_eq!(body["object"]["type"], "Follow");
     let response = inbox
         .post_signed(
@@ -1819,7 +1673,7 @@ async fn followers_only_quotes_wait_for_the_follow() {
         )
         .await;
     assert_eq!(response.status(), 202);
-    let body: Value = serde_json::from_slice(&remote.next_delivery().await.body).unwrap();
+    let body: Value = remote.next().await.body;
     assert_eq!(body["type"], "Accept");
     assert!(body["result"].as_str().is_some());
 }

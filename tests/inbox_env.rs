@@ -1,72 +1,26 @@
 //! `relais inbox` configured only through the environment, as in a container: the listen
 //! address, the store path and the private key itself (`RELAIS_KEY`, no key file on disk)
-//! come from variables. A signed Follow from a loopback "remote server" in this test gets a
+//! come from variables. A signed Follow from the loopback remote server (`common::peer`) gets a
 //! signed Accept that verifies against the published key.
 
 use crate::common;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::Method;
+use crate::common::peer::Peer;
 use relais::federation::keys::{parse_public_key_pem, PrivateKey};
-use relais::federation::signature::{
-    sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
-};
+use relais::federation::signature::{verify_request, IncomingRequest, SignatureParams};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
-const ALICE_KEY: &str = include_str!("fixtures/alice_key.pem");
-const ACTOR_TEMPLATE: &str = include_str!("fixtures/mastodon_actor.json");
 const GUARD: Duration = Duration::from_secs(60);
-
-type Received = (String, HeaderMap, Bytes);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inbox_runs_from_environment_variables_alone() {
     // The remote server: alice's actor and an inbox recording what the blog sends.
-    let remote_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let remote_host = remote_listener.local_addr().unwrap().to_string();
-    let remote = format!("http://{remote_host}");
-    let alice_pem = PrivateKey::from_pem(ALICE_KEY)
-        .unwrap()
-        .public_key_pem()
-        .unwrap();
-    let actor_doc = ACTOR_TEMPLATE
-        .replace("{{BASE}}", &remote)
-        .replace("{{USER}}", "alice")
-        .replace("{{PEM}}", &alice_pem.replace('\n', "\\n"));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Received>();
-    let app = Router::new()
-        .route(
-            "/users/alice",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "application/activity+json")],
-                    actor_doc,
-                )
-            }),
-        )
-        .route(
-            "/users/alice/inbox",
-            post(
-                |State(tx): State<mpsc::UnboundedSender<Received>>,
-                 uri: Uri,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let _ = tx.send((uri.path().to_string(), headers, body));
-                    axum::http::StatusCode::ACCEPTED
-                },
-            ),
-        )
-        .with_state(tx);
-    tokio::spawn(async move { axum::serve(remote_listener, app).await });
+    let remote = Peer::start(&["alice"]).await;
 
     // The site: only the public key on disk, built with it.
     let site = tempfile::tempdir().unwrap();
@@ -135,38 +89,14 @@ async fn inbox_runs_from_environment_variables_alone() {
     let blog = format!("{base}/ap/users/blog.json");
     let follow = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
-        "id": format!("{remote}/follows/1"),
+        "id": format!("{}/follows/1", remote.base),
         "type": "Follow",
-        "actor": format!("{remote}/users/alice"),
+        "actor": remote.actor("alice"),
         "object": blog,
     });
-    let body = follow.to_string().into_bytes();
-    let url = url::Url::parse(&format!("{base}/ap/users/blog/inbox")).unwrap();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/activity+json"),
-    );
-    let alice = SigningKey::new(
-        format!("{remote}/users/alice#main-key"),
-        Arc::new(PrivateKey::from_pem(ALICE_KEY).unwrap()),
-    );
-    sign_request(
-        &alice,
-        &Method::POST,
-        &url,
-        &mut headers,
-        Some(&body),
-        SystemTime::now(),
-    )
-    .unwrap();
-    let response = client
-        .post(url.as_str())
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = remote
+        .post("alice", &format!("{base}/ap/users/blog/inbox"), &follow)
+        .await;
     assert_eq!(
         response.status(),
         202,
@@ -174,22 +104,18 @@ async fn inbox_runs_from_environment_variables_alone() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    let (path, headers, body) = tokio::time::timeout(GUARD, rx.recv())
-        .await
-        .expect("no Accept was delivered")
-        .unwrap();
-    let accept: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(accept["type"], "Accept");
-    let params = SignatureParams::from_headers(&headers).unwrap();
+    let accept = remote.next().await;
+    assert_eq!(accept.body["type"], "Accept");
+    let params = SignatureParams::from_headers(&accept.headers).unwrap();
     assert_eq!(params.key_id, format!("{blog}#main-key"));
     verify_request(
         &params,
         &IncomingRequest {
             method: &Method::POST,
-            path_and_query: &path,
-            headers: &headers,
-            public_host: &remote_host,
-            body: Some(&body),
+            path_and_query: &accept.path,
+            headers: &accept.headers,
+            public_host: &remote.host,
+            body: Some(&accept.bytes),
         },
         &parse_public_key_pem(&site_public).unwrap(),
         SystemTime::now(),

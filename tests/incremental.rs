@@ -5,11 +5,10 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{assert_success, relais_on, stdout, write};
+use crate::common::{assert_success, copy_sources, relais_on, snapshot, stdout, walk, write};
 
 /// xorshift64*: a fixed sequence without depending on a random crate's stream.
 struct Rng(u64);
@@ -52,45 +51,6 @@ fn post_text(rng: &mut Rng, title: &str) -> String {
         "+++\ntitle = \"{title}\"\ndate = 2023-{month:02}-{day:02}\ntags = [{}]\n+++\n\n{body}",
         tags.join(", ")
     )
-}
-
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for entry in walk(dir) {
-        let rel = entry.strip_prefix(dir).unwrap().to_path_buf();
-        files.insert(rel, fs::read(&entry).unwrap());
-    }
-    files
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(listing) = fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in listing.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Copies the site's sources (not `public/`, not `.relais/`) to `to`.
-fn copy_sources(from: &Path, to: &Path) {
-    for entry in walk(from) {
-        let rel = entry.strip_prefix(from).unwrap();
-        let first = rel.components().next().unwrap().as_os_str();
-        if first == "public" || first == ".relais" {
-            continue;
-        }
-        let target = to.join(rel);
-        fs::create_dir_all(target.parent().unwrap()).unwrap();
-        fs::copy(&entry, target).unwrap();
-    }
 }
 
 fn posts(site: &Path) -> Vec<String> {

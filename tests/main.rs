@@ -1,9 +1,8 @@
 //! The integration tests: one binary (as ripgrep has), a module per area, helpers shared
-//! in `common` (the real binary, sites, signed requests) and `loopback_peer` (a
+//! in `common` (the real binary, sites, signed requests, and `common::peer`, the one
 //! Mastodon-like server). `cargo test --test integration AREA::` runs one area.
 
 mod common;
-mod loopback_peer;
 
 mod bridge;
 mod browser;

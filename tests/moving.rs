@@ -1,19 +1,12 @@
 //! Moving accounts end to end, both ways, with the real binary (`relais inbox`,
 //! `relais move`, `relais build`, `relais status`) and Mastodon-like servers on loopback
-//! (`loopback_peer`) that handle a `Move` as Mastodon does: check its signature and the
+//! (`common::peer`) that handle a `Move` as Mastodon does: check its signature and the
 //! target's `alsoKnownAs`, then have each local follower follow the target and unfollow
 //! the mover.
 
 use crate::common;
-use crate::loopback_peer;
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
-use axum::http::{header, HeaderMap, HeaderValue, Method};
-use loopback_peer::{Blog, Peer, PEER_KEY};
-use relais::federation::keys::PrivateKey;
-use relais::federation::signature::{sign_request, SigningKey};
+use crate::common::peer::{Blog, Peer};
 use serde_json::{json, Value};
 
 /// Mastodon's `MoveSerializer` shape, signed by the moving account (a peer user).
@@ -27,33 +20,7 @@ async fn send_move(from: &Peer, user: &str, target: &str, to_inbox: &str) {
         "actor": me,
         "object": me,
     });
-    let body = activity.to_string().into_bytes();
-    let key = SigningKey::new(
-        format!("{me}#main-key"),
-        Arc::new(PrivateKey::from_pem(PEER_KEY).unwrap()),
-    );
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/activity+json"),
-    );
-    let url = url::Url::parse(to_inbox).unwrap();
-    sign_request(
-        &key,
-        &Method::POST,
-        &url,
-        &mut headers,
-        Some(&body),
-        SystemTime::now(),
-    )
-    .unwrap();
-    let response = reqwest::Client::new()
-        .post(to_inbox)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = from.post(user, to_inbox, &activity).await;
     assert!(response.status().is_success());
 }
 

@@ -5,9 +5,8 @@
 //! peer on loopback.
 
 use crate::common;
-use crate::loopback_peer;
 
-use loopback_peer::{Blog, Peer};
+use crate::common::peer::{Blog, Peer};
 use serde_json::{json, Value};
 
 const AS_PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";

@@ -5,10 +5,9 @@
 //! post to the followers and to the addressed accounts' server.
 
 use crate::common;
-use crate::loopback_peer;
 
 use chrono::Utc;
-use loopback_peer::{Peer, GUARD};
+use crate::common::peer::{Peer, GUARD};
 use relais::store::{FollowState, NewFollower, RemoteActor, Store};
 use serde_json::{json, Value};
 

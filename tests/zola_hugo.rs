@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common;
-use crate::common::{assert_success, relais_on, stderr, write};
+use crate::common::{assert_success, copy_sources, relais_on, snapshot, stderr, write};
 
 const CONFIG: &str = "title = \"Moved\"\nbase_url = \"https://moved.example\"\n\
     [[authors]]\nid = \"ada\"\nname = \"Ada L\"\n\
@@ -164,43 +164,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-/// Every file under `dir`, relative, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for entry in walkdir(dir) {
-        let rel = entry.strip_prefix(dir).unwrap().to_path_buf();
-        files.insert(rel, fs::read(&entry).unwrap());
-    }
-    files
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-/// Copies `from` to `to`, leaving out built output and the build index.
-fn copy_sources(from: &Path, to: &Path) {
-    for entry in walkdir(from) {
-        let rel = entry.strip_prefix(from).unwrap();
-        let first = rel.components().next().unwrap().as_os_str();
-        if first == "public" || first == ".relais" {
-            continue;
-        }
-        let target = to.join(rel);
-        fs::create_dir_all(target.parent().unwrap()).unwrap();
-        fs::copy(&entry, target).unwrap();
-    }
 }
 
 /// What the fixture's marker templates wrote: single pages, list pages (with the posts they

@@ -1,13 +1,18 @@
-//! What the federation tests share: building a copy of `example-site/` with the real binary,
-//! and reading the output the way a fediverse server meets it, through a static host that
-//! applies the build's `_headers` and `_redirects` as Netlify does.
+//! What the integration tests share: running the real binary, writing and copying sites
+//! (`write`, `copy_sources`, `snapshot`), building a copy of `example-site/` and reading the
+//! output the way a fediverse server meets it, through a static host that applies the
+//! build's `_headers` and `_redirects` as Netlify does; `peer`, the one fake fediverse server.
 
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+pub mod peer;
 
 /// `base_url` of `example-site/config.toml`.
 pub const BASE_URL: &str = "https://relais.example";
@@ -68,7 +73,9 @@ pub fn copy_example_site(to: &Path) {
     });
 }
 
-fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) {
+/// Copies the folder `from` to `to`, leaving out the entries of its top level that `skip`
+/// names.
+pub fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) {
     fs::create_dir_all(to).unwrap();
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -85,6 +92,40 @@ fn copy_dir(from: &Path, to: &Path, skip: &dyn Fn(&str) -> bool) {
     }
 }
 
+/// Copies a site's sources to `to`: not its output (`public/`) nor its build index.
+pub fn copy_sources(from: &Path, to: &Path) {
+    copy_dir(from, to, &|name| name == "public" || name == ".relais");
+}
+
+/// Every file under `dir` (none if it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(listing) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every file under `dir`, relative, with its bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .map(|entry| {
+            let bytes = fs::read(&entry).unwrap();
+            (entry.strip_prefix(dir).unwrap().to_path_buf(), bytes)
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `root/rel`, making its folders.
 pub fn write(root: &Path, rel: &str, bytes: impl AsRef<[u8]>) {
     let path = root.join(rel);
     fs::create_dir_all(path.parent().unwrap()).unwrap();

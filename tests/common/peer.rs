@@ -1,13 +1,16 @@
-//! A Mastodon-like server on 127.0.0.1 for the fediverse tests: actor documents in
-//! Mastodon's shape (`tests/fixtures/mastodon_actor.json`), WebFinger, statuses, inboxes
-//! that record what they receive, signed requests from its users, and Mastodon's handling
-//! of a `Move` (`ActivityPub::Activity::Move` then `MoveWorker`): the signature checked
-//! against the mover's key, the target fetched and its `alsoKnownAs` checked, then each
-//! local follower of the mover follows the target and unfollows the mover.
+//! The one fake fediverse server of the tests: a Mastodon-like server on 127.0.0.1 with
+//! actor documents in Mastodon's shape (`tests/fixtures/mastodon_actor.json`), WebFinger,
+//! statuses, inboxes that record what they receive, signed requests from its users (each
+//! with `alice_key.pem` unless given its own key), and Mastodon's handling of a `Move`
+//! (`ActivityPub::Activity::Move` then `MoveWorker`): the signature checked against the
+//! mover's key, the target fetched and its `alsoKnownAs` checked, then each local follower
+//! of the mover follows the target and unfollows the mover. `Blog` runs a site's
+//! `relais inbox` for it to talk to.
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -34,11 +37,29 @@ pub const GUARD: Duration = Duration::from_secs(60);
 /// One request an inbox of the peer received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
     pub body: Value,
+    /// The body as it came, for checking its signature.
+    pub bytes: Bytes,
+}
+
+/// How the peer's inboxes answer: Mastodon's 202, unless a test asks for trouble.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Answers {
+    /// Answer 500 to this many requests first.
+    pub fail_first: usize,
+    /// Answer 410 on personal inboxes (`/users/NAME/inbox`): the account is gone.
+    pub gone: bool,
+    /// Wait this long before answering.
+    pub delay: Duration,
 }
 
 #[derive(Clone)]
 struct PeerState {
+    answers: Answers,
+    /// Requests the inboxes answered or are answering.
+    served: Arc<AtomicUsize>,
     base: String,
     host: String,
     /// User → fields added to (or replacing) its actor document.
@@ -50,30 +71,46 @@ struct PeerState {
     follows: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// What the peer made of each `Move`.
     moves: Arc<Mutex<Vec<String>>>,
+    /// User → its private key PEM, where it is not [`PEER_KEY`].
+    keys: Arc<Mutex<HashMap<String, String>>>,
+    /// User → GETs of its actor document.
+    gets: Arc<Mutex<HashMap<String, usize>>>,
+    /// How many of `received` [`Peer::next_of`] has looked at.
+    cursor: Arc<Mutex<usize>>,
     http: reqwest::Client,
 }
 
+#[derive(Clone)]
 pub struct Peer {
     state: PeerState,
     pub base: String,
     pub host: String,
 }
 
-fn public_pem() -> String {
-    PrivateKey::from_pem(PEER_KEY)
+fn private_pem(state: &PeerState, user: &str) -> String {
+    let keys = state.keys.lock().unwrap();
+    keys.get(user).map_or(PEER_KEY, String::as_str).to_string()
+}
+
+fn public_pem(private_pem: &str) -> String {
+    PrivateKey::from_pem(private_pem)
         .unwrap()
         .public_key_pem()
         .unwrap()
 }
 
 async fn actor(State(state): State<PeerState>, Path(name): Path<String>) -> Response {
+    *state.gets.lock().unwrap().entry(name.clone()).or_default() += 1;
     let Some(extra) = state.profiles.lock().unwrap().get(&name).cloned() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let text = ACTOR_TEMPLATE
         .replace("{{BASE}}", &state.base)
         .replace("{{USER}}", &name)
-        .replace("{{PEM}}", &public_pem().replace('\n', "\\n"));
+        .replace(
+            "{{PEM}}",
+            &public_pem(&private_pem(&state, &name)).replace('\n', "\\n"),
+        );
     let mut doc: Value = serde_json::from_str(&text).unwrap();
     doc["endpoints"] = json!({ "sharedInbox": format!("{}/inbox", state.base) });
     for (key, value) in extra {
@@ -139,11 +176,26 @@ async fn inbox(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let number = state.served.fetch_add(1, Ordering::SeqCst);
+    if !state.answers.delay.is_zero() {
+        tokio::time::sleep(state.answers.delay).await;
+    }
     let Ok(json) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
     let path = uri.path().to_string();
-    state.received.lock().unwrap().push(Received { body: json.clone() });
+    state.received.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers: headers.clone(),
+        body: json.clone(),
+        bytes: body.clone(),
+    });
+    if number < state.answers.fail_first {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if state.answers.gone && path.starts_with("/users/") {
+        return StatusCode::GONE;
+    }
     if json["type"] == "Move" {
         // Mastodon answers at once and processes in the background.
         tokio::spawn(async move {
@@ -233,7 +285,7 @@ async fn handle_move(
                 "id": format!("{me}#follows/moved-{}", target.len()),
                 "type": "Follow", "actor": me, "object": target,
             });
-            post_signed(&state.http, &state.base, user, &target_inbox, &follow).await?;
+            post_signed(state, user, &target_inbox, &follow).await?;
         }
         let undo = json!({
             "@context": "https://www.w3.org/ns/activitystreams",
@@ -241,7 +293,7 @@ async fn handle_move(
             "type": "Undo", "actor": me,
             "object": { "id": format!("{me}#follows/1"), "type": "Follow", "actor": me, "object": origin },
         });
-        post_signed(&state.http, &state.base, user, &origin_inbox, &undo).await?;
+        post_signed(state, user, &origin_inbox, &undo).await?;
         let mut follows = state.follows.lock().unwrap();
         follows
             .entry(origin.clone())
@@ -255,18 +307,37 @@ async fn handle_move(
     Ok(format!("moved {} follower(s) to {target}", movers.len()))
 }
 
-/// POSTs `activity`, signed by the peer's `user`, to `inbox`.
+/// POSTs `activity`, signed by the peer's `user`, to `inbox`; fails unless it is accepted.
 async fn post_signed(
-    http: &reqwest::Client,
-    base: &str,
+    state: &PeerState,
     user: &str,
     inbox: &str,
     activity: &Value,
 ) -> Result<(), String> {
+    let response = post_as(state, &state.http, user, inbox, activity).await?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "POST {inbox}: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+/// POSTs `activity`, signed by the peer's `user`, to `inbox` through `client`.
+async fn post_as(
+    state: &PeerState,
+    client: &reqwest::Client,
+    user: &str,
+    inbox: &str,
+    activity: &Value,
+) -> Result<reqwest::Response, String> {
     let body = activity.to_string().into_bytes();
     let key = SigningKey::new(
-        format!("{base}/users/{user}#main-key"),
-        Arc::new(PrivateKey::from_pem(PEER_KEY).unwrap()),
+        format!("{}/users/{user}#main-key", state.base),
+        Arc::new(PrivateKey::from_pem(&private_pem(state, user)).unwrap()),
     );
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -283,30 +354,28 @@ async fn post_signed(
         SystemTime::now(),
     )
     .map_err(|e| e.to_string())?;
-    let response = http
+    client
         .post(inbox)
         .headers(headers)
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("POST {inbox}: {e}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "POST {inbox}: {} {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        ))
-    }
+        .map_err(|e| format!("POST {inbox}: {e}"))
 }
 
 impl Peer {
+    /// A peer whose `users` exist (actor documents, WebFinger) and whose inboxes answer 202.
     pub async fn start(users: &[&str]) -> Peer {
+        Peer::start_with(users, Answers::default()).await
+    }
+
+    pub async fn start_with(users: &[&str], answers: Answers) -> Peer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let base = format!("http://{host}");
         let state = PeerState {
+            answers,
+            served: Arc::default(),
             base: base.clone(),
             host: host.clone(),
             profiles: Arc::new(Mutex::new(
@@ -316,6 +385,9 @@ impl Peer {
             received: Arc::default(),
             follows: Arc::default(),
             moves: Arc::default(),
+            keys: Arc::default(),
+            gets: Arc::default(),
+            cursor: Arc::default(),
             http: reqwest::Client::new(),
         };
         let app = Router::new()
@@ -331,6 +403,10 @@ impl Peer {
 
     pub fn actor(&self, user: &str) -> String {
         format!("{}/users/{user}", self.base)
+    }
+
+    pub fn key_id(&self, user: &str) -> String {
+        format!("{}#main-key", self.actor(user))
     }
 
     pub fn shared_inbox(&self) -> String {
@@ -380,19 +456,77 @@ impl Peer {
             "id": format!("{me}#follows/1"),
             "type": "Follow", "actor": me, "object": actor,
         });
-        post_signed(&self.state.http, &self.base, user, inbox, &follow)
+        post_signed(&self.state, user, inbox, &follow)
             .await
             .unwrap();
         self.already_follows(user, actor);
     }
 
-    /// POSTs `activity` signed by `user` to `inbox`.
+    /// POSTs `activity` signed by `user` to `inbox`; fails unless it is accepted.
     pub async fn send(&self, user: &str, inbox: &str, activity: &Value) -> Result<(), String> {
-        post_signed(&self.state.http, &self.base, user, inbox, activity).await
+        post_signed(&self.state, user, inbox, activity).await
+    }
+
+    /// POSTs `activity` signed by `user` to `inbox` and returns the answer, whatever it is.
+    pub async fn post(&self, user: &str, inbox: &str, activity: &Value) -> reqwest::Response {
+        self.post_with(&self.state.http, user, inbox, activity)
+            .await
+    }
+
+    /// [`Peer::post`] through `client` (one that trusts a test CA, say).
+    pub async fn post_with(
+        &self,
+        client: &reqwest::Client,
+        user: &str,
+        inbox: &str,
+        activity: &Value,
+    ) -> reqwest::Response {
+        post_as(&self.state, client, user, inbox, activity)
+            .await
+            .unwrap()
+    }
+
+    /// Gives `user` (a new user, or one that rotates its key) its own key pair (private key
+    /// PEM): its actor document shows the public half and its requests are signed with it.
+    pub fn set_key(&self, user: &str, private_pem: &str) {
+        self.state
+            .profiles
+            .lock()
+            .unwrap()
+            .entry(user.to_string())
+            .or_default();
+        self.state
+            .keys
+            .lock()
+            .unwrap()
+            .insert(user.to_string(), private_pem.to_string());
+    }
+
+    /// How many times `user`'s actor document was fetched.
+    pub fn gets(&self, user: &str) -> usize {
+        self.state
+            .gets
+            .lock()
+            .unwrap()
+            .get(user)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
+    }
+
+    /// How many requests the inboxes received (and kept: see [`Peer::take`]).
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+
+    /// Every request received since the last call, forgotten by the peer.
+    pub fn take(&self) -> Vec<Received> {
+        let mut received = self.state.received.lock().unwrap();
+        *self.state.cursor.lock().unwrap() = 0;
+        std::mem::take(&mut *received)
     }
 
     /// The activities of `kind` received so far.
@@ -402,6 +536,53 @@ impl Peer {
             .filter(|r| r.body["type"] == kind)
             .map(|r| r.body)
             .collect()
+    }
+
+    /// The next activity of `kind` received after those earlier calls (of this or
+    /// [`Peer::next`]) returned or passed over; fails after [`GUARD`].
+    pub async fn next_of(&self, kind: &str) -> Value {
+        self.next_matching(kind, |r| r.body["type"] == kind)
+            .await
+            .body
+    }
+
+    /// The next request received after those earlier calls returned or passed over; fails
+    /// after [`GUARD`].
+    pub async fn next(&self) -> Received {
+        self.next_matching("delivery", |_| true).await
+    }
+
+    /// How many requests came that no earlier call returned or passed over; they count as
+    /// passed over from now on.
+    pub fn take_pending(&self) -> usize {
+        let received = self.state.received.lock().unwrap().len();
+        let mut cursor = self.state.cursor.lock().unwrap();
+        std::mem::replace(&mut *cursor, received).abs_diff(received)
+    }
+
+    async fn next_matching(&self, what: &str, wanted: impl Fn(&Received) -> bool) -> Received {
+        let deadline = tokio::time::Instant::now() + GUARD;
+        loop {
+            {
+                let received = self.state.received.lock().unwrap();
+                let mut cursor = self.state.cursor.lock().unwrap();
+                while *cursor < received.len() {
+                    *cursor += 1;
+                    if wanted(&received[*cursor - 1]) {
+                        return received[*cursor - 1].clone();
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} was delivered; received {:?}",
+                self.received()
+                    .iter()
+                    .map(|r| r.body.to_string())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn moves(&self) -> Vec<String> {
@@ -443,11 +624,7 @@ impl Drop for Blog {
 impl Blog {
     pub async fn start(fediverse_extra: &str) -> Blog {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let base = format!("http://127.0.0.1:{port}");
         std::fs::write(
             dir.path().join("config.toml"),
@@ -459,12 +636,12 @@ impl Blog {
         )
         .unwrap();
         std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
-        crate::common::write(
+        super::write(
             dir.path(),
             "content/posts/hello.md",
             "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nFirst post.\n",
         );
-        crate::common::build_site(dir.path());
+        super::build_site(dir.path());
         let log = std::fs::File::create(dir.path().join("inbox.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_relais"))
             .args(["inbox", "--site"])
@@ -532,6 +709,6 @@ impl Blog {
     }
 
     pub fn relais(&self, command: &str, extra: &[&str]) -> std::process::Output {
-        crate::common::relais_on(command, self.path(), extra)
+        super::relais_on(command, self.path(), extra)
     }
 }
