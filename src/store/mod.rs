@@ -17,6 +17,7 @@
 
 mod actors;
 mod blocks;
+pub mod copy;
 mod followers;
 mod group;
 mod hosts;

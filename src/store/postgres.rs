@@ -492,3 +492,108 @@ mod tests {
         assert!(!format!("{location:?}").contains("s3cret"));
     }
 }
+
+/// What only PostgreSQL does: several workers on one queue, a schema from a newer relais.
+#[cfg(test)]
+mod on_postgres {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::store::queue::tests::{activity, request, NOW};
+    use crate::store::{testdb, Store};
+
+    #[test]
+    fn four_workers_never_claim_one_delivery_twice() {
+        let Some(url) = testdb::database_url() else {
+            return;
+        };
+        let store = Store::connect(&url).unwrap();
+        let inboxes: Vec<String> = (0..400)
+            .map(|i| format!("https://h{}.example/u/{i}/inbox", i % 40))
+            .collect();
+        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
+        store
+            .queue_transaction(|q| q.enqueue(&activity("x", None, &refs), NOW))
+            .unwrap();
+        // Four processes' worth: each worker its own store, so its own connections.
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Store::connect(&url).unwrap();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store
+                            .finish_and_claim(&[], NOW, Some(&request(7, 100, &[], NOW)))
+                            .unwrap();
+                        if claimed.is_empty() && store.queue_counts(NOW).unwrap().due == 0 {
+                            return mine;
+                        }
+                        mine.extend(claimed.into_iter().map(|d| d.id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut per_worker = Vec::new();
+        for worker in workers {
+            let mine = worker.join().unwrap();
+            per_worker.push(mine.len());
+            all.extend(mine);
+        }
+        let distinct: HashSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "a delivery was claimed twice");
+        assert_eq!(all.len(), 400, "claimed per worker: {per_worker:?}");
+        assert_eq!(store.leased_deliveries(NOW).unwrap(), 400);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let Some(url) = testdb::database_url() else {
+            return;
+        };
+        drop(Store::connect(&url).unwrap());
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute("UPDATE relais_schema SET version = 99")
+            .unwrap();
+        match Store::connect(&url) {
+            Err(StoreError::TooNew { found: 99, known }) => {
+                assert_eq!(known, MIGRATIONS.len() as i64)
+            }
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replicas_starting_together_migrate_once() {
+        let Some(url) = testdb::database_url() else {
+            return;
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || Store::connect(&url).map(|_| ()))
+            })
+            .collect();
+        for start in starts {
+            start.join().unwrap().unwrap();
+        }
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let rows = client
+            .query("SELECT version FROM relais_schema", &[])
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<_, i64>(0), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_bad_password_is_not_shown() {
+        let Some(url) = testdb::database_url() else {
+            return;
+        };
+        let wrong = url.replace("postgres@", "nobody:s3cret@");
+        let error = Store::connect(&wrong).unwrap_err().to_string();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains("nobody:***@"), "{error}");
+    }
+}
