@@ -176,22 +176,29 @@ fn key_id(actor: &str) -> String {
 struct Site {
     dir: tempfile::TempDir,
     config: SiteConfig,
+    backend: common::Backend,
 }
 
 impl Site {
-    fn new(delivery: &str) -> Site {
+    /// A site whose store is on `backend`.
+    fn new_on(backend: common::Backend, delivery: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "title = \"Test blog\"\nbase_url = \"{BASE_URL}\"\n\
              [[authors]]\nid = \"alice\"\nname = \"Alice\"\n\
-             [inbox]\nallow_private_addresses = true\n\
-             [delivery]\n{delivery}\n"
+             [inbox]\nallow_private_addresses = true\n{}\
+             [delivery]\n{delivery}\n",
+            backend.config_line()
         );
         let path = dir.path().join("config.toml");
         std::fs::write(&path, &text).unwrap();
         std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
         let config = SiteConfig::parse(&text, &path).unwrap();
-        Site { dir, config }
+        Site {
+            dir,
+            config,
+            backend,
+        }
     }
 
     fn path(&self) -> &Path {
@@ -203,7 +210,7 @@ impl Site {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.path().join("relais.db")).unwrap()
+        self.backend.open(self.path())
     }
 
     /// Writes `content/posts/SLUG.md`.
@@ -316,8 +323,7 @@ fn pair(kind: &str, slug: &str) -> (String, String) {
     (kind.to_string(), object_id(slug))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
+async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox(backend: common::Backend) {
     let big = Server::start(Behaviour::default()).await;
     let authors_only = Server::start(Behaviour::default()).await;
     let personal = Server::start(Behaviour::default()).await;
@@ -326,7 +332,7 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
         ..Behaviour::default()
     })
     .await;
-    let site = Site::new("timeout_secs = 5");
+    let site = Site::new_on(backend, "timeout_secs = 5");
     for user in ["a", "b", "c"] {
         site.follow("blog", &big, user, true, FollowState::Accepted);
     }
@@ -504,15 +510,14 @@ async fn run(worker: &Worker<FederationClient, ManualClock>) -> RunSummary {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_server_gets_retries_until_it_recovers() {
+async fn a_failing_server_gets_retries_until_it_recovers(backend: common::Backend) {
     let flaky = Server::start(Behaviour {
         fail_first: 2,
         ..Behaviour::default()
     })
     .await;
     let healthy = Server::start(Behaviour::default()).await;
-    let site = Site::new("timeout_secs = 5");
+    let site = Site::new_on(backend, "timeout_secs = 5");
     site.follow("blog", &flaky, "a", true, FollowState::Accepted);
     site.follow("blog", &flaky, "b", true, FollowState::Accepted);
     site.follow("blog", &healthy, "c", true, FollowState::Accepted);
@@ -584,14 +589,16 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publish_killed_mid_delivery_completes_on_restart() {
+async fn a_publish_killed_mid_delivery_completes_on_restart(backend: common::Backend) {
     let slow = Server::start(Behaviour {
         delay: Duration::from_millis(150),
         ..Behaviour::default()
     })
     .await;
-    let site = Site::new("timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1");
+    let site = Site::new_on(
+        backend,
+        "timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1",
+    );
     let users: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
     for user in &users {
         site.follow("blog", &slow, user, false, FollowState::Accepted);
@@ -766,3 +773,11 @@ async fn deliveries_double_knock_and_remember_the_style_per_host() {
         Some(SignatureStyle::Cavage)
     );
 }
+
+// The delivery tests on each store (`…::on_sqlite::…`, `…::on_postgres::…`).
+on_both_stores!(
+    (flavor = "multi_thread", worker_threads = 2),
+    publish_sends_new_edited_and_deleted_posts_once_per_inbox,
+    a_failing_server_gets_retries_until_it_recovers,
+    a_publish_killed_mid_delivery_completes_on_restart,
+);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::sql::{params, Conn, PgConn};
+use super::sql::{off_runtime, params, Conn, PgConn};
 use super::StoreError;
 
 /// Connections one process keeps open at most: the inbox's requests and its delivery
@@ -140,7 +140,7 @@ impl Pool {
             if state.open < POOL_SIZE {
                 state.open += 1;
                 drop(state);
-                return match self.config.connect(postgres::NoTls) {
+                return match off_runtime(|| self.config.connect(postgres::NoTls)) {
                     Ok(client) => Ok(PooledConn {
                         pool: self,
                         conn: Some(Arc::new(PgConn::new(client))),

@@ -263,7 +263,8 @@ pub(crate) struct PgConn {
 }
 
 struct PgInner {
-    client: postgres::Client,
+    /// Always set; taken only when the connection is dropped.
+    client: Option<postgres::Client>,
     /// Prepared once per connection: the hot paths run the same few statements.
     statements: HashMap<String, postgres::Statement>,
 }
@@ -272,7 +273,7 @@ impl PgConn {
     pub(crate) fn new(client: postgres::Client) -> PgConn {
         PgConn {
             inner: Mutex::new(PgInner {
-                client,
+                client: Some(client),
                 statements: HashMap::new(),
             }),
             depth: AtomicU32::new(0),
@@ -281,16 +282,49 @@ impl PgConn {
 
     /// Whether it can go back to the pool: connected, no transaction left open.
     pub(crate) fn reusable(&self) -> bool {
-        self.depth.load(Ordering::SeqCst) == 0 && !self.inner.lock().client.is_closed()
+        self.depth.load(Ordering::SeqCst) == 0
+            && self
+                .inner
+                .lock()
+                .client
+                .as_ref()
+                .is_some_and(|c| !c.is_closed())
+    }
+}
+
+/// Runs `f`, which blocks on the `postgres` client's own runtime: from a thread that runs
+/// async tasks (a test, a caller that skipped `store::blocking`) the worker first hands its
+/// tasks to another thread, since a runtime cannot block inside another.
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl Drop for PgInner {
+    fn drop(&mut self) {
+        // Closing the connection blocks on the client's runtime too.
+        if let Some(client) = self.client.take() {
+            off_runtime(move || drop(client));
+        }
     }
 }
 
 impl PgInner {
-    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+    fn client(&mut self) -> Result<&mut postgres::Client, StoreError> {
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Invalid("the connection is closed".into()))
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(&placeholders(sql))?;
+        let statement = self.client()?.prepare(&placeholders(sql))?;
         // Statements built from data (none today) must not grow the cache without bound.
         if self.statements.len() >= 512 {
             self.statements.clear();
@@ -342,12 +376,12 @@ impl<'c> Conn<'c> {
             Conn::Sqlite(c) => Ok(c
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(params))?),
-            Conn::Pg(pg) => {
+            Conn::Pg(pg) => off_runtime(|| {
                 let mut inner = pg.inner.lock();
                 let statement = inner.statement(sql)?;
-                let n = inner.client.execute(&statement, &pg_params(params))?;
+                let n = inner.client()?.execute(&statement, &pg_params(params))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
-            }
+            }),
         }
     }
 
@@ -355,7 +389,7 @@ impl<'c> Conn<'c> {
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Conn::Pg(pg) => Ok(pg.inner.lock().client.batch_execute(sql)?),
+            Conn::Pg(pg) => off_runtime(|| Ok(pg.inner.lock().client()?.batch_execute(sql)?)),
         }
     }
 
@@ -377,11 +411,11 @@ impl<'c> Conn<'c> {
                 Ok(out)
             }
             Conn::Pg(pg) => {
-                let rows = {
+                let rows = off_runtime(|| {
                     let mut inner = pg.inner.lock();
                     let statement = inner.statement(sql)?;
-                    inner.client.query(&statement, &pg_params(params))?
-                };
+                    Ok::<_, StoreError>(inner.client()?.query(&statement, &pg_params(params))?)
+                })?;
                 rows.iter().map(|row| f(&Row::Pg(row))).collect()
             }
         }
@@ -404,11 +438,11 @@ impl<'c> Conn<'c> {
                 }
             }
             Conn::Pg(pg) => {
-                let rows = {
+                let rows = off_runtime(|| {
                     let mut inner = pg.inner.lock();
                     let statement = inner.statement(sql)?;
-                    inner.client.query(&statement, &pg_params(params))?
-                };
+                    Ok::<_, StoreError>(inner.client()?.query(&statement, &pg_params(params))?)
+                })?;
                 rows.first().map(|row| f(&Row::Pg(row))).transpose()
             }
         }

@@ -24,6 +24,13 @@ static DATABASES: AtomicUsize = AtomicUsize::new(0);
 /// The URL of a new, empty database, or `None` (with a printed message) when PostgreSQL is
 /// not installed and `RELAIS_REQUIRE_POSTGRES` is not set.
 pub fn database_url() -> Option<String> {
+    // The sync client blocks on a runtime of its own: not on a thread of the test's runtime.
+    std::thread::spawn(new_database)
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn new_database() -> Option<String> {
     let cluster = match CLUSTER.get_or_init(start) {
         Ok(cluster) => cluster,
         Err(why) => {
