@@ -66,7 +66,7 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("store: {0}")]
+    #[error("store: {}", postgres::describe(.0))]
     Postgres(#[from] ::postgres::Error),
     /// The PostgreSQL server at `url` (password hidden) cannot be reached.
     #[error("{url}: cannot connect to the store: {source}")]

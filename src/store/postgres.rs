@@ -208,6 +208,14 @@ impl Drop for PooledConn<'_> {
     }
 }
 
+/// The server's message and SQLSTATE, which the error's own text ("db error") leaves out.
+pub(super) fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
 /// Whether an error is worth one more try of the whole transaction: a deadlock or a
 /// serialization failure between concurrent workers.
 pub(super) fn is_transient(error: &StoreError) -> bool {

@@ -441,18 +441,53 @@ fn claim_due(
     request: &ClaimRequest,
     now: i64,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let busy = serde_json::Value::from(
-        request
+    let mut claimed: Vec<ClaimedDelivery> = Vec::with_capacity(request.limit);
+    // On PostgreSQL another worker may lease the rows chosen here first: choose again
+    // (among the rows still free) a few times rather than come back with too few.
+    let rounds = if tx.is_postgres() { 4 } else { 1 };
+    for _ in 0..rounds {
+        // Busy hosts: the worker's, and those of the deliveries claimed in earlier rounds.
+        let mut busy: std::collections::BTreeMap<&str, usize> = request
             .busy
             .iter()
-            .map(|(host, n)| serde_json::json!([host, n]))
-            .collect::<Vec<_>>(),
-    )
-    .to_string();
+            .map(|(host, n)| (host.as_str(), *n))
+            .collect();
+        for delivery in &claimed {
+            *busy.entry(delivery.host.as_str()).or_default() += 1;
+        }
+        let busy = serde_json::Value::from(
+            busy.iter()
+                .map(|(host, n)| serde_json::json!([host, n]))
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let wanted = ClaimRequest {
+            limit: request.limit - claimed.len(),
+            ..request.clone()
+        };
+        let mut round = Vec::new();
+        let lost = lease_chosen(tx, &wanted, &busy, now, &mut round)?;
+        claimed.extend(round);
+        if lost == 0 || claimed.len() >= request.limit {
+            break;
+        }
+    }
+    Ok(claimed)
+}
+
+/// Chooses up to `request.limit` due deliveries and leases them into `claimed`; returns
+/// how many chosen ones another worker leased first.
+fn lease_chosen(
+    tx: &Conn,
+    request: &ClaimRequest,
+    busy: &str,
+    now: i64,
+    claimed: &mut Vec<ClaimedDelivery>,
+) -> Result<usize, StoreError> {
     // Look at the earliest due deliveries first; when busy hosts fill that window, widen it.
     let mut scan = (request.limit * 4).max(256);
     let chosen = loop {
-        let (rows, due_seen) = choose_due(tx, request, &busy, now, scan)?;
+        let (rows, due_seen) = choose_due(tx, request, busy, now, scan)?;
         if rows.len() >= request.limit || due_seen < scan || scan >= 1 << 22 {
             break rows;
         }
@@ -468,7 +503,7 @@ fn claim_due(
         "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1 AND state = 'pending' \
          AND lease_until <= ?3"
     };
-    let mut claimed = Vec::with_capacity(chosen.len());
+    let mut lost = 0;
     for Chosen {
         id,
         host,
@@ -477,6 +512,7 @@ fn claim_due(
     } in chosen
     {
         if tx.execute(lease, params![id, request.lease_until, now])? == 0 {
+            lost += 1;
             continue;
         }
         if unavailable {
@@ -509,7 +545,7 @@ fn claim_due(
         )?;
         claimed.push(delivery);
     }
-    Ok(claimed)
+    Ok(lost)
 }
 
 struct Chosen {

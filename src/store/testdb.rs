@@ -165,7 +165,7 @@ fn start() -> Result<Cluster, String> {
          kill -INT $server 2>/dev/null; pid=$(head -1 {pidfile} 2>/dev/null)\n\
          [ -n \"$pid\" ] && kill -INT \"$pid\" 2>/dev/null\n\
          for _ in $(seq 50); do [ -e {pidfile} ] || break; sleep 0.1; done\n\
-         rm -rf {dir}\n",
+         [ -n \"$RELAIS_KEEP_TEST_POSTGRES\" ] || rm -rf {dir}\n",
         log = shell_quote(&dir.join("log").to_string_lossy()),
         parent = std::process::id(),
         pidfile = shell_quote(&data.join("postmaster.pid").to_string_lossy()),
