@@ -212,7 +212,8 @@ impl Default for FediverseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct InboxConfig {
     pub listen: String,
-    /// SQLite file, relative to the site directory.
+    /// SQLite file, relative to the site directory, or a PostgreSQL URL
+    /// (`postgres://…` or `postgresql://…`, see `store::StoreLocation`).
     pub store: PathBuf,
     /// Lets outbound fetches reach loopback and private networks: for tests and LANs only.
     pub allow_private_addresses: bool,
@@ -637,6 +638,8 @@ pub struct EnvOverrides {
     pub listen: Option<String>,
     /// `RELAIS_STORE`: replaces `inbox.store` (relative to the site directory).
     pub store: Option<PathBuf>,
+    /// `RELAIS_STORE_URL`: a PostgreSQL URL; wins over `RELAIS_STORE` and `inbox.store`.
+    pub store_url: Option<String>,
     /// `RELAIS_KEY`: the private key PEM itself; never written anywhere.
     pub key_pem: Option<String>,
     /// `RELAIS_KEY_FILE`: replaces `fediverse.key_path`.
@@ -657,6 +660,10 @@ impl std::fmt::Debug for EnvOverrides {
         f.debug_struct("EnvOverrides")
             .field("listen", &self.listen)
             .field("store", &self.store)
+            .field(
+                "store_url",
+                &self.store_url.as_deref().map(crate::store::redact_url),
+            )
             .field("key_pem", &self.key_pem.as_ref().map(|_| "(set)"))
             .field("key_file", &self.key_file)
             .finish()
@@ -675,6 +682,7 @@ impl std::fmt::Debug for KeySource {
 impl EnvOverrides {
     pub const LISTEN: &'static str = "RELAIS_LISTEN";
     pub const STORE: &'static str = "RELAIS_STORE";
+    pub const STORE_URL: &'static str = "RELAIS_STORE_URL";
     pub const KEY: &'static str = "RELAIS_KEY";
     pub const KEY_FILE: &'static str = "RELAIS_KEY_FILE";
 
@@ -689,6 +697,7 @@ impl EnvOverrides {
         EnvOverrides {
             listen: get(Self::LISTEN).map(|v| v.trim().to_string()),
             store: get(Self::STORE).map(PathBuf::from),
+            store_url: get(Self::STORE_URL).map(|v| v.trim().to_string()),
             // Platforms that take one-line secrets get the PEM with `\n` for its newlines.
             key_pem: get(Self::KEY).map(|v| {
                 if v.contains('\n') {
@@ -706,11 +715,18 @@ impl EnvOverrides {
         if let Some(listen) = &self.listen {
             config.inbox.listen = listen.clone();
         }
-        if let Some(store) = &self.store {
-            config.inbox.store = store.clone();
-        }
+        self.apply_store(config);
         if let Some(key_file) = &self.key_file {
             config.fediverse.key_path = key_file.clone();
+        }
+    }
+
+    /// Replaces the store setting only: for commands that sign nothing and listen nowhere.
+    pub fn apply_store(&self, config: &mut SiteConfig) {
+        if let Some(url) = &self.store_url {
+            config.inbox.store = PathBuf::from(url);
+        } else if let Some(store) = &self.store {
+            config.inbox.store = store.clone();
         }
     }
 

@@ -14,13 +14,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::common::peer::{Answers, Peer, Received};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, FixedOffset, Utc};
-use crate::common::peer::{Answers, Peer, Received};
 use relais::config::SiteConfig;
 use relais::delivery::{
     load_published_posts, plan_and_enqueue, ManualClock, RunSummary, Signers, Worker, WorkerOptions,
@@ -83,22 +83,29 @@ fn key_id(actor: &str) -> String {
 struct Site {
     dir: tempfile::TempDir,
     config: SiteConfig,
+    backend: common::Backend,
 }
 
 impl Site {
-    fn new(delivery: &str) -> Site {
+    /// A site whose store is on `backend`.
+    fn new_on(backend: common::Backend, delivery: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "title = \"Test blog\"\nbase_url = \"{BASE_URL}\"\n\
              [[authors]]\nid = \"alice\"\nname = \"Alice\"\n\
-             [inbox]\nallow_private_addresses = true\n\
-             [delivery]\n{delivery}\n"
+             [inbox]\nallow_private_addresses = true\n{}\
+             [delivery]\n{delivery}\n",
+            backend.config_line()
         );
         let path = dir.path().join("config.toml");
         std::fs::write(&path, &text).unwrap();
         std::fs::write(dir.path().join("relais-key.pem"), SITE_KEY).unwrap();
         let config = SiteConfig::parse(&text, &path).unwrap();
-        Site { dir, config }
+        Site {
+            dir,
+            config,
+            backend,
+        }
     }
 
     fn path(&self) -> &Path {
@@ -110,7 +117,7 @@ impl Site {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.path().join("relais.db")).unwrap()
+        self.backend.open(self.path())
     }
 
     /// Writes `content/posts/SLUG.md`.
@@ -223,8 +230,7 @@ fn pair(kind: &str, slug: &str) -> (String, String) {
     (kind.to_string(), object_id(slug))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
+async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox(backend: common::Backend) {
     let big = Peer::start(&[]).await;
     let authors_only = Peer::start(&[]).await;
     let personal = Peer::start(&[]).await;
@@ -236,7 +242,7 @@ async fn publish_sends_new_edited_and_deleted_posts_once_per_inbox() {
         },
     )
     .await;
-    let site = Site::new("timeout_secs = 5");
+    let site = Site::new_on(backend, "timeout_secs = 5");
     for user in ["a", "b", "c"] {
         site.follow("blog", &big, user, true, FollowState::Accepted);
     }
@@ -412,8 +418,7 @@ async fn run(worker: &Worker<FederationClient, ManualClock>) -> RunSummary {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_server_gets_retries_until_it_recovers() {
+async fn a_failing_server_gets_retries_until_it_recovers(backend: common::Backend) {
     let flaky = Peer::start_with(
         &[],
         Answers {
@@ -423,7 +428,7 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
     )
     .await;
     let healthy = Peer::start(&[]).await;
-    let site = Site::new("timeout_secs = 5");
+    let site = Site::new_on(backend, "timeout_secs = 5");
     site.follow("blog", &flaky, "a", true, FollowState::Accepted);
     site.follow("blog", &flaky, "b", true, FollowState::Accepted);
     site.follow("blog", &healthy, "c", true, FollowState::Accepted);
@@ -495,8 +500,7 @@ async fn a_failing_server_gets_retries_until_it_recovers() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publish_killed_mid_delivery_completes_on_restart() {
+async fn a_publish_killed_mid_delivery_completes_on_restart(backend: common::Backend) {
     let slow = Peer::start_with(
         &[],
         Answers {
@@ -505,7 +509,10 @@ async fn a_publish_killed_mid_delivery_completes_on_restart() {
         },
     )
     .await;
-    let site = Site::new("timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1");
+    let site = Site::new_on(
+        backend,
+        "timeout_secs = 1\nconcurrency = 4\nper_host_connections = 1",
+    );
     let users: Vec<String> = (0..20).map(|n| format!("u{n}")).collect();
     for user in &users {
         site.follow("blog", &slow, user, false, FollowState::Accepted);
@@ -680,3 +687,11 @@ async fn deliveries_double_knock_and_remember_the_style_per_host() {
         Some(SignatureStyle::Cavage)
     );
 }
+
+// The delivery tests on each store (`…::on_sqlite::…`, `…::on_postgres::…`).
+on_both_stores!(
+    (flavor = "multi_thread", worker_threads = 2),
+    publish_sends_new_edited_and_deleted_posts_once_per_inbox,
+    a_failing_server_gets_retries_until_it_recovers,
+    a_publish_killed_mid_delivery_completes_on_restart,
+);

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::http::{header, HeaderMap, HeaderValue, Method};
 use crate::common::peer::Peer;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{
     sign_request, verify_request, IncomingRequest, SignatureParams, SigningKey,
@@ -49,6 +49,7 @@ async fn remote() -> Peer {
 /// A running `relais inbox`, killed on drop.
 struct Inbox {
     dir: tempfile::TempDir,
+    backend: common::Backend,
     base: String,
     post_id: String,
     client: reqwest::Client,
@@ -66,7 +67,13 @@ impl Inbox {
     /// Starts an inbox; `inbox_extra` goes into `[inbox]`, `fediverse_extra` into
     /// `[fediverse]`.
     async fn start(inbox_extra: &str, fediverse_extra: &str) -> Inbox {
+        Inbox::start_on(common::Backend::Sqlite, inbox_extra, fediverse_extra).await
+    }
+
+    /// [`Inbox::start`] with its store on `backend`.
+    async fn start_on(backend: common::Backend, inbox_extra: &str, fediverse_extra: &str) -> Inbox {
         let dir = tempfile::tempdir().unwrap();
+        let inbox_extra = format!("{}{inbox_extra}", backend.config_line());
         let port = common::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let config_text = format!(
@@ -92,6 +99,7 @@ impl Inbox {
         let child = Inbox::spawn(dir.path());
         let mut inbox = Inbox {
             dir,
+            backend,
             base,
             post_id,
             client: reqwest::Client::new(),
@@ -166,7 +174,7 @@ impl Inbox {
     }
 
     fn store(&self) -> Store {
-        Store::open(&self.dir.path().join("relais.db")).unwrap()
+        self.backend.open(self.dir.path())
     }
 
     fn moderate(&self, args: &[&str]) -> String {
@@ -277,10 +285,9 @@ fn create_reply(remote: &Peer, in_reply_to: &str, n: u32) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn follow_gets_a_signed_accept_and_undo_removes_it() {
+async fn follow_gets_a_signed_accept_and_undo_removes_it(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     let follow = follow(&remote, &inbox, "follows/1");
     let response = inbox
         .post_signed(
@@ -411,10 +418,9 @@ async fn rfc_9421_signed_follow_is_accepted_and_tampered_ones_refused() {
         .is_some());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn replies_likes_and_boosts_are_shown_and_undone() {
+async fn replies_likes_and_boosts_are_shown_and_undone(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     let alice_key_id = remote.key_id("alice");
     let first = create_reply(&remote, &inbox.post_id, 1);
     let first_note = first["object"]["id"].as_str().unwrap().to_string();
@@ -538,10 +544,9 @@ async fn replies_likes_and_boosts_are_shown_and_undone() {
     assert_eq!(found["boosts"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn refused_requests_store_nothing() {
+async fn refused_requests_store_nothing(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     let alice_key_id = remote.key_id("alice");
     let path = "/ap/users/blog/inbox";
     let mut ids = Vec::new();
@@ -658,10 +663,9 @@ async fn refused_requests_store_nothing() {
     assert_eq!(inbox.store().followers(None).unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn blocked_domains_are_refused_and_purged() {
+async fn blocked_domains_are_refused_and_purged(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     // Alice likes the post; then her server's domain is blocked.
     let like = json!({
         "id": format!("{}/likes/1", remote.base), "type": "Like",
@@ -696,10 +700,10 @@ async fn blocked_domains_are_refused_and_purged() {
     assert!(listed.contains("127.0.0.1 (from moderate)"), "{listed}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn approval_mode_waits_for_moderation() {
+async fn approval_mode_waits_for_moderation(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start(
+    let inbox = Inbox::start_on(
+        backend,
         "approve_replies = true",
         "manually_approves_followers = true",
     )
@@ -967,12 +971,11 @@ async fn a_failing_activity_does_not_fail_its_group_commit_neighbours() {
     assert_eq!(store.replies(None).unwrap().len(), 1 + replies.len());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity() {
+async fn kill_9_under_concurrent_senders_loses_no_acknowledged_activity(backend: common::Backend) {
     const SENDERS: u32 = 4;
     const EACH: u32 = 100;
     let remote = Arc::new(remote().await);
-    let mut inbox = Inbox::start("rate_limit_per_minute = 1000000", "").await;
+    let mut inbox = Inbox::start_on(backend, "rate_limit_per_minute = 1000000", "").await;
     let (base, post_id) = (inbox.base.clone(), inbox.post_id.clone());
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut senders = Vec::new();
@@ -1228,10 +1231,9 @@ fn keys_in_fixtures_differ() {
     assert_ne!(pems[1], pems[2]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn public_followers_are_listed_by_page() {
+async fn public_followers_are_listed_by_page(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "followers_public = true").await;
+    let inbox = Inbox::start_on(backend, "", "followers_public = true").await;
     let response = inbox
         .post_signed(
             "/ap/users/blog/inbox",
@@ -1251,10 +1253,9 @@ async fn public_followers_are_listed_by_page() {
     assert!(page.get("next").is_none());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deploy_webhook_queues_new_posts_for_followers() {
+async fn deploy_webhook_queues_new_posts_for_followers(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     let follow = follow(&remote, &inbox, "follows/deploy");
     let response = inbox
         .post_signed("/ap/inbox", &follow, ALICE_KEY, &remote.key_id("alice"))
@@ -1556,10 +1557,11 @@ fn quote_request(remote: &Peer, object: &str, n: u32, embed: bool) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected() {
+async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
+    backend: common::Backend,
+) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "").await;
+    let inbox = Inbox::start_on(backend, "", "").await;
     let alice = remote.actor("alice");
     // The post says who may quote it: Mastodon reads no policy as nobody.
     let (_, post) = inbox.get_json("/ap/posts/hello.json").await;
@@ -1635,10 +1637,9 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
     assert_eq!(response.status(), 404);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn followers_only_quotes_wait_for_the_follow() {
+async fn followers_only_quotes_wait_for_the_follow(backend: common::Backend) {
     let remote = remote().await;
-    let inbox = Inbox::start("", "quotes = \"followers\"").await;
+    let inbox = Inbox::start_on(backend, "", "quotes = \"followers\"").await;
     let (_, post) = inbox.get_json("/ap/posts/hello.json").await;
     assert_eq!(
         post["interactionPolicy"]["canQuote"]["automaticApproval"],
@@ -1677,3 +1678,18 @@ async fn followers_only_quotes_wait_for_the_follow() {
     assert_eq!(body["type"], "Accept");
     assert!(body["result"].as_str().is_some());
 }
+
+// The main inbox tests again with the store on PostgreSQL (`…::on_postgres::…`).
+on_both_stores!(
+    (flavor = "multi_thread"),
+    follow_gets_a_signed_accept_and_undo_removes_it,
+    replies_likes_and_boosts_are_shown_and_undone,
+    refused_requests_store_nothing,
+    blocked_domains_are_refused_and_purged,
+    approval_mode_waits_for_moderation,
+    kill_9_under_concurrent_senders_loses_no_acknowledged_activity,
+    public_followers_are_listed_by_page,
+    deploy_webhook_queues_new_posts_for_followers,
+    quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected,
+    followers_only_quotes_wait_for_the_follow,
+);

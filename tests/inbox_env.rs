@@ -8,8 +8,8 @@ use crate::common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use axum::http::Method;
 use crate::common::peer::Peer;
+use axum::http::Method;
 use relais::federation::keys::{parse_public_key_pem, PrivateKey};
 use relais::federation::signature::{verify_request, IncomingRequest, SignatureParams};
 use serde_json::json;

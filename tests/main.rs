@@ -2,6 +2,7 @@
 //! in `common` (the real binary, sites, signed requests, and `common::peer`, the one
 //! Mastodon-like server). `cargo test --test integration AREA::` runs one area.
 
+#[macro_use]
 mod common;
 
 mod bridge;
@@ -23,6 +24,7 @@ mod live_site;
 mod mastodon_rules;
 mod moving;
 mod quotes;
+mod replicas;
 mod replying;
 mod serve;
 mod serve_live;

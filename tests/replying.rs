@@ -6,8 +6,8 @@
 
 use crate::common;
 
-use chrono::Utc;
 use crate::common::peer::{Peer, GUARD};
+use chrono::Utc;
 use relais::store::{FollowState, NewFollower, RemoteActor, Store};
 use serde_json::{json, Value};
 

@@ -1,6 +1,5 @@
 //! `relais serve` as the real binary on a loopback port: pages, 404, live reload on change.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,6 @@
 //! binary on loopback: the live-reload stream carries a failed build's error to open pages
 //! (and to pages opened while it stands) until a build succeeds and reloads them.
 
-
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -247,7 +247,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         })
         .collect();
     // Nothing changed: the last build's report, without building the site.
-    let store_present = fediverse && site_dir.join(&config.inbox.store).exists();
+    let store_present =
+        fediverse && crate::store::StoreLocation::of(site_dir, &config.inbox.store).exists();
     if !options.dry_run
         && !options.remote_interactions
         && !store_present
@@ -1452,9 +1453,9 @@ fn origin(planned: &Planned, site: &Site, theme: &Theme) -> String {
 /// in for what was deployed.
 fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
     let mut state = FederationState::load(site_dir);
-    let path = site_dir.join(&config.inbox.store);
-    if path.exists() {
-        let published: Option<HashSet<String>> = crate::store::Store::open(&path)
+    let location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
+    if location.exists() {
+        let published: Option<HashSet<String>> = crate::store::Store::open_location(&location)
             .ok()
             .and_then(|store| store.queue_transaction(|q| q.published_records()).ok())
             .map(|records| {
@@ -1473,13 +1474,13 @@ fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
 /// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox
 /// never ran (no store file) has none.
 fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interactions> {
-    let path = site_dir.join(&site.config.inbox.store);
-    if !site.config.fediverse.enabled || !path.exists() {
+    let location = crate::store::StoreLocation::of(site_dir, &site.config.inbox.store);
+    if !site.config.fediverse.enabled || !location.exists() {
         return Ok(Interactions::new());
     }
     let urls = federation::urls::Urls::new(&site.config);
     let ids: Vec<String> = site.posts.iter().map(|p| urls.object(&p.path)).collect();
-    let store = crate::store::Store::open(&path)?;
+    let store = crate::store::Store::open_location(&location)?;
     Ok(store.interactions(&ids)?)
 }
 

@@ -59,8 +59,10 @@ pub fn inbox_state_with_env(
         bail!("fediverse.enabled is false in config.toml: there is no inbox to run");
     }
     let key = load_site_key(&env.key_source(site_dir, &config))?;
-    let store_path = site_dir.join(&config.inbox.store);
-    let store = Store::open(&store_path)?;
+    let store = Store::open_location(&crate::store::StoreLocation::of(
+        site_dir,
+        &config.inbox.store,
+    ))?;
     store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
     let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
     store.prune_seen(&timestamp(horizon))?;

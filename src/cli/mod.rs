@@ -15,6 +15,7 @@ pub mod new;
 pub mod publish;
 pub mod serve;
 pub mod status;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,8 @@ pub enum Command {
     Move(r#move::MoveArgs),
     /// Show the delivery queue, followers and failing hosts.
     Status(status::StatusArgs),
+    /// Copy a store's data to another store (`store copy --from relais.db --to postgres://…`).
+    Store(store::StoreArgs),
     /// Check a live deployment from outside, as Mastodon meets it.
     Doctor(doctor::DoctorArgs),
     /// Add the fediverse to a site another generator built (Hugo, Jekyll, Eleventy…).
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => publish::run(args),
         Command::Move(args) => r#move::run(args),
         Command::Status(args) => status::run(args),
+        Command::Store(args) => store::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Federate(args) => federate::run(args),
         Command::Import(args) => import::run(args),

@@ -77,8 +77,12 @@ pub enum ListKind {
 }
 
 pub fn run_moderate(site_dir: &Path, command: &ModerateCommand) -> anyhow::Result<()> {
-    let config = SiteConfig::load(site_dir)?;
-    let store = Store::open(&site_dir.join(&config.inbox.store))?;
+    let mut config = SiteConfig::load(site_dir)?;
+    crate::config::EnvOverrides::from_env().apply_store(&mut config);
+    let store = Store::open_location(&crate::store::StoreLocation::of(
+        site_dir,
+        &config.inbox.store,
+    ))?;
     let mut out = std::io::stdout().lock();
     match command {
         ModerateCommand::List { what } => list(&store, *what, &mut out)?,

@@ -40,7 +40,10 @@ pub fn run(args: MoveArgs) -> anyhow::Result<()> {
     let key = Arc::new(super::inbox::load_site_key(
         &env.key_source(&args.site, &config),
     )?);
-    let store = Store::open(&args.site.join(&config.inbox.store))?;
+    let store = Store::open_location(&crate::store::StoreLocation::of(
+        &args.site,
+        &config.inbox.store,
+    ))?;
     let urls = Urls::new(&config);
     let name = config.fediverse.username.clone();
     let our_actor = urls.actor(&name);

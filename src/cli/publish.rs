@@ -80,7 +80,10 @@ pub fn run_publish(
     let env = EnvOverrides::from_env();
     env.apply(&mut config);
     let key = super::inbox::load_site_key(&env.key_source(site_dir, &config))?;
-    let store = Store::open(&site_dir.join(&config.inbox.store))?;
+    let store = Store::open_location(&crate::store::StoreLocation::of(
+        site_dir,
+        &config.inbox.store,
+    ))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

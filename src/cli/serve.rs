@@ -165,7 +165,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let inbox = super::inbox::inbox_state(&args.site, config, args.site.join(SERVE_DIR))?;
         println!(
             "Inbox on {base_url}/ap/inbox (store {})",
-            args.site.join(&inbox.config.inbox.store).display()
+            crate::store::StoreLocation::of(&args.site, &inbox.config.inbox.store).display()
         );
         Some(inbox)
     } else {

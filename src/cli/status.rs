@@ -24,9 +24,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 pub fn run_status(site_dir: &Path) -> anyhow::Result<()> {
-    let config = SiteConfig::load(site_dir)?;
-    let store = Store::open(&site_dir.join(&config.inbox.store))?;
+    let mut config = SiteConfig::load(site_dir)?;
+    crate::config::EnvOverrides::from_env().apply_store(&mut config);
+    let location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
+    let store = Store::open_location(&location)?;
     let mut out = std::io::stdout().lock();
+    writeln!(out, "Store: {}", location.display())?;
     write_status(&store, Utc::now().timestamp(), &mut out)
 }
 

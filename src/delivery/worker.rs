@@ -41,6 +41,9 @@ const COOLING_FAILURES: u32 = 10;
 const COOLING_SECS: i64 = 60;
 /// The longest an idle background worker sleeps before looking at the queue again.
 const IDLE_POLL_SECS: i64 = 60;
+/// The same on a store shared with other processes (PostgreSQL): their enqueues cannot
+/// wake this worker, so it looks again soon.
+const SHARED_IDLE_POLL_SECS: i64 = 1;
 /// Finished deliveries are kept this long for `relais status`.
 const KEEP_FINISHED_SECS: i64 = 30 * 86_400;
 const PRUNE_EVERY_SECS: i64 = 3_600;
@@ -412,9 +415,14 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                     // At least a second: a due delivery may be waiting behind an earlier one
                     // of the same post, which no claim can take before its retry time.
                     let next = store::blocking(&self.store, |s| s.next_delivery_at()).await?;
+                    let idle = if self.store.is_postgres() {
+                        SHARED_IDLE_POLL_SECS
+                    } else {
+                        IDLE_POLL_SECS
+                    };
                     let wait = match next {
-                        Some(at) => (at - now).clamp(1, IDLE_POLL_SECS),
-                        None => IDLE_POLL_SECS,
+                        Some(at) => (at - now).clamp(1, idle),
+                        None => idle,
                     };
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(wait as u64)) => {}

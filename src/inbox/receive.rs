@@ -279,15 +279,18 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             if sender_changed {
                 store.cache_actor(&sender)?;
             }
-            // A server that talks to us is up: deliveries held for it go out again (Mastodon
-            // resets its failure tracker the same way).
-            if let Some(host) = &sender_host {
-                store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
-            }
             for alias in &aliases {
                 store.cache_actor(alias)?;
             }
-            apply(&site, store, &activity, &sender, move_target.as_ref()).map(|o| (o, activity))
+            let outcome = apply(&site, store, &activity, &sender, move_target.as_ref())?;
+            // A server that talks to us is up: deliveries held for it go out again (Mastodon
+            // resets its failure tracker the same way). Last: `apply` may cache the sender
+            // too, and on PostgreSQL every unit must lock the actor before the host, or two
+            // replicas' units can deadlock.
+            if let Some(host) = &sender_host {
+                store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
+            }
+            Ok::<_, crate::store::StoreError>((outcome, activity))
         })
         .await
         .map_err(HttpError::from)?;

@@ -1,8 +1,7 @@
 //! Cache of remote actors: their inboxes, how to show them and the key they sign with.
 
-use rusqlite::{OptionalExtension, Row};
-
-use super::{Store, StoreError, WriteTx};
+use super::sql::{params, Row};
+use super::{Store, StoreError};
 
 /// What we keep of a remote actor document.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +27,7 @@ pub struct RemoteActor {
 const COLUMNS: &str = "id, inbox, shared_inbox, name, handle, url, avatar, public_key_pem, \
                        key_id, also_known_as, moved_to, fetched_at";
 
-fn from_row(row: &Row) -> rusqlite::Result<RemoteActor> {
+fn from_row(row: &Row) -> Result<RemoteActor, StoreError> {
     let aka: String = row.get(9)?;
     Ok(RemoteActor {
         id: row.get(0)?,
@@ -52,8 +51,9 @@ impl Store {
     pub fn cache_actor(&self, actor: &RemoteActor) -> Result<(), StoreError> {
         let aka = serde_json::Value::from(actor.also_known_as.clone()).to_string();
         self.with_conn(|c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO remote_actors ({COLUMNS}) \
+            c.execute(
+                &format!(
+                    "INSERT INTO remote_actors ({COLUMNS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                      ON CONFLICT (id) DO UPDATE SET inbox = excluded.inbox, \
                      shared_inbox = excluded.shared_inbox, name = excluded.name, \
@@ -61,43 +61,44 @@ impl Store {
                      public_key_pem = excluded.public_key_pem, key_id = excluded.key_id, \
                      also_known_as = excluded.also_known_as, moved_to = excluded.moved_to, \
                      fetched_at = excluded.fetched_at"
-            ))?
-            .execute(rusqlite::params![
-                actor.id,
-                actor.inbox,
-                actor.shared_inbox,
-                actor.name,
-                actor.handle,
-                actor.url,
-                actor.avatar,
-                actor.public_key_pem,
-                actor.key_id,
-                aka,
-                actor.moved_to,
-                actor.fetched_at,
-            ])?;
+                ),
+                params![
+                    actor.id,
+                    actor.inbox,
+                    actor.shared_inbox,
+                    actor.name,
+                    actor.handle,
+                    actor.url,
+                    actor.avatar,
+                    actor.public_key_pem,
+                    actor.key_id,
+                    aka,
+                    actor.moved_to,
+                    actor.fetched_at,
+                ],
+            )?;
             Ok(())
         })
     }
 
     pub fn cached_actor(&self, id: &str) -> Result<Option<RemoteActor>, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM remote_actors WHERE id = ?1"
-            ))?
-            .query_row([id], from_row)
-            .optional()
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM remote_actors WHERE id = ?1"),
+                params![id],
+                from_row,
+            )
         })
     }
 
     /// The actor whose key has this id (`keyId` of a signature).
     pub fn cached_actor_by_key(&self, key_id: &str) -> Result<Option<RemoteActor>, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM remote_actors WHERE key_id = ?1 LIMIT 1"
-            ))?
-            .query_row([key_id], from_row)
-            .optional()
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM remote_actors WHERE key_id = ?1 LIMIT 1"),
+                params![key_id],
+                from_row,
+            )
         })
     }
 
@@ -105,11 +106,20 @@ impl Store {
     /// (the answer to `Delete` of an actor).
     pub fn delete_actor_data(&self, actor_id: &str) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
-            tx.execute("DELETE FROM followers WHERE follower_id = ?1", [actor_id])?;
-            tx.execute("DELETE FROM replies WHERE author_id = ?1", [actor_id])?;
-            tx.execute("DELETE FROM reactions WHERE actor_id = ?1", [actor_id])?;
-            tx.execute("DELETE FROM remote_actors WHERE id = ?1", [actor_id])?;
+            let tx = c.begin()?;
+            tx.execute(
+                "DELETE FROM followers WHERE follower_id = ?1",
+                params![actor_id],
+            )?;
+            tx.execute(
+                "DELETE FROM replies WHERE author_id = ?1",
+                params![actor_id],
+            )?;
+            tx.execute(
+                "DELETE FROM reactions WHERE actor_id = ?1",
+                params![actor_id],
+            )?;
+            tx.execute("DELETE FROM remote_actors WHERE id = ?1", params![actor_id])?;
             tx.commit()
         })
     }
@@ -118,6 +128,7 @@ impl Store {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::test_stores;
 
     pub(crate) fn actor(id: &str) -> RemoteActor {
         let host = crate::store::host_of(id).unwrap();
@@ -139,20 +150,21 @@ pub(crate) mod tests {
 
     #[test]
     fn cache_round_trips_and_refreshes() {
-        let store = Store::open_in_memory().unwrap();
-        let mut a = actor("https://m.example/users/alice");
-        store.cache_actor(&a).unwrap();
-        assert_eq!(store.cached_actor(&a.id).unwrap(), Some(a.clone()));
-        a.public_key_pem = "NEW".into();
-        a.also_known_as.clear();
-        store.cache_actor(&a).unwrap();
-        assert_eq!(
-            store.cached_actor_by_key(&a.key_id).unwrap(),
-            Some(a.clone())
-        );
-        assert_eq!(
-            store.cached_actor("https://m.example/users/bob").unwrap(),
-            None
-        );
+        for store in test_stores() {
+            let mut a = actor("https://m.example/users/alice");
+            store.cache_actor(&a).unwrap();
+            assert_eq!(store.cached_actor(&a.id).unwrap(), Some(a.clone()));
+            a.public_key_pem = "NEW".into();
+            a.also_known_as.clear();
+            store.cache_actor(&a).unwrap();
+            assert_eq!(
+                store.cached_actor_by_key(&a.key_id).unwrap(),
+                Some(a.clone())
+            );
+            assert_eq!(
+                store.cached_actor("https://m.example/users/bob").unwrap(),
+                None
+            );
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! What the owner blocked (domains, actors), reports sent to us (`Flag`) and remote actors
 //! that blocked one of ours (`Block`).
 
-use rusqlite::Row;
-
-use super::{host_of, now, Store, StoreError, WriteTx};
+use super::sql::{params, Conn, Row};
+use super::{host_of, now, Store, StoreError};
 
 /// Where a block comes from: `config.toml` (replaced at each start of the inbox) or
 /// `relais moderate` (kept until lifted).
@@ -64,7 +63,7 @@ pub struct Purged {
 pub(super) fn not_blocked(host_col: &str, actor_col: &str) -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM blocked_domains b WHERE {host} = b.domain \
-         OR substr({host}, -length(b.domain) - 1) = '.' || b.domain \
+         OR substr({host}, length({host}) - length(b.domain)) = '.' || b.domain \
          OR substr({host}, 1, length(b.domain) + 1) = b.domain || ':') \
          AND NOT EXISTS (SELECT 1 FROM blocked_actors a WHERE a.actor_id = {actor})",
         host = host_col,
@@ -77,7 +76,7 @@ pub fn normalize_domain(domain: &str) -> String {
     domain.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn flag_from_row(row: &Row) -> rusqlite::Result<Flag> {
+fn flag_from_row(row: &Row) -> Result<Flag, StoreError> {
     let objects: String = row.get(3)?;
     Ok(Flag {
         id: row.get(0)?,
@@ -95,13 +94,13 @@ impl Store {
     pub fn block_domain(&self, domain: &str, source: BlockSource) -> Result<(), StoreError> {
         let domain = normalize_domain(domain);
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             tx.execute(
                 "INSERT INTO blocked_domains (domain, source, created_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (domain) DO UPDATE SET source = \
                  CASE WHEN blocked_domains.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
-                (&domain, source.as_str(), now()),
+                params![domain, source.as_str(), now()],
             )?;
             drop_queued_for_domain(&tx, &domain)?;
             tx.commit()
@@ -111,8 +110,11 @@ impl Store {
     pub fn unblock_domain(&self, domain: &str) -> Result<bool, StoreError> {
         let domain = normalize_domain(domain);
         self.with_conn(|c| {
-            c.execute("DELETE FROM blocked_domains WHERE domain = ?1", [domain])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM blocked_domains WHERE domain = ?1",
+                params![domain],
+            )
+            .map(|n| n > 0)
         })
     }
 
@@ -120,13 +122,13 @@ impl Store {
     /// shared inbox still serves the other followers there).
     pub fn block_actor(&self, actor_id: &str, source: BlockSource) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             tx.execute(
                 "INSERT INTO blocked_actors (actor_id, source, created_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (actor_id) DO UPDATE SET source = \
                  CASE WHEN blocked_actors.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
-                (actor_id, source.as_str(), now()),
+                params![actor_id, source.as_str(), now()],
             )?;
             drop_queued_for_actor(&tx, actor_id)?;
             tx.commit()
@@ -135,8 +137,11 @@ impl Store {
 
     pub fn unblock_actor(&self, actor_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute("DELETE FROM blocked_actors WHERE actor_id = ?1", [actor_id])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM blocked_actors WHERE actor_id = ?1",
+                params![actor_id],
+            )
+            .map(|n| n > 0)
         })
     }
 
@@ -147,22 +152,28 @@ impl Store {
         actors: &[String],
     ) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
-            tx.execute("DELETE FROM blocked_domains WHERE source = 'config'", [])?;
-            tx.execute("DELETE FROM blocked_actors WHERE source = 'config'", [])?;
+            let tx = c.begin()?;
+            tx.execute(
+                "DELETE FROM blocked_domains WHERE source = 'config'",
+                params![],
+            )?;
+            tx.execute(
+                "DELETE FROM blocked_actors WHERE source = 'config'",
+                params![],
+            )?;
             let time = now();
             for domain in domains {
                 let domain = normalize_domain(domain);
                 tx.execute(
-                    "INSERT OR IGNORE INTO blocked_domains VALUES (?1, 'config', ?2)",
-                    (&domain, &time),
+                    "INSERT INTO blocked_domains VALUES (?1, 'config', ?2) ON CONFLICT DO NOTHING",
+                    params![domain, time],
                 )?;
                 drop_queued_for_domain(&tx, &domain)?;
             }
             for actor in actors {
                 tx.execute(
-                    "INSERT OR IGNORE INTO blocked_actors VALUES (?1, 'config', ?2)",
-                    (actor, &time),
+                    "INSERT INTO blocked_actors VALUES (?1, 'config', ?2) ON CONFLICT DO NOTHING",
+                    params![actor, time],
                 )?;
                 drop_queued_for_actor(&tx, actor)?;
             }
@@ -180,12 +191,10 @@ impl Store {
 
     fn blocked(&self, sql: &str) -> Result<Vec<(String, BlockSource)>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |r| {
+            c.query_all(sql, params![], |r| {
                 let source: String = r.get(1)?;
                 Ok((r.get(0)?, BlockSource::parse(&source)))
-            })?;
-            rows.collect()
+            })
         })
     }
 
@@ -194,8 +203,11 @@ impl Store {
         let host = host_of(actor_id).unwrap_or_default();
         self.with_conn(|c| {
             // Cached: every inbox request asks twice.
-            c.prepare_cached(&format!("SELECT NOT ({})", not_blocked("?1", "?2")))?
-                .query_row([host.as_str(), actor_id], |r| r.get(0))
+            c.query_row(
+                &format!("SELECT NOT ({})", not_blocked("?1", "?2")),
+                params![host, actor_id],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -205,22 +217,22 @@ impl Store {
     pub fn purge_domain(&self, domain: &str) -> Result<Purged, StoreError> {
         let domain = normalize_domain(domain);
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             let purged = Purged {
                 followers: tx.execute(
                     &format!("DELETE FROM followers WHERE {}", under("follower_host")),
-                    [&domain],
+                    params![domain],
                 )?,
                 replies_hidden: tx.execute(
                     &format!(
                         "UPDATE replies SET state = 'hidden' WHERE state != 'hidden' AND {}",
                         under("author_host")
                     ),
-                    [&domain],
+                    params![domain],
                 )?,
                 reactions: tx.execute(
                     &format!("DELETE FROM reactions WHERE {}", under("actor_host")),
-                    [&domain],
+                    params![domain],
                 )?,
             };
             tx.commit()?;
@@ -233,9 +245,15 @@ impl Store {
         let objects = serde_json::Value::from(flag.objects.to_vec()).to_string();
         self.with_conn(|c| {
             c.execute(
-                "INSERT OR IGNORE INTO flags (activity_id, actor_id, objects, content, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                (flag.activity_id, flag.actor_id, objects, flag.content, now()),
+                "INSERT INTO flags (activity_id, actor_id, objects, content, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![
+                    flag.activity_id,
+                    flag.actor_id,
+                    objects,
+                    flag.content,
+                    now()
+                ],
             )
             .map(|n| n == 1)
         })
@@ -243,12 +261,12 @@ impl Store {
 
     pub fn flags(&self) -> Result<Vec<Flag>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT id, activity_id, actor_id, objects, content, received_at FROM flags \
                  ORDER BY received_at, id",
-            )?;
-            let rows = stmt.query_map([], flag_from_row)?;
-            rows.collect()
+                params![],
+                flag_from_row,
+            )
         })
     }
 
@@ -261,9 +279,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with_conn(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO remote_blocks (actor_id, actor_name, activity_id, \
-                 received_at) VALUES (?1, ?2, ?3, ?4)",
-                (actor_id, actor_name, activity_id, now()),
+                "INSERT INTO remote_blocks (actor_id, actor_name, activity_id, received_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (actor_id, actor_name) DO UPDATE SET \
+                 activity_id = excluded.activity_id, received_at = excluded.received_at",
+                params![actor_id, actor_name, activity_id, now()],
             )?;
             Ok(())
         })
@@ -277,7 +296,7 @@ impl Store {
         self.with_conn(|c| {
             c.execute(
                 "DELETE FROM remote_blocks WHERE actor_id = ?1 AND actor_name = ?2",
-                [actor_id, actor_name],
+                params![actor_id, actor_name],
             )
             .map(|n| n > 0)
         })
@@ -286,11 +305,11 @@ impl Store {
     /// (remote actor, our actor) pairs of blocks received.
     pub fn remote_blocks(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT actor_id, actor_name FROM remote_blocks ORDER BY received_at, actor_id",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
         })
     }
 }
@@ -299,89 +318,93 @@ impl Store {
 /// with a port.
 fn under(col: &str) -> String {
     format!(
-        "({col} = ?1 OR substr({col}, -length(?1) - 1) = '.' || ?1 \
+        "({col} = ?1 OR substr({col}, length({col}) - length(?1)) = '.' || ?1 \
          OR substr({col}, 1, length(?1) + 1) = ?1 || ':')"
     )
 }
 
 /// A blocked server must not get what was queued before the block: its pending deliveries
 /// end as failed (those in flight right now cannot be called back).
-fn drop_queued_for_domain(tx: &rusqlite::Connection, domain: &str) -> rusqlite::Result<usize> {
+fn drop_queued_for_domain(tx: &Conn, domain: &str) -> Result<usize, StoreError> {
     tx.execute(
         &format!(
             "UPDATE deliveries SET state = 'failed', last_error = 'blocked', finished_at = ?2 \
              WHERE state = 'pending' AND {}",
             under("host")
         ),
-        (domain, chrono::Utc::now().timestamp()),
+        params![domain, chrono::Utc::now().timestamp()],
     )
 }
 
-fn drop_queued_for_actor(tx: &rusqlite::Connection, actor_id: &str) -> rusqlite::Result<usize> {
+fn drop_queued_for_actor(tx: &Conn, actor_id: &str) -> Result<usize, StoreError> {
     tx.execute(
         "UPDATE deliveries SET state = 'failed', last_error = 'blocked', finished_at = ?2 \
          WHERE state = 'pending' AND (follower_id = ?1 \
          OR inbox = (SELECT inbox FROM remote_actors WHERE id = ?1))",
-        (actor_id, chrono::Utc::now().timestamp()),
+        params![actor_id, chrono::Utc::now().timestamp()],
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_stores;
 
     #[test]
     fn domain_blocks_cover_subdomains_and_ports_only() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .block_domain("Bad.Example.", BlockSource::Moderation)
-            .unwrap();
-        assert!(store.is_blocked("https://bad.example/users/a").unwrap());
-        assert!(store.is_blocked("https://eu.bad.example/users/a").unwrap());
-        assert!(store.is_blocked("http://bad.example:8080/users/a").unwrap());
-        assert!(!store.is_blocked("https://notbad.example/users/a").unwrap());
-        assert!(!store.is_blocked("https://bad.example.org/users/a").unwrap());
-        assert!(store.unblock_domain("bad.example").unwrap());
-        assert!(!store.is_blocked("https://bad.example/users/a").unwrap());
+        for store in test_stores() {
+            store
+                .block_domain("Bad.Example.", BlockSource::Moderation)
+                .unwrap();
+            assert!(store.is_blocked("https://bad.example/users/a").unwrap());
+            assert!(store.is_blocked("https://eu.bad.example/users/a").unwrap());
+            assert!(store.is_blocked("http://bad.example:8080/users/a").unwrap());
+            assert!(!store.is_blocked("https://notbad.example/users/a").unwrap());
+            assert!(!store.is_blocked("https://bad.example.org/users/a").unwrap());
+            assert!(store.unblock_domain("bad.example").unwrap());
+            assert!(!store.is_blocked("https://bad.example/users/a").unwrap());
+        }
     }
 
     #[test]
     fn config_blocks_are_replaced_but_moderation_blocks_stay() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .block_domain("kept.example", BlockSource::Moderation)
-            .unwrap();
-        store
-            .set_config_blocks(
-                &["a.example".into(), "kept.example".into()],
-                &["https://m.example/users/x".into()],
-            )
-            .unwrap();
-        assert!(store.is_blocked("https://m.example/users/x").unwrap());
-        assert!(!store.is_blocked("https://m.example/users/y").unwrap());
-        store.set_config_blocks(&[], &[]).unwrap();
-        assert_eq!(
-            store.blocked_domains().unwrap(),
-            vec![("kept.example".to_string(), BlockSource::Moderation)]
-        );
-        assert!(store.blocked_actors().unwrap().is_empty());
+        for store in test_stores() {
+            store
+                .block_domain("kept.example", BlockSource::Moderation)
+                .unwrap();
+            store
+                .set_config_blocks(
+                    &["a.example".into(), "kept.example".into()],
+                    &["https://m.example/users/x".into()],
+                )
+                .unwrap();
+            assert!(store.is_blocked("https://m.example/users/x").unwrap());
+            assert!(!store.is_blocked("https://m.example/users/y").unwrap());
+            store.set_config_blocks(&[], &[]).unwrap();
+            assert_eq!(
+                store.blocked_domains().unwrap(),
+                vec![("kept.example".to_string(), BlockSource::Moderation)]
+            );
+            assert!(store.blocked_actors().unwrap().is_empty());
+        }
     }
 
     #[test]
     fn flags_are_recorded_once() {
-        let store = Store::open_in_memory().unwrap();
-        let objects = vec!["https://blog.example/ap/posts/a.json".to_string()];
-        let flag = NewFlag {
-            activity_id: Some("https://m.example/flags/1"),
-            actor_id: "https://m.example/actor",
-            objects: &objects,
-            content: "spam",
-        };
-        assert!(store.add_flag(&flag).unwrap());
-        assert!(!store.add_flag(&flag).unwrap());
-        let flags = store.flags().unwrap();
-        assert_eq!(flags.len(), 1);
-        assert_eq!(flags[0].objects, objects);
-        assert_eq!(flags[0].content, "spam");
+        for store in test_stores() {
+            let objects = vec!["https://blog.example/ap/posts/a.json".to_string()];
+            let flag = NewFlag {
+                activity_id: Some("https://m.example/flags/1"),
+                actor_id: "https://m.example/actor",
+                objects: &objects,
+                content: "spam",
+            };
+            assert!(store.add_flag(&flag).unwrap());
+            assert!(!store.add_flag(&flag).unwrap());
+            let flags = store.flags().unwrap();
+            assert_eq!(flags.len(), 1);
+            assert_eq!(flags[0].objects, objects);
+            assert_eq!(flags[0].content, "spam");
+        }
     }
 }

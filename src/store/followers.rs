@@ -1,11 +1,10 @@
 //! Followers of our actors, one row per (our actor, remote follower), and the followers a
 //! delivery goes to.
 
-use rusqlite::{OptionalExtension, Row};
-
 use super::blocks::not_blocked;
 use super::queue::QueueTx;
-use super::{host_of, now, RemoteActor, Store, StoreError, WriteTx};
+use super::sql::{params, Row};
+use super::{host_of, now, RemoteActor, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowState {
@@ -58,7 +57,7 @@ pub struct NewFollower<'a> {
 const COLUMNS: &str = "id, actor_name, follower_id, inbox, shared_inbox, follow_activity_id, \
                        state, followed_at";
 
-fn from_row(row: &Row) -> rusqlite::Result<Follower> {
+fn from_row(row: &Row) -> Result<Follower, StoreError> {
     let state: String = row.get(6)?;
     Ok(Follower {
         id: row.get(0)?,
@@ -91,7 +90,7 @@ impl Store {
                              ELSE excluded.state END \
                      RETURNING {COLUMNS}"
                 ),
-                rusqlite::params![
+                params![
                     new.actor_name,
                     f.id,
                     host,
@@ -112,41 +111,38 @@ impl Store {
         follower_id: &str,
     ) -> Result<Option<Follower>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM followers WHERE actor_name = ?1 AND follower_id = ?2"
                 ),
-                [actor_name, follower_id],
+                params![actor_name, follower_id],
                 from_row,
             )
-            .optional()
         })
     }
 
     /// Accepts a pending follower; `None` when there is no such pending follower.
     pub fn accept_follower(&self, row_id: i64) -> Result<Option<Follower>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 &format!(
                     "UPDATE followers SET state = 'accepted' WHERE id = ?1 AND state = 'pending' \
                      RETURNING {COLUMNS}"
                 ),
-                [row_id],
+                params![row_id],
                 from_row,
             )
-            .optional()
         })
     }
 
     /// Removes a follower by row id (a rejected request); returns what was removed.
     pub fn remove_follower_row(&self, row_id: i64) -> Result<Option<Follower>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 &format!("DELETE FROM followers WHERE id = ?1 RETURNING {COLUMNS}"),
-                [row_id],
+                params![row_id],
                 from_row,
             )
-            .optional()
         })
     }
 
@@ -154,7 +150,7 @@ impl Store {
         self.with_conn(|c| {
             c.execute(
                 "DELETE FROM followers WHERE actor_name = ?1 AND follower_id = ?2",
-                [actor_name, follower_id],
+                params![actor_name, follower_id],
             )
             .map(|n| n > 0)
         })
@@ -169,7 +165,7 @@ impl Store {
         self.with_conn(|c| {
             c.execute(
                 "DELETE FROM followers WHERE follower_id = ?1 AND follow_activity_id = ?2",
-                [follower_id, follow_activity_id],
+                params![follower_id, follow_activity_id],
             )
             .map(|n| n > 0)
         })
@@ -178,12 +174,14 @@ impl Store {
     /// Every follower of every actor, oldest first, optionally of one state only.
     pub fn followers(&self, state: Option<FollowState>) -> Result<Vec<Follower>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM followers WHERE ?1 IS NULL OR state = ?1 \
-                 ORDER BY followed_at, id"
-            ))?;
-            let rows = stmt.query_map([state.map(FollowState::as_str)], from_row)?;
-            rows.collect()
+            c.query_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM followers WHERE CAST(?1 AS TEXT) IS NULL \
+                     OR state = ?1 ORDER BY followed_at, id"
+                ),
+                params![state.map(FollowState::as_str)],
+                from_row,
+            )
         })
     }
 
@@ -196,7 +194,7 @@ impl Store {
                      AND {}",
                     not_blocked("follower_host", "follower_id")
                 ),
-                [actor_name],
+                params![actor_name],
                 |row| row.get(0),
             )
         })
@@ -210,14 +208,15 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT follower_id FROM followers WHERE actor_name = ?1 AND state = 'accepted' \
-                 AND {} ORDER BY followed_at, id LIMIT ?2 OFFSET ?3",
-                not_blocked("follower_host", "follower_id")
-            ))?;
-            let rows =
-                stmt.query_map(rusqlite::params![actor_name, limit, offset], |r| r.get(0))?;
-            rows.collect()
+            c.query_all(
+                &format!(
+                    "SELECT follower_id FROM followers WHERE actor_name = ?1 \
+                     AND state = 'accepted' AND {} ORDER BY followed_at, id LIMIT ?2 OFFSET ?3",
+                    not_blocked("follower_host", "follower_id")
+                ),
+                params![actor_name, limit, offset],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -226,16 +225,16 @@ impl Store {
     pub fn move_follower(&self, old_id: &str, new: &RemoteActor) -> Result<usize, StoreError> {
         let host = host_of(&new.id).unwrap_or_default();
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             tx.execute(
                 "DELETE FROM followers WHERE follower_id = ?1 AND actor_name IN \
                  (SELECT actor_name FROM followers WHERE follower_id = ?2)",
-                [old_id, &new.id],
+                params![old_id, new.id],
             )?;
             let moved = tx.execute(
                 "UPDATE followers SET follower_id = ?2, follower_host = ?3, inbox = ?4, \
                  shared_inbox = ?5 WHERE follower_id = ?1",
-                rusqlite::params![old_id, new.id, host, new.inbox, new.shared_inbox],
+                params![old_id, new.id, host, new.inbox, new.shared_inbox],
             )?;
             tx.commit()?;
             Ok(moved)
@@ -258,25 +257,33 @@ impl QueueTx<'_> {
     pub fn delivery_followers(
         &self,
         actor_names: &[&str],
-    ) -> rusqlite::Result<Vec<DeliveryFollower>> {
+    ) -> Result<Vec<DeliveryFollower>, StoreError> {
         let names = serde_json::Value::from(actor_names.to_vec()).to_string();
-        let mut stmt = self.conn().prepare_cached(&format!(
-            "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
-             WHERE f.state = 'accepted' AND f.actor_name IN (SELECT value FROM json_each(?1)) \
-             AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
-             WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
-             ORDER BY f.id",
-            not_blocked("f.follower_host", "f.follower_id")
-        ))?;
-        let rows = stmt.query_map([names], |r| {
-            Ok(DeliveryFollower {
-                actor_name: r.get(0)?,
-                follower_id: r.get(1)?,
-                inbox: r.get(2)?,
-                shared_inbox: r.get(3)?,
-            })
-        })?;
-        rows.collect()
+        let conn = self.conn();
+        let names_sql = if conn.is_postgres() {
+            "SELECT jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb))"
+        } else {
+            "SELECT value FROM json_each(?1)"
+        };
+        conn.query_all(
+            &format!(
+                "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
+                 WHERE f.state = 'accepted' AND f.actor_name IN ({names_sql}) \
+                 AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
+                 WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
+                 ORDER BY f.id",
+                not_blocked("f.follower_host", "f.follower_id")
+            ),
+            params![names],
+            |r| {
+                Ok(DeliveryFollower {
+                    actor_name: r.get(0)?,
+                    follower_id: r.get(1)?,
+                    inbox: r.get(2)?,
+                    shared_inbox: r.get(3)?,
+                })
+            },
+        )
     }
 }
 
@@ -285,6 +292,7 @@ mod tests {
     use super::*;
     use crate::store::actors::tests::actor;
     use crate::store::queue::tests::follower;
+    use crate::store::test_stores;
     use crate::store::BlockSource;
 
     fn follow<'a>(name: &'a str, who: &'a RemoteActor, state: FollowState) -> NewFollower<'a> {
@@ -298,200 +306,206 @@ mod tests {
 
     #[test]
     fn repeated_follow_keeps_acceptance() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = actor("https://m.example/users/alice");
-        let f = store
-            .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
-            .unwrap();
-        assert_eq!(f.state, FollowState::Accepted);
-        let again = store
-            .upsert_follower(&NewFollower {
-                follow_activity_id: "https://m.example/follows/2",
-                ..follow("blog", &alice, FollowState::Pending)
-            })
-            .unwrap();
-        assert_eq!(again.id, f.id);
-        assert_eq!(again.state, FollowState::Accepted);
-        assert_eq!(again.follow_activity_id, "https://m.example/follows/2");
+        for store in test_stores() {
+            let alice = actor("https://m.example/users/alice");
+            let f = store
+                .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
+                .unwrap();
+            assert_eq!(f.state, FollowState::Accepted);
+            let again = store
+                .upsert_follower(&NewFollower {
+                    follow_activity_id: "https://m.example/follows/2",
+                    ..follow("blog", &alice, FollowState::Pending)
+                })
+                .unwrap();
+            assert_eq!(again.id, f.id);
+            assert_eq!(again.state, FollowState::Accepted);
+            assert_eq!(again.follow_activity_id, "https://m.example/follows/2");
+        }
     }
 
     #[test]
     fn pending_followers_are_not_counted_until_accepted() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = actor("https://m.example/users/alice");
-        let f = store
-            .upsert_follower(&follow("blog", &alice, FollowState::Pending))
-            .unwrap();
-        assert_eq!(store.follower_count("blog").unwrap(), 0);
-        assert_eq!(
-            store.followers(Some(FollowState::Pending)).unwrap(),
-            vec![f.clone()]
-        );
-        let accepted = store.accept_follower(f.id).unwrap().unwrap();
-        assert_eq!(accepted.state, FollowState::Accepted);
-        assert_eq!(
-            store.accept_follower(f.id).unwrap(),
-            None,
-            "already accepted"
-        );
-        assert_eq!(store.follower_count("blog").unwrap(), 1);
-        assert_eq!(store.follower_count("ann").unwrap(), 0);
-        assert_eq!(
-            store.follower_ids("blog", 0, 10).unwrap(),
-            vec![alice.id.clone()]
-        );
+        for store in test_stores() {
+            let alice = actor("https://m.example/users/alice");
+            let f = store
+                .upsert_follower(&follow("blog", &alice, FollowState::Pending))
+                .unwrap();
+            assert_eq!(store.follower_count("blog").unwrap(), 0);
+            assert_eq!(
+                store.followers(Some(FollowState::Pending)).unwrap(),
+                vec![f.clone()]
+            );
+            let accepted = store.accept_follower(f.id).unwrap().unwrap();
+            assert_eq!(accepted.state, FollowState::Accepted);
+            assert_eq!(
+                store.accept_follower(f.id).unwrap(),
+                None,
+                "already accepted"
+            );
+            assert_eq!(store.follower_count("blog").unwrap(), 1);
+            assert_eq!(store.follower_count("ann").unwrap(), 0);
+            assert_eq!(
+                store.follower_ids("blog", 0, 10).unwrap(),
+                vec![alice.id.clone()]
+            );
+        }
     }
 
     #[test]
     fn blocked_followers_are_neither_counted_nor_listed() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = actor("https://m.example/users/alice");
-        let eve = actor("https://bad.example/users/eve");
-        let mallory = actor("https://m.example/users/mallory");
-        for who in [&alice, &eve, &mallory] {
+        for store in test_stores() {
+            let alice = actor("https://m.example/users/alice");
+            let eve = actor("https://bad.example/users/eve");
+            let mallory = actor("https://m.example/users/mallory");
+            for who in [&alice, &eve, &mallory] {
+                store
+                    .upsert_follower(&follow("blog", who, FollowState::Accepted))
+                    .unwrap();
+            }
             store
-                .upsert_follower(&follow("blog", who, FollowState::Accepted))
+                .block_domain("bad.example", BlockSource::Moderation)
                 .unwrap();
+            store.block_actor(&mallory.id, BlockSource::Config).unwrap();
+            assert_eq!(store.follower_count("blog").unwrap(), 1);
+            assert_eq!(
+                store.follower_ids("blog", 0, 10).unwrap(),
+                vec![alice.id.clone()]
+            );
+            assert_eq!(
+                store.followers(None).unwrap().len(),
+                3,
+                "kept, only not shown"
+            );
         }
-        store
-            .block_domain("bad.example", BlockSource::Moderation)
-            .unwrap();
-        store.block_actor(&mallory.id, BlockSource::Config).unwrap();
-        assert_eq!(store.follower_count("blog").unwrap(), 1);
-        assert_eq!(
-            store.follower_ids("blog", 0, 10).unwrap(),
-            vec![alice.id.clone()]
-        );
-        assert_eq!(
-            store.followers(None).unwrap().len(),
-            3,
-            "kept, only not shown"
-        );
     }
 
     #[test]
     fn undo_by_activity_id_and_by_pair() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = actor("https://m.example/users/alice");
-        store
-            .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
-            .unwrap();
-        store
-            .upsert_follower(&follow("ann", &alice, FollowState::Accepted))
-            .unwrap();
-        assert!(!store
-            .remove_follow_activity(&alice.id, "https://m.example/follows/other")
-            .unwrap());
-        assert!(store.remove_follower("ann", &alice.id).unwrap());
-        assert!(store
-            .remove_follow_activity(&alice.id, "https://m.example/follows/1")
-            .unwrap());
-        assert!(store.followers(None).unwrap().is_empty());
+        for store in test_stores() {
+            let alice = actor("https://m.example/users/alice");
+            store
+                .upsert_follower(&follow("blog", &alice, FollowState::Accepted))
+                .unwrap();
+            store
+                .upsert_follower(&follow("ann", &alice, FollowState::Accepted))
+                .unwrap();
+            assert!(!store
+                .remove_follow_activity(&alice.id, "https://m.example/follows/other")
+                .unwrap());
+            assert!(store.remove_follower("ann", &alice.id).unwrap());
+            assert!(store
+                .remove_follow_activity(&alice.id, "https://m.example/follows/1")
+                .unwrap());
+            assert!(store.followers(None).unwrap().is_empty());
+        }
     }
 
     #[test]
     fn move_carries_follows_to_the_new_actor() {
-        let store = Store::open_in_memory().unwrap();
-        let old = actor("https://old.example/users/alice");
-        let new = actor("https://new.example/users/alice");
-        store
-            .upsert_follower(&follow("blog", &old, FollowState::Accepted))
-            .unwrap();
-        store
-            .upsert_follower(&follow("ann", &old, FollowState::Pending))
-            .unwrap();
-        // The new account already follows `ann`: that row wins, the old one goes.
-        store
-            .upsert_follower(&follow("ann", &new, FollowState::Accepted))
-            .unwrap();
-        assert_eq!(store.move_follower(&old.id, &new).unwrap(), 1);
-        let rows = store.followers(None).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows.iter().all(|f| f.follower_id == new.id));
-        assert_eq!(
-            store.follower("blog", &new.id).unwrap().unwrap().inbox,
-            new.inbox
-        );
-        assert_eq!(
-            store.follower("ann", &new.id).unwrap().unwrap().state,
-            FollowState::Accepted
-        );
+        for store in test_stores() {
+            let old = actor("https://old.example/users/alice");
+            let new = actor("https://new.example/users/alice");
+            store
+                .upsert_follower(&follow("blog", &old, FollowState::Accepted))
+                .unwrap();
+            store
+                .upsert_follower(&follow("ann", &old, FollowState::Pending))
+                .unwrap();
+            // The new account already follows `ann`: that row wins, the old one goes.
+            store
+                .upsert_follower(&follow("ann", &new, FollowState::Accepted))
+                .unwrap();
+            assert_eq!(store.move_follower(&old.id, &new).unwrap(), 1);
+            let rows = store.followers(None).unwrap();
+            assert_eq!(rows.len(), 2);
+            assert!(rows.iter().all(|f| f.follower_id == new.id));
+            assert_eq!(
+                store.follower("blog", &new.id).unwrap().unwrap().inbox,
+                new.inbox
+            );
+            assert_eq!(
+                store.follower("ann", &new.id).unwrap().unwrap().state,
+                FollowState::Accepted
+            );
+        }
     }
 
     #[test]
     fn followers_for_delivery_are_accepted_and_unblocked() {
-        let store = Store::open_in_memory().unwrap();
-        follower(
-            &store,
-            "blog",
-            "https://a.example/users/1",
-            true,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://a.example/users/2",
-            true,
-            FollowState::Pending,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://bad.example/users/3",
-            true,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://c.example/users/4",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "blog",
-            "https://c.example/users/5",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "alice",
-            "https://d.example/users/6",
-            false,
-            FollowState::Accepted,
-        );
-        follower(
-            &store,
-            "carol",
-            "https://e.example/users/7",
-            false,
-            FollowState::Accepted,
-        );
-        store
-            .block_domain("bad.example", BlockSource::Moderation)
-            .unwrap();
-        store
-            .record_remote_block("https://c.example/users/5", "blog", None)
-            .unwrap();
-        let followers = store
-            .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
-            .unwrap();
-        let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
-        assert_eq!(
-            ids,
-            vec![
+        for store in test_stores() {
+            follower(
+                &store,
+                "blog",
                 "https://a.example/users/1",
+                true,
+                FollowState::Accepted,
+            );
+            follower(
+                &store,
+                "blog",
+                "https://a.example/users/2",
+                true,
+                FollowState::Pending,
+            );
+            follower(
+                &store,
+                "blog",
+                "https://bad.example/users/3",
+                true,
+                FollowState::Accepted,
+            );
+            follower(
+                &store,
+                "blog",
                 "https://c.example/users/4",
-                "https://d.example/users/6"
-            ]
-        );
-        assert_eq!(
-            followers[0].shared_inbox.as_deref(),
-            Some("https://a.example/inbox")
-        );
-        assert_eq!(followers[1].shared_inbox, None);
+                false,
+                FollowState::Accepted,
+            );
+            follower(
+                &store,
+                "blog",
+                "https://c.example/users/5",
+                false,
+                FollowState::Accepted,
+            );
+            follower(
+                &store,
+                "alice",
+                "https://d.example/users/6",
+                false,
+                FollowState::Accepted,
+            );
+            follower(
+                &store,
+                "carol",
+                "https://e.example/users/7",
+                false,
+                FollowState::Accepted,
+            );
+            store
+                .block_domain("bad.example", BlockSource::Moderation)
+                .unwrap();
+            store
+                .record_remote_block("https://c.example/users/5", "blog", None)
+                .unwrap();
+            let followers = store
+                .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
+                .unwrap();
+            let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
+            assert_eq!(
+                ids,
+                vec![
+                    "https://a.example/users/1",
+                    "https://c.example/users/4",
+                    "https://d.example/users/6"
+                ]
+            );
+            assert_eq!(
+                followers[0].shared_inbox.as_deref(),
+                Some("https://a.example/inbox")
+            );
+            assert_eq!(followers[1].shared_inbox, None);
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Weak};
 
-use super::{Shared, Store, StoreError};
+use super::{Backend, Shared, Store, StoreError};
 
 /// Units in one transaction at most: the store is locked while a batch runs, and every other
 /// caller (reads before a signature check, the delivery worker) waits for it.
@@ -38,6 +38,9 @@ impl Store {
     /// rolls back `f`'s changes only; a failed commit fails every unit of its batch.
     ///
     /// The unit is queued when this is called, not when the future is first polled.
+    ///
+    /// On PostgreSQL, whose server groups concurrent commits itself, each unit is its own
+    /// transaction on a pooled connection, run on tokio's blocking threads.
     pub fn atomically_grouped<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
@@ -45,6 +48,21 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         let (answer, result) = tokio::sync::oneshot::channel();
+        if self.is_postgres() {
+            let store = self.clone();
+            let work = move || {
+                let _ = answer.send(store.atomically(f));
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(work)),
+                Err(_) => work(),
+            }
+            return futures::future::Either::Left(async move {
+                result
+                    .await
+                    .unwrap_or(Err(E::from(StoreError::NotCommitted)))
+            });
+        }
         let unit: Unit = Box::new(move |store: &Store| {
             let out = store.atomically(f);
             Box::new(move || {
@@ -53,11 +71,11 @@ impl Store {
         });
         // Refused only when the writer thread is gone: the dropped unit then fails below.
         let _ = self.writer().units.send(unit);
-        async move {
+        futures::future::Either::Right(async move {
             result
                 .await
                 .unwrap_or(Err(E::from(StoreError::NotCommitted)))
-        }
+        })
     }
 
     fn writer(&self) -> &GroupWriter {
@@ -93,6 +111,7 @@ fn write_batches(shared: &Weak<Shared>, inbox: &Receiver<Unit>) {
             &Store {
                 shared,
                 reading: false,
+                pinned: None,
             },
             batch,
         );
@@ -100,8 +119,11 @@ fn write_batches(shared: &Weak<Shared>, inbox: &Receiver<Unit>) {
 }
 
 fn commit_batch(store: &Store, batch: Vec<Unit>) {
+    let Backend::Sqlite { conn, .. } = &store.shared.backend else {
+        return;
+    };
     // Held across the batch: `atomically` inside takes it again on this thread.
-    let _lock = store.shared.conn.lock();
+    let _lock = conn.lock();
     let mut pending: Vec<Release> = Vec::with_capacity(batch.len());
     let mut open = false;
     for unit in batch {
@@ -155,9 +177,11 @@ mod tests {
     fn seen(store: &Store) -> Vec<String> {
         store
             .with_conn(|c| {
-                c.prepare("SELECT activity_id FROM seen_activities ORDER BY activity_id")?
-                    .query_map([], |r| r.get(0))?
-                    .collect()
+                c.query_all(
+                    "SELECT activity_id FROM seen_activities ORDER BY activity_id",
+                    &[],
+                    |r| r.get(0),
+                )
             })
             .unwrap()
     }

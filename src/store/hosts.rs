@@ -4,9 +4,8 @@
 //!
 //! Times are Unix seconds, given by the caller so tests can move the clock.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
-use super::{Store, StoreError, WriteTx};
+use super::sql::{params, Conn};
+use super::{Store, StoreError};
 
 /// What a remote host's answer says about the host, for its failure tracking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +42,7 @@ impl Store {
     /// Hosts that are unavailable or have failed lately, worst first.
     pub fn troubled_hosts(&self) -> Result<Vec<HostHealth>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT h.host, h.consecutive_failures, h.failure_days, h.unavailable_since, \
                  h.next_probe_at, (SELECT COUNT(*) FROM deliveries d \
                                    WHERE d.host = h.host AND d.state = 'pending') \
@@ -51,18 +50,18 @@ impl Store {
                  OR h.unavailable_since IS NOT NULL \
                  ORDER BY h.unavailable_since IS NULL, h.failure_days DESC, \
                  h.consecutive_failures DESC, h.host",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(HostHealth {
-                    host: r.get(0)?,
-                    consecutive_failures: r.get(1)?,
-                    failure_days: r.get(2)?,
-                    unavailable_since: r.get(3)?,
-                    next_probe_at: r.get(4)?,
-                    pending: r.get(5)?,
-                })
-            })?;
-            rows.collect()
+                params![],
+                |r| {
+                    Ok(HostHealth {
+                        host: r.get(0)?,
+                        consecutive_failures: r.get(1)?,
+                        failure_days: r.get(2)?,
+                        unavailable_since: r.get(3)?,
+                        next_probe_at: r.get(4)?,
+                        pending: r.get(5)?,
+                    })
+                },
+            )
         })
     }
 
@@ -70,7 +69,7 @@ impl Store {
     /// again and its held deliveries leave now.
     pub fn mark_host_reachable(&self, host: &str, now: i64) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             host_reachable(&tx, host, now)?;
             tx.commit()
         })
@@ -78,53 +77,56 @@ impl Store {
 }
 
 /// Records a success: the host is available again and the deliveries held for it go now.
-pub(super) fn host_reachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
+pub(super) fn host_reachable(tx: &Conn, host: &str, now: i64) -> Result<(), StoreError> {
     let was_unavailable: bool = tx
-        .prepare_cached("SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1")?
-        .query_row([host], |r| r.get(0))
-        .optional()?
+        .query_opt(
+            "SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1",
+            params![host],
+            |r| r.get(0),
+        )?
         .unwrap_or(false);
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO delivery_hosts (host, last_success_at) VALUES (?1, ?2) \
          ON CONFLICT (host) DO UPDATE SET consecutive_failures = 0, failure_days = 0, \
          last_failure_day = NULL, last_success_at = ?2, unavailable_since = NULL, \
          next_probe_at = NULL",
-    )?
-    .execute(params![host, now])?;
+        params![host, now],
+    )?;
     if was_unavailable {
         // Deliveries were held until the probe time; the host is back, so they go now.
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
              AND next_attempt_at > ?2",
-        )?
-        .execute(params![host, now])?;
+            params![host, now],
+        )?;
     }
     Ok(())
 }
 
 /// Counts a failure; the host becomes unavailable after failures on
 /// `UNAVAILABLE_AFTER_FAILURE_DAYS` distinct days with no success between them.
-pub(super) fn host_unreachable(tx: &Connection, host: &str, now: i64) -> rusqlite::Result<()> {
+pub(super) fn host_unreachable(tx: &Conn, host: &str, now: i64) -> Result<(), StoreError> {
     let day = now.div_euclid(SECONDS_PER_DAY);
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO delivery_hosts (host, consecutive_failures, failure_days, \
          last_failure_day, last_failure_at) VALUES (?1, 1, 1, ?2, ?3) \
-         ON CONFLICT (host) DO UPDATE SET consecutive_failures = consecutive_failures + 1, \
-         failure_days = failure_days + (COALESCE(last_failure_day, -1) != ?2), \
+         ON CONFLICT (host) DO UPDATE SET \
+         consecutive_failures = delivery_hosts.consecutive_failures + 1, \
+         failure_days = delivery_hosts.failure_days \
+             + CASE WHEN COALESCE(delivery_hosts.last_failure_day, -1) != ?2 THEN 1 ELSE 0 END, \
          last_failure_day = ?2, last_failure_at = ?3",
-    )?
-    .execute(params![host, day, now])?;
-    let became_unavailable = tx
-        .prepare_cached(
-            "UPDATE delivery_hosts SET unavailable_since = ?2, next_probe_at = ?4 \
-             WHERE host = ?1 AND unavailable_since IS NULL AND failure_days >= ?3",
-        )?
-        .execute(params![
+        params![host, day, now],
+    )?;
+    let became_unavailable = tx.execute(
+        "UPDATE delivery_hosts SET unavailable_since = ?2, next_probe_at = ?4 \
+         WHERE host = ?1 AND unavailable_since IS NULL AND failure_days >= ?3",
+        params![
             host,
             now,
             UNAVAILABLE_AFTER_FAILURE_DAYS,
             now + PROBE_INTERVAL_SECS
-        ])?;
+        ],
+    )?;
     if became_unavailable > 0 {
         hold_host(tx, host, now + PROBE_INTERVAL_SECS, now)?;
     }
@@ -132,12 +134,12 @@ pub(super) fn host_unreachable(tx: &Connection, host: &str, now: i64) -> rusqlit
 }
 
 /// Moves the host's pending deliveries (but those leased right now) to `until`.
-pub(super) fn hold_host(tx: &Connection, host: &str, until: i64, now: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+pub(super) fn hold_host(tx: &Conn, host: &str, until: i64, now: i64) -> Result<(), StoreError> {
+    tx.execute(
         "UPDATE deliveries SET next_attempt_at = ?2 WHERE host = ?1 AND state = 'pending' \
          AND next_attempt_at < ?2 AND lease_until <= ?3",
-    )?
-    .execute(params![host, until, now])?;
+        params![host, until, now],
+    )?;
     Ok(())
 }
 
@@ -146,151 +148,155 @@ mod tests {
     use super::*;
     use crate::store::queue::tests::{activity, claim, finish, NOW};
     use crate::store::queue::Attempt;
+    use crate::store::test_stores;
 
     #[test]
     fn a_host_failing_seven_days_is_unavailable_until_a_probe_succeeds() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("a", None, &["https://down.example/inbox"]), NOW)?;
-                q.enqueue(&activity("b", None, &["https://down.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let day = 86_400;
-        for n in 0..7 {
-            let now = NOW + n * day;
-            let claimed = claim(&store, 10, now);
-            assert_eq!(claimed.len(), 2, "day {n}");
-            for d in &claimed {
-                finish(
-                    &store,
-                    d,
-                    Attempt::Retry {
-                        status: None,
-                        error: "timeout".into(),
-                        next_attempt_at: now + day,
-                    },
-                    HostSignal::Unreachable,
-                    now,
-                );
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("a", None, &["https://down.example/inbox"]), NOW)?;
+                    q.enqueue(&activity("b", None, &["https://down.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let day = 86_400;
+            for n in 0..7 {
+                let now = NOW + n * day;
+                let claimed = claim(&store, 10, now);
+                assert_eq!(claimed.len(), 2, "day {n}");
+                for d in &claimed {
+                    finish(
+                        &store,
+                        d,
+                        Attempt::Retry {
+                            status: None,
+                            error: "timeout".into(),
+                            next_attempt_at: now + day,
+                        },
+                        HostSignal::Unreachable,
+                        now,
+                    );
+                }
             }
+            let hosts = store.troubled_hosts().unwrap();
+            assert_eq!(hosts.len(), 1);
+            assert_eq!(hosts[0].failure_days, 7);
+            assert_eq!(hosts[0].unavailable_since, Some(NOW + 6 * day));
+            let probe_at = NOW + 6 * day + PROBE_INTERVAL_SECS;
+            assert_eq!(hosts[0].next_probe_at, Some(probe_at));
+            assert_eq!(store.queue_counts(NOW + 7 * day).unwrap().held, 2);
+            // New deliveries for the host wait for the probe too.
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(
+                        &activity("c", None, &["https://down.example/inbox"]),
+                        NOW + 7 * day - 10,
+                    )
+                })
+                .unwrap();
+            assert!(claim(&store, 10, probe_at - 1).is_empty());
+            let probe = claim(&store, 10, probe_at);
+            assert_eq!(probe.len(), 1, "one probe at a time");
+            finish(
+                &store,
+                &probe[0],
+                Attempt::Delivered { status: 202 },
+                HostSignal::Reachable,
+                probe_at + 1,
+            );
+            assert!(store.troubled_hosts().unwrap().is_empty());
+            assert_eq!(claim(&store, 10, probe_at + 1).len(), 2);
         }
-        let hosts = store.troubled_hosts().unwrap();
-        assert_eq!(hosts.len(), 1);
-        assert_eq!(hosts[0].failure_days, 7);
-        assert_eq!(hosts[0].unavailable_since, Some(NOW + 6 * day));
-        let probe_at = NOW + 6 * day + PROBE_INTERVAL_SECS;
-        assert_eq!(hosts[0].next_probe_at, Some(probe_at));
-        assert_eq!(store.queue_counts(NOW + 7 * day).unwrap().held, 2);
-        // New deliveries for the host wait for the probe too.
-        store
-            .queue_transaction(|q| {
-                q.enqueue(
-                    &activity("c", None, &["https://down.example/inbox"]),
-                    NOW + 7 * day - 10,
-                )
-            })
-            .unwrap();
-        assert!(claim(&store, 10, probe_at - 1).is_empty());
-        let probe = claim(&store, 10, probe_at);
-        assert_eq!(probe.len(), 1, "one probe at a time");
-        finish(
-            &store,
-            &probe[0],
-            Attempt::Delivered { status: 202 },
-            HostSignal::Reachable,
-            probe_at + 1,
-        );
-        assert!(store.troubled_hosts().unwrap().is_empty());
-        assert_eq!(claim(&store, 10, probe_at + 1).len(), 2);
     }
 
     #[test]
     fn failures_on_one_day_count_once_and_a_success_resets_them() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("a", None, &["https://flaky.example/inbox"]), NOW)
-            })
-            .unwrap();
-        for n in 0..3 {
-            let claimed = claim(&store, 10, NOW + n * 100);
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("a", None, &["https://flaky.example/inbox"]), NOW)
+                })
+                .unwrap();
+            for n in 0..3 {
+                let claimed = claim(&store, 10, NOW + n * 100);
+                finish(
+                    &store,
+                    &claimed[0],
+                    Attempt::Retry {
+                        status: Some(503),
+                        error: "503".into(),
+                        next_attempt_at: NOW + (n + 1) * 100,
+                    },
+                    HostSignal::Unreachable,
+                    NOW + n * 100,
+                );
+            }
+            let hosts = store.troubled_hosts().unwrap();
+            assert_eq!(
+                (hosts[0].consecutive_failures, hosts[0].failure_days),
+                (3, 1)
+            );
+            let claimed = claim(&store, 10, NOW + 300);
             finish(
                 &store,
                 &claimed[0],
-                Attempt::Retry {
-                    status: Some(503),
-                    error: "503".into(),
-                    next_attempt_at: NOW + (n + 1) * 100,
-                },
-                HostSignal::Unreachable,
-                NOW + n * 100,
+                Attempt::Delivered { status: 200 },
+                HostSignal::Reachable,
+                NOW + 300,
             );
+            assert!(store.troubled_hosts().unwrap().is_empty());
         }
-        let hosts = store.troubled_hosts().unwrap();
-        assert_eq!(
-            (hosts[0].consecutive_failures, hosts[0].failure_days),
-            (3, 1)
-        );
-        let claimed = claim(&store, 10, NOW + 300);
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Delivered { status: 200 },
-            HostSignal::Reachable,
-            NOW + 300,
-        );
-        assert!(store.troubled_hosts().unwrap().is_empty());
     }
 
     #[test]
     fn a_host_failing_in_a_row_cools_off() {
-        let store = Store::open_in_memory().unwrap();
-        let inboxes: Vec<String> = (0..12)
-            .map(|i| format!("https://slow.example/u/{i}/inbox"))
-            .collect();
-        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
-        store
-            .queue_transaction(|q| q.enqueue(&activity("a", None, &refs), NOW))
-            .unwrap();
-        for round in 0..3 {
-            let claimed = claim(&store, 4, NOW);
-            assert!(claimed.iter().all(|d| !d.host_cooling), "round {round}");
-            for d in &claimed {
-                finish(
-                    &store,
-                    d,
-                    Attempt::Retry {
-                        status: None,
-                        error: "timeout".into(),
-                        next_attempt_at: NOW + 1000,
-                    },
-                    HostSignal::Unreachable,
-                    NOW,
-                );
+        for store in test_stores() {
+            let inboxes: Vec<String> = (0..12)
+                .map(|i| format!("https://slow.example/u/{i}/inbox"))
+                .collect();
+            let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
+            store
+                .queue_transaction(|q| q.enqueue(&activity("a", None, &refs), NOW))
+                .unwrap();
+            for round in 0..3 {
+                let claimed = claim(&store, 4, NOW);
+                assert!(claimed.iter().all(|d| !d.host_cooling), "round {round}");
+                for d in &claimed {
+                    finish(
+                        &store,
+                        d,
+                        Attempt::Retry {
+                            status: None,
+                            error: "timeout".into(),
+                            next_attempt_at: NOW + 1000,
+                        },
+                        HostSignal::Unreachable,
+                        NOW,
+                    );
+                }
             }
+            // 12 failures in a row (threshold 10): the next claims within 60 s are marked.
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("b", None, &["https://slow.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let claimed = claim(&store, 4, NOW + 59);
+            assert_eq!(claimed.len(), 1);
+            assert!(claimed[0].host_cooling);
+            finish(
+                &store,
+                &claimed[0],
+                Attempt::Retry {
+                    status: None,
+                    error: "cooling".into(),
+                    next_attempt_at: NOW + 100,
+                },
+                HostSignal::Unknown,
+                NOW + 59,
+            );
+            let claimed = claim(&store, 4, NOW + 100);
+            assert!(!claimed[0].host_cooling);
         }
-        // 12 failures in a row (threshold 10): the next claims within 60 s are marked.
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("b", None, &["https://slow.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let claimed = claim(&store, 4, NOW + 59);
-        assert_eq!(claimed.len(), 1);
-        assert!(claimed[0].host_cooling);
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Retry {
-                status: None,
-                error: "cooling".into(),
-                next_attempt_at: NOW + 100,
-            },
-            HostSignal::Unknown,
-            NOW + 59,
-        );
-        let claimed = claim(&store, 4, NOW + 100);
-        assert!(!claimed[0].host_cooling);
     }
 }

@@ -1,20 +1,19 @@
 //! What the build shows under each post: visible replies, threaded, and who liked or boosted.
 
-use rusqlite::Connection;
-
 use super::blocks::not_blocked;
 use super::replies::{from_row, COLUMNS};
+use super::sql::{params, Conn};
 use super::{Store, StoreError};
 use crate::interactions::{thread, Interactions, PostInteractions, QuotedBy, Reactor};
 
-fn quoted_by(c: &Connection, post_id: &str) -> rusqlite::Result<Vec<QuotedBy>> {
-    let mut stmt = c.prepare_cached(&format!(
+fn quoted_by(c: &Conn, post_id: &str) -> Result<Vec<QuotedBy>, StoreError> {
+    let sql = format!(
         "SELECT q.actor_id, a.name, a.url, a.avatar, q.url FROM received_quotes q \
          LEFT JOIN remote_actors a ON a.id = q.actor_id \
          WHERE q.post_id = ?1 AND {} ORDER BY q.created_at, q.quote_id",
         not_blocked("q.actor_host", "q.actor_id")
-    ))?;
-    let rows = stmt.query_map([post_id], |r| {
+    );
+    c.query_all(&sql, params![post_id], |r| {
         let actor_id: String = r.get(0)?;
         let name: Option<String> = r.get(1)?;
         let actor_url: Option<String> = r.get(2)?;
@@ -25,18 +24,17 @@ fn quoted_by(c: &Connection, post_id: &str) -> rusqlite::Result<Vec<QuotedBy>> {
             url: r.get(4)?,
             actor_id,
         })
-    })?;
-    rows.collect()
+    })
 }
 
-fn reactors(c: &Connection, post_id: &str, kind: &str) -> rusqlite::Result<Vec<Reactor>> {
-    let mut stmt = c.prepare_cached(&format!(
+fn reactors(c: &Conn, post_id: &str, kind: &str) -> Result<Vec<Reactor>, StoreError> {
+    let sql = format!(
         "SELECT x.actor_id, a.name, a.url, a.avatar FROM reactions x \
          LEFT JOIN remote_actors a ON a.id = x.actor_id \
          WHERE x.object_id = ?1 AND x.kind = ?2 AND {} ORDER BY x.created_at, x.actor_id",
         not_blocked("x.actor_host", "x.actor_id")
-    ))?;
-    let rows = stmt.query_map([post_id, kind], |r| {
+    );
+    c.query_all(&sql, params![post_id, kind], |r| {
         let actor_id: String = r.get(0)?;
         // An actor whose document is no longer cached is still counted, shown by its id.
         let name: Option<String> = r.get(1)?;
@@ -47,19 +45,15 @@ fn reactors(c: &Connection, post_id: &str, kind: &str) -> rusqlite::Result<Vec<R
             avatar: r.get(3)?,
             actor_id,
         })
-    })?;
-    rows.collect()
+    })
 }
 
-fn post_interactions(c: &Connection, post_id: &str) -> rusqlite::Result<PostInteractions> {
-    let mut stmt = c.prepare_cached(&format!(
+fn post_interactions(c: &Conn, post_id: &str) -> Result<PostInteractions, StoreError> {
+    let sql = format!(
         "SELECT {COLUMNS} FROM replies r WHERE r.root_id = ?1 AND r.state = 'visible' AND {}",
         not_blocked("r.author_host", "r.author_id")
-    ))?;
-    let replies = stmt
-        .query_map([post_id], from_row)?
-        .map(|row| row.map(|stored| stored.reply))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    );
+    let replies = c.query_all(&sql, params![post_id], |r| from_row(r).map(|s| s.reply))?;
     Ok(PostInteractions {
         replies: thread(post_id, replies),
         likes: reactors(c, post_id, "Like")?,
@@ -90,12 +84,12 @@ impl Store {
     /// Every post id that has a visible reply, a reaction or a quote.
     fn ids_with_interactions(&self) -> Result<Vec<String>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query_all(
                 "SELECT root_id FROM replies WHERE state = 'visible' \
                  UNION SELECT object_id FROM reactions UNION SELECT post_id FROM received_quotes",
-            )?;
-            let ids = stmt.query_map([], |r| r.get(0))?;
-            ids.collect()
+                params![],
+                |r| r.get(0),
+            )
         })
     }
 
@@ -118,6 +112,7 @@ mod tests {
     use crate::store::actors::tests::actor;
     use crate::store::reactions::ReactionKind;
     use crate::store::replies::tests::reply;
+    use crate::store::test_stores;
     use crate::store::{BlockSource, NewReply, ReplyState};
 
     const POST: &str = "https://blog.example/ap/posts/a.json";
@@ -135,165 +130,169 @@ mod tests {
 
     #[test]
     fn all_interactions_lists_every_post_with_something_shown() {
-        let store = Store::open_in_memory().unwrap();
-        assert!(store.all_interactions().unwrap().is_empty());
-        let alice = "https://m.example/users/alice";
-        insert(
-            &store,
-            "https://m.example/n/1",
-            POST,
-            alice,
-            1,
-            ReplyState::Visible,
-        );
-        store
-            .add_reaction("https://m.example/like/1", alice, OTHER, ReactionKind::Like)
-            .unwrap();
-        let all = store.all_interactions().unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[POST].replies.len(), 1);
-        assert_eq!(all[OTHER].likes.len(), 1);
+        for store in test_stores() {
+            assert!(store.all_interactions().unwrap().is_empty());
+            let alice = "https://m.example/users/alice";
+            insert(
+                &store,
+                "https://m.example/n/1",
+                POST,
+                alice,
+                1,
+                ReplyState::Visible,
+            );
+            store
+                .add_reaction("https://m.example/like/1", alice, OTHER, ReactionKind::Like)
+                .unwrap();
+            let all = store.all_interactions().unwrap();
+            assert_eq!(all.len(), 2);
+            assert_eq!(all[POST].replies.len(), 1);
+            assert_eq!(all[OTHER].likes.len(), 1);
+        }
     }
 
     #[test]
     fn threads_visible_replies_and_drops_hidden_pending_and_blocked() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = "https://m.example/users/alice";
-        let eve = "https://bad.example/users/eve";
-        insert(
-            &store,
-            "https://m.example/n/1",
-            POST,
-            alice,
-            1,
-            ReplyState::Visible,
-        );
-        insert(
-            &store,
-            "https://m.example/n/2",
-            POST,
-            alice,
-            2,
-            ReplyState::Pending,
-        );
-        insert(
-            &store,
-            "https://m.example/n/3",
-            "https://m.example/n/1",
-            alice,
-            3,
-            ReplyState::Visible,
-        );
-        insert(
-            &store,
-            "https://m.example/n/4",
-            POST,
-            alice,
-            4,
-            ReplyState::Hidden,
-        );
-        insert(
-            &store,
-            "https://m.example/n/5",
-            "https://m.example/n/4",
-            alice,
-            5,
-            ReplyState::Visible,
-        );
-        insert(
-            &store,
-            "https://bad.example/n/6",
-            POST,
-            eve,
-            6,
-            ReplyState::Visible,
-        );
-        store
-            .block_domain("bad.example", BlockSource::Config)
-            .unwrap();
+        for store in test_stores() {
+            let alice = "https://m.example/users/alice";
+            let eve = "https://bad.example/users/eve";
+            insert(
+                &store,
+                "https://m.example/n/1",
+                POST,
+                alice,
+                1,
+                ReplyState::Visible,
+            );
+            insert(
+                &store,
+                "https://m.example/n/2",
+                POST,
+                alice,
+                2,
+                ReplyState::Pending,
+            );
+            insert(
+                &store,
+                "https://m.example/n/3",
+                "https://m.example/n/1",
+                alice,
+                3,
+                ReplyState::Visible,
+            );
+            insert(
+                &store,
+                "https://m.example/n/4",
+                POST,
+                alice,
+                4,
+                ReplyState::Hidden,
+            );
+            insert(
+                &store,
+                "https://m.example/n/5",
+                "https://m.example/n/4",
+                alice,
+                5,
+                ReplyState::Visible,
+            );
+            insert(
+                &store,
+                "https://bad.example/n/6",
+                POST,
+                eve,
+                6,
+                ReplyState::Visible,
+            );
+            store
+                .block_domain("bad.example", BlockSource::Config)
+                .unwrap();
 
-        let found = store.post_interactions(POST).unwrap();
-        let got: Vec<(&str, usize)> = found
-            .replies
-            .iter()
-            .map(|r| (r.id.as_str(), r.depth))
-            .collect();
-        assert_eq!(
-            got,
-            vec![("https://m.example/n/1", 0), ("https://m.example/n/3", 1)]
-        );
+            let found = store.post_interactions(POST).unwrap();
+            let got: Vec<(&str, usize)> = found
+                .replies
+                .iter()
+                .map(|r| (r.id.as_str(), r.depth))
+                .collect();
+            assert_eq!(
+                got,
+                vec![("https://m.example/n/1", 0), ("https://m.example/n/3", 1)]
+            );
+        }
     }
 
     #[test]
     fn reactions_carry_the_cached_actor_and_skip_blocked_actors() {
-        let store = Store::open_in_memory().unwrap();
-        let alice = actor("https://m.example/users/alice");
-        store.cache_actor(&alice).unwrap();
-        let uncached = "https://o.example/users/bob";
-        let blocked = "https://o.example/users/eve";
-        store
-            .add_reaction("https://m.example/l/1", &alice.id, POST, ReactionKind::Like)
-            .unwrap();
-        store
-            .add_reaction("https://o.example/l/2", uncached, POST, ReactionKind::Like)
-            .unwrap();
-        store
-            .add_reaction("https://o.example/l/3", blocked, POST, ReactionKind::Like)
-            .unwrap();
-        store
-            .add_reaction(
-                "https://m.example/b/1",
-                &alice.id,
-                OTHER,
-                ReactionKind::Announce,
-            )
-            .unwrap();
-        store.block_actor(blocked, BlockSource::Moderation).unwrap();
+        for store in test_stores() {
+            let alice = actor("https://m.example/users/alice");
+            store.cache_actor(&alice).unwrap();
+            let uncached = "https://o.example/users/bob";
+            let blocked = "https://o.example/users/eve";
+            store
+                .add_reaction("https://m.example/l/1", &alice.id, POST, ReactionKind::Like)
+                .unwrap();
+            store
+                .add_reaction("https://o.example/l/2", uncached, POST, ReactionKind::Like)
+                .unwrap();
+            store
+                .add_reaction("https://o.example/l/3", blocked, POST, ReactionKind::Like)
+                .unwrap();
+            store
+                .add_reaction(
+                    "https://m.example/b/1",
+                    &alice.id,
+                    OTHER,
+                    ReactionKind::Announce,
+                )
+                .unwrap();
+            store.block_actor(blocked, BlockSource::Moderation).unwrap();
 
-        let all = store
-            .interactions(&[
-                POST.to_string(),
-                OTHER.to_string(),
-                "https://blog.example/ap/posts/none.json".to_string(),
-            ])
-            .unwrap();
-        assert_eq!(all.len(), 2, "posts without interactions are left out");
-        let likes = &all[POST].likes;
-        assert_eq!(likes.len(), 2);
-        assert!(likes.iter().any(|r| r.actor_id == alice.id
-            && r.name == alice.name
-            && r.url == alice.url
-            && r.avatar == alice.avatar));
-        assert!(likes
-            .iter()
-            .any(|r| r.actor_id == uncached && r.url == uncached));
-        assert!(all[POST].boosts.is_empty());
-        assert_eq!(all[OTHER].boosts.len(), 1);
-        assert!(all[OTHER].likes.is_empty());
+            let all = store
+                .interactions(&[
+                    POST.to_string(),
+                    OTHER.to_string(),
+                    "https://blog.example/ap/posts/none.json".to_string(),
+                ])
+                .unwrap();
+            assert_eq!(all.len(), 2, "posts without interactions are left out");
+            let likes = &all[POST].likes;
+            assert_eq!(likes.len(), 2);
+            assert!(likes.iter().any(|r| r.actor_id == alice.id
+                && r.name == alice.name
+                && r.url == alice.url
+                && r.avatar == alice.avatar));
+            assert!(likes
+                .iter()
+                .any(|r| r.actor_id == uncached && r.url == uncached));
+            assert!(all[POST].boosts.is_empty());
+            assert_eq!(all[OTHER].boosts.len(), 1);
+            assert!(all[OTHER].likes.is_empty());
+        }
     }
 
     #[test]
     fn purging_a_domain_empties_its_interactions() {
-        let store = Store::open_in_memory().unwrap();
-        let eve = "https://bad.example/users/eve";
-        insert(
-            &store,
-            "https://bad.example/n/1",
-            POST,
-            eve,
-            1,
-            ReplyState::Visible,
-        );
-        store
-            .add_reaction("https://bad.example/l/1", eve, POST, ReactionKind::Like)
-            .unwrap();
-        let purged = store.purge_domain("bad.example").unwrap();
-        assert_eq!(purged.replies_hidden, 1);
-        assert_eq!(purged.reactions, 1);
-        assert_eq!(
-            store.post_interactions(POST).unwrap(),
-            PostInteractions::default()
-        );
-        assert_eq!(store.replies(Some(ReplyState::Hidden)).unwrap().len(), 1);
+        for store in test_stores() {
+            let eve = "https://bad.example/users/eve";
+            insert(
+                &store,
+                "https://bad.example/n/1",
+                POST,
+                eve,
+                1,
+                ReplyState::Visible,
+            );
+            store
+                .add_reaction("https://bad.example/l/1", eve, POST, ReactionKind::Like)
+                .unwrap();
+            let purged = store.purge_domain("bad.example").unwrap();
+            assert_eq!(purged.replies_hidden, 1);
+            assert_eq!(purged.reactions, 1);
+            assert_eq!(
+                store.post_interactions(POST).unwrap(),
+                PostInteractions::default()
+            );
+            assert_eq!(store.replies(Some(ReplyState::Hidden)).unwrap().len(), 1);
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! SQLite persistence for everything dynamic: followers, replies, reactions, quote
-//! authorizations, blocks, flags,
+//! Persistence for everything dynamic, in SQLite (the default, one file beside the site) or
+//! PostgreSQL (`postgres`, shared by several inbox processes): followers, replies, reactions,
+//! quote authorizations, blocks, flags,
 //! the remote actor cache, the outbound delivery queue (`queue`), the health of the hosts it
 //! sends to (`hosts`) and the state of published posts (`published`).
 //!
@@ -9,27 +10,39 @@
 //! `relais moderate` read while the inbox service writes, and lets [`Store::read`] use a
 //! second, read-only connection that waits for no writer. Concurrent requests' transactions
 //! can be committed together (`group`, [`Store::atomically_grouped`]).
+//!
+//! Every query is written once, over the thin SQL layer of `sql` ([`sql::Conn`]); on
+//! PostgreSQL each call takes a connection of a small pool (`postgres`), and
+//! [`Store::atomically`] keeps one for its whole transaction.
 
 mod actors;
 mod blocks;
+pub mod copy;
 mod followers;
 mod group;
 mod hosts;
 mod interactions;
 mod moves;
+mod postgres;
 mod published;
 pub mod queue;
 mod quotes;
 mod reactions;
 mod replies;
+pub(crate) mod sql;
+#[cfg(test)]
+pub(crate) mod testdb;
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, ReentrantMutex};
-use rusqlite::{Connection, OpenFlags, Savepoint, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
+
+pub use self::postgres::{redact_url, StoreLocation};
+use self::postgres::{Pool, PooledConn};
+use sql::{params, Conn, PgConn};
 
 #[cfg(test)]
 pub(crate) use actors::tests::actor as test_actor;
@@ -53,8 +66,20 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("store: the connection is already in use by this thread")]
-    Reentered,
+    #[error("store: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
+    /// The PostgreSQL server at `url` (password hidden) cannot be reached.
+    #[error("{url}: cannot connect to the store: {source}")]
+    Connect {
+        url: String,
+        source: ::postgres::Error,
+    },
+    #[error("store: column {index}: {detail}")]
+    Conversion { index: usize, detail: String },
+    #[error("store: the query returned no row")]
+    NoRow,
+    #[error("store: {0}")]
+    Invalid(String),
     #[error("store: schema version {found} is newer than this relais knows ({known})")]
     TooNew { found: i64, known: i64 },
     /// A grouped unit of work whose transaction could not be committed (see the log).
@@ -282,24 +307,35 @@ DROP TABLE IF EXISTS queue_schema;
 "#,
 ];
 
-/// Handle on the SQLite store; clones share one connection.
+/// Handle on the store; clones share its connections.
 ///
-/// The lock is reentrant so that [`Store::atomically`] can hold it for a whole unit of work
-/// while the store's methods, called inside, take it again on the same thread.
+/// On SQLite, the lock is reentrant so that [`Store::atomically`] can hold it for a whole
+/// unit of work while the store's methods, called inside, take it again on the same thread.
+/// On PostgreSQL, `atomically` hands its work a handle pinned to the pooled connection
+/// that holds the transaction.
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
     /// Whether this handle's calls go to the read-only connection ([`Store::read`]).
     reading: bool,
+    /// The PostgreSQL connection of the transaction this handle works in.
+    pinned: Option<Arc<PgConn>>,
 }
 
 struct Shared {
-    conn: ReentrantMutex<RefCell<Connection>>,
-    /// Read-only connection to the same file (none in memory): under WAL its reads see the
-    /// last commit without waiting for the writer's lock.
-    reader: Option<Mutex<Connection>>,
+    backend: Backend,
     /// The group-commit writer (`Store::atomically_grouped`), started on first use.
     writer: OnceLock<group::GroupWriter>,
+}
+
+enum Backend {
+    Sqlite {
+        conn: ReentrantMutex<Connection>,
+        /// Read-only connection to the same file (none in memory): under WAL its reads see
+        /// the last commit without waiting for the writer's lock.
+        reader: Option<Mutex<Connection>>,
+    },
+    Postgres(Pool),
 }
 
 impl std::fmt::Debug for Store {
@@ -309,7 +345,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    /// Opens (creating if needed) the SQLite store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open {
             path: path.to_path_buf(),
@@ -327,18 +363,53 @@ impl Store {
         Store::init(conn, Some(path))
     }
 
+    /// Opens the store where the configuration puts it: a SQLite file or a PostgreSQL URL.
+    pub fn open_location(location: &StoreLocation) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Path(path) => Store::open(path),
+            StoreLocation::Url(url) => Store::connect(url),
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url` and brings its schema up to date (under
+    /// an advisory lock, so replicas starting together migrate once).
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        let pool = Pool::new(url)?;
+        {
+            let conn = pool.get()?;
+            postgres::migrate(&Conn::Pg(&conn))?;
+        }
+        Ok(Store::from_backend(Backend::Postgres(pool)))
+    }
+
     pub fn open_in_memory() -> Result<Store, StoreError> {
         Store::init(Connection::open_in_memory()?, None)
     }
 
+    fn from_backend(backend: Backend) -> Store {
+        Store {
+            shared: Arc::new(Shared {
+                backend,
+                writer: OnceLock::new(),
+            }),
+            reading: false,
+            pinned: None,
+        }
+    }
+
+    /// Whether the store is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.shared.backend, Backend::Postgres(_))
+    }
+
     /// `reader_path`: the file to open the read-only connection on, once migrated.
-    fn init(mut conn: Connection, reader_path: Option<&Path>) -> Result<Store, StoreError> {
+    fn init(conn: Connection, reader_path: Option<&Path>) -> Result<Store, StoreError> {
         // Build, moderate and the inbox may write at the same moment: wait rather than fail.
         conn.busy_timeout(Duration::from_secs(5))?;
         // Room for every statement of the hot paths (`prepare_cached`).
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(128);
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn)?;
+        migrate(&conn)?;
         let reader = match reader_path {
             Some(path) => {
                 let reader = Connection::open_with_flags(
@@ -350,32 +421,52 @@ impl Store {
                     source,
                 })?;
                 reader.busy_timeout(Duration::from_secs(5))?;
-                reader.set_prepared_statement_cache_capacity(32);
+                reader.set_prepared_statement_cache_capacity(64);
                 Some(Mutex::new(reader))
             }
             None => None,
         };
-        Ok(Store {
-            shared: Arc::new(Shared {
-                conn: ReentrantMutex::new(RefCell::new(conn)),
-                reader,
-                writer: OnceLock::new(),
-            }),
-            reading: false,
-        })
+        Ok(Store::from_backend(Backend::Sqlite {
+            conn: ReentrantMutex::new(conn),
+            reader,
+        }))
     }
 
-    /// Runs `f` with the connection; for the store's sibling modules.
+    /// Runs `f` with a connection; for the store's sibling modules.
     pub(crate) fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+        f: impl FnOnce(&Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let (true, Some(reader)) = (self.reading, &self.shared.reader) {
-            return Ok(f(&mut reader.lock())?);
+        match &self.shared.backend {
+            Backend::Sqlite { conn, reader } => {
+                if let (true, Some(reader)) = (self.reading, reader) {
+                    return f(&Conn::Sqlite(&reader.lock()));
+                }
+                f(&Conn::Sqlite(&conn.lock()))
+            }
+            Backend::Postgres(pool) => match &self.pinned {
+                Some(pinned) => f(&Conn::Pg(pinned)),
+                None => {
+                    let conn = pool.get()?;
+                    f(&Conn::Pg(&conn))
+                }
+            },
         }
-        let guard = self.shared.conn.lock();
-        let mut conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
-        Ok(f(&mut conn)?)
+    }
+
+    /// Like [`Store::with_conn`] for a unit that is its own transaction: on PostgreSQL a
+    /// deadlock or serialization failure (concurrent workers) is retried once.
+    pub(crate) fn with_conn_retried<T>(
+        &self,
+        f: impl Fn(&Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.with_conn(&f) {
+            Err(e) if self.pinned.is_none() && postgres::is_transient(&e) => {
+                tracing::debug!("store: retrying after {e}");
+                self.with_conn(&f)
+            }
+            other => other,
+        }
     }
 
     /// Runs `f` with a handle whose calls read the last committed state through the
@@ -388,39 +479,61 @@ impl Store {
         f(&Store {
             shared: self.shared.clone(),
             reading: true,
+            pinned: self.pinned.clone(),
         })
     }
 
     /// Runs `f` as one write transaction: every store call inside commits together when `f`
     /// returns `Ok`, and none does when it returns `Err` or panics. Other threads wait for
-    /// the store meanwhile, so `f` must not wait on the network. Nested calls become
-    /// savepoints of the outer transaction.
+    /// the store meanwhile (on SQLite), so `f` must not wait on the network. Nested calls
+    /// become savepoints of the outer transaction. On PostgreSQL, `f` must call the store
+    /// through the handle it is given: that handle holds the transaction's connection.
     pub fn atomically<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, E>,
     ) -> Result<T, E> {
-        let guard = self.shared.conn.lock();
-        let nested = {
-            let conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
-            let nested = !conn.is_autocommit();
-            let begin = if nested {
-                "SAVEPOINT relais_atomically"
-            } else {
-                // IMMEDIATE: take the write lock first, so the commit cannot be refused
-                // because another process wrote since our first read.
-                "BEGIN IMMEDIATE"
-            };
-            conn.execute_batch(begin).map_err(StoreError::from)?;
-            nested
-        };
-        let mut open = OpenTransaction {
-            conn: &guard,
-            nested,
-            finished: false,
-        };
-        let out = f(self)?;
-        open.commit()?;
-        Ok(out)
+        match &self.shared.backend {
+            Backend::Sqlite { conn, .. } => {
+                let guard = conn.lock();
+                let tx = Conn::Sqlite(&guard).begin()?;
+                let out = f(self)?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres(pool) => {
+                // Outside a transaction: one connection of the pool, held until the end.
+                let pooled = match self.pinned {
+                    Some(_) => None,
+                    None => Some(pool.get()?),
+                };
+                let conn = self
+                    .pinned
+                    .clone()
+                    .or_else(|| pooled.as_ref().map(PooledConn::shared))
+                    .ok_or_else(|| StoreError::Invalid("no connection".into()))?;
+                let pinned = Store {
+                    shared: self.shared.clone(),
+                    reading: false,
+                    pinned: Some(conn.clone()),
+                };
+                let tx = Conn::Pg(&conn).begin()?;
+                let out = f(&pinned)?;
+                tx.commit()?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs `f` with the SQLite connection, for tests of SQLite's own schema.
+    #[cfg(test)]
+    fn with_sqlite<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        match &self.shared.backend {
+            Backend::Sqlite { conn, .. } => Ok(f(&conn.lock())?),
+            Backend::Postgres(_) => Err(StoreError::Invalid("not a SQLite store".into())),
+        }
     }
 
     /// Runs SQL without parameters or results; for the group writer.
@@ -430,18 +543,17 @@ impl Store {
 
     /// Whether no transaction is open (SQLite rolls one back by itself on some errors).
     fn in_autocommit(&self) -> bool {
-        self.with_conn(|c| Ok(c.is_autocommit())).unwrap_or(false)
+        self.with_conn(|c| Ok(!c.in_transaction())).unwrap_or(false)
     }
 
     /// Records an activity id; false when it was already seen, so the caller skips it.
     pub fn mark_seen(&self, activity_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            let inserted = c
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO seen_activities (activity_id, received_at) \
-                     VALUES (?1, ?2)",
-                )?
-                .execute((activity_id, now()))?;
+            let inserted = c.execute(
+                "INSERT INTO seen_activities (activity_id, received_at) VALUES (?1, ?2) \
+                 ON CONFLICT DO NOTHING",
+                params![activity_id, now()],
+            )?;
             Ok(inserted == 1)
         })
     }
@@ -451,94 +563,13 @@ impl Store {
         self.with_conn(|c| {
             c.execute(
                 "DELETE FROM seen_activities WHERE received_at < ?1",
-                [before],
+                params![before],
             )
         })
     }
 }
 
-/// The transaction `Store::atomically` opened; rolled back when dropped unfinished (an
-/// error or a panic in the work).
-struct OpenTransaction<'g> {
-    conn: &'g RefCell<Connection>,
-    nested: bool,
-    finished: bool,
-}
-
-impl OpenTransaction<'_> {
-    fn commit(&mut self) -> Result<(), StoreError> {
-        let conn = self
-            .conn
-            .try_borrow_mut()
-            .map_err(|_| StoreError::Reentered)?;
-        let end = if self.nested {
-            "RELEASE relais_atomically"
-        } else {
-            "COMMIT"
-        };
-        conn.execute_batch(end)?;
-        self.finished = true;
-        Ok(())
-    }
-}
-
-impl Drop for OpenTransaction<'_> {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let Ok(conn) = self.conn.try_borrow_mut() else {
-            return;
-        };
-        let undo = if self.nested {
-            "ROLLBACK TO relais_atomically; RELEASE relais_atomically"
-        } else {
-            "ROLLBACK"
-        };
-        if let Err(e) = conn.execute_batch(undo) {
-            tracing::error!("store: cannot roll back: {e}");
-        }
-    }
-}
-
-/// A write transaction that nests: IMMEDIATE at the top level (the write lock is taken
-/// before the first read), a savepoint inside [`Store::atomically`]. Rolled back on drop.
-pub(crate) enum WriteTx<'c> {
-    Top(Transaction<'c>),
-    Nested(Savepoint<'c>),
-}
-
-impl WriteTx<'_> {
-    pub(crate) fn begin(conn: &mut Connection) -> rusqlite::Result<WriteTx<'_>> {
-        if conn.is_autocommit() {
-            Ok(WriteTx::Top(conn.transaction_with_behavior(
-                TransactionBehavior::Immediate,
-            )?))
-        } else {
-            Ok(WriteTx::Nested(conn.savepoint()?))
-        }
-    }
-
-    pub(crate) fn commit(self) -> rusqlite::Result<()> {
-        match self {
-            WriteTx::Top(tx) => tx.commit(),
-            WriteTx::Nested(savepoint) => savepoint.commit(),
-        }
-    }
-}
-
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        match self {
-            WriteTx::Top(tx) => tx,
-            WriteTx::Nested(savepoint) => savepoint,
-        }
-    }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > known {
@@ -548,10 +579,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-        tx.commit()?;
+        conn.execute_batch("BEGIN")?;
+        let applied = conn
+            .execute_batch(sql)
+            .and_then(|()| conn.pragma_update(None, "user_version", index as i64 + 1))
+            .and_then(|()| conn.execute_batch("COMMIT"));
+        if let Err(e) = applied {
+            if !conn.is_autocommit() {
+                conn.execute_batch("ROLLBACK")?;
+            }
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -575,6 +613,17 @@ pub fn host_of(id: &str) -> Option<String> {
     })
 }
 
+/// A store on each backend for a test to run against: SQLite in memory, and a fresh
+/// PostgreSQL database when PostgreSQL can run here (see `testdb`).
+#[cfg(test)]
+pub(crate) fn test_stores() -> Vec<Store> {
+    let mut stores = vec![Store::open_in_memory().expect("a store in memory")];
+    if let Some(url) = testdb::database_url() {
+        stores.push(Store::connect(&url).expect("a store on the test cluster"));
+    }
+    stores
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,7 +637,7 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         let version: i64 = store
-            .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .with_sqlite(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert!(!store.mark_seen("https://m.example/a/1").unwrap());
@@ -685,7 +734,7 @@ CREATE TABLE published_posts (
 
         let store = Store::open(&old).unwrap();
         let version: i64 = store
-            .with_conn(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .with_sqlite(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         assert_eq!(store.queue_counts(20).unwrap().pending(), 1);
@@ -695,11 +744,11 @@ CREATE TABLE published_posts (
             (hosts[0].host.as_str(), hosts[0].next_probe_at),
             ("down.example", Some(86405))
         );
-        let migrated = store.with_conn(|c| Ok(schema(c))).unwrap();
+        let migrated = store.with_sqlite(|c| Ok(schema(c))).unwrap();
         drop(store);
 
         let fresh = Store::open(&dir.path().join("fresh.db")).unwrap();
-        let made_fresh = fresh.with_conn(|c| Ok(schema(c))).unwrap();
+        let made_fresh = fresh.with_sqlite(|c| Ok(schema(c))).unwrap();
         assert_eq!(migrated, made_fresh);
         assert!(!migrated.iter().any(|(name, _)| name == "queue_schema"));
     }
@@ -719,19 +768,20 @@ CREATE TABLE published_posts (
 
     #[test]
     fn prune_forgets_old_ids_only() {
-        let store = Store::open_in_memory().unwrap();
-        store.mark_seen("new").unwrap();
-        store
-            .with_conn(|c| {
-                c.execute(
-                    "INSERT INTO seen_activities VALUES ('old', '2000-01-01T00:00:00Z')",
-                    [],
-                )
-            })
-            .unwrap();
-        assert_eq!(store.prune_seen("2001-01-01T00:00:00Z").unwrap(), 1);
-        assert!(store.mark_seen("old").unwrap());
-        assert!(!store.mark_seen("new").unwrap());
+        for store in test_stores() {
+            store.mark_seen("new").unwrap();
+            store
+                .with_conn(|c| {
+                    c.execute(
+                        "INSERT INTO seen_activities VALUES ('old', '2000-01-01T00:00:00Z')",
+                        &[],
+                    )
+                })
+                .unwrap();
+            assert_eq!(store.prune_seen("2001-01-01T00:00:00Z").unwrap(), 1);
+            assert!(store.mark_seen("old").unwrap());
+            assert!(!store.mark_seen("new").unwrap());
+        }
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! that moved to one of our actors (in), or one of our actors moved elsewhere by
 //! `relais move` (out), and the followers that arrived through a move in.
 
-use rusqlite::{OptionalExtension, Row};
-
+use super::sql::{params, Row};
 use super::{now, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +51,7 @@ pub struct MovedFollowers {
     pub followers: u64,
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<AccountMove> {
+fn from_row(row: &Row) -> Result<AccountMove, StoreError> {
     let direction: String = row.get(1)?;
     Ok(AccountMove {
         actor_name: row.get(0)?,
@@ -88,14 +87,14 @@ impl Store {
                     "INSERT INTO account_moves ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (actor_name, direction, origin) {on_conflict}"
                 ),
-                (actor_name, direction.as_str(), origin, target, now()),
+                params![actor_name, direction.as_str(), origin, target, now()],
             )?;
             c.query_row(
                 &format!(
                     "SELECT {COLUMNS} FROM account_moves \
                      WHERE actor_name = ?1 AND direction = ?2 AND origin = ?3"
                 ),
-                (actor_name, direction.as_str(), origin),
+                params![actor_name, direction.as_str(), origin],
                 from_row,
             )
         })
@@ -108,25 +107,26 @@ impl Store {
         origin: &str,
     ) -> Result<Option<AccountMove>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM account_moves \
                      WHERE actor_name = ?1 AND direction = ?2 AND origin = ?3"
                 ),
-                (actor_name, direction.as_str(), origin),
+                params![actor_name, direction.as_str(), origin],
                 from_row,
             )
-            .optional()
         })
     }
 
     pub fn account_moves(&self) -> Result<Vec<AccountMove>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM account_moves ORDER BY moved_at, actor_name, origin"
-            ))?;
-            let rows = stmt.query_map([], from_row)?;
-            rows.collect()
+            c.query_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM account_moves ORDER BY moved_at, actor_name, origin"
+                ),
+                params![],
+                from_row,
+            )
         })
     }
 
@@ -140,9 +140,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.with_conn(|c| {
             Ok(c.execute(
-                "INSERT OR IGNORE INTO moved_followers (actor_name, follower_id, origin, \
-                 followed_at) VALUES (?1, ?2, ?3, ?4)",
-                (actor_name, follower_id, origin, now()),
+                "INSERT INTO moved_followers (actor_name, follower_id, origin, followed_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![actor_name, follower_id, origin, now()],
             )? == 1)
         })
     }
@@ -150,7 +150,7 @@ impl Store {
     /// Per move in: how many of the followers it brought still follow (accepted).
     pub fn moved_follower_counts(&self) -> Result<Vec<MovedFollowers>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query_all(
                 "SELECT m.actor_name, m.origin, m.moved_at, \
                  (SELECT COUNT(*) FROM moved_followers mf JOIN followers f \
                   ON f.actor_name = mf.actor_name AND f.follower_id = mf.follower_id \
@@ -158,16 +158,16 @@ impl Store {
                   AND f.state = 'accepted') \
                  FROM account_moves m WHERE m.direction = 'in' \
                  ORDER BY m.moved_at, m.actor_name, m.origin",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(MovedFollowers {
-                    actor_name: r.get(0)?,
-                    origin: r.get(1)?,
-                    moved_at: r.get(2)?,
-                    followers: r.get(3)?,
-                })
-            })?;
-            rows.collect()
+                params![],
+                |r| {
+                    Ok(MovedFollowers {
+                        actor_name: r.get(0)?,
+                        origin: r.get(1)?,
+                        moved_at: r.get(2)?,
+                        followers: r.get(3)?,
+                    })
+                },
+            )
         })
     }
 }
@@ -176,62 +176,65 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::actors::tests::actor;
+    use crate::store::test_stores;
     use crate::store::{FollowState, NewFollower};
 
     const OLD: &str = "https://old.example/users/me";
 
     #[test]
     fn a_move_in_keeps_its_first_moment_and_a_move_out_is_replaced() {
-        let store = Store::open_in_memory().unwrap();
-        let first = store
-            .record_move("blog", MoveDirection::In, OLD, "https://b.example/blog")
-            .unwrap();
-        let again = store
-            .record_move("blog", MoveDirection::In, OLD, "https://b.example/other")
-            .unwrap();
-        assert_eq!(first, again);
-        store
-            .record_move("blog", MoveDirection::Out, "me", "https://new.example/a")
-            .unwrap();
-        let out = store
-            .record_move("blog", MoveDirection::Out, "me", "https://new.example/b")
-            .unwrap();
-        assert_eq!(out.target, "https://new.example/b");
-        assert_eq!(store.account_moves().unwrap().len(), 2);
-        assert_eq!(
+        for store in test_stores() {
+            let first = store
+                .record_move("blog", MoveDirection::In, OLD, "https://b.example/blog")
+                .unwrap();
+            let again = store
+                .record_move("blog", MoveDirection::In, OLD, "https://b.example/other")
+                .unwrap();
+            assert_eq!(first, again);
             store
-                .account_move("blog", MoveDirection::Out, "me")
-                .unwrap()
-                .map(|m| m.direction),
-            Some(MoveDirection::Out)
-        );
+                .record_move("blog", MoveDirection::Out, "me", "https://new.example/a")
+                .unwrap();
+            let out = store
+                .record_move("blog", MoveDirection::Out, "me", "https://new.example/b")
+                .unwrap();
+            assert_eq!(out.target, "https://new.example/b");
+            assert_eq!(store.account_moves().unwrap().len(), 2);
+            assert_eq!(
+                store
+                    .account_move("blog", MoveDirection::Out, "me")
+                    .unwrap()
+                    .map(|m| m.direction),
+                Some(MoveDirection::Out)
+            );
+        }
     }
 
     #[test]
     fn moved_followers_are_counted_while_they_follow() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .record_move("blog", MoveDirection::In, OLD, "https://b.example/blog")
-            .unwrap();
-        for id in ["https://m.example/u/1", "https://m.example/u/2"] {
+        for store in test_stores() {
             store
-                .upsert_follower(&NewFollower {
-                    actor_name: "blog",
-                    follower: &actor(id),
-                    follow_activity_id: &format!("{id}#f"),
-                    state: FollowState::Accepted,
-                })
+                .record_move("blog", MoveDirection::In, OLD, "https://b.example/blog")
                 .unwrap();
-            assert!(store.record_moved_follower("blog", id, OLD).unwrap());
+            for id in ["https://m.example/u/1", "https://m.example/u/2"] {
+                store
+                    .upsert_follower(&NewFollower {
+                        actor_name: "blog",
+                        follower: &actor(id),
+                        follow_activity_id: &format!("{id}#f"),
+                        state: FollowState::Accepted,
+                    })
+                    .unwrap();
+                assert!(store.record_moved_follower("blog", id, OLD).unwrap());
+            }
+            assert!(!store
+                .record_moved_follower("blog", "https://m.example/u/1", OLD)
+                .unwrap());
+            store
+                .remove_follower("blog", "https://m.example/u/2")
+                .unwrap();
+            let counts = store.moved_follower_counts().unwrap();
+            assert_eq!(counts.len(), 1);
+            assert_eq!((counts[0].origin.as_str(), counts[0].followers), (OLD, 1));
         }
-        assert!(!store
-            .record_moved_follower("blog", "https://m.example/u/1", OLD)
-            .unwrap());
-        store
-            .remove_follower("blog", "https://m.example/u/2")
-            .unwrap();
-        let counts = store.moved_follower_counts().unwrap();
-        assert_eq!(counts.len(), 1);
-        assert_eq!((counts[0].origin.as_str(), counts[0].followers), (OLD, 1));
     }
 }

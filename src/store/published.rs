@@ -1,9 +1,8 @@
 //! What was published: the last state of every post sent to followers, so that a post is
 //! sent once and only its edits and its removal are sent again.
 
-use rusqlite::params;
-
 use super::queue::QueueTx;
+use super::sql::params;
 use super::{Store, StoreError};
 
 /// What was last sent for one post.
@@ -24,36 +23,34 @@ pub struct PublishedRecord {
 }
 
 impl QueueTx<'_> {
-    pub fn published_records(&self) -> rusqlite::Result<Vec<PublishedRecord>> {
-        let mut stmt = self.conn().prepare_cached(
+    pub fn published_records(&self) -> Result<Vec<PublishedRecord>, StoreError> {
+        self.conn().query_all(
             "SELECT object_id, actor_name, content_hash, updated, last_activity_id, \
              last_activity_at, deleted FROM published_posts ORDER BY object_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(PublishedRecord {
-                object_id: r.get(0)?,
-                actor_name: r.get(1)?,
-                content_hash: r.get(2)?,
-                updated: r.get(3)?,
-                last_activity_id: r.get(4)?,
-                last_activity_at: r.get(5)?,
-                deleted: r.get(6)?,
-            })
-        })?;
-        rows.collect()
+            params![],
+            |r| {
+                Ok(PublishedRecord {
+                    object_id: r.get(0)?,
+                    actor_name: r.get(1)?,
+                    content_hash: r.get(2)?,
+                    updated: r.get(3)?,
+                    last_activity_id: r.get(4)?,
+                    last_activity_at: r.get(5)?,
+                    deleted: r.get(6)?,
+                })
+            },
+        )
     }
 
-    pub fn record_published(&self, record: &PublishedRecord) -> rusqlite::Result<()> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO published_posts (object_id, actor_name, content_hash, updated, \
+    pub fn record_published(&self, record: &PublishedRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO published_posts (object_id, actor_name, content_hash, updated, \
                  last_activity_id, last_activity_at, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (object_id) DO UPDATE SET actor_name = excluded.actor_name, \
                  content_hash = excluded.content_hash, updated = excluded.updated, \
                  last_activity_id = excluded.last_activity_id, \
                  last_activity_at = excluded.last_activity_at, deleted = excluded.deleted",
-            )?
-            .execute(params![
+            params![
                 record.object_id,
                 record.actor_name,
                 record.content_hash,
@@ -61,7 +58,8 @@ impl QueueTx<'_> {
                 record.last_activity_id,
                 record.last_activity_at,
                 record.deleted,
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 }
@@ -71,9 +69,9 @@ impl Store {
     pub fn published_post_counts(&self) -> Result<(u64, u64), StoreError> {
         self.with_conn(|c| {
             c.query_row(
-                "SELECT COALESCE(SUM(deleted = 0), 0), COALESCE(SUM(deleted = 1), 0) \
+                "SELECT COUNT(*) FILTER (WHERE deleted = 0), COUNT(*) FILTER (WHERE deleted = 1) \
                  FROM published_posts",
-                [],
+                params![],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
         })
@@ -84,29 +82,31 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::queue::tests::NOW;
+    use crate::store::test_stores;
 
     #[test]
     fn published_records_round_trip() {
-        let store = Store::open_in_memory().unwrap();
-        let mut record = PublishedRecord {
-            object_id: "https://b/ap/posts/a.json".into(),
-            actor_name: "blog".into(),
-            content_hash: "h1".into(),
-            updated: None,
-            last_activity_id: Some("https://b/ap/posts/a.json#create".into()),
-            last_activity_at: NOW,
-            deleted: false,
-        };
-        store
-            .queue_transaction(|q| q.record_published(&record))
-            .unwrap();
-        record.content_hash = "h2".into();
-        record.updated = Some("2027-01-15T08:00:00Z".into());
-        record.deleted = true;
-        store
-            .queue_transaction(|q| q.record_published(&record))
-            .unwrap();
-        let records = store.queue_transaction(|q| q.published_records()).unwrap();
-        assert_eq!(records, vec![record]);
+        for store in test_stores() {
+            let mut record = PublishedRecord {
+                object_id: "https://b/ap/posts/a.json".into(),
+                actor_name: "blog".into(),
+                content_hash: "h1".into(),
+                updated: None,
+                last_activity_id: Some("https://b/ap/posts/a.json#create".into()),
+                last_activity_at: NOW,
+                deleted: false,
+            };
+            store
+                .queue_transaction(|q| q.record_published(&record))
+                .unwrap();
+            record.content_hash = "h2".into();
+            record.updated = Some("2027-01-15T08:00:00Z".into());
+            record.deleted = true;
+            store
+                .queue_transaction(|q| q.record_published(&record))
+                .unwrap();
+            let records = store.queue_transaction(|q| q.published_records()).unwrap();
+            assert_eq!(records, vec![record]);
+        }
     }
 }

@@ -11,11 +11,11 @@
 //!
 //! Times are Unix seconds, given by the caller so tests can move the clock.
 
-use rusqlite::{params, Connection, Row};
 use sha2::{Digest, Sha256};
 
 use super::hosts::{hold_host, host_reachable, host_unreachable, HostSignal, PROBE_INTERVAL_SECS};
-use super::{host_of, Store, StoreError, WriteTx};
+use super::sql::{params, Conn, Row, WriteTx};
+use super::{host_of, Store, StoreError};
 
 /// One inbox an activity goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -136,45 +136,46 @@ pub struct QueueTx<'c> {
     tx: WriteTx<'c>,
 }
 
-impl QueueTx<'_> {
+impl<'c> QueueTx<'c> {
     /// The transaction, for the store's other modules' parts of a queue transaction.
-    pub(super) fn conn(&self) -> &rusqlite::Connection {
+    pub(super) fn conn(&self) -> &Conn<'c> {
         &self.tx
     }
 
     /// Queues an activity for its recipients; returns how many deliveries were new. An
     /// activity already queued for an inbox is not queued again.
-    pub fn enqueue(&self, activity: &QueuedActivity, now: i64) -> rusqlite::Result<usize> {
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO delivery_activities (activity_id, object_id, actor_name, \
-                 body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
+    pub fn enqueue(&self, activity: &QueuedActivity, now: i64) -> Result<usize, StoreError> {
+        self.tx.execute(
+            "INSERT INTO delivery_activities (activity_id, object_id, actor_name, body, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
                 activity.activity_id,
                 activity.object_id,
                 activity.actor_name,
                 activity.body,
                 now
-            ])?;
+            ],
+        )?;
         // A host unavailable or in a long backoff keeps new deliveries waiting with the rest.
-        let mut insert = self.tx.prepare_cached(
-            "INSERT OR IGNORE INTO deliveries (activity_id, object_id, inbox, host, follower_id, \
+        let insert = "INSERT INTO deliveries (activity_id, object_id, inbox, host, follower_id, \
              state, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', \
              COALESCE((SELECT next_probe_at FROM delivery_hosts \
-                       WHERE host = ?4 AND unavailable_since IS NOT NULL), ?6), ?6)",
-        )?;
+                       WHERE host = ?4 AND unavailable_since IS NOT NULL), ?6), ?6) \
+             ON CONFLICT DO NOTHING";
         let mut inserted = 0;
         for recipient in &activity.recipients {
             let host = host_of(&recipient.inbox).unwrap_or_default();
-            inserted += insert.execute(params![
-                activity.activity_id,
-                activity.object_id,
-                recipient.inbox,
-                host,
-                recipient.follower_id,
-                now
-            ])?;
+            inserted += self.tx.execute(
+                insert,
+                params![
+                    activity.activity_id,
+                    activity.object_id,
+                    recipient.inbox,
+                    host,
+                    recipient.follower_id,
+                    now
+                ],
+            )?;
         }
         Ok(inserted)
     }
@@ -184,12 +185,16 @@ impl Store {
     /// Runs `f` in one write transaction over the queue tables, committed if `f` succeeds.
     pub fn queue_transaction<T>(
         &self,
-        f: impl FnOnce(&QueueTx) -> rusqlite::Result<T>,
+        f: impl FnOnce(&QueueTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.with_conn(|c| {
-            // IMMEDIATE: take the write lock before reading, so two planners (the CLI and
-            // the inbox's deploy hook) cannot both plan from the same state.
-            let tx = WriteTx::begin(c)?;
+            // On SQLite, IMMEDIATE: the write lock is taken before reading, so two planners
+            // (the CLI and the inbox's deploy hook) cannot both plan from the same state.
+            // On PostgreSQL, the published posts are locked first for the same reason.
+            let tx = c.begin()?;
+            if tx.is_postgres() {
+                tx.execute_batch("LOCK TABLE published_posts IN SHARE ROW EXCLUSIVE MODE")?;
+            }
             let queue = QueueTx { tx };
             let out = f(&queue)?;
             queue.tx.commit()?;
@@ -233,9 +238,12 @@ impl Store {
         now: i64,
         claim: Option<&ClaimRequest>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
-            for done in finished {
+        // Hosts in one order in every worker, so two workers' upserts cannot deadlock.
+        let mut finished: Vec<&FinishedDelivery> = finished.iter().collect();
+        finished.sort_by(|a, b| a.host.cmp(&b.host));
+        self.with_conn_retried(|c| {
+            let tx = c.begin()?;
+            for done in &finished {
                 finish(&tx, done, now)?;
             }
             let claimed = match claim {
@@ -252,9 +260,9 @@ impl Store {
     pub fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
         self.with_conn(|c| {
             c.query_row(
-                "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM deliveries \
-                 WHERE state = 'pending'",
-                [],
+                "SELECT MIN(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at \
+                 ELSE lease_until END) FROM deliveries WHERE state = 'pending'",
+                params![],
                 |r| r.get(0),
             )
         })
@@ -265,7 +273,7 @@ impl Store {
         self.with_conn(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM deliveries WHERE state = 'pending' AND lease_until > ?1",
-                [now],
+                params![now],
                 |r| r.get(0),
             )
         })
@@ -274,7 +282,7 @@ impl Store {
     pub fn queue_counts(&self, now: i64) -> Result<QueueCounts, StoreError> {
         self.with_conn(|c| {
             let mut counts = QueueCounts::default();
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT CASE \
                    WHEN d.state != 'pending' THEN d.state \
                    WHEN d.lease_until > ?1 THEN 'leased' \
@@ -283,46 +291,47 @@ impl Store {
                    ELSE 'due' END AS bucket, COUNT(*) \
                  FROM deliveries d LEFT JOIN delivery_hosts h ON h.host = d.host \
                  GROUP BY bucket",
+                params![now],
+                |row| {
+                    let bucket: String = row.get(0)?;
+                    let count: u64 = row.get(1)?;
+                    match bucket.as_str() {
+                        "done" => counts.done = count,
+                        "failed" => counts.failed = count,
+                        "leased" => counts.leased = count,
+                        "held" => counts.held = count,
+                        "waiting" => counts.waiting = count,
+                        _ => counts.due = count,
+                    }
+                    Ok(())
+                },
             )?;
-            let mut rows = stmt.query([now])?;
-            while let Some(row) = rows.next()? {
-                let bucket: String = row.get(0)?;
-                let count: u64 = row.get(1)?;
-                match bucket.as_str() {
-                    "done" => counts.done = count,
-                    "failed" => counts.failed = count,
-                    "leased" => counts.leased = count,
-                    "held" => counts.held = count,
-                    "waiting" => counts.waiting = count,
-                    _ => counts.due = count,
-                }
-            }
             Ok(counts)
         })
     }
     /// The latest deliveries finished or attempted, newest first.
     pub fn recent_deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT activity_id, inbox, state, attempts, last_status, last_error, \
                  finished_at, next_attempt_at FROM deliveries WHERE attempts > 0 \
                  ORDER BY COALESCE(finished_at, next_attempt_at) DESC, id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([limit as i64], delivery_record)?;
-            rows.collect()
+                params![limit],
+                delivery_record,
+            )
         })
     }
 
     /// Every delivery of one activity, by inbox.
     pub fn deliveries_of(&self, activity_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
+            c.query_all(
                 "SELECT activity_id, inbox, state, attempts, last_status, last_error, \
                  finished_at, next_attempt_at FROM deliveries WHERE activity_id = ?1 \
                  ORDER BY inbox",
-            )?;
-            let rows = stmt.query_map([activity_id], delivery_record)?;
-            rows.collect()
+                params![activity_id],
+                delivery_record,
+            )
         })
     }
 
@@ -331,7 +340,7 @@ impl Store {
         self.with_conn(|c| {
             c.query_row(
                 "SELECT COUNT(DISTINCT host) FROM deliveries WHERE state = 'pending'",
-                [],
+                params![],
                 |r| r.get(0),
             )
         })
@@ -339,28 +348,28 @@ impl Store {
     /// as unavailable, so the queue cannot grow without bound while it stays down.
     pub fn expire_held(&self, now: i64, max_age: i64) -> Result<usize, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(
+            c.execute(
                 "UPDATE deliveries SET state = 'failed', finished_at = ?1, \
                  last_error = 'expired: the server stayed unavailable' \
                  WHERE state = 'pending' AND created_at < ?2 AND lease_until <= ?1 \
                  AND host IN (SELECT host FROM delivery_hosts WHERE unavailable_since IS NOT NULL)",
-            )?
-            .execute(params![now, now - max_age])
+                params![now, now - max_age],
+            )
         })
     }
 
     /// Forgets deliveries finished before `before`, and activities nothing refers to any more.
     pub fn prune_deliveries(&self, before: i64) -> Result<usize, StoreError> {
         self.with_conn(|c| {
-            let tx = WriteTx::begin(c)?;
+            let tx = c.begin()?;
             let removed = tx.execute(
                 "DELETE FROM deliveries WHERE state != 'pending' AND finished_at < ?1",
-                [before],
+                params![before],
             )?;
             tx.execute(
                 "DELETE FROM delivery_activities WHERE NOT EXISTS \
                  (SELECT 1 FROM deliveries d WHERE d.activity_id = delivery_activities.activity_id)",
-                [],
+                params![],
             )?;
             tx.commit()?;
             Ok(removed)
@@ -368,7 +377,7 @@ impl Store {
     }
 }
 
-fn delivery_record(r: &Row) -> rusqlite::Result<DeliveryRecord> {
+fn delivery_record(r: &Row) -> Result<DeliveryRecord, StoreError> {
     Ok(DeliveryRecord {
         activity_id: r.get(0)?,
         inbox: r.get(1)?,
@@ -381,41 +390,43 @@ fn delivery_record(r: &Row) -> rusqlite::Result<DeliveryRecord> {
     })
 }
 
-fn finish(tx: &Connection, done: &FinishedDelivery, now: i64) -> rusqlite::Result<()> {
+fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError> {
     match &done.attempt {
         Attempt::Delivered { status } => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
                  last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
                  WHERE id = ?1",
-            )?
-            .execute(params![done.id, status, now])?;
+                params![done.id, status, now],
+            )?;
         }
         Attempt::Retry {
             status,
             error,
             next_attempt_at,
         } => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, \
                  last_error = ?3, next_attempt_at = ?4, lease_until = 0 WHERE id = ?1",
-            )?
-            .execute(params![done.id, status, error, next_attempt_at])?;
+                params![done.id, status, error, next_attempt_at],
+            )?;
         }
         Attempt::Failed {
             status,
             error,
             remove_follower,
         } => {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, \
                  last_status = ?2, last_error = ?3, lease_until = 0, finished_at = ?4 \
                  WHERE id = ?1",
-            )?
-            .execute(params![done.id, status, error, now])?;
+                params![done.id, status, error, now],
+            )?;
             if let Some(follower_id) = remove_follower {
-                tx.prepare_cached("DELETE FROM followers WHERE follower_id = ?1")?
-                    .execute([follower_id])?;
+                tx.execute(
+                    "DELETE FROM followers WHERE follower_id = ?1",
+                    params![follower_id],
+                )?;
             }
         }
     }
@@ -426,38 +437,73 @@ fn finish(tx: &Connection, done: &FinishedDelivery, now: i64) -> rusqlite::Resul
     }
 }
 fn claim_due(
-    tx: &Connection,
+    tx: &Conn,
     request: &ClaimRequest,
     now: i64,
-) -> rusqlite::Result<Vec<ClaimedDelivery>> {
-    let busy = serde_json::Value::from(
-        request
+) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let mut claimed: Vec<ClaimedDelivery> = Vec::with_capacity(request.limit);
+    // On PostgreSQL another worker may lease the rows chosen here first: choose again
+    // (among the rows still free) a few times rather than come back with too few.
+    let rounds = if tx.is_postgres() { 4 } else { 1 };
+    for _ in 0..rounds {
+        // Busy hosts: the worker's, and those of the deliveries claimed in earlier rounds.
+        let mut busy: std::collections::BTreeMap<&str, usize> = request
             .busy
             .iter()
-            .map(|(host, n)| serde_json::json!([host, n]))
-            .collect::<Vec<_>>(),
-    )
-    .to_string();
+            .map(|(host, n)| (host.as_str(), *n))
+            .collect();
+        for delivery in &claimed {
+            *busy.entry(delivery.host.as_str()).or_default() += 1;
+        }
+        let busy = serde_json::Value::from(
+            busy.iter()
+                .map(|(host, n)| serde_json::json!([host, n]))
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let wanted = ClaimRequest {
+            limit: request.limit - claimed.len(),
+            ..request.clone()
+        };
+        let mut round = Vec::new();
+        let lost = lease_chosen(tx, &wanted, &busy, now, &mut round)?;
+        claimed.extend(round);
+        if lost == 0 || claimed.len() >= request.limit {
+            break;
+        }
+    }
+    Ok(claimed)
+}
+
+/// Chooses up to `request.limit` due deliveries and leases them into `claimed`; returns
+/// how many chosen ones another worker leased first.
+fn lease_chosen(
+    tx: &Conn,
+    request: &ClaimRequest,
+    busy: &str,
+    now: i64,
+    claimed: &mut Vec<ClaimedDelivery>,
+) -> Result<usize, StoreError> {
     // Look at the earliest due deliveries first; when busy hosts fill that window, widen it.
     let mut scan = (request.limit * 4).max(256);
     let chosen = loop {
-        let (rows, due_seen) = choose_due(tx, request, &busy, now, scan)?;
+        let (rows, due_seen) = choose_due(tx, request, busy, now, scan)?;
         if rows.len() >= request.limit || due_seen < scan || scan >= 1 << 22 {
             break rows;
         }
         scan *= 8;
     };
-    let mut claimed = Vec::with_capacity(chosen.len());
-    let mut lease = tx.prepare_cached(
-        "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1 AND state = 'pending'",
-    )?;
-    let mut read = tx.prepare_cached(
-        "SELECT d.id, d.activity_id, a.actor_name, d.inbox, d.host, d.follower_id, a.body, \
-         d.attempts FROM deliveries d JOIN delivery_activities a USING (activity_id) \
-         WHERE d.id = ?1",
-    )?;
-    let mut probe =
-        tx.prepare_cached("UPDATE delivery_hosts SET next_probe_at = ?2 WHERE host = ?1")?;
+    // Several workers (in several processes) may have chosen the same rows: on PostgreSQL
+    // each row is leased under its row lock, skipping rows another worker is leasing now,
+    // and only while its lease is still free once the lock is held.
+    let lease = if tx.is_postgres() {
+        "UPDATE deliveries SET lease_until = ?2 WHERE id = (SELECT id FROM deliveries \
+         WHERE id = ?1 AND state = 'pending' AND lease_until <= ?3 FOR UPDATE SKIP LOCKED)"
+    } else {
+        "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1 AND state = 'pending' \
+         AND lease_until <= ?3"
+    };
+    let mut lost = 0;
     for Chosen {
         id,
         host,
@@ -465,30 +511,41 @@ fn claim_due(
         cooling,
     } in chosen
     {
-        lease.execute(params![id, request.lease_until])?;
+        if tx.execute(lease, params![id, request.lease_until, now])? == 0 {
+            lost += 1;
+            continue;
+        }
         if unavailable {
             // This one is the probe: the host's other deliveries wait for the next one.
             let next_probe = now + PROBE_INTERVAL_SECS;
-            probe.execute(params![host, next_probe])?;
+            tx.execute(
+                "UPDATE delivery_hosts SET next_probe_at = ?2 WHERE host = ?1",
+                params![host, next_probe],
+            )?;
             hold_host(tx, &host, next_probe, now)?;
         }
-        let mut delivery = read.query_row([id], |r| {
-            Ok(ClaimedDelivery {
-                id: r.get(0)?,
-                activity_id: r.get(1)?,
-                actor_name: r.get(2)?,
-                inbox: r.get(3)?,
-                host: r.get(4)?,
-                follower_id: r.get(5)?,
-                body: r.get(6)?,
-                attempts: r.get(7)?,
-                host_cooling: false,
-            })
-        })?;
-        delivery.host_cooling = cooling;
+        let delivery = tx.query_row(
+            "SELECT d.id, d.activity_id, a.actor_name, d.inbox, d.host, d.follower_id, a.body, \
+             d.attempts FROM deliveries d JOIN delivery_activities a USING (activity_id) \
+             WHERE d.id = ?1",
+            params![id],
+            |r| {
+                Ok(ClaimedDelivery {
+                    id: r.get(0)?,
+                    activity_id: r.get(1)?,
+                    actor_name: r.get(2)?,
+                    inbox: r.get(3)?,
+                    host: r.get(4)?,
+                    follower_id: r.get(5)?,
+                    body: r.get(6)?,
+                    attempts: r.get(7)?,
+                    host_cooling: cooling,
+                })
+            },
+        )?;
         claimed.push(delivery);
     }
-    Ok(claimed)
+    Ok(lost)
 }
 
 struct Chosen {
@@ -503,16 +560,21 @@ struct Chosen {
 /// and never a delivery while an earlier one of the same post to the same inbox is pending.
 /// Also returns how many due deliveries were looked at.
 fn choose_due(
-    tx: &Connection,
+    tx: &Conn,
     request: &ClaimRequest,
     busy: &str,
     now: i64,
     scan: usize,
-) -> rusqlite::Result<(Vec<Chosen>, usize)> {
-    let mut stmt = tx.prepare_cached(
-        "WITH busy (host, n) AS ( \
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') \
-             FROM json_each(?1)), \
+) -> Result<(Vec<Chosen>, usize), StoreError> {
+    // The hosts busy in this worker, from a JSON list of [host, count].
+    let busy_sql = if tx.is_postgres() {
+        "SELECT value->>0, CAST(value->>1 AS BIGINT) \
+         FROM jsonb_array_elements(CAST(CAST(?1 AS TEXT) AS jsonb))"
+    } else {
+        "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)"
+    };
+    let sql = format!(
+        "WITH busy (host, n) AS ({busy_sql}), \
          due AS ( \
              SELECT d.id, d.host, d.next_attempt_at FROM deliveries d \
              WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2 \
@@ -524,54 +586,45 @@ fn choose_due(
                  ROW_NUMBER() OVER (PARTITION BY due.host \
                      ORDER BY due.next_attempt_at, due.id) + COALESCE(b.n, 0) AS slot, \
                  h.unavailable_since IS NOT NULL AS unavailable, \
-                 COALESCE(h.consecutive_failures >= ?5 AND h.last_failure_at > ?2 - ?6, 0) \
+                 COALESCE(h.consecutive_failures >= ?5 AND h.last_failure_at > ?2 - ?6, FALSE) \
                      AS cooling \
              FROM due LEFT JOIN busy b ON b.host = due.host \
              LEFT JOIN delivery_hosts h ON h.host = due.host \
              WHERE h.unavailable_since IS NULL OR COALESCE(h.next_probe_at, 0) <= ?2) \
          SELECT id, host, unavailable, cooling, (SELECT COUNT(*) FROM due) FROM ranked \
          WHERE slot <= CASE WHEN unavailable THEN 1 ELSE ?4 END \
-         ORDER BY next_attempt_at, id LIMIT ?7",
-    )?;
+         ORDER BY next_attempt_at, id LIMIT ?7"
+    );
     let mut due_seen = 0;
-    let rows = stmt
-        .query_map(
-            params![
-                busy,
-                now,
-                scan as i64,
-                request.per_host as i64,
-                request.cooling_failures,
-                request.cooling_secs,
-                request.limit as i64,
-            ],
-            |r| {
-                Ok((
-                    Chosen {
-                        id: r.get(0)?,
-                        host: r.get(1)?,
-                        unavailable: r.get(2)?,
-                        cooling: r.get(3)?,
-                    },
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )?
-        .map(|row| {
-            row.map(|(chosen, seen)| {
-                due_seen = seen as usize;
-                chosen
+    let rows = tx.query_all(
+        &sql,
+        params![
+            busy,
+            now,
+            scan,
+            request.per_host,
+            request.cooling_failures,
+            request.cooling_secs,
+            request.limit,
+        ],
+        |r| {
+            due_seen = r.get::<usize>(4)?;
+            Ok(Chosen {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                unavailable: r.get(2)?,
+                cooling: r.get(3)?,
             })
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        },
+    )?;
     if rows.is_empty() {
         // Nothing chosen: count the due window on its own to know whether to widen it.
-        due_seen =
-            tx.prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries d WHERE d.state = 'pending' \
-                 AND d.next_attempt_at <= ?1 AND d.lease_until <= ?1 LIMIT ?2)",
-            )?
-            .query_row(params![now, scan as i64], |r| r.get::<_, i64>(0))? as usize;
+        due_seen = tx.query_row(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries d WHERE d.state = 'pending' \
+             AND d.next_attempt_at <= ?1 AND d.lease_until <= ?1 LIMIT ?2) AS window_",
+            params![now, scan],
+            |r| r.get(0),
+        )?;
     }
     Ok((rows, due_seen))
 }
@@ -579,6 +632,7 @@ fn choose_due(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::store::test_stores;
     use crate::store::{BlockSource, FollowState, NewFollower, RemoteActor};
 
     pub(crate) const NOW: i64 = 1_800_000_000;
@@ -689,289 +743,297 @@ pub(super) mod tests {
 
     #[test]
     fn an_activity_is_queued_once_per_inbox() {
-        let store = Store::open_in_memory().unwrap();
-        let a = activity(
-            "https://b/1#create",
-            Some("https://b/1"),
-            &["https://a.example/inbox", "https://c.example/inbox"],
-        );
-        let first = store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
-        let again = store.queue_transaction(|q| q.enqueue(&a, NOW + 5)).unwrap();
-        assert_eq!((first, again), (2, 0));
-        store
-            .enqueue_delivery(
-                "https://a.example/inbox",
-                r#"{"id":"https://b/accept/1"}"#,
-                "blog",
-            )
-            .unwrap();
-        store
-            .enqueue_delivery(
-                "https://a.example/inbox",
-                r#"{"id":"https://b/accept/1"}"#,
-                "blog",
-            )
-            .unwrap();
-        assert_eq!(store.queue_counts(NOW + 10).unwrap().due, 3);
+        for store in test_stores() {
+            let a = activity(
+                "https://b/1#create",
+                Some("https://b/1"),
+                &["https://a.example/inbox", "https://c.example/inbox"],
+            );
+            let first = store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+            let again = store.queue_transaction(|q| q.enqueue(&a, NOW + 5)).unwrap();
+            assert_eq!((first, again), (2, 0));
+            store
+                .enqueue_delivery(
+                    "https://a.example/inbox",
+                    r#"{"id":"https://b/accept/1"}"#,
+                    "blog",
+                )
+                .unwrap();
+            store
+                .enqueue_delivery(
+                    "https://a.example/inbox",
+                    r#"{"id":"https://b/accept/1"}"#,
+                    "blog",
+                )
+                .unwrap();
+            assert_eq!(store.queue_counts(NOW + 10).unwrap().due, 3);
+        }
     }
 
     #[test]
     fn a_lease_hides_a_claimed_delivery_until_it_expires() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("x", None, &["https://a.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let first = claim(&store, 10, NOW);
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].body, r#"{"id":"x"}"#);
-        assert!(claim(&store, 10, NOW + 29).is_empty());
-        assert_eq!(store.leased_deliveries(NOW + 29).unwrap(), 1);
-        // The worker that held it died: after the lease, another worker gets it.
-        let again = claim(&store, 10, NOW + 30);
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].id, first[0].id);
-        assert_eq!(again[0].attempts, 0);
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("x", None, &["https://a.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let first = claim(&store, 10, NOW);
+            assert_eq!(first.len(), 1);
+            assert_eq!(first[0].body, r#"{"id":"x"}"#);
+            assert!(claim(&store, 10, NOW + 29).is_empty());
+            assert_eq!(store.leased_deliveries(NOW + 29).unwrap(), 1);
+            // The worker that held it died: after the lease, another worker gets it.
+            let again = claim(&store, 10, NOW + 30);
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].id, first[0].id);
+            assert_eq!(again[0].attempts, 0);
+        }
     }
 
     #[test]
     fn claims_respect_per_host_limits_and_busy_hosts() {
-        let store = Store::open_in_memory().unwrap();
-        let inboxes: Vec<String> = (0..6)
-            .map(|i| format!("https://a.example/u/{i}/inbox"))
-            .collect();
-        let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(&activity("x", None, &refs), NOW)?;
-                q.enqueue(&activity("y", None, &["https://b.example/inbox"]), NOW)
-            })
-            .unwrap();
-        let busy = vec![("a.example".to_string(), 1)];
-        let claimed = store
-            .finish_and_claim(&[], NOW, Some(&request(10, 3, &busy, NOW)))
-            .unwrap();
-        let on_a = claimed.iter().filter(|d| d.host == "a.example").count();
-        let on_b = claimed.iter().filter(|d| d.host == "b.example").count();
-        assert_eq!((on_a, on_b), (2, 1));
+        for store in test_stores() {
+            let inboxes: Vec<String> = (0..6)
+                .map(|i| format!("https://a.example/u/{i}/inbox"))
+                .collect();
+            let refs: Vec<&str> = inboxes.iter().map(String::as_str).collect();
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("x", None, &refs), NOW)?;
+                    q.enqueue(&activity("y", None, &["https://b.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let busy = vec![("a.example".to_string(), 1)];
+            let claimed = store
+                .finish_and_claim(&[], NOW, Some(&request(10, 3, &busy, NOW)))
+                .unwrap();
+            let on_a = claimed.iter().filter(|d| d.host == "a.example").count();
+            let on_b = claimed.iter().filter(|d| d.host == "b.example").count();
+            assert_eq!((on_a, on_b), (2, 1));
+        }
     }
 
     #[test]
     fn later_activities_of_a_post_wait_for_earlier_ones_to_the_same_inbox() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(
-                    &activity("p#create", Some("p"), &["https://a.example/inbox"]),
-                    NOW,
-                )?;
-                q.enqueue(
-                    &activity(
-                        "p#update",
-                        Some("p"),
-                        &["https://a.example/inbox", "https://b.example/inbox"],
-                    ),
-                    NOW,
-                )
-            })
-            .unwrap();
-        let claimed = claim(&store, 10, NOW);
-        let ids: Vec<(&str, &str)> = claimed
-            .iter()
-            .map(|d| (d.activity_id.as_str(), d.host.as_str()))
-            .collect();
-        assert_eq!(
-            ids,
-            vec![("p#create", "a.example"), ("p#update", "b.example")]
-        );
-        finish(
-            &store,
-            &claimed[1],
-            Attempt::Delivered { status: 202 },
-            HostSignal::Reachable,
-            NOW,
-        );
-        let create = &claimed[0];
-        finish(
-            &store,
-            create,
-            Attempt::Retry {
-                status: Some(500),
-                error: "500".into(),
-                next_attempt_at: NOW + 100,
-            },
-            HostSignal::Unreachable,
-            NOW,
-        );
-        // The Create waits for its retry: the Update to the same inbox waits behind it.
-        assert!(claim(&store, 10, NOW + 1).is_empty());
-        let retried = claim(&store, 10, NOW + 100);
-        assert_eq!(retried.len(), 1);
-        assert_eq!(retried[0].activity_id, "p#create");
-        assert_eq!(retried[0].attempts, 1);
-        finish(
-            &store,
-            &retried[0],
-            Attempt::Delivered { status: 202 },
-            HostSignal::Reachable,
-            NOW + 100,
-        );
-        let update = claim(&store, 10, NOW + 100);
-        assert_eq!(update.len(), 1);
-        assert_eq!(update[0].activity_id, "p#update");
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(
+                        &activity("p#create", Some("p"), &["https://a.example/inbox"]),
+                        NOW,
+                    )?;
+                    q.enqueue(
+                        &activity(
+                            "p#update",
+                            Some("p"),
+                            &["https://a.example/inbox", "https://b.example/inbox"],
+                        ),
+                        NOW,
+                    )
+                })
+                .unwrap();
+            let claimed = claim(&store, 10, NOW);
+            let ids: Vec<(&str, &str)> = claimed
+                .iter()
+                .map(|d| (d.activity_id.as_str(), d.host.as_str()))
+                .collect();
+            assert_eq!(
+                ids,
+                vec![("p#create", "a.example"), ("p#update", "b.example")]
+            );
+            finish(
+                &store,
+                &claimed[1],
+                Attempt::Delivered { status: 202 },
+                HostSignal::Reachable,
+                NOW,
+            );
+            let create = &claimed[0];
+            finish(
+                &store,
+                create,
+                Attempt::Retry {
+                    status: Some(500),
+                    error: "500".into(),
+                    next_attempt_at: NOW + 100,
+                },
+                HostSignal::Unreachable,
+                NOW,
+            );
+            // The Create waits for its retry: the Update to the same inbox waits behind it.
+            assert!(claim(&store, 10, NOW + 1).is_empty());
+            let retried = claim(&store, 10, NOW + 100);
+            assert_eq!(retried.len(), 1);
+            assert_eq!(retried[0].activity_id, "p#create");
+            assert_eq!(retried[0].attempts, 1);
+            finish(
+                &store,
+                &retried[0],
+                Attempt::Delivered { status: 202 },
+                HostSignal::Reachable,
+                NOW + 100,
+            );
+            let update = claim(&store, 10, NOW + 100);
+            assert_eq!(update.len(), 1);
+            assert_eq!(update[0].activity_id, "p#update");
+        }
     }
 
     #[test]
     fn outcomes_are_recorded() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .queue_transaction(|q| {
-                q.enqueue(
-                    &activity(
-                        "x",
-                        None,
-                        &["https://a.example/inbox", "https://b.example/inbox"],
-                    ),
-                    NOW,
-                )
-            })
-            .unwrap();
-        let claimed = claim(&store, 10, NOW);
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Delivered { status: 202 },
-            HostSignal::Reachable,
-            NOW,
-        );
-        finish(
-            &store,
-            &claimed[1],
-            Attempt::Failed {
-                status: Some(403),
-                error: "403 Forbidden".into(),
-                remove_follower: None,
-            },
-            HostSignal::Reachable,
-            NOW,
-        );
-        let counts = store.queue_counts(NOW).unwrap();
-        assert_eq!((counts.done, counts.failed, counts.pending()), (1, 1, 0));
-        let records = store.deliveries_of("x").unwrap();
-        assert_eq!(records[0].state, "done");
-        assert_eq!(records[0].last_status, Some(202));
-        assert_eq!(records[1].state, "failed");
-        assert_eq!(records[1].last_error.as_deref(), Some("403 Forbidden"));
-        assert_eq!(store.recent_deliveries(10).unwrap().len(), 2);
-        assert_eq!(store.prune_deliveries(NOW + 1).unwrap(), 2);
-        assert!(store.deliveries_of("x").unwrap().is_empty());
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(
+                        &activity(
+                            "x",
+                            None,
+                            &["https://a.example/inbox", "https://b.example/inbox"],
+                        ),
+                        NOW,
+                    )
+                })
+                .unwrap();
+            let claimed = claim(&store, 10, NOW);
+            finish(
+                &store,
+                &claimed[0],
+                Attempt::Delivered { status: 202 },
+                HostSignal::Reachable,
+                NOW,
+            );
+            finish(
+                &store,
+                &claimed[1],
+                Attempt::Failed {
+                    status: Some(403),
+                    error: "403 Forbidden".into(),
+                    remove_follower: None,
+                },
+                HostSignal::Reachable,
+                NOW,
+            );
+            let counts = store.queue_counts(NOW).unwrap();
+            assert_eq!((counts.done, counts.failed, counts.pending()), (1, 1, 0));
+            let records = store.deliveries_of("x").unwrap();
+            assert_eq!(records[0].state, "done");
+            assert_eq!(records[0].last_status, Some(202));
+            assert_eq!(records[1].state, "failed");
+            assert_eq!(records[1].last_error.as_deref(), Some("403 Forbidden"));
+            assert_eq!(store.recent_deliveries(10).unwrap().len(), 2);
+            assert_eq!(store.prune_deliveries(NOW + 1).unwrap(), 2);
+            assert!(store.deliveries_of("x").unwrap().is_empty());
+        }
     }
 
     #[test]
     fn blocking_drops_what_is_still_queued_for_the_blocked() {
-        let store = Store::open_in_memory().unwrap();
-        let mut a = activity(
-            "post",
-            Some("p"),
-            &[
-                "https://bad.example/inbox",
-                "https://sub.bad.example/inbox",
-                "https://ok.example/inbox",
-            ],
-        );
-        a.recipients.push(Recipient {
-            inbox: "https://ok.example/users/troll/inbox".into(),
-            follower_id: Some("https://ok.example/users/troll".into()),
-        });
-        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
-        assert_eq!(store.queue_counts(NOW).unwrap().pending(), 4);
-        store
-            .block_domain("bad.example", BlockSource::Moderation)
-            .unwrap();
-        store
-            .block_actor("https://ok.example/users/troll", BlockSource::Config)
-            .unwrap();
-        let left: Vec<String> = claim(&store, 10, NOW)
-            .into_iter()
-            .map(|d| d.inbox)
-            .collect();
-        assert_eq!(left, vec!["https://ok.example/inbox".to_string()]);
-        let dropped = store.deliveries_of("post").unwrap();
-        assert_eq!(
-            dropped
-                .iter()
-                .filter(|d| d.last_error.as_deref() == Some("blocked"))
-                .count(),
-            3
-        );
+        for store in test_stores() {
+            let mut a = activity(
+                "post",
+                Some("p"),
+                &[
+                    "https://bad.example/inbox",
+                    "https://sub.bad.example/inbox",
+                    "https://ok.example/inbox",
+                ],
+            );
+            a.recipients.push(Recipient {
+                inbox: "https://ok.example/users/troll/inbox".into(),
+                follower_id: Some("https://ok.example/users/troll".into()),
+            });
+            store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+            assert_eq!(store.queue_counts(NOW).unwrap().pending(), 4);
+            store
+                .block_domain("bad.example", BlockSource::Moderation)
+                .unwrap();
+            store
+                .block_actor("https://ok.example/users/troll", BlockSource::Config)
+                .unwrap();
+            let left: Vec<String> = claim(&store, 10, NOW)
+                .into_iter()
+                .map(|d| d.inbox)
+                .collect();
+            assert_eq!(left, vec!["https://ok.example/inbox".to_string()]);
+            let dropped = store.deliveries_of("post").unwrap();
+            assert_eq!(
+                dropped
+                    .iter()
+                    .filter(|d| d.last_error.as_deref() == Some("blocked"))
+                    .count(),
+                3
+            );
+        }
     }
 
     #[test]
     fn deliveries_held_for_an_unavailable_server_expire() {
-        let store = Store::open_in_memory().unwrap();
-        let a = activity(
-            "post",
-            Some("p"),
-            &["https://down.example/inbox", "https://up.example/inbox"],
-        );
-        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
-        store
+        for store in test_stores() {
+            let a = activity(
+                "post",
+                Some("p"),
+                &["https://down.example/inbox", "https://up.example/inbox"],
+            );
+            store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+            store
             .with_conn(|c| {
                 c.execute(
                     "INSERT INTO delivery_hosts (host, unavailable_since) VALUES ('down.example', ?1)",
-                    [NOW],
+                    params![NOW],
                 )
             })
             .unwrap();
-        let week = 7 * 86_400;
-        assert_eq!(store.expire_held(NOW + week - 1, week).unwrap(), 0);
-        assert_eq!(store.expire_held(NOW + week + 1, week).unwrap(), 1);
-        let records = store.deliveries_of("post").unwrap();
-        let down = records.iter().find(|d| d.inbox.contains("down")).unwrap();
-        assert_eq!(down.state, "failed");
-        let up = records
-            .iter()
-            .find(|d| d.inbox.contains("up.example"))
-            .unwrap();
-        assert_eq!(
-            up.state, "pending",
-            "a server that is up keeps its deliveries"
-        );
+            let week = 7 * 86_400;
+            assert_eq!(store.expire_held(NOW + week - 1, week).unwrap(), 0);
+            assert_eq!(store.expire_held(NOW + week + 1, week).unwrap(), 1);
+            let records = store.deliveries_of("post").unwrap();
+            let down = records.iter().find(|d| d.inbox.contains("down")).unwrap();
+            assert_eq!(down.state, "failed");
+            let up = records
+                .iter()
+                .find(|d| d.inbox.contains("up.example"))
+                .unwrap();
+            assert_eq!(
+                up.state, "pending",
+                "a server that is up keeps its deliveries"
+            );
+        }
     }
 
     #[test]
     fn gone_follower_is_removed() {
-        let store = Store::open_in_memory().unwrap();
-        follower(
-            &store,
-            "blog",
-            "https://a.example/users/x",
-            false,
-            FollowState::Accepted,
-        );
-        let mut a = activity("x", None, &[]);
-        a.recipients.push(Recipient {
-            inbox: "https://a.example/users/x/inbox".into(),
-            follower_id: Some("https://a.example/users/x".into()),
-        });
-        store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
-        let claimed = claim(&store, 10, NOW);
-        assert_eq!(
-            claimed[0].follower_id.as_deref(),
-            Some("https://a.example/users/x")
-        );
-        finish(
-            &store,
-            &claimed[0],
-            Attempt::Failed {
-                status: Some(410),
-                error: "410 Gone".into(),
-                remove_follower: claimed[0].follower_id.clone(),
-            },
-            HostSignal::Reachable,
-            NOW,
-        );
-        assert!(store.followers(None).unwrap().is_empty());
+        for store in test_stores() {
+            follower(
+                &store,
+                "blog",
+                "https://a.example/users/x",
+                false,
+                FollowState::Accepted,
+            );
+            let mut a = activity("x", None, &[]);
+            a.recipients.push(Recipient {
+                inbox: "https://a.example/users/x/inbox".into(),
+                follower_id: Some("https://a.example/users/x".into()),
+            });
+            store.queue_transaction(|q| q.enqueue(&a, NOW)).unwrap();
+            let claimed = claim(&store, 10, NOW);
+            assert_eq!(
+                claimed[0].follower_id.as_deref(),
+                Some("https://a.example/users/x")
+            );
+            finish(
+                &store,
+                &claimed[0],
+                Attempt::Failed {
+                    status: Some(410),
+                    error: "410 Gone".into(),
+                    remove_follower: claimed[0].follower_id.clone(),
+                },
+                HostSignal::Reachable,
+                NOW,
+            );
+            assert!(store.followers(None).unwrap().is_empty());
+        }
     }
 }

@@ -1,8 +1,7 @@
 //! Quote authorizations (FEP-044f) we granted: one per quoting post and quoted post, each
 //! served as a `QuoteAuthorization` document at a stable URL named by its token.
 
-use rusqlite::OptionalExtension;
-
+use super::sql::{params, Row};
 use super::{now, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,20 +32,20 @@ impl Store {
                 "INSERT INTO quote_authorizations (token, request_id, actor_id, quote_id, \
                  post_id, actor_name, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (quote_id, post_id) DO UPDATE SET request_id = excluded.request_id",
-                (
-                    &new.token,
-                    &new.request_id,
-                    &new.actor_id,
-                    &new.quote_id,
-                    &new.post_id,
-                    &new.actor_name,
+                params![
+                    new.token,
+                    new.request_id,
+                    new.actor_id,
+                    new.quote_id,
+                    new.post_id,
+                    new.actor_name,
                     now(),
-                ),
+                ],
             )?;
             c.query_row(
                 "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
                  FROM quote_authorizations WHERE quote_id = ?1 AND post_id = ?2",
-                (&new.quote_id, &new.post_id),
+                params![new.quote_id, new.post_id],
                 row,
             )
         })
@@ -57,13 +56,12 @@ impl Store {
         token: &str,
     ) -> Result<Option<QuoteAuthorization>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
                  FROM quote_authorizations WHERE token = ?1",
-                [token],
+                params![token],
                 row,
             )
-            .optional()
         })
     }
 
@@ -73,12 +71,12 @@ impl Store {
         post_id: &str,
     ) -> Result<Vec<QuoteAuthorization>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare_cached(
+            c.query_all(
                 "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
                  FROM quote_authorizations WHERE post_id = ?1 ORDER BY created_at, token",
-            )?;
-            let rows = stmt.query_map([post_id], row)?;
-            rows.collect()
+                params![post_id],
+                row,
+            )
         })
     }
 
@@ -86,8 +84,17 @@ impl Store {
     /// from now on, and a new request for the same quote is judged afresh.
     pub fn remove_quote_authorization(&self, token: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.execute("DELETE FROM received_quotes WHERE token = ?1", [token])?;
-            Ok(c.execute("DELETE FROM quote_authorizations WHERE token = ?1", [token])? == 1)
+            let tx = c.begin()?;
+            tx.execute(
+                "DELETE FROM received_quotes WHERE token = ?1",
+                params![token],
+            )?;
+            let removed = tx.execute(
+                "DELETE FROM quote_authorizations WHERE token = ?1",
+                params![token],
+            )? == 1;
+            tx.commit()?;
+            Ok(removed)
         })
     }
 
@@ -99,13 +106,12 @@ impl Store {
         actor_id: &str,
     ) -> Result<Option<QuoteAuthorization>, StoreError> {
         self.with_conn(|c| {
-            c.query_row(
+            c.query_opt(
                 "SELECT token, request_id, actor_id, quote_id, post_id, actor_name \
                  FROM quote_authorizations WHERE quote_id = ?1 AND post_id = ?2 AND actor_id = ?3",
-                (quote_id, post_id, actor_id),
+                params![quote_id, post_id, actor_id],
                 row,
             )
-            .optional()
         })
     }
 
@@ -118,17 +124,18 @@ impl Store {
         let host = super::host_of(&auth.actor_id).unwrap_or_default();
         self.with_conn(|c| {
             Ok(c.execute(
-                "INSERT OR IGNORE INTO received_quotes (quote_id, actor_id, actor_host, post_id, \
-                 url, token, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                (
-                    &auth.quote_id,
-                    &auth.actor_id,
+                "INSERT INTO received_quotes (quote_id, actor_id, actor_host, post_id, \
+                 url, token, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT DO NOTHING",
+                params![
+                    auth.quote_id,
+                    auth.actor_id,
                     host,
-                    &auth.post_id,
+                    auth.post_id,
                     url,
-                    &auth.token,
+                    auth.token,
                     now(),
-                ),
+                ],
             )? == 1)
         })
     }
@@ -142,13 +149,13 @@ impl Store {
         self.with_conn(|c| {
             Ok(c.execute(
                 "DELETE FROM received_quotes WHERE quote_id = ?1 AND actor_id = ?2",
-                [quote_id, actor_id],
+                params![quote_id, actor_id],
             )? == 1)
         })
     }
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QuoteAuthorization> {
+fn row(r: &Row) -> Result<QuoteAuthorization, StoreError> {
     Ok(QuoteAuthorization {
         token: r.get(0)?,
         request_id: r.get(1)?,
@@ -162,25 +169,27 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QuoteAuthorization> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_stores;
 
     #[test]
     fn a_repeated_request_keeps_its_token() {
-        let store = Store::open_in_memory().unwrap();
-        let mut auth = QuoteAuthorization {
-            token: "t1".into(),
-            request_id: "https://r.example/q/1".into(),
-            actor_id: "https://r.example/users/bob".into(),
-            quote_id: "https://r.example/statuses/9".into(),
-            post_id: "https://blog.example/ap/posts/hello.json".into(),
-            actor_name: "blog".into(),
-        };
-        assert_eq!(store.authorize_quote(&auth).unwrap(), auth);
-        auth.token = "t2".into();
-        auth.request_id = "https://r.example/q/2".into();
-        let kept = store.authorize_quote(&auth).unwrap();
-        assert_eq!(kept.token, "t1");
-        assert_eq!(kept.request_id, "https://r.example/q/2");
-        assert_eq!(store.quote_authorization("t1").unwrap(), Some(kept));
-        assert_eq!(store.quote_authorization("t2").unwrap(), None);
+        for store in test_stores() {
+            let mut auth = QuoteAuthorization {
+                token: "t1".into(),
+                request_id: "https://r.example/q/1".into(),
+                actor_id: "https://r.example/users/bob".into(),
+                quote_id: "https://r.example/statuses/9".into(),
+                post_id: "https://blog.example/ap/posts/hello.json".into(),
+                actor_name: "blog".into(),
+            };
+            assert_eq!(store.authorize_quote(&auth).unwrap(), auth);
+            auth.token = "t2".into();
+            auth.request_id = "https://r.example/q/2".into();
+            let kept = store.authorize_quote(&auth).unwrap();
+            assert_eq!(kept.token, "t1");
+            assert_eq!(kept.request_id, "https://r.example/q/2");
+            assert_eq!(store.quote_authorization("t1").unwrap(), Some(kept));
+            assert_eq!(store.quote_authorization("t2").unwrap(), None);
+        }
     }
 }

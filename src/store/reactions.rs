@@ -1,5 +1,6 @@
 //! Likes and boosts (`Announce`) of our posts.
 
+use super::sql::params;
 use super::{host_of, now, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +31,33 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let host = host_of(actor_id).unwrap_or_default();
         self.with_conn(|c| {
-            let existed: bool = c
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM reactions WHERE actor_id = ?1 \
-                     AND object_id = ?2 AND kind = ?3)",
-                )?
-                .query_row((actor_id, object_id, kind.as_str()), |r| r.get(0))?;
-            let changed = c
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO reactions (activity_id, actor_id, actor_host, \
-                     object_id, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (actor_id, object_id, kind) DO UPDATE SET \
-                     activity_id = excluded.activity_id",
-                )?
-                .execute((activity_id, actor_id, host, object_id, kind.as_str(), now()))?;
-            Ok(changed == 1 && !existed)
+            // Any conflict (this reaction, or this activity id) inserts nothing: concurrent
+            // copies of one activity record it once.
+            let inserted = c.execute(
+                "INSERT INTO reactions (activity_id, actor_id, actor_host, object_id, kind, \
+                 created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![activity_id, actor_id, host, object_id, kind.as_str(), now()],
+            )?;
+            if inserted == 0 {
+                c.execute(
+                    "UPDATE reactions SET activity_id = ?1 WHERE actor_id = ?2 \
+                     AND object_id = ?3 AND kind = ?4 \
+                     AND NOT EXISTS (SELECT 1 FROM reactions WHERE activity_id = ?1)",
+                    params![activity_id, actor_id, object_id, kind.as_str()],
+                )?;
+            }
+            Ok(inserted == 1)
         })
     }
 
     /// Undo of a reaction known by its activity id; only its actor may undo it.
     pub fn remove_reaction(&self, activity_id: &str, actor_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached("DELETE FROM reactions WHERE activity_id = ?1 AND actor_id = ?2")?
-                .execute([activity_id, actor_id])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM reactions WHERE activity_id = ?1 AND actor_id = ?2",
+                params![activity_id, actor_id],
+            )
+            .map(|n| n > 0)
         })
     }
 
@@ -65,10 +69,10 @@ impl Store {
         kind: ReactionKind,
     ) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(
+            c.execute(
                 "DELETE FROM reactions WHERE actor_id = ?1 AND object_id = ?2 AND kind = ?3",
-            )?
-            .execute((actor_id, object_id, kind.as_str()))
+                params![actor_id, object_id, kind.as_str()],
+            )
             .map(|n| n > 0)
         })
     }
@@ -77,60 +81,63 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::test_stores;
 
     const POST: &str = "https://blog.example/ap/posts/a.json";
     const ALICE: &str = "https://m.example/users/alice";
 
     #[test]
     fn one_like_per_actor_and_undo_by_latest_id() {
-        let store = Store::open_in_memory().unwrap();
-        assert!(store
-            .add_reaction("https://m.example/likes/1", ALICE, POST, ReactionKind::Like)
-            .unwrap());
-        assert!(!store
-            .add_reaction("https://m.example/likes/2", ALICE, POST, ReactionKind::Like)
-            .unwrap());
-        assert!(store
-            .add_reaction(
-                "https://m.example/boosts/1",
-                ALICE,
-                POST,
-                ReactionKind::Announce
-            )
-            .unwrap());
-        assert!(!store
-            .remove_reaction("https://m.example/likes/1", ALICE)
-            .unwrap());
-        assert!(!store
-            .remove_reaction("https://m.example/likes/2", "https://m.example/users/bob")
-            .unwrap());
-        assert!(store
-            .remove_reaction("https://m.example/likes/2", ALICE)
-            .unwrap());
-        assert!(store
-            .remove_reaction_of(ALICE, POST, ReactionKind::Announce)
-            .unwrap());
-        assert!(!store
-            .remove_reaction_of(ALICE, POST, ReactionKind::Announce)
-            .unwrap());
+        for store in test_stores() {
+            assert!(store
+                .add_reaction("https://m.example/likes/1", ALICE, POST, ReactionKind::Like)
+                .unwrap());
+            assert!(!store
+                .add_reaction("https://m.example/likes/2", ALICE, POST, ReactionKind::Like)
+                .unwrap());
+            assert!(store
+                .add_reaction(
+                    "https://m.example/boosts/1",
+                    ALICE,
+                    POST,
+                    ReactionKind::Announce
+                )
+                .unwrap());
+            assert!(!store
+                .remove_reaction("https://m.example/likes/1", ALICE)
+                .unwrap());
+            assert!(!store
+                .remove_reaction("https://m.example/likes/2", "https://m.example/users/bob")
+                .unwrap());
+            assert!(store
+                .remove_reaction("https://m.example/likes/2", ALICE)
+                .unwrap());
+            assert!(store
+                .remove_reaction_of(ALICE, POST, ReactionKind::Announce)
+                .unwrap());
+            assert!(!store
+                .remove_reaction_of(ALICE, POST, ReactionKind::Announce)
+                .unwrap());
+        }
     }
 
     #[test]
     fn a_reused_activity_id_does_not_overwrite_another_actor() {
-        let store = Store::open_in_memory().unwrap();
-        store
-            .add_reaction("https://m.example/likes/1", ALICE, POST, ReactionKind::Like)
-            .unwrap();
-        assert!(!store
-            .add_reaction(
-                "https://m.example/likes/1",
-                "https://m.example/users/bob",
-                POST,
-                ReactionKind::Like,
-            )
-            .unwrap());
-        assert!(store
-            .remove_reaction("https://m.example/likes/1", ALICE)
-            .unwrap());
+        for store in test_stores() {
+            store
+                .add_reaction("https://m.example/likes/1", ALICE, POST, ReactionKind::Like)
+                .unwrap();
+            assert!(!store
+                .add_reaction(
+                    "https://m.example/likes/1",
+                    "https://m.example/users/bob",
+                    POST,
+                    ReactionKind::Like,
+                )
+                .unwrap());
+            assert!(store
+                .remove_reaction("https://m.example/likes/1", ALICE)
+                .unwrap());
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Remote replies to our posts and to other stored replies.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row};
 
 use super::blocks::not_blocked;
+use super::sql::{params, Row};
 use super::{host_of, timestamp, Store, StoreError};
 use crate::interactions::Reply;
 
@@ -57,15 +57,16 @@ pub(super) const COLUMNS: &str = "r.id, r.root_id, r.state, r.updated, r.object_
     r.in_reply_to, r.author_id, r.author_name, r.author_handle, r.author_url, r.author_avatar, \
     r.content, r.published";
 
-fn parse_time(index: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+fn parse_time(index: usize, text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+        .map_err(|e| StoreError::Conversion {
+            index,
+            detail: e.to_string(),
         })
 }
 
-pub(super) fn from_row(row: &Row) -> rusqlite::Result<StoredReply> {
+pub(super) fn from_row(row: &Row) -> Result<StoredReply, StoreError> {
     let state: String = row.get(2)?;
     let updated: Option<String> = row.get(3)?;
     let published: String = row.get(13)?;
@@ -96,27 +97,27 @@ impl Store {
         let r = new.reply;
         let host = host_of(&r.author_id).unwrap_or_default();
         self.with_conn(|c| {
-            c.prepare_cached(
+            c.execute(
                 "INSERT INTO replies (object_id, in_reply_to, root_id, author_id, author_host, \
                  author_name, author_handle, author_url, author_avatar, content, url, published, \
                  state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (object_id) DO NOTHING",
-            )?
-            .execute(rusqlite::params![
-                r.id,
-                r.in_reply_to,
-                new.root_id,
-                r.author_id,
-                host,
-                r.author_name,
-                r.author_handle,
-                r.author_url,
-                r.author_avatar,
-                r.content,
-                r.url,
-                timestamp(r.published),
-                new.state.as_str(),
-            ])
+                params![
+                    r.id,
+                    r.in_reply_to,
+                    new.root_id,
+                    r.author_id,
+                    host,
+                    r.author_name,
+                    r.author_handle,
+                    r.author_url,
+                    r.author_avatar,
+                    r.content,
+                    r.url,
+                    timestamp(r.published),
+                    new.state.as_str(),
+                ],
+            )
             .map(|n| n == 1)
         })
     }
@@ -130,11 +131,11 @@ impl Store {
         updated: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(
+            c.execute(
                 "UPDATE replies SET content = ?3, updated = ?4 \
                  WHERE object_id = ?1 AND author_id = ?2",
-            )?
-            .execute((object_id, author_id, content, timestamp(updated)))
+                params![object_id, author_id, content, timestamp(updated)],
+            )
             .map(|n| n > 0)
         })
     }
@@ -142,57 +143,67 @@ impl Store {
     /// Deletes a reply, only when `author_id` wrote it. True when deleted.
     pub fn delete_reply(&self, object_id: &str, author_id: &str) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached("DELETE FROM replies WHERE object_id = ?1 AND author_id = ?2")?
-                .execute([object_id, author_id])
-                .map(|n| n > 0)
+            c.execute(
+                "DELETE FROM replies WHERE object_id = ?1 AND author_id = ?2",
+                params![object_id, author_id],
+            )
+            .map(|n| n > 0)
         })
     }
 
     /// The post a stored reply's thread belongs to.
     pub fn reply_root(&self, object_id: &str) -> Result<Option<String>, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached("SELECT root_id FROM replies WHERE object_id = ?1")?
-                .query_row([object_id], |r| r.get(0))
-                .optional()
+            c.query_opt(
+                "SELECT root_id FROM replies WHERE object_id = ?1",
+                params![object_id],
+                |r| r.get(0),
+            )
         })
     }
 
     pub fn reply(&self, row_id: i64) -> Result<Option<StoredReply>, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(&format!("SELECT {COLUMNS} FROM replies r WHERE r.id = ?1"))?
-                .query_row([row_id], from_row)
-                .optional()
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM replies r WHERE r.id = ?1"),
+                params![row_id],
+                from_row,
+            )
         })
     }
 
     pub fn reply_by_object(&self, object_id: &str) -> Result<Option<StoredReply>, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM replies r WHERE r.object_id = ?1"
-            ))?
-            .query_row([object_id], from_row)
-            .optional()
+            c.query_opt(
+                &format!("SELECT {COLUMNS} FROM replies r WHERE r.object_id = ?1"),
+                params![object_id],
+                from_row,
+            )
         })
     }
 
     /// Every reply, oldest first, optionally of one state only: the moderation list.
     pub fn replies(&self, state: Option<ReplyState>) -> Result<Vec<StoredReply>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {COLUMNS} FROM replies r WHERE ?1 IS NULL OR r.state = ?1 \
-                 ORDER BY r.published, r.id"
-            ))?;
-            let rows = stmt.query_map([state.map(ReplyState::as_str)], from_row)?;
-            rows.collect()
+            c.query_all(
+                &format!(
+                    "SELECT {COLUMNS} FROM replies r WHERE CAST(?1 AS TEXT) IS NULL \
+                     OR r.state = ?1 ORDER BY r.published, r.id"
+                ),
+                params![state.map(ReplyState::as_str)],
+                from_row,
+            )
         })
     }
 
     /// Sets a reply's state by row id; true when such a reply exists.
     pub fn set_reply_state(&self, row_id: i64, state: ReplyState) -> Result<bool, StoreError> {
         self.with_conn(|c| {
-            c.prepare_cached("UPDATE replies SET state = ?2 WHERE id = ?1")?
-                .execute((row_id, state.as_str()))
-                .map(|n| n > 0)
+            c.execute(
+                "UPDATE replies SET state = ?2 WHERE id = ?1",
+                params![row_id, state.as_str()],
+            )
+            .map(|n| n > 0)
         })
     }
 
@@ -205,13 +216,16 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<String>, StoreError> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT r.object_id FROM replies r WHERE r.in_reply_to = ?1 \
-                 AND r.state = 'visible' AND {} ORDER BY r.published, r.id LIMIT ?2 OFFSET ?3",
-                not_blocked("r.author_host", "r.author_id")
-            ))?;
-            let rows = stmt.query_map(rusqlite::params![object_id, limit, offset], |r| r.get(0))?;
-            rows.collect()
+            c.query_all(
+                &format!(
+                    "SELECT r.object_id FROM replies r WHERE r.in_reply_to = ?1 \
+                     AND r.state = 'visible' AND {} ORDER BY r.published, r.id \
+                     LIMIT ?2 OFFSET ?3",
+                    not_blocked("r.author_host", "r.author_id")
+                ),
+                params![object_id, limit, offset],
+                |r| r.get(0),
+            )
         })
     }
 }
@@ -219,6 +233,7 @@ impl Store {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::test_stores;
 
     pub(crate) fn reply(id: &str, parent: &str, author: &str, minute: u32) -> Reply {
         let host = host_of(author).unwrap();
@@ -254,70 +269,73 @@ pub(crate) mod tests {
 
     #[test]
     fn reply_round_trips_once() {
-        let store = Store::open_in_memory().unwrap();
-        let r = reply("https://m.example/notes/1", POST, ALICE, 1);
-        assert!(insert(&store, &r, ReplyState::Visible));
-        assert!(!insert(&store, &r, ReplyState::Visible));
-        let stored = store.reply_by_object(&r.id).unwrap().unwrap();
-        assert_eq!(stored.reply, r);
-        assert_eq!(stored.root_id, POST);
-        assert_eq!(store.reply_root(&r.id).unwrap().as_deref(), Some(POST));
-        assert_eq!(store.reply(stored.id).unwrap(), Some(stored));
+        for store in test_stores() {
+            let r = reply("https://m.example/notes/1", POST, ALICE, 1);
+            assert!(insert(&store, &r, ReplyState::Visible));
+            assert!(!insert(&store, &r, ReplyState::Visible));
+            let stored = store.reply_by_object(&r.id).unwrap().unwrap();
+            assert_eq!(stored.reply, r);
+            assert_eq!(stored.root_id, POST);
+            assert_eq!(store.reply_root(&r.id).unwrap().as_deref(), Some(POST));
+            assert_eq!(store.reply(stored.id).unwrap(), Some(stored));
+        }
     }
 
     #[test]
     fn only_the_author_updates_or_deletes() {
-        let store = Store::open_in_memory().unwrap();
-        let r = reply("https://m.example/notes/1", POST, ALICE, 1);
-        insert(&store, &r, ReplyState::Visible);
-        let later = r.published + chrono::Duration::minutes(5);
-        assert!(!store
-            .update_reply(&r.id, "https://m.example/users/mallory", "<p>x</p>", later)
-            .unwrap());
-        assert!(store
-            .update_reply(&r.id, ALICE, "<p>edited</p>", later)
-            .unwrap());
-        let stored = store.reply_by_object(&r.id).unwrap().unwrap();
-        assert_eq!(stored.reply.content, "<p>edited</p>");
-        assert_eq!(stored.updated, Some(later));
-        assert!(!store
-            .delete_reply(&r.id, "https://m.example/users/mallory")
-            .unwrap());
-        assert!(store.delete_reply(&r.id, ALICE).unwrap());
-        assert_eq!(store.reply_by_object(&r.id).unwrap(), None);
+        for store in test_stores() {
+            let r = reply("https://m.example/notes/1", POST, ALICE, 1);
+            insert(&store, &r, ReplyState::Visible);
+            let later = r.published + chrono::Duration::minutes(5);
+            assert!(!store
+                .update_reply(&r.id, "https://m.example/users/mallory", "<p>x</p>", later)
+                .unwrap());
+            assert!(store
+                .update_reply(&r.id, ALICE, "<p>edited</p>", later)
+                .unwrap());
+            let stored = store.reply_by_object(&r.id).unwrap().unwrap();
+            assert_eq!(stored.reply.content, "<p>edited</p>");
+            assert_eq!(stored.updated, Some(later));
+            assert!(!store
+                .delete_reply(&r.id, "https://m.example/users/mallory")
+                .unwrap());
+            assert!(store.delete_reply(&r.id, ALICE).unwrap());
+            assert_eq!(store.reply_by_object(&r.id).unwrap(), None);
+        }
     }
 
     #[test]
     fn replies_collection_lists_visible_direct_answers() {
-        let store = Store::open_in_memory().unwrap();
-        let first = reply("https://m.example/notes/1", POST, ALICE, 1);
-        let pending = reply("https://m.example/notes/2", POST, ALICE, 2);
-        let nested = reply("https://m.example/notes/3", &first.id, ALICE, 3);
-        let later = reply(
-            "https://o.example/notes/4",
-            POST,
-            "https://o.example/u/b",
-            4,
-        );
-        insert(&store, &later, ReplyState::Visible);
-        insert(&store, &first, ReplyState::Visible);
-        insert(&store, &pending, ReplyState::Pending);
-        insert(&store, &nested, ReplyState::Visible);
-        assert_eq!(
-            store.reply_ids_to(POST, 0, 10).unwrap(),
-            vec![first.id.clone(), later.id.clone()]
-        );
-        assert_eq!(store.reply_ids_to(POST, 1, 10).unwrap(), vec![later.id]);
-        assert_eq!(
-            store.reply_ids_to(&first.id, 0, 10).unwrap(),
-            vec![nested.id]
-        );
-        let pending_rows = store.replies(Some(ReplyState::Pending)).unwrap();
-        assert_eq!(pending_rows.len(), 1);
-        assert!(store
-            .set_reply_state(pending_rows[0].id, ReplyState::Visible)
-            .unwrap());
-        assert_eq!(store.reply_ids_to(POST, 0, 10).unwrap().len(), 3);
-        assert!(!store.set_reply_state(9999, ReplyState::Hidden).unwrap());
+        for store in test_stores() {
+            let first = reply("https://m.example/notes/1", POST, ALICE, 1);
+            let pending = reply("https://m.example/notes/2", POST, ALICE, 2);
+            let nested = reply("https://m.example/notes/3", &first.id, ALICE, 3);
+            let later = reply(
+                "https://o.example/notes/4",
+                POST,
+                "https://o.example/u/b",
+                4,
+            );
+            insert(&store, &later, ReplyState::Visible);
+            insert(&store, &first, ReplyState::Visible);
+            insert(&store, &pending, ReplyState::Pending);
+            insert(&store, &nested, ReplyState::Visible);
+            assert_eq!(
+                store.reply_ids_to(POST, 0, 10).unwrap(),
+                vec![first.id.clone(), later.id.clone()]
+            );
+            assert_eq!(store.reply_ids_to(POST, 1, 10).unwrap(), vec![later.id]);
+            assert_eq!(
+                store.reply_ids_to(&first.id, 0, 10).unwrap(),
+                vec![nested.id]
+            );
+            let pending_rows = store.replies(Some(ReplyState::Pending)).unwrap();
+            assert_eq!(pending_rows.len(), 1);
+            assert!(store
+                .set_reply_state(pending_rows[0].id, ReplyState::Visible)
+                .unwrap());
+            assert_eq!(store.reply_ids_to(POST, 0, 10).unwrap().len(), 3);
+            assert!(!store.set_reply_state(9999, ReplyState::Hidden).unwrap());
+        }
     }
 }

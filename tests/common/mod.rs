@@ -3,7 +3,6 @@
 //! output the way a fediverse server meets it, through a static host that applies the
 //! build's `_headers` and `_redirects` as Netlify does; `peer`, the one fake fediverse server.
 
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -538,4 +537,67 @@ pub fn npm_ci(dir: &Path) {
         .status()
         .expect("run npm ci");
     assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+/// The throwaway PostgreSQL cluster the store's own tests use (one per test process).
+#[path = "../../src/store/testdb.rs"]
+mod testdb;
+
+/// The store a test's site works with.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The default: `relais.db` in the site folder.
+    Sqlite,
+    /// A fresh database on the test cluster, by URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database, or `None` (after printing why) where PostgreSQL cannot
+    /// run and `RELAIS_REQUIRE_POSTGRES` is not set.
+    pub fn postgres() -> Option<Backend> {
+        testdb::database_url().map(Backend::Postgres)
+    }
+
+    /// What goes into `[inbox]` of `config.toml` to put the store there.
+    pub fn config_line(&self) -> String {
+        match self {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres(url) => format!("store = \"{url}\"\n"),
+        }
+    }
+
+    /// The site's store, as the binary sees it.
+    pub fn open(&self, site: &Path) -> relais::store::Store {
+        match self {
+            Backend::Sqlite => relais::store::Store::open(&site.join("relais.db")).unwrap(),
+            Backend::Postgres(url) => relais::store::Store::connect(url).unwrap(),
+        }
+    }
+}
+
+/// Runs the async test function `$name(backend)` once on each store:
+/// `${name}_on_sqlite` and `${name}_on_postgres` (which skips where PostgreSQL cannot run).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($flavor:tt, $($name:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test $flavor]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test $flavor]
+                async fn $name() {
+                    if let Some(backend) = super::common::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            )+
+        }
+    };
 }
