@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use relais::federation::keys::PrivateKey;
 use relais::federation::signature::{sign_request, SigningKey};
-use relais::store::queue::{QueuedActivity, Recipient};
+use relais::store::queue::QueuedActivity;
 use relais::store::{FollowState, NewFollower, RemoteActor, Store};
 use serde_json::{json, Value};
 
@@ -281,25 +281,12 @@ async fn fan_out(store: &Store, activity_id: &str) -> usize {
     tokio::task::spawn_blocking(move || {
         let now = chrono::Utc::now().timestamp();
         store.queue_transaction(|q| {
-            let mut inboxes: Vec<String> = q
-                .delivery_followers(&["blog"])?
-                .into_iter()
-                .map(|f| f.shared_inbox.unwrap_or(f.inbox))
-                .collect();
-            inboxes.sort();
-            inboxes.dedup();
             let activity = QueuedActivity {
                 activity_id: activity_id.clone(),
                 object_id: Some(format!("{activity_id}/object")),
                 actor_name: "blog".into(),
                 body: json!({ "id": activity_id, "type": "Create" }).to_string(),
-                recipients: inboxes
-                    .into_iter()
-                    .map(|inbox| Recipient {
-                        inbox,
-                        follower_id: None,
-                    })
-                    .collect(),
+                recipients: q.delivery_recipients(&["blog"])?,
             };
             q.enqueue(&activity, now)
         })

@@ -1,10 +1,10 @@
 //! Delivery: what a build changed, sent to every follower, durably.
 //!
 //! `load` reads the posts of the built or live site, `plan` compares them with what
-//! followers already have, `fanout` picks the inboxes, and `plan_and_enqueue` queues it all
-//! in one transaction of the store's queue; `worker` drains the queue.
+//! followers already have, the store groups the audience's followers into inboxes
+//! (`QueueTx::delivery_recipients`), and `plan_and_enqueue` queues it all in one transaction
+//! of the store's queue; `worker` drains the queue.
 
-pub mod fanout;
 pub mod load;
 pub mod moving;
 pub mod plan;
@@ -19,6 +19,7 @@ pub use worker::{
     Clock, ManualClock, RunSummary, Signers, SystemClock, Transport, Worker, WorkerOptions,
 };
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -31,7 +32,6 @@ use crate::federation::keys::PrivateKey;
 use crate::federation::urls::Urls;
 use crate::store::queue::{QueuedActivity, Recipient};
 use crate::store::{Store, StoreError};
-use fanout::FollowerIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -172,18 +172,23 @@ fn plan_in_queue(
                 .filter_map(|a| revoke::QuoteChange::of(ctx.urls, a)),
         );
         if !plan.activities.is_empty() {
-            let mut audience: Vec<&str> = plan
-                .activities
-                .iter()
-                .flat_map(|a| a.audience.iter().map(String::as_str))
-                .collect();
-            audience.sort_unstable();
-            audience.dedup();
-            let followers = q.delivery_followers(&audience)?;
-            let index = FollowerIndex::new(&followers);
+            // The inboxes of each distinct audience (the site actor, or a post's authors),
+            // asked of the store once: it groups followers into inboxes itself.
+            let mut by_audience: HashMap<Vec<String>, Vec<Recipient>> = HashMap::new();
             let at = ctx.now.timestamp();
             for activity in plan.activities {
-                let mut recipients = index.recipients(&activity.audience);
+                let mut audience = activity.audience.clone();
+                audience.sort_unstable();
+                audience.dedup();
+                let mut recipients = match by_audience.get(&audience) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let names: Vec<&str> = audience.iter().map(String::as_str).collect();
+                        let found = q.delivery_recipients(&names)?;
+                        by_audience.insert(audience, found.clone());
+                        found
+                    }
+                };
                 for inbox in addressed_inboxes(config, &blocked, &activity.json) {
                     if !recipients.iter().any(|r| r.inbox == inbox) {
                         recipients.push(Recipient {

@@ -7,7 +7,6 @@
 use serde_json::Value;
 
 use crate::config::SiteConfig;
-use crate::delivery::fanout::FollowerIndex;
 use crate::federation::activities::{Move, MoveType, WithContext};
 use crate::federation::fetch::{FederationClient, FetchError, IdCheck};
 use crate::federation::signature::SigningKey;
@@ -176,8 +175,7 @@ pub fn enqueue_move(
     let activity_id = activity["id"].as_str().unwrap_or_default().to_string();
     Ok(store.atomically(|store| {
         let deliveries = store.queue_transaction(|q| {
-            let followers = q.delivery_followers(&[name])?;
-            let recipients = FollowerIndex::new(&followers).recipients(&[name.to_string()]);
+            let recipients = q.delivery_recipients(&[name])?;
             q.enqueue(
                 &QueuedActivity {
                     activity_id: activity_id.clone(),

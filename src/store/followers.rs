@@ -2,7 +2,7 @@
 //! delivery goes to.
 
 use super::blocks::not_blocked;
-use super::queue::QueueTx;
+use super::queue::{QueueTx, Recipient};
 use super::sql::{params, Row};
 use super::{host_of, now, RemoteActor, Store, StoreError};
 
@@ -242,45 +242,42 @@ impl Store {
     }
 }
 
-/// An accepted follower of one of our actors, as delivery needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryFollower {
-    pub actor_name: String,
-    pub follower_id: String,
-    pub inbox: String,
-    pub shared_inbox: Option<String>,
-}
-
 impl QueueTx<'_> {
-    /// Accepted followers of the given actors, without blocked domains and actors, nor
-    /// followers that blocked the actor they follow.
-    pub fn delivery_followers(
-        &self,
-        actor_names: &[&str],
-    ) -> Result<Vec<DeliveryFollower>, StoreError> {
+    /// The inboxes an activity of the given actors goes to: one per shared inbox, else one
+    /// per personal inbox (as Mastodon's `inboxes_for_delivery`), of their accepted
+    /// followers, without blocked domains and actors, nor followers that blocked the actor
+    /// they follow. A personal inbox names its follower when only one follower has it.
+    /// Grouped by the database, so a million followers never sit in memory at once; sorted
+    /// bytewise on both databases.
+    pub fn delivery_recipients(&self, actor_names: &[&str]) -> Result<Vec<Recipient>, StoreError> {
         let names = serde_json::Value::from(actor_names.to_vec()).to_string();
         let conn = self.conn();
-        let names_sql = if conn.is_postgres() {
-            "SELECT jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb))"
+        let (names_sql, bytewise) = if conn.is_postgres() {
+            (
+                "SELECT jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb))",
+                " COLLATE \"C\"",
+            )
         } else {
-            "SELECT value FROM json_each(?1)"
+            ("SELECT value FROM json_each(?1)", "")
         };
         conn.query_all(
             &format!(
-                "SELECT f.actor_name, f.follower_id, f.inbox, f.shared_inbox FROM followers f \
+                "SELECT COALESCE(f.shared_inbox, f.inbox), \
+                 CASE WHEN COUNT(f.shared_inbox) = 0 AND COUNT(DISTINCT f.follower_id) = 1 \
+                 THEN MIN(f.follower_id) END \
+                 FROM followers f \
                  WHERE f.state = 'accepted' AND f.actor_name IN ({names_sql}) \
                  AND {} AND NOT EXISTS (SELECT 1 FROM remote_blocks r \
                  WHERE r.actor_id = f.follower_id AND r.actor_name = f.actor_name) \
-                 ORDER BY f.id",
+                 GROUP BY COALESCE(f.shared_inbox, f.inbox) \
+                 ORDER BY COALESCE(f.shared_inbox, f.inbox){bytewise}",
                 not_blocked("f.follower_host", "f.follower_id")
             ),
             params![names],
             |r| {
-                Ok(DeliveryFollower {
-                    actor_name: r.get(0)?,
+                Ok(Recipient {
+                    inbox: r.get(0)?,
                     follower_id: r.get(1)?,
-                    inbox: r.get(2)?,
-                    shared_inbox: r.get(3)?,
                 })
             },
         )
@@ -489,23 +486,119 @@ mod tests {
             store
                 .record_remote_block("https://c.example/users/5", "blog", None)
                 .unwrap();
-            let followers = store
-                .queue_transaction(|q| q.delivery_followers(&["blog", "alice"]))
+            let recipients = store
+                .queue_transaction(|q| q.delivery_recipients(&["blog", "alice"]))
                 .unwrap();
-            let ids: Vec<&str> = followers.iter().map(|f| f.follower_id.as_str()).collect();
+            // users/1's server by its shared inbox; users/2 pending, bad.example blocked,
+            // users/5 blocked us, carol's follower not in the audience.
             assert_eq!(
-                ids,
+                recipients,
                 vec![
-                    "https://a.example/users/1",
-                    "https://c.example/users/4",
-                    "https://d.example/users/6"
+                    recipient("https://a.example/inbox", None),
+                    recipient(
+                        "https://c.example/users/4/inbox",
+                        Some("https://c.example/users/4")
+                    ),
+                    recipient(
+                        "https://d.example/users/6/inbox",
+                        Some("https://d.example/users/6")
+                    ),
                 ]
             );
-            assert_eq!(
-                followers[0].shared_inbox.as_deref(),
-                Some("https://a.example/inbox")
+        }
+    }
+
+    fn recipient(inbox: &str, follower_id: Option<&str>) -> Recipient {
+        Recipient {
+            inbox: inbox.into(),
+            follower_id: follower_id.map(str::to_string),
+        }
+    }
+
+    /// A follower whose personal inbox is `inbox` (not derived from its id).
+    fn follower_with_inbox(store: &Store, actor_name: &str, id: &str, inbox: &str) {
+        let mut remote = actor(id);
+        remote.inbox = inbox.into();
+        remote.shared_inbox = None;
+        store
+            .upsert_follower(&NewFollower {
+                actor_name,
+                follower: &remote,
+                follow_activity_id: &format!("{id}#follow-{actor_name}"),
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn one_recipient_per_shared_inbox_else_per_personal_inbox() {
+        for store in test_stores() {
+            for (actor_name, id) in [
+                ("blog", "https://m.example/u/1"),
+                ("blog", "https://m.example/u/2"),
+                ("alice", "https://m.example/u/3"),
+                ("carol", "https://other.example/u/9"),
+            ] {
+                follower(&store, actor_name, id, true, FollowState::Accepted);
+            }
+            // One follower of two of the audience's actors: one request, still naming it.
+            follower(
+                &store,
+                "alice",
+                "https://solo.example/me",
+                false,
+                FollowState::Accepted,
             );
-            assert_eq!(followers[1].shared_inbox, None);
+            follower(
+                &store,
+                "blog",
+                "https://solo.example/me",
+                false,
+                FollowState::Accepted,
+            );
+            let got = store
+                .queue_transaction(|q| q.delivery_recipients(&["alice", "blog"]))
+                .unwrap();
+            assert_eq!(
+                got,
+                vec![
+                    recipient("https://m.example/inbox", None),
+                    recipient(
+                        "https://solo.example/me/inbox",
+                        Some("https://solo.example/me")
+                    ),
+                ]
+            );
+            let blog = store
+                .queue_transaction(|q| q.delivery_recipients(&["blog"]))
+                .unwrap();
+            assert_eq!(blog.len(), 2);
+            let nobody = store
+                .queue_transaction(|q| q.delivery_recipients(&["nobody"]))
+                .unwrap();
+            assert!(nobody.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_personal_inbox_of_two_followers_names_neither() {
+        for store in test_stores() {
+            follower_with_inbox(
+                &store,
+                "blog",
+                "https://x.example/a",
+                "https://x.example/a/inbox",
+            );
+            follower_with_inbox(
+                &store,
+                "blog",
+                "https://x.example/b",
+                "https://x.example/a/inbox",
+            );
+            let got = store
+                .queue_transaction(|q| q.delivery_recipients(&["blog"]))
+                .unwrap();
+            assert_eq!(got, vec![recipient("https://x.example/a/inbox", None)]);
         }
     }
 }

@@ -49,7 +49,7 @@ pub(crate) use actors::tests::actor as test_actor;
 pub use actors::RemoteActor;
 pub use blocks::{normalize_domain, Purged};
 pub use blocks::{BlockSource, Flag, NewFlag};
-pub use followers::{DeliveryFollower, FollowState, Follower, NewFollower};
+pub use followers::{FollowState, Follower, NewFollower};
 pub use hosts::{HostHealth, HostSignal, PROBE_INTERVAL_SECS, UNAVAILABLE_AFTER_FAILURE_DAYS};
 pub use moves::{AccountMove, MoveDirection, MovedFollowers};
 pub use published::PublishedRecord;
