@@ -869,7 +869,9 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // Warnings: stored per post, recomputed for the posts read whole this time.
     let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
     let mut warnings = if fediverse {
-        let previous = if reparsed.is_empty() {
+        // Object ids of a build for another base_url (serve) are never in the state the
+        // real builds keep: reading it (and the store) would find nothing.
+        let previous = if reparsed.is_empty() || options.base_url.is_some() {
             FederationState::default()
         } else {
             published_state(site_dir, &site.config)
