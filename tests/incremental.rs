@@ -641,3 +641,49 @@ fn references_are_resolved_from_changed_and_referencing_sources() {
     let err = build("mention removed");
     assert!(!err.contains(mention), "{err}");
 }
+
+/// A site with a post dated in the future (held back): the build after a cold build finds
+/// nothing changed and leaves the index as it was, though the cold build started without
+/// the index's list of held posts.
+#[test]
+fn a_held_post_does_not_make_the_second_build_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    write(
+        site,
+        "config.toml",
+        "title = \"Held\"\nbase_url = \"https://held.example\"\n",
+    );
+    write(
+        site,
+        "content/posts/now.md",
+        "+++\ntitle = \"Now\"\ndate = 2024-01-01\n+++\n\nOut.\n",
+    );
+    write(
+        site,
+        "content/posts/later.md",
+        "+++\ntitle = \"Later\"\ndate = 2999-01-01\n+++\n\nHeld back.\n",
+    );
+    // Old stamps: the index trusts the files without reading them again.
+    for rel in ["content/posts/now.md", "content/posts/later.md"] {
+        fs::File::options()
+            .write(true)
+            .open(site.join(rel))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+    assert_success(&relais_on("build", site, &[]), "cold build");
+    let index = fs::read(site.join(".relais/build-index")).unwrap();
+    let again = relais_on("build", site, &[]);
+    assert_success(&again, "second build");
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(
+        fs::read(site.join(".relais/build-index")).unwrap() == index,
+        "the second build rewrote the index"
+    );
+}

@@ -382,6 +382,25 @@ impl BuildIndex {
         })
     }
 
+    /// Sources of posts waiting for their date (`now`), in order: what [`Quick::held`]
+    /// finds in the quick part this index saves.
+    pub fn held(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&PathBuf> {
+        let mut held: Vec<&PathBuf> = self
+            .sources
+            .iter()
+            .filter(|(_, e)| {
+                e.lite
+                    .as_ref()
+                    .filter(|l| l.kind == DocumentKind::Post)
+                    .and_then(|l| l.date)
+                    .is_some_and(|d| d > now)
+            })
+            .map(|(path, _)| path)
+            .collect();
+        held.sort();
+        held
+    }
+
     /// What a build needs to tell that nothing changed.
     pub fn quick(&self) -> Quick {
         Quick {

@@ -345,9 +345,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         Some(quick) if !options.future => quick.held(now),
         _ => Vec::new(),
     };
-    let common_with_held = Sig::new("held").with(common).with(&held).finish();
-    let inputs = inputs_sig(
-        common_with_held,
+    let inputs_besides_held = inputs_sig(
+        common,
         &theme,
         &options.out_dir,
         &public_key_pem,
@@ -356,6 +355,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         &statics,
         site_dir,
     );
+    let with_held = |held: &[&PathBuf]| {
+        Sig::new("held")
+            .with(inputs_besides_held)
+            .with(held)
+            .finish()
+    };
+    let inputs = with_held(&held);
 
     timings.mark("inputs signature");
     // Nothing changed: the last build's report, without building the site.
@@ -1075,6 +1081,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             tags,
             files: plan.len(),
             warnings: lasting_warnings,
+        };
+        // Saved with the posts held back as the next build's quick part will list them
+        // (a cold build had no list to start from), so that build finds nothing changed.
+        let inputs = if options.future {
+            inputs
+        } else {
+            with_held(&index.held(now))
         };
         let changed = changed || index.inputs != inputs;
         index.inputs = inputs;
