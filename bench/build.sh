@@ -4,9 +4,9 @@
 # (bench/generate.py, converted by bench/other_ssg.py), each with a minimal theme.
 #
 # For each tool and size: a cold build (no output, no cache), a no-change rebuild and a
-# rebuild after appending a paragraph to one post; wall time and peak RSS from
-# /usr/bin/time, the median of RUNS runs (tools alternated within a run). Prints one
-# markdown table.
+# rebuild after appending a paragraph to one post; wall time, CPU time (user + system,
+# steadier than wall on a shared machine) and peak RSS from /usr/bin/time, the median of
+# RUNS runs (tools alternated within a run). Prints one markdown table.
 #
 #   bench/build.sh            # 1000 and 10000 posts, RUNS=3
 #   RUNS=5 bench/build.sh 1000
@@ -35,16 +35,16 @@ relais="$PWD/target/release/relais"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Runs a command in a directory; prints "seconds KiB" (wall time, peak RSS).
+# Runs a command in a directory; prints "seconds KiB cpu-seconds" (wall, peak RSS, user+sys).
 measure() {
     local dir=$1
     shift
-    (cd "$dir" && /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/last.log" 2>&1) || {
+    (cd "$dir" && /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >"$work/last.log" 2>&1) || {
         echo "failed in $dir: $*" >&2
         cat "$work/last.log" >&2
         exit 1
     }
-    cat "$work/time"
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$work/time"
 }
 
 build_cmd() {
@@ -67,8 +67,8 @@ median() {
     sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-echo "| posts | tool | cold (s) | no-change (s) | one edit (s) | peak RSS cold (MiB) | cold vs relais | edit vs relais |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+echo "| posts | tool | cold (s) | cold CPU (s) | no-change (s) | one edit (s) | edit CPU (s) | peak RSS cold (MiB) | cold vs relais | edit vs relais |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for n in "${sizes[@]}"; do
     base="$work/base-$n"
     python3 bench/generate.py "$base" "$n"
@@ -80,15 +80,17 @@ for n in "${sizes[@]}"; do
         *) python3 bench/other_ssg.py "$base" "${dirs[$tool]}" "$tool" ;;
         esac
         : >"$work/$tool-cold" >"$work/$tool-again" >"$work/$tool-edit" >"$work/$tool-rss"
+        : >"$work/$tool-coldcpu" >"$work/$tool-editcpu"
     done
     for run in $(seq "$runs"); do
         for tool in "${tools[@]}"; do
             dir=${dirs[$tool]}
             cmd=$(build_cmd "$tool")
             clean "$tool" "$dir"
-            read -r secs kib <<<"$(measure "$dir" $cmd)"
+            read -r secs kib cpu <<<"$(measure "$dir" $cmd)"
             echo "$secs" >>"$work/$tool-cold"
             echo "$kib" >>"$work/$tool-rss"
+            echo "$cpu" >>"$work/$tool-coldcpu"
             read -r secs _ <<<"$(measure "$dir" $cmd)"
             echo "$secs" >>"$work/$tool-again"
             if [ "$tool" = relais ] && ! grep -q "(0 files written, 0 removed)" "$work/last.log"; then
@@ -97,8 +99,9 @@ for n in "${sizes[@]}"; do
                 exit 1
             fi
             printf '\nEdited paragraph %s.\n' "$run" >>"$dir/content/posts/post-00007.md"
-            read -r secs _ <<<"$(measure "$dir" $cmd)"
+            read -r secs _ cpu <<<"$(measure "$dir" $cmd)"
             echo "$secs" >>"$work/$tool-edit"
+            echo "$cpu" >>"$work/$tool-editcpu"
         done
     done
     r_cold=$(median <"$work/relais-cold")
@@ -108,10 +111,12 @@ for n in "${sizes[@]}"; do
         again=$(median <"$work/$tool-again")
         edit=$(median <"$work/$tool-edit")
         rss=$(median <"$work/$tool-rss")
+        ccpu=$(median <"$work/$tool-coldcpu")
+        ecpu=$(median <"$work/$tool-editcpu")
         awk -v n="$n" -v t="$tool" -v c="$cold" -v a="$again" -v e="$edit" -v m="$rss" \
-            -v rc="$r_cold" -v re="$r_edit" 'BEGIN {
-                printf "| %d | %s | %.2f | %.3f | %.3f | %.0f | %.2f× | %.1f× |\n",
-                    n, t, c, a, e, m / 1024, c / rc, e / re }'
+            -v cc="$ccpu" -v ec="$ecpu" -v rc="$r_cold" -v re="$r_edit" 'BEGIN {
+                printf "| %d | %s | %.2f | %.2f | %.3f | %.3f | %.2f | %.0f | %.2f× | %.1f× |\n",
+                    n, t, c, cc, a, e, ec, m / 1024, c / rc, e / re }'
     done
     for tool in "${tools[@]}"; do rm -rf "${dirs[$tool]}"; done
     rm -rf "$base"

@@ -3,7 +3,7 @@
 # site is announced (the moment the live-reload event goes to the browser). Prints, as the
 # median of RUNS edits: the rebuild as serve reports it (the build with the index kept in
 # memory) and the wall time from the write to the announcement, which adds the file
-# watcher's delay and serve's 150 ms debounce (an editor's save is several events).
+# watcher's delay and serve's 5 ms settling time (an editor's save is several events).
 #
 #   bench/serve.sh            # 10000 posts, RUNS=9
 #   RUNS=5 bench/serve.sh 1000
@@ -25,6 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 python3 bench/generate.py "$work/site" "$n"
+: >"$log"
 "$relais" serve --site "$work/site" --port 0 >"$log" 2>&1 &
 pid=$!
 
@@ -68,4 +69,4 @@ median() {
 }
 echo "relais serve, $n posts, $runs edits of one post (load $(cut -d' ' -f1 /proc/loadavg)):"
 echo "  rebuild as reported: median $(median "${builds[@]}") ms (all: ${builds[*]})"
-echo "  write -> reload sent: median $(median "${walls[@]}") ms, of which 150 ms debounce (all: ${walls[*]})"
+echo "  write -> reload sent: median $(median "${walls[@]}") ms, of which 5 ms settling (all: ${walls[*]})"

@@ -535,3 +535,109 @@ fn sources_log_appends_and_recovers() {
         log_len(&site)
     );
 }
+
+/// Replies and mentions are resolved before a build from the sources that changed and
+/// those that referenced something when last read, not from every source: an unresolvable
+/// mention is retried (and reported) on every build while its post is unchanged, a new one
+/// in an edited post is found, and an edit removing it ends the reports.
+#[test]
+fn references_are_resolved_from_changed_and_referencing_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    write(
+        site,
+        "config.toml",
+        "title = \"Refs\"\nbase_url = \"https://refs.example\"\n\
+         [fediverse]\nusername = \"refs\"\ninbox_url = \"https://inbox.refs.example\"\n",
+    );
+    let post = |title: &str, body: &str| {
+        format!("+++\ntitle = \"{title}\"\ndate = 2024-03-01\n+++\n\n{body}\n")
+    };
+    write(site, "content/posts/a.md", &post("A", "Plain text."));
+    write(site, "content/posts/b.md", &post("B", "Plain too."));
+    // The stamps are set in the past so the index trusts unchanged files without reading.
+    let age = |rel: &str| {
+        let file = fs::File::options()
+            .write(true)
+            .open(site.join(rel))
+            .unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    };
+    age("content/posts/a.md");
+    age("content/posts/b.md");
+    // A private address is refused without `allow_private_addresses`: never resolved.
+    let mention = "@kim@127.0.0.1:9 cannot be resolved";
+    let build = |label: &str| {
+        let out = relais_on("build", site, &[]);
+        assert_success(&out, label);
+        common::stderr(&out)
+    };
+    assert!(!build("first build").contains(mention));
+
+    write(
+        site,
+        "content/posts/b.md",
+        &post("B", "Hello @kim@127.0.0.1:9."),
+    );
+    age("content/posts/b.md");
+    let err = build("mention added");
+    assert_eq!(err.matches(mention).count(), 1, "{err}");
+    let err = build("nothing changed");
+    assert_eq!(err.matches(mention).count(), 1, "retried: {err}");
+    write(site, "content/posts/a.md", &post("A", "Other text."));
+    age("content/posts/a.md");
+    let err = build("another post edited");
+    assert_eq!(err.matches(mention).count(), 1, "retried: {err}");
+
+    write(site, "content/posts/b.md", &post("B", "Plain again."));
+    age("content/posts/b.md");
+    let err = build("mention removed");
+    assert!(!err.contains(mention), "{err}");
+}
+
+/// A site with a post dated in the future (held back): the build after a cold build finds
+/// nothing changed and leaves the index as it was, though the cold build started without
+/// the index's list of held posts.
+#[test]
+fn a_held_post_does_not_make_the_second_build_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path();
+    write(
+        site,
+        "config.toml",
+        "title = \"Held\"\nbase_url = \"https://held.example\"\n",
+    );
+    write(
+        site,
+        "content/posts/now.md",
+        "+++\ntitle = \"Now\"\ndate = 2024-01-01\n+++\n\nOut.\n",
+    );
+    write(
+        site,
+        "content/posts/later.md",
+        "+++\ntitle = \"Later\"\ndate = 2999-01-01\n+++\n\nHeld back.\n",
+    );
+    // Old stamps: the index trusts the files without reading them again.
+    for rel in ["content/posts/now.md", "content/posts/later.md"] {
+        fs::File::options()
+            .write(true)
+            .open(site.join(rel))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+    assert_success(&relais_on("build", site, &[]), "cold build");
+    let index = fs::read(site.join(".relais/build-index")).unwrap();
+    let again = relais_on("build", site, &[]);
+    assert_success(&again, "second build");
+    assert!(
+        stdout(&again).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(
+        fs::read(site.join(".relais/build-index")).unwrap() == index,
+        "the second build rewrote the index"
+    );
+}

@@ -159,3 +159,184 @@ fn serves_pages_and_reloads_after_an_edit() {
         assert!(reads < 100, "no reload event");
     }
 }
+
+/// Every file under `dir`, by path relative to it, with `base` replaced by `BASE` in text.
+fn snapshot(dir: &Path, base: &str) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = fs::read(&path).unwrap();
+            let bytes = match String::from_utf8(bytes) {
+                Ok(text) => text.replace(base, "BASE").into_bytes(),
+                Err(e) => e.into_bytes(),
+            };
+            files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+        }
+    }
+    files
+}
+
+/// Posts edited in place while `relais serve` runs (the watcher then names the only files
+/// that changed, and the build lists and stats nothing else), mixed with an added, a
+/// renamed and a deleted post (a full listing): serve's folder ends byte-identical to a
+/// cold build of the same sources for the same address.
+#[test]
+fn edits_in_place_while_serving_equal_a_cold_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Served\"\nbase_url = \"https://served.example\"\npaginate_by = 2\n",
+    );
+    let post_at = |title: &str, day: u32, body: &str| {
+        format!(
+            "+++\ntitle = \"{title}\"\ndate = 2024-05-{day:02}\ntags = [\"t{}\"]\n+++\n\n{body}\n",
+            day % 2
+        )
+    };
+    for day in 1..=5 {
+        write(
+            &site,
+            &format!("content/posts/p{day}.md"),
+            &post_at(&format!("Post {day}"), day, "First."),
+        );
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["serve", "--port", "0", "--site"])
+        .arg(&site)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let stdout = server.0.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let address = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(120))
+            .expect("serve printed its address");
+        if let Some(rest) = line.split(" at http://").nth(1) {
+            break rest
+                .trim_end_matches(" (Ctrl-C to stop)")
+                .trim_end_matches('/')
+                .to_string();
+        }
+    };
+    // Waits for the rebuild of a change, then for the watcher to have nothing more.
+    let rebuilt = |what: &str| {
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("no rebuild after {what}"));
+            if line.starts_with("Built") {
+                break;
+            }
+        }
+        while lines.recv_timeout(Duration::from_millis(700)).is_ok() {}
+    };
+    let append = |rel: &str, text: &str| {
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(site.join(rel))
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    append("content/posts/p2.md", "\nA second paragraph.\n");
+    rebuilt("an appended paragraph");
+    // A new title changes the lists and the neighbours' pages.
+    fs::write(
+        site.join("content/posts/p4.md"),
+        post_at("Post four, renamed", 4, "First."),
+    )
+    .unwrap();
+    rebuilt("a new title");
+    write(&site, "content/posts/p6.md", &post_at("Post 6", 6, "New."));
+    rebuilt("a new post");
+    fs::rename(
+        site.join("content/posts/p1.md"),
+        site.join("content/posts/p1-moved.md"),
+    )
+    .unwrap();
+    rebuilt("a rename");
+    fs::remove_file(site.join("content/posts/p3.md")).unwrap();
+    rebuilt("a deletion");
+    append("content/posts/p6.md", "\nMore, in place.\n");
+    rebuilt("an edit of the new post");
+    fs::write(
+        site.join("content/posts/p5.md"),
+        post_at("Post 5", 5, "Rewritten body, tag unchanged."),
+    )
+    .unwrap();
+    rebuilt("a rewritten body");
+    let served = snapshot(&site.join(".relais/serve"), &format!("http://{address}"));
+    drop(server);
+
+    // The same sources, built cold for the same address.
+    let cold = dir.path().join("cold");
+    let mut stack = vec![site.clone()];
+    while let Some(at) = stack.pop() {
+        for entry in fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(&site).unwrap();
+            let first = rel.components().next().unwrap().as_os_str();
+            if first == ".relais"
+                || first == "public"
+                || first.to_string_lossy().starts_with("relais.db")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                fs::create_dir_all(cold.join(rel).parent().unwrap()).unwrap();
+                fs::copy(&path, cold.join(rel)).unwrap();
+            }
+        }
+    }
+    let config = fs::read_to_string(cold.join("config.toml")).unwrap();
+    fs::write(
+        cold.join("config.toml"),
+        config.replace("https://served.example", &format!("http://{address}")),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(&cold)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built = snapshot(&cold.join("public"), &format!("http://{address}"));
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        built.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (path, bytes) in &served {
+        assert!(
+            built[path] == *bytes,
+            "{} differs:\n--- serve\n{}\n--- cold\n{}",
+            path.display(),
+            String::from_utf8_lossy(bytes),
+            String::from_utf8_lossy(&built[path])
+        );
+    }
+}

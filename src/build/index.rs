@@ -25,13 +25,14 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-8";
+const FORMAT: &str = "relais-build-index-9";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the
@@ -109,6 +110,10 @@ pub struct SourceEntry {
     pub full_sig: u64,
     /// Warnings of the Mastodon checks that depend on this post alone (config unchanged).
     pub warnings: Vec<FediverseWarning>,
+    /// Whether the bytes may mention an account or reply to a post
+    /// ([`crate::federation::mentions::may_reference`]): only such sources, and changed
+    /// ones, are read again to resolve references before a build.
+    pub refs: bool,
 }
 
 impl SourceEntry {
@@ -119,6 +124,7 @@ impl SourceEntry {
         verified: Stamp,
         local_files: Vec<PathBuf>,
         links: PageLinks,
+        refs: bool,
         doc: &Document,
     ) -> Self {
         let lite = lite(doc);
@@ -139,6 +145,7 @@ impl SourceEntry {
             lite: Some(lite),
             lite_sig,
             warnings: Vec::new(),
+            refs,
         }
     }
 
@@ -267,17 +274,30 @@ impl BuildIndex {
     /// The index of the last build into `out_dir`; an empty one when there is none, it
     /// cannot be read, or it describes another folder.
     pub fn load(path: &Path, out_dir: &Path, style: &str) -> BuildIndex {
-        let mut index = read_parts(path, true)
-            .and_then(|(_, rest)| bincode::deserialize::<BuildIndex>(&rest).ok())
-            .filter(|i| i.format == FORMAT)
-            .unwrap_or_else(|| BuildIndex::new(out_dir, style));
-        match index.log.and_then(|log| read_log(&log_path(path), log)) {
-            Some(sources) => {
+        // The quick part names the log too, so the log is read and parsed while the main
+        // part is parsed.
+        let loaded = read_parts(path, true).and_then(|(quick, rest)| {
+            let head = bincode::deserialize::<QuickHead>(&quick).ok()?;
+            let log = head.log.filter(|_| head.format == FORMAT);
+            let (main, sources) = rayon::join(
+                || bincode::deserialize::<BuildIndex>(&rest).ok(),
+                || log.and_then(|log| read_log(&log_path(path), log)),
+            );
+            let main = main.filter(|i| i.format == FORMAT && i.log == log)?;
+            Some((main, sources))
+        });
+        let mut index = match loaded {
+            Some((mut index, Some(sources))) => {
                 index.logged = sources.keys().cloned().collect();
                 index.sources = sources;
+                index
             }
-            None => index.log = None,
-        }
+            Some((mut index, None)) => {
+                index.log = None;
+                index
+            }
+            None => BuildIndex::new(out_dir, style),
+        };
         if index.out_dir != out_dir || index.out_id != folder_id(out_dir) {
             index.outputs.clear();
             index.out_dir = out_dir.to_path_buf();
@@ -362,6 +382,25 @@ impl BuildIndex {
         })
     }
 
+    /// Sources of posts waiting for their date (`now`), in order: what [`Quick::held`]
+    /// finds in the quick part this index saves.
+    pub fn held(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&PathBuf> {
+        let mut held: Vec<&PathBuf> = self
+            .sources
+            .iter()
+            .filter(|(_, e)| {
+                e.lite
+                    .as_ref()
+                    .filter(|l| l.kind == DocumentKind::Post)
+                    .and_then(|l| l.date)
+                    .is_some_and(|d| d > now)
+            })
+            .map(|(path, _)| path)
+            .collect();
+        held.sort();
+        held
+    }
+
     /// What a build needs to tell that nothing changed.
     pub fn quick(&self) -> Quick {
         Quick {
@@ -372,6 +411,7 @@ impl BuildIndex {
             inputs: self.inputs,
             has_outputs: !self.outputs.is_empty(),
             last: self.last.clone(),
+            log: self.log,
             sources: self
                 .sources
                 .iter()
@@ -383,6 +423,7 @@ impl BuildIndex {
                         verified: e.verified,
                         assets: lite.map(|l| l.assets.clone()).unwrap_or_default(),
                         local_files: e.local_files.clone(),
+                        refs: e.refs,
                         post_date: lite
                             .filter(|l| l.kind == DocumentKind::Post)
                             .and_then(|l| l.date),
@@ -398,6 +439,8 @@ impl BuildIndex {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Quick {
     format: String,
+    /// The sources log of this index (as in the main part); second, for [`QuickHead`].
+    log: Option<LogRef>,
     pub out_dir: PathBuf,
     pub out_id: Option<(u64, u64)>,
     pub style: String,
@@ -405,6 +448,13 @@ pub struct Quick {
     pub has_outputs: bool,
     pub last: Option<LastBuild>,
     pub sources: HashMap<PathBuf, SourceStamp>,
+}
+
+/// The first fields of [`Quick`], read without the rest.
+#[derive(Deserialize)]
+struct QuickHead {
+    format: String,
+    log: Option<LogRef>,
 }
 
 impl Quick {
@@ -437,6 +487,8 @@ pub struct SourceStamp {
     pub verified: Stamp,
     pub assets: Vec<PathBuf>,
     pub local_files: Vec<PathBuf>,
+    /// See [`SourceEntry::refs`].
+    pub refs: bool,
     /// The date of a post (a page is never held back).
     pub post_date: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
@@ -478,17 +530,26 @@ fn read_log(path: &Path, log: LogRef) -> Option<HashMap<PathBuf, SourceEntry>> {
     if nonce != log.nonce.to_le_bytes() {
         return None;
     }
-    let mut sources = HashMap::with_capacity(usize::try_from(log.records).unwrap_or(0));
+    let records_hint = usize::try_from(log.records).unwrap_or(0);
+    let mut records = Vec::with_capacity(records_hint);
     while !rest.is_empty() {
         let (len, tail) = rest.split_at_checked(4)?;
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
         let (record, tail) = tail.split_at_checked(len)?;
-        let (path, entry): (PathBuf, Option<SourceEntry>) = bincode::deserialize(record).ok()?;
+        records.push(record);
+        rest = tail;
+    }
+    // Parsing the records is most of the load: in parallel, then applied in order.
+    let parsed: Vec<(PathBuf, Option<SourceEntry>)> = records
+        .par_iter()
+        .map(|record| bincode::deserialize(record).ok())
+        .collect::<Option<_>>()?;
+    let mut sources = HashMap::with_capacity(records_hint);
+    for (path, entry) in parsed {
         match entry {
             Some(entry) => sources.insert(path, entry),
             None => sources.remove(&path),
         };
-        rest = tail;
     }
     Some(sources)
 }

@@ -72,6 +72,8 @@ pub struct BuildReport {
     /// Warnings that `[[check.accept]]` in config.toml accepts.
     pub accepted: Vec<FediverseWarning>,
     pub key_source: Option<SiteKeySource>,
+    /// References (replies, mentions) that could not be resolved, one line each.
+    pub reference_warnings: Vec<String>,
 }
 
 impl BuildReport {
@@ -98,6 +100,26 @@ pub struct BuildState {
     index: Option<BuildIndex>,
     persist: bool,
     highlighter: Option<Highlighter>,
+    /// Resolve the posts' replies and mentions over the network before building
+    /// (`relais build`), reading only the sources that changed or referenced something.
+    resolve: bool,
+    /// A watching process (`relais serve`): the last listing and stats are kept, the index
+    /// is saved by [`BuildState::save_pending`] after the result is announced.
+    watching: bool,
+    /// The content listing and the sources' stats of the last build (when watching).
+    scan: Option<Scan>,
+    /// Sources that the watcher saw modified since the last build, when that is all that
+    /// happened; `None`: list and stat everything.
+    modified: Option<HashSet<PathBuf>>,
+    /// The index file an index waits to be saved to (when watching).
+    pending_save: Option<PathBuf>,
+}
+
+/// What a build found in the content folder, kept for the next build of a watching process.
+#[derive(Debug)]
+struct Scan {
+    discovered: content::Discovered,
+    stats: Vec<Option<(u64, index::Stamp)>>,
 }
 
 impl BuildState {
@@ -111,6 +133,41 @@ impl BuildState {
         BuildState {
             persist: true,
             ..BuildState::default()
+        }
+    }
+
+    /// Also resolves new replies and mentions before each build (see
+    /// [`federation::mentions::refresh_sources`]).
+    pub fn resolving_references(self) -> BuildState {
+        BuildState {
+            resolve: true,
+            ..self
+        }
+    }
+
+    /// State of a process that watches the site (`relais serve`): it may tell which
+    /// sources were modified ([`BuildState::only_modified`]), and saves the index after
+    /// the result is shown ([`BuildState::save_pending`]).
+    pub fn watching(self) -> BuildState {
+        BuildState {
+            watching: true,
+            ..self
+        }
+    }
+
+    /// Only these sources (paths relative to the site folder) were modified in place since
+    /// the last build: nothing was created, removed or renamed, and nothing else changed.
+    /// The next build then lists nothing and stats only those.
+    pub fn only_modified(&mut self, sources: HashSet<PathBuf>) {
+        self.modified = Some(sources);
+    }
+
+    /// Writes the index the last build left for later (a watching process), if any.
+    pub fn save_pending(&mut self) {
+        if let (Some(path), Some(index)) = (self.pending_save.take(), self.index.as_mut()) {
+            if let Err(err) = index.save(&path) {
+                eprintln!("warning: cannot save {}: {err}", path.display());
+            }
         }
     }
 }
@@ -136,6 +193,20 @@ enum Work {
 /// inputs did not change.
 pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Result<BuildReport> {
     let started = Instant::now();
+    state.save_pending();
+    // The watcher's word counts only for the listing and stats it saw last.
+    let modified = state.modified.take();
+    let scan = state.scan.take();
+    let scan = match (modified, scan) {
+        (Some(modified), Some(scan))
+            if modified
+                .iter()
+                .all(|p| scan.discovered.sources.iter().any(|s| &s.path == p)) =>
+        {
+            Some((modified, scan))
+        }
+        _ => None,
+    };
     let mut timings = timings::Timings::from_env();
     let spinner = spinner::Spinner::start(options.progress);
     let site_dir = &options.site_dir;
@@ -176,7 +247,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             None if state.persist => index::Quick::load(&index_path, &options.out_dir, &style),
             None => None,
         },
-        || content::discover(site_dir),
+        || match &scan {
+            Some((_, scan)) => Ok(scan.discovered.clone()),
+            None => content::discover(site_dir),
+        },
     );
     timings.mark("quick index load, discover");
     timings.mark("legacy manifest");
@@ -185,6 +259,11 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         assets: content_assets,
         section_indexes,
     } = discovered.map_err(ContentErrors)?;
+    let kept_listing = state.watching.then(|| content::Discovered {
+        sources: sources.clone(),
+        assets: content_assets.clone(),
+        section_indexes: section_indexes.clone(),
+    });
     // Sections' `_index.md` files are few and small: read whole each build, and part of
     // every output's signature (they order and title the lists).
     let section_metas =
@@ -208,6 +287,47 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         (String::new(), None)
     };
     timings.mark("sections, key");
+    // Every source's size and time, once: for the no-change test, then for loading.
+    // A watching process stats only the sources it saw modified.
+    let stat = |source: &SourceFile| -> std::io::Result<(u64, index::Stamp)> {
+        let meta = std::fs::metadata(site_dir.join(&source.path))?;
+        Ok((meta.len(), meta.modified().map(stamp).unwrap_or_default()))
+    };
+    let stats: Vec<std::io::Result<(u64, index::Stamp)>> = match &scan {
+        Some((modified, scan)) if scan.stats.len() == sources.len() => sources
+            .iter()
+            .zip(&scan.stats)
+            .map(|(source, old)| match old {
+                Some(old) if !modified.contains(&source.path) => Ok(*old),
+                _ => stat(source),
+            })
+            .collect(),
+        _ => sources.par_iter().map(stat).collect(),
+    };
+    if let Some(discovered) = kept_listing {
+        state.scan = Some(Scan {
+            discovered,
+            stats: stats.iter().map(|s| s.as_ref().ok().copied()).collect(),
+        });
+    }
+    timings.mark("stat sources");
+    let reference_warnings = if state.resolve && fediverse && !options.dry_run {
+        let report = resolve_references(
+            site_dir,
+            &config,
+            &sources,
+            &stats,
+            &section_indexes,
+            quick.as_ref(),
+        );
+        if report.fetched > 0 {
+            config.resolved = std::sync::Arc::new(federation::mentions::Resolved::load(site_dir));
+        }
+        timings.mark("resolve references");
+        report.warnings
+    } else {
+        Vec::new()
+    };
     let now = chrono::Utc::now();
     let common = Sig::new(env!("CARGO_PKG_VERSION"))
         .bytes(&config_bytes)
@@ -225,9 +345,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         Some(quick) if !options.future => quick.held(now),
         _ => Vec::new(),
     };
-    let common_with_held = Sig::new("held").with(common).with(&held).finish();
-    let inputs = inputs_sig(
-        common_with_held,
+    let inputs_besides_held = inputs_sig(
+        common,
         &theme,
         &options.out_dir,
         &public_key_pem,
@@ -236,16 +355,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         &statics,
         site_dir,
     );
+    let with_held = |held: &[&PathBuf]| {
+        Sig::new("held")
+            .with(inputs_besides_held)
+            .with(held)
+            .finish()
+    };
+    let inputs = with_held(&held);
 
     timings.mark("inputs signature");
-    // Every source's size and time, once: for the no-change test, then for loading.
-    let stats: Vec<std::io::Result<(u64, index::Stamp)>> = sources
-        .par_iter()
-        .map(|source| {
-            let meta = std::fs::metadata(site_dir.join(&source.path))?;
-            Ok((meta.len(), meta.modified().map(stamp).unwrap_or_default()))
-        })
-        .collect();
     // Nothing changed: the last build's report, without building the site.
     let store_present =
         fediverse && crate::store::StoreLocation::of(site_dir, &config.inbox.store).exists();
@@ -279,12 +397,14 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 warnings: Vec::new(),
                 accepted: Vec::new(),
                 key_source,
+                reference_warnings: Vec::new(),
             };
             let (warnings, accepted) =
                 federation::check::split_accepted(&config, last.warnings.clone());
             let report = BuildReport {
                 warnings,
                 accepted,
+                reference_warnings,
                 ..report
             };
             timings.mark("no-change test");
@@ -756,7 +876,9 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // Warnings: stored per post, recomputed for the posts read whole this time.
     let mut lasting_warnings: Vec<FediverseWarning> = Vec::new();
     let mut warnings = if fediverse {
-        let previous = if reparsed.is_empty() {
+        // Object ids of a build for another base_url (serve) are never in the state the
+        // real builds keep: reading it (and the store) would find nothing.
+        let previous = if reparsed.is_empty() || options.base_url.is_some() {
             FederationState::default()
         } else {
             published_state(site_dir, &site.config)
@@ -820,7 +942,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         }))
     };
     let mut write = WriteReport::default();
-    let mut new_outputs: HashMap<String, OutputEntry> = HashMap::with_capacity(plan.len());
+    let mut new_outputs: HashMap<String, OutputEntry> = HashMap::with_capacity(dirty.len());
     let planned_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
     let stale: Vec<String> = index
         .outputs
@@ -906,8 +1028,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         hash: None,
                     });
             }
-            keep_clean_outputs(&plan, &index, &mut new_outputs);
-            index.outputs = new_outputs;
+            merge_outputs(&mut index.outputs, &stale, new_outputs);
             restore_lite(&mut entries, site_documents(&mut site), &full);
             index.sources = entries;
             index.changed_sources = changed_sources;
@@ -923,7 +1044,6 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         }
     }
     timings.mark("render, write");
-    keep_clean_outputs(&plan, &index, &mut new_outputs);
     write.unchanged = plan.len() - write.written;
 
     spinner.finish();
@@ -947,19 +1067,11 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let objects_changed = dirty
             .iter()
             .any(|&i| plan[i].sig.is_some() && matches!(plan[i].work, Work::Federation(_)));
-        if options.base_url.is_none()
-            && (sources_changed || objects_changed || !state_file.exists())
-        {
-            let fed_state = FederationState::of_posts(&urls, &site.posts);
-            if let Err(err) = fed_state.save(site_dir) {
-                eprintln!(
-                    "warning: cannot save {}: {err}",
-                    federation::check::STATE_FILE
-                );
-            }
-        }
+        let fed_state = (options.base_url.is_none()
+            && (sources_changed || objects_changed || !state_file.exists()))
+        .then(|| FederationState::of_posts(&urls, &site.posts));
         timings.mark("federation state");
-        index.outputs = new_outputs;
+        merge_outputs(&mut index.outputs, &stale, new_outputs);
         restore_lite(&mut entries, site_documents(&mut site), &full);
         index.sources = entries;
         index.changed_sources = changed_sources;
@@ -971,19 +1083,45 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             files: plan.len(),
             warnings: lasting_warnings,
         };
+        // Saved with the posts held back as the next build's quick part will list them
+        // (a cold build had no list to start from), so that build finds nothing changed.
+        let inputs = if options.future {
+            inputs
+        } else {
+            with_held(&index.held(now))
+        };
         let changed = changed || index.inputs != inputs;
         index.inputs = inputs;
         index.last = Some(last);
         index.warnings_for = common;
-        if state.persist && changed {
-            // Older versions kept one cache file per document there; the index replaces it.
-            let legacy_cache = site_dir.join(".relais/cache");
-            if legacy_cache.is_dir() {
-                let _ = std::fs::remove_dir_all(legacy_cache);
-            }
-            if let Err(err) = index.save(&index_path) {
-                eprintln!("warning: cannot save {}: {err}", index_path.display());
-            }
+        // The two files are independent: written side by side.
+        let (fed_saved, index_saved) = rayon::join(
+            || fed_state.map(|fed_state| fed_state.save(site_dir)),
+            || {
+                if !(state.persist && changed) {
+                    return Ok(());
+                }
+                if state.watching {
+                    state.pending_save = Some(index_path.clone());
+                    return Ok(());
+                }
+                // Older versions kept one cache file per document there; the index
+                // replaces it.
+                let legacy_cache = site_dir.join(".relais/cache");
+                if legacy_cache.is_dir() {
+                    let _ = std::fs::remove_dir_all(legacy_cache);
+                }
+                index.save(&index_path)
+            },
+        );
+        if let Some(Err(err)) = fed_saved {
+            eprintln!(
+                "warning: cannot save {}: {err}",
+                federation::check::STATE_FILE
+            );
+        }
+        if let Err(err) = index_saved {
+            eprintln!("warning: cannot save {}: {err}", index_path.display());
         }
         timings.mark("index save");
         state.index = Some(index);
@@ -994,6 +1132,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         warnings,
         accepted,
         key_source,
+        reference_warnings,
         html_pages,
         posts,
         pages,
@@ -1172,6 +1311,48 @@ fn inputs_sig(
     sig.finish()
 }
 
+/// Resolves what the sources reference (replies, mentions) and `.relais/resolved.json`
+/// does not know yet. Only sources the index does not vouch for, or that referenced
+/// something when last read, are read (all of them without an index), and the sections'
+/// `_index.md` files.
+fn resolve_references(
+    site_dir: &Path,
+    config: &SiteConfig,
+    sources: &[SourceFile],
+    stats: &[std::io::Result<(u64, index::Stamp)>],
+    section_indexes: &[PathBuf],
+    quick: Option<&index::Quick>,
+) -> federation::mentions::RefreshReport {
+    let candidates: Vec<&Path> = sources
+        .iter()
+        .zip(stats)
+        .filter(|(source, stat)| {
+            let known = quick.and_then(|q| q.sources.get(&source.path));
+            !matches!((known, stat), (Some(k), Ok((size, modified)))
+                if !k.refs && k.trusted(*size, *modified))
+        })
+        .map(|(source, _)| source.path.as_path())
+        .chain(section_indexes.iter().map(PathBuf::as_path))
+        .collect();
+    let texts: Vec<(PathBuf, String)> = candidates
+        .par_iter()
+        .filter_map(|path| {
+            let full = site_dir.join(path);
+            let text = std::fs::read_to_string(&full).ok()?;
+            federation::mentions::may_reference(&text).then_some((full, text))
+        })
+        .collect();
+    if texts.is_empty() {
+        return federation::mentions::RefreshReport::default();
+    }
+    federation::mentions::refresh_sources(site_dir, config, &texts)
+}
+
+/// Whether the bytes of a source may reference an account or a post.
+fn may_reference(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(federation::mentions::may_reference)
+}
+
 /// Whether every source is the one the index knows, by size and time alone.
 fn sources_unchanged(
     site_dir: &Path,
@@ -1193,17 +1374,17 @@ fn sources_unchanged(
         })
 }
 
-/// Outputs not rendered this time keep what the index knew of them.
-fn keep_clean_outputs(
-    plan: &[Planned],
-    index: &BuildIndex,
+/// The index's outputs after this build: the stale ones gone, the rendered ones replaced;
+/// outputs not rendered this time keep what the index knew of them.
+fn merge_outputs(
     outputs: &mut HashMap<String, OutputEntry>,
+    stale: &[String],
+    rendered: HashMap<String, OutputEntry>,
 ) {
-    for planned in plan {
-        if let Some(old) = index.outputs.get(&planned.path) {
-            outputs.entry(planned.path.clone()).or_insert(*old);
-        }
+    for path in stale {
+        outputs.remove(path);
     }
+    outputs.extend(rendered);
 }
 
 /// A source after the change test: its index entry and, when it was parsed, the document.
@@ -1248,18 +1429,20 @@ fn load_sources(
                 }
                 other => other,
             };
-            let (now, len, hash, parsed) = match early {
+            let (now, len, hash, refs, parsed) = match early {
                 Some(early) => (
                     early.read_at,
                     early.len,
                     early.hash,
+                    early.refs,
                     Body::Parsed(Box::new(early.parsed)),
                 ),
                 None => {
                     let now = stamp(std::time::SystemTime::now());
                     let bytes = std::fs::read(&full_path).map_err(read_error)?;
                     let hash = content::hex_sha256(&bytes);
-                    (now, bytes.len() as u64, hash, Body::Bytes(bytes))
+                    let refs = may_reference(&bytes);
+                    (now, bytes.len() as u64, hash, refs, Body::Bytes(bytes))
                 }
             };
             if let Some(mut entry) = known.filter(|e| e.hash == hash) {
@@ -1278,7 +1461,15 @@ fn load_sources(
             };
             let doc = parsed.document;
             Ok(LoadedSource {
-                entry: SourceEntry::of(len, modified, now, parsed.local_files, parsed.links, &doc),
+                entry: SourceEntry::of(
+                    len,
+                    modified,
+                    now,
+                    parsed.local_files,
+                    parsed.links,
+                    refs,
+                    &doc,
+                ),
                 full: Some(doc),
                 rehashed: false,
             })
@@ -1306,6 +1497,7 @@ struct EarlyParse {
     read_at: index::Stamp,
     len: u64,
     hash: String,
+    refs: bool,
     parsed: Result<content::Parsed, ContentError>,
 }
 
@@ -1321,6 +1513,7 @@ fn read_and_parse(
     Some(EarlyParse {
         read_at,
         len: bytes.len() as u64,
+        refs: may_reference(&bytes),
         parsed: parse_bytes(site_dir, source, &bytes, hash.clone(), highlighter),
         hash,
     })

@@ -46,15 +46,6 @@ pub fn print_notices(report: &BuildReport, site_dir: &Path) {
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
-    // Replies and mentions are resolved over the network first; the build stays offline.
-    if let Ok(config) = crate::config::SiteConfig::load(&args.site) {
-        if config.fediverse.enabled {
-            let resolved = crate::federation::mentions::refresh_site(&args.site, &config);
-            for warning in &resolved.warnings {
-                eprintln!("warning: {warning}");
-            }
-        }
-    }
     let out_dir = args.out.unwrap_or_else(|| args.site.join("public"));
     let options = BuildOptions {
         site_dir: args.site.clone(),
@@ -66,7 +57,17 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
         dry_run: false,
         remote_interactions: args.remote_interactions,
     };
-    let report = build_site(&options, &mut BuildState::on_disk(&args.site))?;
+    // Replies and mentions are resolved over the network first (of the sources that
+    // changed or reference something); the build itself stays offline.
+    let mut state = BuildState::on_disk(&args.site).resolving_references();
+    let report = build_site(&options, &mut state);
+    // The process ends here: freeing the index's many small allocations one by one would
+    // only add to the time of a small rebuild.
+    std::mem::forget(state);
+    let report = report?;
+    for warning in &report.reference_warnings {
+        eprintln!("warning: {warning}");
+    }
     print_notices(&report, &args.site);
     println!("{}", report.summary());
     Ok(())

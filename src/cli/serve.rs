@@ -2,6 +2,7 @@
 //! and tell the browser through server-sent events: reload after a build, or show the
 //! build's error over the page until a build succeeds again.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -33,6 +34,10 @@ pub const SERVE_DIR: &str = ".relais/serve";
 /// Sources watched for changes, relative to the site directory.
 const WATCHED: &[&str] = &["content", "templates", "static", "themes", "config.toml"];
 /// Editors save in bursts (temp file, rename, chmod): wait for quiet before rebuilding.
+/// A build starts once the sources were quiet this long: an editor's save is several events
+/// within a millisecond or two.
+const SETTLE: Duration = Duration::from_millis(5);
+/// ... and no file written to is still open, for at most this long.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// HTML pages are buffered to inject the reload script; none is anywhere near this.
 const MAX_HTML_BYTES: usize = 64 * 1024 * 1024;
@@ -146,7 +151,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         remote_interactions: false,
     };
     // Parsed documents do not depend on base_url: `build` and `serve` share the disk cache.
-    let mut state = BuildState::on_disk(&args.site);
+    let mut state = BuildState::on_disk(&args.site).watching();
     let report = build_site(&options, &mut state)?;
     println!("{}", report.summary());
     println!(
@@ -368,6 +373,69 @@ fn is_read_only(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// What the watcher reported between two builds.
+struct Changes {
+    /// Markdown files of `content/` modified in place (relative to the site folder), while
+    /// that is all that happened; `None` once anything else did.
+    modified: Option<HashSet<PathBuf>>,
+    /// Files written to and not closed yet.
+    writing: HashSet<PathBuf>,
+}
+
+impl Changes {
+    fn new() -> Changes {
+        Changes {
+            modified: Some(HashSet::new()),
+            writing: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, site_dir: &Path, event: &notify::Result<notify::Event>) {
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        use notify::EventKind;
+        let Ok(event) = event else {
+            self.modified = None;
+            return;
+        };
+        let in_place = matches!(
+            event.kind,
+            EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Metadata(_))
+                | EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        let closed = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+        );
+        for path in &event.paths {
+            if matches!(event.kind, EventKind::Modify(ModifyKind::Data(_))) {
+                self.writing.insert(path.clone());
+            } else if closed {
+                self.writing.remove(path);
+            }
+            let source = relative(site_dir, path).filter(|rel| {
+                rel.starts_with("content") && rel.extension().is_some_and(|e| e == "md")
+            });
+            match (source, self.modified.as_mut()) {
+                (Some(rel), Some(modified)) if in_place && !event.need_rescan() => {
+                    modified.insert(rel);
+                }
+                _ => self.modified = None,
+            }
+        }
+    }
+}
+
+/// A watched path relative to the site folder (the watcher's paths are absolute).
+fn relative(site_dir: &Path, path: &Path) -> Option<PathBuf> {
+    let site = site_dir
+        .canonicalize()
+        .unwrap_or_else(|_| site_dir.to_path_buf());
+    path.strip_prefix(&site)
+        .or_else(|_| path.strip_prefix(site_dir))
+        .ok()
+        .map(Path::to_path_buf)
+}
+
 fn rebuild_loop(
     options: &BuildOptions,
     mut state: BuildState,
@@ -382,26 +450,44 @@ fn rebuild_loop(
         if !relevant(&event) {
             continue;
         }
-        // Build once the sources have been quiet for DEBOUNCE: an editor's save is several
-        // events. Events outside the sources (the build's own output) do not extend it.
+        // Build once the sources have been quiet for SETTLE and no written file is still
+        // open (up to DEBOUNCE). Events outside the sources (the build's own output) do
+        // not count. In-place edits of known sources let the build skip listing and
+        // stat'ing the others.
+        let first = Instant::now();
+        let mut changes = Changes::new();
+        changes.add(&options.site_dir, &event);
         let mut quiet_since = Instant::now();
         loop {
-            let left = DEBOUNCE.saturating_sub(quiet_since.elapsed());
+            let settle = SETTLE.saturating_sub(quiet_since.elapsed());
+            let left = if changes.writing.is_empty() {
+                settle
+            } else {
+                DEBOUNCE.saturating_sub(first.elapsed()).max(settle)
+            };
             if left.is_zero() {
                 break;
             }
             match events.recv_timeout(left) {
-                Ok(event) if relevant(&event) => quiet_since = Instant::now(),
+                Ok(event) if relevant(&event) => {
+                    changes.add(&options.site_dir, &event);
+                    quiet_since = Instant::now();
+                }
                 Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
+        if let Some(modified) = changes.modified {
+            state.only_modified(modified);
+        }
         match build_site(options, &mut state) {
             Ok(report) => {
+                live.publish(LiveEvent::Reload);
                 println!("{} [{} parsed]", report.summary(), report.parsed);
                 let _ = std::io::stdout().flush();
-                live.publish(LiveEvent::Reload);
+                // The index is written once the page is on its way.
+                state.save_pending();
             }
             Err(err) => {
                 super::report(&err);

@@ -72,7 +72,7 @@ pub struct ContentAsset {
     pub path: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Discovered {
     pub sources: Vec<SourceFile>,
     pub assets: Vec<ContentAsset>,

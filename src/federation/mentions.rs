@@ -398,7 +398,6 @@ pub async fn refresh<'a>(
 /// first. Nothing is fetched when nothing new is referenced. Signed with the site key when
 /// there is one (servers in authorized-fetch mode require it).
 pub fn refresh_site(site_dir: &Path, config: &crate::config::SiteConfig) -> RefreshReport {
-    let mut report = RefreshReport::default();
     let mut sources: Vec<(std::path::PathBuf, String)> = Vec::new();
     for entry in walkdir::WalkDir::new(site_dir.join("content"))
         .into_iter()
@@ -406,12 +405,27 @@ pub fn refresh_site(site_dir: &Path, config: &crate::config::SiteConfig) -> Refr
         .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "md"))
     {
         if let Ok(text) = std::fs::read_to_string(entry.path()) {
-            // Cheap filter: no `@` and no in_reply_to, nothing to resolve.
-            if text.contains('@') || text.contains("in_reply_to") {
+            if may_reference(&text) {
                 sources.push((entry.path().to_path_buf(), text));
             }
         }
     }
+    refresh_sources(site_dir, config, &sources)
+}
+
+/// Cheap filter: a Markdown file with no `@` and no `in_reply_to` references nothing.
+pub fn may_reference(text: &str) -> bool {
+    text.contains('@') || text.contains("in_reply_to")
+}
+
+/// [`refresh_site`] for the given sources only (path, text): the build passes those it
+/// has not seen or that referenced something when it last read them.
+pub fn refresh_sources(
+    site_dir: &Path,
+    config: &crate::config::SiteConfig,
+    sources: &[(std::path::PathBuf, String)],
+) -> RefreshReport {
+    let mut report = RefreshReport::default();
     let mut resolved = Resolved::load(site_dir);
     let unknown = sources.iter().any(|(_, text)| {
         crate::content::front_matter::split(text).is_ok_and(|split| {
