@@ -553,8 +553,8 @@ fn references_are_resolved_from_changed_and_referencing_sources() {
     let post = |title: &str, body: &str| {
         format!("+++\ntitle = \"{title}\"\ndate = 2024-03-01\n+++\n\n{body}\n")
     };
-    write(site, "content/posts/a.md", &post("A", "Plain text."));
-    write(site, "content/posts/b.md", &post("B", "Plain too."));
+    write(site, "content/posts/a.md", post("A", "Plain text."));
+    write(site, "content/posts/b.md", post("B", "Plain too."));
     // The stamps are set in the past so the index trusts unchanged files without reading.
     let age = |rel: &str| {
         let file = fs::File::options()
@@ -578,19 +578,19 @@ fn references_are_resolved_from_changed_and_referencing_sources() {
     write(
         site,
         "content/posts/b.md",
-        &post("B", "Hello @kim@127.0.0.1:9."),
+        post("B", "Hello @kim@127.0.0.1:9."),
     );
     age("content/posts/b.md");
     let err = build("mention added");
     assert_eq!(err.matches(mention).count(), 1, "{err}");
     let err = build("nothing changed");
     assert_eq!(err.matches(mention).count(), 1, "retried: {err}");
-    write(site, "content/posts/a.md", &post("A", "Other text."));
+    write(site, "content/posts/a.md", post("A", "Other text."));
     age("content/posts/a.md");
     let err = build("another post edited");
     assert_eq!(err.matches(mention).count(), 1, "retried: {err}");
 
-    write(site, "content/posts/b.md", &post("B", "Plain again."));
+    write(site, "content/posts/b.md", post("B", "Plain again."));
     age("content/posts/b.md");
     let err = build("mention removed");
     assert!(!err.contains(mention), "{err}");

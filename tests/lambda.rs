@@ -399,8 +399,9 @@ async fn inbox_answers(site: &Path, store: &Path, posts: &[(&str, &[u8])]) -> Ve
     answers
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
+async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries(
+    backend: common::Backend,
+) {
     let (remote, mut follower) = follower_server().await;
     let host_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", host_listener.local_addr().unwrap());
@@ -428,9 +429,13 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
     let store_path = data.path().join("relais.db");
     let log = data.path().join("function.log");
     // As `provided.al2023` starts `bootstrap`: no arguments, everything in the environment.
-    let child = lambda_command(&api, &log)
+    let mut command = lambda_command(&api, &log);
+    match &backend {
+        common::Backend::Sqlite => command.env("RELAIS_STORE", &store_path),
+        common::Backend::Postgres(url) => command.env("RELAIS_STORE_URL", url),
+    };
+    let child = command
         .env("RELAIS_SITE", site.path())
-        .env("RELAIS_STORE", &store_path)
         .env("RELAIS_KEY", SITE_KEY)
         .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
         .env("RELAIS_DEPLOY_TOKEN", DEPLOY_TOKEN)
@@ -461,9 +466,11 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
     );
     let document: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(document["subject"], resource.as_str());
-    assert!(
+    // A function's local files do not last: said for SQLite, not for PostgreSQL.
+    assert_eq!(
         function.log().contains("is a local file"),
-        "no warning about the SQLite store:\n{}",
+        matches!(backend, common::Backend::Sqlite),
+        "{}",
         function.log()
     );
 
@@ -554,7 +561,12 @@ async fn function_url_and_scheduled_events_run_the_inbox_and_its_deliveries() {
     let accept: Value = serde_json::from_slice(&accept).unwrap();
     assert_eq!(accept["type"], "Accept", "{accept}");
     assert_eq!(accept["object"]["id"], follow["id"], "{accept}");
-    let followers = Store::open(&store_path).unwrap().followers(None).unwrap();
+    let followers = match &backend {
+        common::Backend::Sqlite => Store::open(&store_path).unwrap(),
+        common::Backend::Postgres(url) => Store::connect(url).unwrap(),
+    }
+    .followers(None)
+    .unwrap();
     assert_eq!(followers.len(), 1);
     assert_eq!(followers[0].follower_id, format!("{remote}/users/alice"));
 
@@ -664,3 +676,8 @@ async fn relais_inbox_under_lambda_reports_a_failed_start_to_init_error() {
     let status = child.wait().unwrap();
     assert!(!status.success());
 }
+
+on_both_stores!(
+    (flavor = "multi_thread"),
+    function_url_and_scheduled_events_run_the_inbox_and_its_deliveries,
+);

@@ -1,5 +1,6 @@
 //! `relais serve` as the real binary on a loopback port: pages, 404, live reload on change.
 
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -160,26 +161,18 @@ fn serves_pages_and_reloads_after_an_edit() {
     }
 }
 
-/// Every file under `dir`, by path relative to it, with `base` replaced by `BASE` in text.
-fn snapshot(dir: &Path, base: &str) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        for entry in fs::read_dir(&at).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = fs::read(&path).unwrap();
-            let bytes = match String::from_utf8(bytes) {
-                Ok(text) => text.replace(base, "BASE").into_bytes(),
-                Err(e) => e.into_bytes(),
-            };
-            files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
-        }
-    }
-    files
+/// Every file under `dir` (`common::snapshot`) with `base` replaced by `BASE` in text.
+fn snapshot(
+    dir: &std::path::Path,
+    base: &str,
+) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    crate::common::snapshot(dir)
+        .into_iter()
+        .map(|(path, bytes)| match String::from_utf8(bytes) {
+            Ok(text) => (path, text.replace(base, "BASE").into_bytes()),
+            Err(e) => (path, e.into_bytes()),
+        })
+        .collect()
 }
 
 /// Posts edited in place while `relais serve` runs (the watcher then names the only files
@@ -205,7 +198,7 @@ fn edits_in_place_while_serving_equal_a_cold_build() {
         write(
             &site,
             &format!("content/posts/p{day}.md"),
-            &post_at(&format!("Post {day}"), day, "First."),
+            post_at(&format!("Post {day}"), day, "First."),
         );
     }
     let child = Command::new(env!("CARGO_BIN_EXE_relais"))
@@ -265,7 +258,7 @@ fn edits_in_place_while_serving_equal_a_cold_build() {
     )
     .unwrap();
     rebuilt("a new title");
-    write(&site, "content/posts/p6.md", &post_at("Post 6", 6, "New."));
+    write(&site, "content/posts/p6.md", post_at("Post 6", 6, "New."));
     rebuilt("a new post");
     fs::rename(
         site.join("content/posts/p1.md"),
