@@ -28,8 +28,9 @@ use serde_json::{json, Value};
 const REPLICAS: usize = 3;
 /// Remote actors sending follows, replies and likes.
 const SENDERS: usize = 12;
-/// The fan-outs: inboxes on this many loopback hosts, ten each.
-const FAN_OUT_HOSTS: usize = 20;
+/// The fan-outs: inboxes on this many loopback hosts, ten each (20,000 followers on 2,000
+/// inboxes, the size).
+const FAN_OUT_HOSTS: usize = 200;
 const FAN_OUT_INBOXES: usize = 10 * FAN_OUT_HOSTS;
 /// Followers per inbox (they share it): a post goes once to each inbox.
 const FOLLOWERS_PER_INBOX: usize = 10;
