@@ -28,8 +28,8 @@ use crate::federation::{
     documents::PlannedDocument,
     keys::{self, SiteKeySource},
 };
+use crate::interactions::Interactions;
 use crate::render::{self, Job, OutputFile, OutputSource, StaticSource, Theme, Views, WriteReport};
-use crate::site::interactions::Interactions;
 use crate::site::{feeds, Asset, LoadOptions, Site};
 use index::{hash_bytes, stamp, BuildIndex, OutputEntry, Sig, SourceEntry};
 

@@ -16,7 +16,7 @@ pub use output::{OutputError, OutputFile, OutputSource, WriteReport, MANIFEST};
 pub use theme::{StaticSource, Theme, ThemeError};
 
 use crate::content::Highlighter;
-use crate::site::interactions::Interactions;
+use crate::interactions::Interactions;
 use crate::site::{feeds, Site};
 
 /// Site path of the stylesheet for class-highlighted code.
@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use crate::config::SiteConfig;
     use crate::content::DocumentCache;
-    use crate::site::interactions::{PostInteractions, Reactor, Reply};
+    use crate::interactions::{PostInteractions, Reactor, Reply};
     use crate::site::LoadOptions;
     use std::fs;
     use std::path::Path;

@@ -1,9 +1,6 @@
 //! Pages, taxonomies and feeds assembled from documents.
 
 pub mod feeds;
-/// The interaction types live in [`crate::interactions`] (no dependencies, so `store` needs
-/// nothing of `site`); this path stays for `build` and `render`.
-pub use crate::interactions;
 pub mod sections;
 
 use std::collections::HashMap;
