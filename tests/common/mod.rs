@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub mod peer;
+pub mod serve;
 
 /// `base_url` of `example-site/config.toml`.
 pub const BASE_URL: &str = "https://relais.example";
