@@ -493,18 +493,16 @@ async fn replies_likes_and_boosts_are_shown_and_undone(backend: common::Backend)
 
     // A build host without the store reads the same from the inbox's public endpoint.
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["build", "--remote-interactions", "--site"])
-        .arg(inbox.dir.path())
-        .arg("--out")
-        .arg(elsewhere.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = common::relais_on(
+        "build",
+        inbox.dir.path(),
+        &[
+            "--remote-interactions",
+            "--out",
+            elsewhere.path().to_str().unwrap(),
+        ],
     );
+    common::assert_success(&output, "relais build --remote-interactions");
     let remote_page =
         std::fs::read_to_string(elsewhere.path().join("posts/hello/index.html")).unwrap();
     assert!(

@@ -584,11 +584,7 @@ fn run_page_script(site: &Path, data: &Value) -> Value {
         .arg("https://blog.example/posts/hello/")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_success(&output, "page_script.mjs");
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
