@@ -19,3 +19,5 @@ pub mod logging;
 pub mod render;
 pub mod site;
 pub mod store;
+#[cfg(test)]
+mod test_support;

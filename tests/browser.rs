@@ -99,6 +99,24 @@ fn wait_ready(server: &mut Running, address: &str, log: &Path) {
     panic!("relais never listened on {address}");
 }
 
+/// Runs `pages.mjs` in Chromium with `config`; what it found on the pages. On failure,
+/// `context` adds what else explains it.
+fn run_pages(config: &Value, context: impl Fn() -> String) -> Value {
+    let output = Command::new("node")
+        .arg(browser_dir().join("pages.mjs"))
+        .arg(chromium())
+        .arg(config.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        context()
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn the_theme_works_in_a_real_browser() {
     if !browser_available() {
@@ -176,19 +194,12 @@ fn the_theme_works_in_a_real_browser() {
         "replyPage": reply_page,
         "server": "@reader@Social.Test/",
     });
-    let output = Command::new("node")
-        .arg(browser_dir().join("pages.mjs"))
-        .arg(chromium())
-        .arg(config.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\ninbox log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        fs::read_to_string(&log).unwrap_or_default()
-    );
-    let facts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let facts = run_pages(&config, || {
+        format!(
+            "inbox log:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
     eprintln!("browser: {}", facts["version"]);
 
     let layouts = facts["layouts"].as_array().unwrap();
@@ -331,18 +342,7 @@ fn serve_shows_build_errors_over_the_page() {
         "broken": "+++\ntitle = \"Live\ndate = 2024-05-01\n+++\n\nBroken.\n",
         "fixed": "+++\ntitle = \"Live\"\ndate = 2024-05-01\n+++\n\nFixed at last.\n",
     }});
-    let output = Command::new("node")
-        .arg(browser_dir().join("pages.mjs"))
-        .arg(chromium())
-        .arg(config.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let facts: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let facts = run_pages(&config, String::new);
     let shown = facts["shown"].as_str().unwrap_or_default();
     assert!(
         shown.contains("the build failed") && shown.contains("content/posts/live.md"),

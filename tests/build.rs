@@ -6,12 +6,10 @@ use std::process::Output;
 
 use crate::common;
 
-use crate::common::{relais, snapshot, stderr, stdout, write, PNG};
+use crate::common::{relais, relais_on, snapshot, stderr, stdout, write, PNG};
 
 fn build(site: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["build", "--site", site.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    relais(&args)
+    relais_on("build", site, extra)
 }
 
 fn fixture() -> tempfile::TempDir {

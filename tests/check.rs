@@ -5,15 +5,9 @@
 use std::fs;
 use std::path::Path;
 
-use crate::common::{assert_success, copy_example_site, relais, relais_on, stderr, stdout, write};
-
-fn warnings(output: &std::process::Output) -> Vec<String> {
-    stderr(output)
-        .lines()
-        .filter_map(|l| l.strip_prefix("warning: "))
-        .map(String::from)
-        .collect()
-}
+use crate::common::{
+    assert_success, copy_example_site, relais, relais_on, stderr, stdout, warnings, write,
+};
 
 #[test]
 fn a_fresh_site_passes_with_setup_warnings() {

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -20,7 +19,6 @@ use axum::Router;
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
 const OTHER_KEY: &str = include_str!("fixtures/alice_key.pem");
-const GUARD: Duration = Duration::from_secs(60);
 
 /// A site with one post, built by the real binary; `inbox` goes into `[inbox]`.
 fn make_site(dir: &Path, base: &str, inbox_url: &str, inbox: &str) {
@@ -64,30 +62,9 @@ async fn start_inbox(site: &Path, port: u16) -> Inbox {
         .spawn()
         .unwrap();
     let mut inbox = Inbox { child, log };
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(status) = inbox.child.try_wait().unwrap() {
-            panic!(
-                "relais inbox exited with {status}:\n{}",
-                std::fs::read_to_string(&inbox.log).unwrap_or_default()
-            );
-        }
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        if client
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return inbox;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "inbox never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = format!("http://127.0.0.1:{port}");
+    common::wait_healthy(&mut inbox.child, &base, &inbox.log).await;
+    inbox
 }
 
 async fn doctor(site: &Path, extra: &[&str]) -> Output {

@@ -887,15 +887,6 @@ fn a_key_in_a_copied_folder_is_refused() {
     }
 }
 
-/// Warning lines of `relais check`, as `file: message`.
-fn warnings(output: &std::process::Output) -> Vec<String> {
-    stderr(output)
-        .lines()
-        .filter_map(|l| l.strip_prefix("warning: "))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn check_passes_on_the_clean_example() {
     let dir = tempfile::tempdir().unwrap();

@@ -142,23 +142,8 @@ impl Inbox {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = tokio::time::Instant::now() + GUARD;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("relais inbox exited with {status}:\n{}", self.log());
-            }
-            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "inbox never answered:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let log = self.dir.path().join("inbox.log");
+        common::wait_healthy(&mut self.child, &self.base, &log).await;
     }
 
     fn log(&self) -> String {
@@ -217,8 +202,12 @@ impl Inbox {
             .unwrap()
     }
 
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
     async fn get_json(&self, path: &str) -> (reqwest::header::HeaderMap, Value) {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         let headers = response.headers().clone();
         (headers, response.json().await.unwrap())
@@ -504,18 +493,16 @@ async fn replies_likes_and_boosts_are_shown_and_undone(backend: common::Backend)
 
     // A build host without the store reads the same from the inbox's public endpoint.
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["build", "--remote-interactions", "--site"])
-        .arg(inbox.dir.path())
-        .arg("--out")
-        .arg(elsewhere.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = common::relais_on(
+        "build",
+        inbox.dir.path(),
+        &[
+            "--remote-interactions",
+            "--out",
+            elsewhere.path().to_str().unwrap(),
+        ],
     );
+    common::assert_success(&output, "relais build --remote-interactions");
     let remote_page =
         std::fs::read_to_string(elsewhere.path().join("posts/hello/index.html")).unwrap();
     assert!(
@@ -1181,18 +1168,10 @@ async fn serves_the_site_documents_with_their_content_types() {
         assert_eq!(jrd["links"][0]["href"], inbox.actor());
     }
     let unknown = inbox
-        .client
-        .get(inbox.url("/.well-known/webfinger?resource=acct:nobody@elsewhere.example"))
-        .send()
-        .await
-        .unwrap();
+        .get("/.well-known/webfinger?resource=acct:nobody@elsewhere.example")
+        .await;
     assert_eq!(unknown.status(), 404);
-    let missing = inbox
-        .client
-        .get(inbox.url("/.well-known/webfinger"))
-        .send()
-        .await
-        .unwrap();
+    let missing = inbox.get("/.well-known/webfinger").await;
     assert_eq!(missing.status(), 400);
 
     let (_, links) = inbox.get_json("/.well-known/nodeinfo").await;
@@ -1204,19 +1183,9 @@ async fn serves_the_site_documents_with_their_content_types() {
         .contains("nodeinfo.diaspora.software/ns/schema/2.1"));
     assert_eq!(nodeinfo["version"], "2.1");
 
-    let escape = inbox
-        .client
-        .get(inbox.url("/ap/..%2Fconfig.toml"))
-        .send()
-        .await
-        .unwrap();
+    let escape = inbox.get("/ap/..%2Fconfig.toml").await;
     assert_eq!(escape.status(), 404);
-    let missing_post = inbox
-        .client
-        .get(inbox.url("/ap/posts/none/replies"))
-        .send()
-        .await
-        .unwrap();
+    let missing_post = inbox.get("/ap/posts/none/replies").await;
     assert_eq!(missing_post.status(), 404);
 }
 
@@ -1628,12 +1597,7 @@ async fn quote_requests_are_accepted_with_a_fetchable_authorization_or_rejected(
     assert_eq!(body["object"]["object"], missing);
     assert!(body.get("result").is_none());
 
-    let response = inbox
-        .client
-        .get(inbox.url("/ap/quote_authorizations/0123"))
-        .send()
-        .await
-        .unwrap();
+    let response = inbox.get("/ap/quote_authorizations/0123").await;
     assert_eq!(response.status(), 404);
 }
 

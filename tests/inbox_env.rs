@@ -6,7 +6,7 @@
 use crate::common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::common::peer::Peer;
 use axum::http::Method;
@@ -15,7 +15,6 @@ use relais::federation::signature::{verify_request, IncomingRequest, SignaturePa
 use serde_json::json;
 
 const SITE_KEY: &str = include_str!("fixtures/site_key.pem");
-const GUARD: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inbox_runs_from_environment_variables_alone() {
@@ -62,26 +61,7 @@ async fn inbox_runs_from_environment_variables_alone() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "relais inbox exited with {status}:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "inbox never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_healthy(&mut child, &base, &log).await;
     assert!(store.exists(), "the store is where RELAIS_STORE says");
     assert!(!site.path().join("relais.db").exists());
 

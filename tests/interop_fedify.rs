@@ -549,6 +549,45 @@ async fn fedify_follows_receives_and_replies() {
     peer.process.assert_alive();
 }
 
+/// A one-post site (`extra_config` before its `[fediverse]` table) whose interactions come
+/// from an inbox service, built by the real binary.
+fn one_post_site(extra_config: &str, date: &str) -> tempfile::TempDir {
+    let site = tempfile::tempdir().unwrap();
+    write(
+        site.path(),
+        "config.toml",
+        format!(
+            "title = \"T\"\nbase_url = \"https://blog.example\"\n{extra_config}\
+             [fediverse]\ninbox_url = \"https://inbox.blog.example\"\n"
+        ),
+    );
+    write(
+        site.path(),
+        "content/posts/hello.md",
+        format!("+++\ntitle = \"Hello\"\ndate = {date}\n+++\n\nText.\n"),
+    );
+    common::build_site(site.path());
+    site
+}
+
+/// Runs the built page script of the post of [`one_post_site`] in jsdom, the inbox
+/// endpoint answering `data`; what the page then shows.
+fn run_page_script(site: &Path, data: &Value) -> Value {
+    let public = site.join("public");
+    let data_path = site.join("interactions.json");
+    fs::write(&data_path, data.to_string()).unwrap();
+    let output = Command::new("node")
+        .arg(interop_dir().join("page_script.mjs"))
+        .arg(public.join("posts/hello/index.html"))
+        .arg(public.join("interactions.js"))
+        .arg(&data_path)
+        .arg("https://blog.example/posts/hello/")
+        .output()
+        .unwrap();
+    common::assert_success(&output, "page_script.mjs");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The default theme's page script, run in jsdom on a page built by the real binary: it asks
 /// the inbox endpoint the page names and redraws replies and reactions from the answer,
 /// never turning a remote `javascript:` URL into a link.
@@ -558,31 +597,8 @@ fn page_script_redraws_fresh_interactions() {
         return;
     }
     install_peer();
-    let site = tempfile::tempdir().unwrap();
-    fs::write(
-        site.path().join("config.toml"),
-        "title = \"T\"\nbase_url = \"https://blog.example\"\n\
-         [fediverse]\ninbox_url = \"https://inbox.blog.example\"\n",
-    )
-    .unwrap();
-    fs::create_dir_all(site.path().join("content/posts")).unwrap();
-    fs::write(
-        site.path().join("content/posts/hello.md"),
-        "+++\ntitle = \"Hello\"\ndate = 2026-01-01\n+++\n\nText.\n",
-    )
-    .unwrap();
-    let built = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["build", "--site"])
-        .arg(site.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let public = site.path().join("public");
-    let page = public.join("posts/hello/index.html");
+    let site = one_post_site("", "2026-01-01");
+    let page = site.path().join("public/posts/hello/index.html");
     assert!(fs::read_to_string(&page)
         .unwrap()
         .contains("No replies yet."));
@@ -613,23 +629,7 @@ fn page_script_redraws_fresh_interactions() {
               "url": "javascript:alert(1)" },
         ],
     });
-    let data_path = site.path().join("interactions.json");
-    fs::write(&data_path, data.to_string()).unwrap();
-
-    let output = Command::new("node")
-        .arg(interop_dir().join("page_script.mjs"))
-        .arg(&page)
-        .arg(public.join("interactions.js"))
-        .arg(&data_path)
-        .arg("https://blog.example/posts/hello/")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = run_page_script(site.path(), &data);
     assert_eq!(
         shown["requested"],
         json!(["/ap/interactions?post=https%3A%2F%2Fblog.example%2Fap%2Fposts%2Fhello.json"])
@@ -666,32 +666,8 @@ fn page_script_formats_like_the_build() {
         return;
     }
     install_peer();
-    let site = tempfile::tempdir().unwrap();
-    fs::write(
-        site.path().join("config.toml"),
-        "title = \"T\"\nbase_url = \"https://blog.example\"\nlanguage = \"fr\"\n\
-         [fediverse]\ninbox_url = \"https://inbox.blog.example\"\n",
-    )
-    .unwrap();
-    fs::create_dir_all(site.path().join("content/posts")).unwrap();
-    fs::write(
-        site.path().join("content/posts/hello.md"),
-        "+++\ntitle = \"Hello\"\ndate = 2025-02-11\n+++\n\nText.\n",
-    )
-    .unwrap();
-    let built = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["build", "--site"])
-        .arg(site.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let public = site.path().join("public");
-    let page = public.join("posts/hello/index.html");
-    let html = fs::read_to_string(&page).unwrap();
+    let site = one_post_site("language = \"fr\"\n", "2025-02-11");
+    let html = fs::read_to_string(site.path().join("public/posts/hello/index.html")).unwrap();
     assert!(html.contains(">11 février 2025</time>"), "{html}");
 
     let data = json!({
@@ -708,22 +684,7 @@ fn page_script_formats_like_the_build() {
         ],
         "boosts": [],
     });
-    let data_path = site.path().join("interactions.json");
-    fs::write(&data_path, data.to_string()).unwrap();
-    let output = Command::new("node")
-        .arg(interop_dir().join("page_script.mjs"))
-        .arg(&page)
-        .arg(public.join("interactions.js"))
-        .arg(&data_path)
-        .arg("https://blog.example/posts/hello/")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let shown = run_page_script(site.path(), &data);
     assert_eq!(shown["replies"][0]["time"], "11 février 2025, 10:00 UTC");
     assert_eq!(
         shown["fallbacks"],

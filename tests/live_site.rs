@@ -302,27 +302,9 @@ impl Live {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + GUARD;
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("relais inbox exited with {status}:\n{}", self.log());
-            }
-            let health = self
-                .client
-                .get(format!("{}/healthz", self.inbox_base))
-                .send()
-                .await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "inbox never answered:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let child = self.child.insert(child);
+        let log = self.dir.path().join("inbox.log");
+        common::wait_healthy(child, &self.inbox_base, &log).await;
     }
 
     fn log(&self) -> String {

@@ -3,45 +3,14 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
+use crate::common::serve::{get, serve};
 use crate::common::write;
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn post(body: &str) -> String {
     format!("+++\ntitle = \"Live\"\ndate = 2024-05-01\n+++\n\n{body}\n")
-}
-
-/// Status code and body of `GET path`.
-fn get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, response)
 }
 
 #[test]
@@ -54,34 +23,7 @@ fn serves_pages_and_reloads_after_an_edit() {
     );
     write(site.path(), "content/posts/live.md", post("First version."));
 
-    let child = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["serve", "--port", "0", "--site"])
-        .arg(site.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let stdout = server.0.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let address = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("serve printed its address");
-        if let Some(rest) = line.split(" at http://").nth(1) {
-            break rest
-                .trim_end_matches(" (Ctrl-C to stop)")
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
+    let (_server, address) = serve(site.path(), &[], &[]);
 
     let (status, page) = get(&address, "/posts/live/");
     assert_eq!(status, 200, "{page}");
@@ -201,34 +143,8 @@ fn edits_in_place_while_serving_equal_a_cold_build() {
             post_at(&format!("Post {day}"), day, "First."),
         );
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_relais"))
-        .args(["serve", "--port", "0", "--site"])
-        .arg(&site)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let stdout = server.0.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let address = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("serve printed its address");
-        if let Some(rest) = line.split(" at http://").nth(1) {
-            break rest
-                .trim_end_matches(" (Ctrl-C to stop)")
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
+    let (server, address) = serve(&site, &[], &[]);
+    let lines = &server.lines;
     // Waits for the rebuild of a change, then for the watcher to have nothing more.
     let rebuilt = |what: &str| {
         loop {

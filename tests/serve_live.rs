@@ -3,27 +3,12 @@
 //! (and to pages opened while it stands) until a build succeeds and reloads them.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::common::serve::{get, serve, Server};
 use crate::common::write;
-
-/// Kills the server when the test ends, pass or fail.
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn site() -> tempfile::TempDir {
     let site = tempfile::tempdir().unwrap();
@@ -40,45 +25,6 @@ fn site() -> tempfile::TempDir {
     site
 }
 
-/// Starts `relais serve` and waits for the address it prints.
-fn serve(site: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_relais"));
-    command
-        .args(["serve", "--port", "0", "--site"])
-        .arg(site)
-        .args(args)
-        .env_remove("BROWSER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let server = Server { child, lines };
-    let address = loop {
-        let line = server
-            .lines
-            .recv_timeout(Duration::from_secs(120))
-            .expect("serve printed its address");
-        if let Some(rest) = line.split(" at http://").nth(1) {
-            break rest
-                .trim_end_matches(" (Ctrl-C to stop)")
-                .trim_end_matches('/')
-                .to_string();
-        }
-    };
-    (server, address)
-}
-
 /// Lines printed after the address, up to the first containing `wanted`.
 fn printed(server: &Server, wanted: &str) -> Vec<String> {
     let mut seen = Vec::new();
@@ -90,21 +36,6 @@ fn printed(server: &Server, wanted: &str) -> Vec<String> {
         }
     }
     panic!("never printed {wanted:?}: {seen:?}");
-}
-
-fn get(address: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 /// An open live-reload stream, read line by line.
@@ -151,7 +82,7 @@ impl Events {
 fn build_errors_reach_the_page_until_fixed() {
     let site = site();
     let (_server, address) = serve(site.path(), &["--bind", "127.0.0.1"], &[]);
-    let page = get(&address, "/posts/live/");
+    let page = get(&address, "/posts/live/").1;
     assert!(page.contains("addEventListener(\"build-error\""), "{page}");
     assert!(
         page.contains("textContent"),
@@ -195,7 +126,7 @@ fn build_errors_reach_the_page_until_fixed() {
         later_page.next(),
         ("message".to_string(), "reload".to_string())
     );
-    assert!(get(&address, "/posts/live/").contains("Fixed."));
+    assert!(get(&address, "/posts/live/").1.contains("Fixed."));
 }
 
 #[test]
@@ -220,7 +151,7 @@ fn bind_sets_the_address_and_open_runs_the_browser() {
         &[("BROWSER", browser.to_str().unwrap())],
     );
     assert!(address.starts_with("127.0.0.2:"), "{address}");
-    let page = get(&address, "/posts/live/");
+    let page = get(&address, "/posts/live/").1;
     assert!(
         page.contains(&format!("href=\"http://{address}/posts/live/\"")),
         "{page}"

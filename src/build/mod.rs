@@ -28,8 +28,8 @@ use crate::federation::{
     documents::PlannedDocument,
     keys::{self, SiteKeySource},
 };
+use crate::interactions::Interactions;
 use crate::render::{self, Job, OutputFile, OutputSource, StaticSource, Theme, Views, WriteReport};
-use crate::site::interactions::Interactions;
 use crate::site::{feeds, Asset, LoadOptions, Site};
 use index::{hash_bytes, stamp, BuildIndex, OutputEntry, Sig, SourceEntry};
 
@@ -1573,8 +1573,6 @@ fn copy_plan(path: String, from: PathBuf) -> Planned {
     }
 }
 
-/// Every planned path is a plain relative path produced once; a repeated one names both
-/// of its origins.
 /// Signature of the sections' `_index.md` files: their paths and bytes.
 fn sections_sig(site_dir: &Path, indexes: &[PathBuf]) -> u64 {
     let mut sig = Sig::new("sections").with(indexes.len());
@@ -1610,6 +1608,8 @@ fn kept_field_notes(site: &Site) -> Vec<FediverseWarning> {
         .collect()
 }
 
+/// Every planned path is a plain relative path produced once; a repeated one names both
+/// of its origins.
 fn check_paths(plan: &[Planned], site: &Site, theme: &Theme) -> anyhow::Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(plan.len());
     for (i, planned) in plan.iter().enumerate() {

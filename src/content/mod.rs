@@ -113,7 +113,6 @@ impl<'de> Deserialize<'de> for Extra {
     }
 }
 
-mod cache;
 pub(crate) mod front_matter;
 mod highlight;
 mod markdown;
@@ -122,7 +121,6 @@ mod scaffold;
 mod section;
 mod source;
 
-pub use cache::DocumentCache;
 pub use front_matter::parse_date;
 pub use front_matter::GENERATOR_KEYS;
 pub use highlight::Highlighter;
@@ -133,8 +131,6 @@ pub use section::{parse_section, SectionMeta, SortBy};
 pub use source::{discover, section_of, ContentAsset, Discovered, SourceFile};
 
 use std::path::Path;
-
-use rayon::prelude::*;
 
 /// A content problem, named by the file (relative to the site) and, for anything inside a
 /// file, the 1-based line.
@@ -199,20 +195,6 @@ impl ContentError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ContentErrors(pub Vec<ContentError>);
 
-/// The documents of a site and the files found next to them.
-#[derive(Debug)]
-pub struct Loaded {
-    /// In source path order; drafts included.
-    pub documents: Vec<Document>,
-    /// Non-Markdown files of `content/` outside bundles.
-    pub assets: Vec<ContentAsset>,
-    /// How many documents were parsed, and how many came from the cache unchanged.
-    pub parsed: usize,
-    pub reused: usize,
-    /// What the sections' `_index.md` files say.
-    pub sections: Vec<SectionMeta>,
-}
-
 /// Reads and parses the sections' `_index.md` files; all errors at once.
 pub fn load_sections(
     site_dir: &Path,
@@ -237,88 +219,6 @@ pub fn load_sections(
     } else {
         Err(errors)
     }
-}
-
-/// Discovers and parses every document under `<site_dir>/content`, in parallel, reusing
-/// cached documents whose source and local link targets are unchanged.
-pub fn load(
-    site_dir: &Path,
-    highlighter: &Highlighter,
-    cache: &mut DocumentCache,
-) -> Result<Loaded, ContentErrors> {
-    let Discovered {
-        sources,
-        assets,
-        section_indexes,
-    } = discover(site_dir).map_err(ContentErrors)?;
-    let sections = load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
-    let style = highlighter.fingerprint();
-    let results: Vec<Result<(cache::Entry, bool), ContentError>> = sources
-        .par_iter()
-        .map(|source| {
-            let full = site_dir.join(&source.path);
-            let bytes = std::fs::read(&full).map_err(|e| ContentError::Read {
-                path: source.path.clone(),
-                source: e,
-            })?;
-            let hash = hex_sha256(&bytes);
-            let key = cache::key(&source.path, &hash, &style);
-            if let Some(entry) = cache.get(&source.path, &key) {
-                if entry.local_files.iter().all(|f| site_dir.join(f).is_file()) {
-                    return Ok((entry, false));
-                }
-            }
-            let text = std::str::from_utf8(&bytes).map_err(|e| ContentError::Encoding {
-                path: source.path.clone(),
-                line: bytes[..e.valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1,
-            })?;
-            let parsed = parse_document(site_dir, source, text, hash, highlighter)?;
-            Ok((
-                cache::Entry {
-                    key,
-                    document: parsed.document,
-                    local_files: parsed.local_files,
-                },
-                true,
-            ))
-        })
-        .collect();
-
-    let mut errors = Vec::new();
-    let mut entries = Vec::with_capacity(results.len());
-    for result in results {
-        match result {
-            Ok(entry) => entries.push(entry),
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort_by(|a, b| a.path().cmp(b.path()));
-        return Err(ContentErrors(errors));
-    }
-    let parsed = entries.iter().filter(|(_, fresh)| *fresh).count();
-    let documents = entries
-        .iter()
-        .zip(&sources)
-        .map(|((entry, _), source)| Document {
-            // Bundle listings are not part of the cache key: always take today's.
-            assets: source.assets.clone(),
-            ..entry.document.clone()
-        })
-        .collect();
-    let reused = entries.len() - parsed;
-    cache.replace(entries);
-    Ok(Loaded {
-        documents,
-        assets,
-        parsed,
-        reused,
-        sections,
-    })
 }
 
 pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
@@ -432,71 +332,5 @@ mod tests {
             "a\\u{1b}]0;owned\\u{7}b\\u{a}INFO forged"
         );
         assert_eq!(printable("\u{9b}31m\u{202e}x"), "\\u{9b}31m\\u{202e}x");
-    }
-    use std::fs;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn counts(site: &Path, cache: &mut DocumentCache) -> (usize, usize) {
-        let loaded = load(site, &Highlighter::new(None), cache).unwrap();
-        (loaded.parsed, loaded.reused)
-    }
-
-    #[test]
-    fn cache_reparses_only_changed_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = dir.path();
-        for i in 0..3 {
-            write(
-                site,
-                &format!("content/posts/p{i}.md"),
-                &format!("+++\ntitle = \"P{i}\"\ndate = 2024-01-01\n+++\nBody {i}\n"),
-            );
-        }
-        write(
-            site,
-            "content/posts/pic/index.md",
-            "+++\ntitle = \"Pic\"\ndate = 2024-01-01\n+++\n![alt](a.png)\n",
-        );
-        write(site, "content/posts/pic/a.png", "png");
-        let cache_dir = site.join(".relais/cache");
-
-        let mut cache = DocumentCache::on_disk(cache_dir.clone());
-        assert_eq!(counts(site, &mut cache), (4, 0));
-        assert_eq!(counts(site, &mut cache), (0, 4));
-        write(
-            site,
-            "content/posts/p1.md",
-            "+++\ntitle = \"P1\"\ndate = 2024-01-01\n+++\nChanged\n",
-        );
-        assert_eq!(counts(site, &mut cache), (1, 3));
-
-        // A new process: only the files on disk are there.
-        let mut fresh = DocumentCache::on_disk(cache_dir.clone());
-        assert_eq!(counts(site, &mut fresh), (0, 4));
-        assert_eq!(
-            fs::read_dir(&cache_dir).unwrap().count(),
-            4,
-            "stale entries pruned"
-        );
-
-        // A cached document whose image disappeared is parsed again, and fails.
-        fs::remove_file(site.join("content/posts/pic/a.png")).unwrap();
-        let err = load(site, &Highlighter::new(None), &mut fresh).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("content/posts/pic/index.md:5: image to missing file a.png"),
-            "{err}"
-        );
-
-        // Another output style is another key.
-        write(site, "content/posts/pic/a.png", "png");
-        let inline = Highlighter::new(Some("InspiredGitHub".into()));
-        let loaded = load(site, &inline, &mut fresh).unwrap();
-        assert_eq!((loaded.parsed, loaded.reused), (4, 0));
     }
 }

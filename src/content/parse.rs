@@ -536,9 +536,7 @@ mod tests {
             }
         }
         fn write(&self, rel: &str, text: &str) {
-            let p = self.dir.path().join(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
+            crate::test_support::write(self.dir.path(), rel, text);
         }
         fn parse(
             &self,

@@ -256,12 +256,9 @@ fn site_path(rel: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
     fn touch(root: &Path, rel: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, "x").unwrap();
+        crate::test_support::write(root, rel, "x");
     }
 
     #[test]

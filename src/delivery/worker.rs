@@ -71,10 +71,6 @@ impl ManualClock {
         ManualClock(Arc::new(AtomicI64::new(now)))
     }
 
-    pub fn set(&self, now: i64) {
-        self.0.store(now, Ordering::SeqCst);
-    }
-
     pub fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }

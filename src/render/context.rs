@@ -10,7 +10,7 @@ use super::dates;
 use crate::config::{AuthorConfig, SiteConfig};
 use crate::content::Document;
 use crate::federation::urls::Urls;
-use crate::site::interactions::{Interactions, PostInteractions, Reactor};
+use crate::interactions::{Interactions, PostInteractions, Reactor};
 use crate::site::{feeds, Site};
 
 const DESCRIPTION_CHARS: usize = 160;
@@ -515,7 +515,7 @@ mod reactor_tests {
     #[test]
     fn reply_times_use_the_site_pattern() {
         let interactions = PostInteractions {
-            replies: vec![crate::site::interactions::Reply {
+            replies: vec![crate::interactions::Reply {
                 id: "https://m.example/n/1".into(),
                 url: "https://m.example/n/1".into(),
                 in_reply_to: "x".into(),
@@ -530,7 +530,7 @@ mod reactor_tests {
             }],
             likes: vec![reactor("https://h.example/users/bob")],
             boosts: vec![],
-            quotes: vec![crate::site::interactions::QuotedBy {
+            quotes: vec![crate::interactions::QuotedBy {
                 actor_id: "https://q.example/users/quinn".into(),
                 name: String::new(),
                 actor_url: "https://q.example/@quinn".into(),

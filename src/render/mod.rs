@@ -6,18 +6,14 @@ pub mod dates;
 pub mod output;
 pub mod theme;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-
-use rayon::prelude::*;
 
 pub use context::Views;
 pub use output::{OutputError, OutputFile, OutputSource, WriteReport, MANIFEST};
 pub use theme::{StaticSource, Theme, ThemeError};
 
 use crate::content::Highlighter;
-use crate::site::interactions::Interactions;
-use crate::site::{feeds, Site};
+use crate::site::Site;
 
 /// Site path of the stylesheet for class-highlighted code.
 pub const HIGHLIGHT_CSS_PATH: &str = "/highlight.css";
@@ -54,81 +50,6 @@ pub enum Job {
     NotFound,
     /// List page `.1` (1-based) of section `.0` (Zola/Hugo folders of posts).
     Section(usize, usize),
-}
-
-/// Renders every page, feed and copied file of `site`. Pages render in parallel.
-pub fn render_site(
-    site: &Site,
-    theme: &Theme,
-    interactions: &Interactions,
-) -> Result<Vec<OutputFile>, RenderError> {
-    let views = Views::new(site, interactions);
-    let pages: Vec<(OutputFile, &'static str)> = page_jobs(site)
-        .par_iter()
-        .map(|&job| render_job(site, theme, &views, job))
-        .collect::<Result<_, _>>()?;
-
-    let mut files = Vec::with_capacity(pages.len() + site.assets.len() + 8);
-    let mut origins: HashMap<String, String> = HashMap::new();
-    let mut add = |file: OutputFile, origin: String, files: &mut Vec<OutputFile>| {
-        if let Some(first) = origins.insert(file.path.clone(), origin.clone()) {
-            return Err(RenderError::Duplicate {
-                path: format!("/{}", file.path),
-                first,
-                second: origin,
-            });
-        }
-        files.push(file);
-        Ok(())
-    };
-    for (file, template) in pages {
-        add(
-            file,
-            theme.origin(template).display().to_string(),
-            &mut files,
-        )?;
-    }
-    for (path, text) in [
-        (feeds::ATOM_PATH, feeds::atom(site)),
-        (feeds::RSS_PATH, feeds::rss(site)),
-        (feeds::SITEMAP_PATH, feeds::sitemap(site)),
-        (feeds::ROBOTS_PATH, feeds::robots(site)),
-    ] {
-        add(
-            OutputFile::bytes(OutputFile::path_for(path), text),
-            format!("the generated {path}"),
-            &mut files,
-        )?;
-    }
-    for asset in &site.assets {
-        add(
-            OutputFile::copy(
-                OutputFile::path_for(&asset.path),
-                site.dir.join(&asset.source),
-            ),
-            asset.source.display().to_string(),
-            &mut files,
-        )?;
-    }
-    for file in &theme.static_files {
-        let path = OutputFile::path_for(&file.path);
-        // The site's static/ overrides the theme's, like templates/ does.
-        if site.assets.iter().any(|a| a.path == file.path) {
-            continue;
-        }
-        let (out, origin) = match &file.source {
-            StaticSource::Embedded(bytes) => (
-                OutputFile::bytes(path, bytes.to_vec()),
-                format!("theme {} static{}", theme.name, file.path),
-            ),
-            StaticSource::File(source) => (
-                OutputFile::copy(path, source.clone()),
-                source.display().to_string(),
-            ),
-        };
-        add(out, origin, &mut files)?;
-    }
-    Ok(files)
 }
 
 /// The stylesheet for class-highlighted code, or nothing when code is styled inline.
@@ -200,19 +121,13 @@ pub fn render_job(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::build::{build_site, BuildOptions, BuildState};
     use crate::config::SiteConfig;
-    use crate::content::DocumentCache;
-    use crate::site::interactions::{PostInteractions, Reactor, Reply};
-    use crate::site::LoadOptions;
+    use crate::interactions::Reply;
+    use crate::store::{NewReply, ReactionKind, RemoteActor, ReplyState, Store, StoreLocation};
+    use crate::test_support::write;
     use std::fs;
     use std::path::Path;
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
 
     fn fixture() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -240,37 +155,64 @@ mod tests {
         dir
     }
 
-    fn render(root: &Path, interactions: &Interactions) -> Result<Vec<OutputFile>, RenderError> {
-        let config = SiteConfig::load(root).unwrap();
-        let theme = Theme::load(root, &config)?;
-        let site = Site::load(
-            root,
-            config,
-            LoadOptions::default(),
-            &Highlighter::new(None),
-            &mut DocumentCache::in_memory(),
-        )
-        .unwrap();
-        render_site(&site, &theme, interactions)
+    /// Builds the site at `root` as `relais build` does, into a fresh folder.
+    fn build(root: &Path) -> anyhow::Result<tempfile::TempDir> {
+        let out = tempfile::tempdir().unwrap();
+        let options = BuildOptions {
+            site_dir: root.to_path_buf(),
+            out_dir: out.path().to_path_buf(),
+            drafts: false,
+            future: false,
+            base_url: None,
+            progress: false,
+            dry_run: false,
+            remote_interactions: false,
+        };
+        build_site(&options, &mut BuildState::in_memory())?;
+        Ok(out)
     }
 
-    fn text(files: &[OutputFile], path: &str) -> String {
-        let file = files
-            .iter()
-            .find(|f| f.path == path)
-            .unwrap_or_else(|| panic!("no {path}"));
-        match &file.source {
-            OutputSource::Bytes(b) => String::from_utf8(b.clone()).unwrap(),
-            OutputSource::Copy(p) => fs::read_to_string(p).unwrap(),
+    fn text(out: &tempfile::TempDir, path: &str) -> String {
+        fs::read_to_string(out.path().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Every file under `root`, as sorted relative paths.
+    fn listing(root: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
         }
+        found.sort_unstable();
+        found
+    }
+
+    /// The inbox's store of the site at `root`, as the build finds it.
+    fn store(root: &Path) -> Store {
+        let config = SiteConfig::load(root).unwrap();
+        let StoreLocation::Path(path) = StoreLocation::of(root, &config.inbox.store) else {
+            panic!("the fixture's store is a SQLite file");
+        };
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        Store::open(&path).unwrap()
     }
 
     #[test]
     fn renders_every_page_with_fediverse_links() {
         let dir = fixture();
-        let files = render(dir.path(), &Interactions::new()).unwrap();
-        let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
-        paths.sort_unstable();
+        let files = build(dir.path()).unwrap();
+        // The ActivityPub documents and host files are the federation stage's.
+        let paths: Vec<String> = listing(files.path())
+            .into_iter()
+            .filter(|p| !p.ends_with(".json") && !p.starts_with(['.', '_']))
+            .collect();
         assert_eq!(
             paths,
             vec![
@@ -278,6 +220,7 @@ mod tests {
                 "about/index.html",
                 "atom.xml",
                 "favicon.ico",
+                "highlight.css",
                 "index.html",
                 "interactions.js",
                 "page/2/index.html",
@@ -332,20 +275,14 @@ mod tests {
         let when = chrono::DateTime::parse_from_rfc3339("2024-02-01T08:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let reactor = |name: &str| Reactor {
-            actor_id: format!("https://m.example/users/{name}"),
-            name: name.into(),
-            url: format!("https://m.example/@{name}"),
-            avatar: Some(format!("https://m.example/{name}.png")),
-        };
-        let mut interactions = Interactions::new();
-        interactions.insert(
-            "https://blog.example/ap/posts/p1.json".into(),
-            PostInteractions {
-                replies: vec![Reply {
+        let store = store(dir.path());
+        let post = "https://blog.example/ap/posts/p1.json";
+        store
+            .insert_reply(&NewReply {
+                reply: &Reply {
                     id: "https://m.example/r/1".into(),
                     url: "https://m.example/@bob/1".into(),
-                    in_reply_to: "https://blog.example/ap/posts/p1.json".into(),
+                    in_reply_to: post.into(),
                     author_id: "https://m.example/users/bob".into(),
                     author_name: "Bob <script>x</script>".into(),
                     author_handle: "@bob@m.example".into(),
@@ -354,13 +291,39 @@ mod tests {
                     content: "<p>Nice <em>post</em></p>".into(),
                     published: when,
                     depth: 0,
-                }],
-                likes: vec![reactor("carol"), reactor("dan")],
-                boosts: vec![reactor("erin")],
-                quotes: vec![],
-            },
-        );
-        let files = render(dir.path(), &interactions).unwrap();
+                },
+                root_id: post,
+                state: ReplyState::Visible,
+            })
+            .unwrap();
+        for (name, kind) in [
+            ("carol", ReactionKind::Like),
+            ("dan", ReactionKind::Like),
+            ("erin", ReactionKind::Announce),
+        ] {
+            let id = format!("https://m.example/users/{name}");
+            store
+                .cache_actor(&RemoteActor {
+                    id: id.clone(),
+                    inbox: format!("{id}/inbox"),
+                    shared_inbox: None,
+                    name: name.into(),
+                    handle: format!("@{name}@m.example"),
+                    url: format!("https://m.example/@{name}"),
+                    avatar: Some(format!("https://m.example/{name}.png")),
+                    public_key_pem: "PEM".into(),
+                    key_id: format!("{id}#main-key"),
+                    also_known_as: Vec::new(),
+                    moved_to: None,
+                    fetched_at: "2024-02-01T08:00:00Z".into(),
+                })
+                .unwrap();
+            store
+                .add_reaction(&format!("{id}/reactions/1"), &id, post, kind)
+                .unwrap();
+        }
+        drop(store);
+        let files = build(dir.path()).unwrap();
         let post = text(&files, "posts/p1/index.html");
         assert!(post.contains("<p>Nice <em>post</em></p>"), "{post}");
         assert!(
@@ -379,9 +342,7 @@ mod tests {
     fn a_template_error_names_the_template() {
         let dir = fixture();
         write(dir.path(), "templates/page.html", "{{ page.nope.deeper }}");
-        let err = render(dir.path(), &Interactions::new())
-            .unwrap_err()
-            .to_string();
+        let err = build(dir.path()).unwrap_err().to_string();
         assert!(
             err.starts_with("templates/page.html: rendering /about/:"),
             "{err}"
@@ -392,9 +353,7 @@ mod tests {
     fn static_file_colliding_with_a_generated_file() {
         let dir = fixture();
         write(dir.path(), "static/rss.xml", "<rss/>");
-        let err = render(dir.path(), &Interactions::new())
-            .unwrap_err()
-            .to_string();
+        let err = build(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("static/rss.xml") && err.contains("/rss.xml"),
             "{err}"

@@ -440,7 +440,7 @@ mod tests {
             assert!(fields.word_count && fields.source_hash, "{generic}");
         }
     }
-    use std::fs;
+    use crate::test_support::write;
 
     fn config(theme: &str) -> SiteConfig {
         SiteConfig::parse(
@@ -448,12 +448,6 @@ mod tests {
             Path::new("config.toml"),
         )
         .unwrap()
-    }
-
-    fn write(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
     }
 
     #[test]

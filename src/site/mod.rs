@@ -1,9 +1,6 @@
 //! Pages, taxonomies and feeds assembled from documents.
 
 pub mod feeds;
-/// The interaction types live in [`crate::interactions`] (no dependencies, so `store` needs
-/// nothing of `site`); this path stays for `build` and `render`.
-pub use crate::interactions;
 pub mod sections;
 
 use std::collections::HashMap;
@@ -11,8 +8,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::SiteConfig;
 use crate::content::{self, ContentErrors, Document, DocumentKind};
-#[cfg(test)]
-use crate::content::{DocumentCache, Highlighter};
 
 /// Page slugs that would collide with pages the build generates.
 const RESERVED_PAGE_SLUGS: &[&str] = &["tags", "page", "ap"];
@@ -105,34 +100,6 @@ pub struct Site {
 }
 
 impl Site {
-    /// Reads `content/` and `static/` of the site at `dir` in one go. Only the render tests
-    /// load a site this way: builds go through `build`, which keeps the sources in its
-    /// index and calls [`Site::assemble`] itself.
-    #[cfg(test)]
-    pub fn load(
-        dir: &Path,
-        config: SiteConfig,
-        options: LoadOptions,
-        highlighter: &Highlighter,
-        cache: &mut DocumentCache,
-    ) -> Result<Site, SiteError> {
-        let loaded = content::load(dir, highlighter, cache)?;
-        let mut assets: Vec<Asset> = loaded
-            .assets
-            .into_iter()
-            .map(|a| Asset {
-                source: a.source,
-                path: a.path,
-            })
-            .collect();
-        assets.extend(static_files(dir)?);
-        let mut site = Site::assemble(dir, config, loaded.documents, assets, options)?;
-        site.parsed = loaded.parsed;
-        site.reused = loaded.reused;
-        site.set_sections(&loaded.sections);
-        Ok(site)
-    }
-
     /// Sorts, filters and indexes documents; checks that no two things share a path.
     pub fn assemble(
         dir: &Path,

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 pub mod peer;
+pub mod serve;
 
 /// `base_url` of `example-site/config.toml`.
 pub const BASE_URL: &str = "https://relais.example";
@@ -53,6 +54,38 @@ pub fn assert_success(output: &Output, what: &str) {
         stdout(output),
         stderr(output)
     );
+}
+
+/// Warning lines a command printed (`warning: ` taken off).
+pub fn warnings(output: &Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .map(String::from)
+        .collect()
+}
+
+/// Waits until the `relais inbox` at `base` answers `GET /healthz`; fails the test with its
+/// log (`log`) if the process exits first or does not answer within a minute.
+pub async fn wait_healthy(child: &mut std::process::Child, base: &str, log: &Path) {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let log = || fs::read_to_string(log).unwrap_or_default();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("relais inbox exited with {status}:\n{}", log());
+        }
+        let health = client.get(format!("{base}/healthz")).send().await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbox never answered:\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs the real `relais build` on `site`, failing the test on error.

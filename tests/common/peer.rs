@@ -651,17 +651,9 @@ impl Blog {
             .stderr(log)
             .spawn()
             .unwrap();
-        let blog = Blog { dir, base, child };
-        let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + GUARD;
-        loop {
-            let ready = client.get(format!("{}/healthz", blog.base)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{}", blog.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut blog = Blog { dir, base, child };
+        let log = blog.path().join("inbox.log");
+        super::wait_healthy(&mut blog.child, &blog.base, &log).await;
         blog
     }
 
