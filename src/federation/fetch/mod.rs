@@ -1,20 +1,27 @@
 //! Outbound HTTP for federation: fetching ActivityPub documents and actor keys, and signed
 //! deliveries. Every connection goes through an SSRF guard: a remote document names the URLs
 //! we fetch, so it must not be able to point us at the machine's own network.
+//!
+//! `guard`: the SSRF filter (URLs and resolved addresses); `actor_key`: finding the key a
+//! `keyId` names and the actor owning it; this module: the client, documents and deliveries.
+
+mod actor_key;
+mod guard;
+
+pub use actor_key::ActorKey;
+use guard::{check_url, PublicOnlyResolver};
+pub use guard::{is_public_address, BlockedAddress};
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
-use url::{Host, Url};
+use url::Url;
 
-use super::keys::{parse_public_key_pem, PublicKey};
 use super::signature::{
     sign_request, sign_request_digested, DigestedBody, SignatureError, SigningKey,
 };
@@ -58,15 +65,6 @@ pub enum FetchError {
     Sign(#[from] SignatureError),
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
-}
-
-/// Why a host may not be contacted. Travels through reqwest's error chain from the resolver
-/// and the redirect policy, and is recovered into [`FetchError::Blocked`].
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{host}: {reason}")]
-pub struct BlockedAddress {
-    pub host: String,
-    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -158,17 +156,6 @@ pub enum Conditional {
         document: Value,
         validators: Validators,
     },
-}
-
-/// An actor's public key, as found by [`FederationClient::fetch_actor_key`].
-#[derive(Debug, Clone)]
-pub struct ActorKey {
-    /// The actor that owns the key: the one a signed request speaks for.
-    pub actor_id: String,
-    pub public_key: PublicKey,
-    /// The owner's actor document, as served from its own id: callers need not fetch it
-    /// again.
-    pub actor: Value,
 }
 
 /// The outbound HTTP client: cheap to clone, connections pooled (HTTP/2 where offered).
@@ -382,80 +369,6 @@ impl FederationClient {
         Ok((document, final_url))
     }
 
-    /// Finds the key a `keyId` names and the actor owning it, as Mastodon does:
-    /// - the keyId (fragment removed) serves an actor listing the key in `publicKey` (object
-    ///   or array); that document is the actor when its `id` is the URL it was served from,
-    ///   else (GoToSocial's `/main-key`) the actor is fetched from its id to confirm it;
-    /// - or it serves a key document (`publicKeyPem` + `owner`) whose owner, fetched, lists
-    ///   the key.
-    ///
-    /// Ids are compared with the URL a document was finally served from, after redirects.
-    pub async fn fetch_actor_key(
-        &self,
-        key_id: &str,
-        signer: Option<&SigningKey>,
-    ) -> Result<ActorKey, FetchError> {
-        let key_error = |reason: String| FetchError::Key {
-            key_id: key_id.to_string(),
-            reason,
-        };
-        let (document, served_from) = self.fetch_document(key_id, signer, IdCheck::Skip).await?;
-        let id = document
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| key_error("the fetched document has no id".into()))?;
-        let served_from_id = Url::parse(id).ok().is_some_and(|mut id_url| {
-            id_url.set_fragment(None);
-            id_url == served_from
-        });
-
-        if document.get("publicKeyPem").is_some() {
-            if !served_from_id {
-                return Err(key_error(format!(
-                    "the key document says its id is {id:?}, but was served from {served_from}"
-                )));
-            }
-            let owner = document
-                .get("owner")
-                .and_then(value_or_id)
-                .ok_or_else(|| key_error("the key document has no owner".into()))?;
-            let actor = self.fetch_json(owner, signer, IdCheck::MatchUrl).await?;
-            let listed = public_keys(&actor).any(|entry| value_or_id(entry) == Some(id));
-            if !listed {
-                return Err(key_error(format!("its owner {owner} does not list it")));
-            }
-            return Ok(ActorKey {
-                actor_id: owner.to_string(),
-                public_key: key_from(&document, key_id)?,
-                actor,
-            });
-        }
-
-        // Either way the actor document below was served from its own id.
-        let actor_id = id.to_string();
-        let actor = if Url::parse(id).ok().as_ref() == Some(&served_from) {
-            document
-        } else {
-            self.fetch_json(id, signer, IdCheck::MatchUrl).await?
-        };
-        let entry = public_keys(&actor)
-            .find(|entry| value_or_id(entry) == Some(key_id))
-            .ok_or_else(|| key_error(format!("the actor {actor_id} does not list this key")))?;
-        if let Some(owner) = entry.get("owner").and_then(value_or_id) {
-            if owner != actor_id {
-                return Err(key_error(format!(
-                    "the key's owner {owner} is not the actor {actor_id}"
-                )));
-            }
-        }
-        let public_key = key_from(entry, key_id)?;
-        Ok(ActorKey {
-            public_key,
-            actor_id,
-            actor,
-        })
-    }
-
     /// Delivers an activity: a signed POST with `Content-Type: application/activity+json`.
     /// Any HTTP status is returned for the caller to judge (retry, drop, remove the inbox);
     /// redirects are not followed. Errors are transport failures and refused addresses.
@@ -562,112 +475,6 @@ impl FederationClient {
     }
 }
 
-/// Resolves names with the system resolver, keeping only public addresses.
-struct PublicOnlyResolver;
-
-impl Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = resolved
-                .iter()
-                .copied()
-                .filter(|a| is_public_address(a.ip()))
-                .collect();
-            if public.is_empty() {
-                let listed: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
-                return Err(Box::new(BlockedAddress {
-                    host,
-                    reason: format!(
-                        "resolves only to non-public addresses ({})",
-                        listed.join(", ")
-                    ),
-                })
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(public.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// Only http(s), and no IP literal outside the public internet (names are checked once
-/// resolved, by [`PublicOnlyResolver`]).
-fn check_url(url: &Url, allow_private: bool) -> Result<(), FetchError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(FetchError::InvalidUrl(url.to_string()));
-    }
-    let ip = match url.host() {
-        None => return Err(FetchError::InvalidUrl(url.to_string())),
-        Some(Host::Domain(_)) => return Ok(()),
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
-    };
-    if allow_private || is_public_address(ip) {
-        return Ok(());
-    }
-    Err(FetchError::Blocked(BlockedAddress {
-        host: ip.to_string(),
-        reason: "not a public address".into(),
-    }))
-}
-
-/// Whether `ip` is on the public internet: not loopback, private (RFC 1918), link-local,
-/// CGNAT, unique-local, unspecified, multicast, broadcast, reserved, benchmarking or
-/// documentation space. IPv6 forms embedding an IPv4 address are judged by that address;
-/// tunnels and translators that can reach any IPv4 address (Teredo, local-use NAT64, the
-/// 6to4 relay anycast) are refused outright.
-pub fn is_public_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let s = v6.segments();
-            let embedded =
-                |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
-            // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the embedded IPv4 address.
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                return is_public_v4(embedded(s[6], s[7]));
-            }
-            if s[0] == 0x2002 {
-                return is_public_v4(embedded(s[1], s[2]));
-            }
-            // Teredo (2001::/32) hides its IPv4 server and client; local-use NAT64
-            // (64:ff9b:1::/48, RFC 8215) translates to whatever the operator's network is.
-            if (s[0] == 0x2001 && s[1] == 0) || s[..3] == [0x64, 0xff9b, 1] {
-                return false;
-            }
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || s[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
-                || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (s[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (s[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || s[..4] == [0x0100, 0, 0, 0]) // discard-only 100::/64
-        }
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(a == 0 // "this network", 0.0.0.0 included
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || (a == 100 && (b & 0xc0) == 64) // CGNAT 100.64.0.0/10
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated, RFC 7526)
-        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
-        || a >= 240) // reserved, broadcast included
-}
-
 /// A reqwest failure, with a refusal by the guard recovered from deep in its cause chain.
 fn send_error(url: &Url, error: reqwest::Error) -> FetchError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
@@ -707,37 +514,6 @@ async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The entries of an actor's `publicKey`, which may be one object or id, or an array.
-fn public_keys(actor: &Value) -> impl Iterator<Item = &Value> {
-    let keys = actor.get("publicKey");
-    let list: &[Value] = match keys {
-        Some(Value::Array(entries)) => entries,
-        Some(single) => std::slice::from_ref(single),
-        None => &[],
-    };
-    list.iter()
-}
-
-/// A reference that is either a URL string or an object with an `id`.
-fn value_or_id(value: &Value) -> Option<&str> {
-    match value {
-        Value::String(id) => Some(id),
-        other => other.get("id").and_then(Value::as_str),
-    }
-}
-
-fn key_from(entry: &Value, key_id: &str) -> Result<PublicKey, FetchError> {
-    let key_error = |reason: String| FetchError::Key {
-        key_id: key_id.to_string(),
-        reason,
-    };
-    let pem = entry
-        .get("publicKeyPem")
-        .and_then(Value::as_str)
-        .ok_or_else(|| key_error("no publicKeyPem".into()))?;
-    parse_public_key_pem(pem).map_err(|e| key_error(e.to_string()))
 }
 
 /// An answer read whole (up to the size limit), whatever its status and content type.
@@ -780,7 +556,9 @@ impl FederationClient {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv6Addr;
+    use std::net::{IpAddr, Ipv6Addr};
+
+    use crate::federation::keys::PublicKey;
 
     use crate::federation::signature::{verify_request, IncomingRequest, SignatureParams};
     use std::sync::atomic::{AtomicUsize, Ordering};
