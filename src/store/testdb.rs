@@ -164,11 +164,18 @@ fn free_port() -> Result<u16, String> {
 /// Starts a cluster; with `tls`, one that accepts TLS connections only, and the CAs.
 fn start(tls: bool) -> Result<(Cluster, TlsFiles), String> {
     let bin = bin_dir().ok_or("PostgreSQL's initdb was not found (apt-get install postgresql)")?;
-    let root = is_root();
     let kind = if tls { "pgtls" } else { "pg" };
     let dir = std::env::temp_dir().join(format!("relais-{kind}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Once the server runs, its watcher removes the folder; before, nothing else would.
+    start_in(&bin, tls, dir.clone()).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+}
+
+fn start_in(bin: &Path, tls: bool, dir: PathBuf) -> Result<(Cluster, TlsFiles), String> {
+    let root = is_root();
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
         other_ca: dir.join("other-ca.pem"),
