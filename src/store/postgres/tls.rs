@@ -515,6 +515,11 @@ mod on_postgres {
             let store = Store::connect(&format!("{}?sslmode={mode}", db.url)).unwrap();
             assert_eq!(session_tls(&store).0, 1, "sslmode={mode}: not encrypted");
         }
+        // And a server without TLS is not talked to in clear when TLS is required.
+        if let Some(plain) = testdb::database_url() {
+            let error = refused(&format!("{plain}?sslmode=require"));
+            assert!(error.contains("server does not support TLS"), "{error}");
+        }
         // No sslmode on loopback: no TLS, as before; this server wants it.
         for url in [format!("{}?sslmode=disable", db.url), db.url.clone()] {
             let error = refused(&url);
