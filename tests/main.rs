@@ -29,6 +29,7 @@ mod replying;
 mod serve;
 mod serve_live;
 mod signatures;
+mod store_tls;
 mod zola_hugo;
 
 /// Every `tests/*.rs` is a module here: with `autotests = false`, a file left out would

@@ -69,11 +69,14 @@ pub enum StoreError {
     #[error("store: {}", postgres::describe(.0))]
     Postgres(#[from] ::postgres::Error),
     /// The PostgreSQL server at `url` (password hidden) cannot be reached.
-    #[error("{url}: cannot connect to the store: {source}")]
+    #[error("{url}: cannot connect to the store: {}", postgres::describe(.source))]
     Connect {
         url: String,
         source: ::postgres::Error,
     },
+    /// The PostgreSQL URL's settings cannot be used (`sslmode`, `sslrootcert`…).
+    #[error("{url}: {reason}")]
+    ConnectSettings { url: String, reason: String },
     #[error("store: column {index}: {detail}")]
     Conversion { index: usize, detail: String },
     #[error("store: the query returned no row")]

@@ -15,6 +15,8 @@ use parking_lot::{Condvar, Mutex};
 use super::sql::{off_runtime, params, Conn, PgConn};
 use super::StoreError;
 
+mod tls;
+
 /// Connections one process keeps open at most: the inbox's requests and its delivery
 /// worker, each a short transaction.
 pub const POOL_SIZE: usize = 16;
@@ -92,6 +94,8 @@ pub fn redact_url(url: &str) -> String {
 
 pub(super) struct Pool {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (see [`tls`]).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     /// The URL without its password, for errors.
     shown: String,
     state: Mutex<PoolState>,
@@ -106,16 +110,33 @@ struct PoolState {
 impl Pool {
     pub(super) fn new(url: &str) -> Result<Pool, StoreError> {
         let shown = redact_url(url);
-        let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Connect {
+        let settings = |reason| StoreError::ConnectSettings {
+            url: shown.clone(),
+            reason,
+        };
+        let (rest, requested) = tls::split(url).map_err(settings)?;
+        let mut config: postgres::Config = rest.parse().map_err(|source| StoreError::Connect {
             url: shown.clone(),
             source,
         })?;
+        let tls = tls::Tls::new(&requested, config.get_hosts(), config.get_hostaddrs())
+            .map_err(settings)?;
+        config.ssl_mode(tls.ssl_mode());
+        if tls.unverified {
+            tracing::warn!(
+                store = %shown,
+                sslmode = tls.mode_name(),
+                "the PostgreSQL server's certificate is not checked: \
+                 use sslmode=verify-full (with sslrootcert for a private CA)"
+            );
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("relais");
         let pool = Pool {
             config,
+            tls: tls.connector,
             shown,
             state: Mutex::new(PoolState {
                 idle: Vec::new(),
@@ -140,7 +161,7 @@ impl Pool {
             if state.open < POOL_SIZE {
                 state.open += 1;
                 drop(state);
-                return match off_runtime(|| self.config.connect(postgres::NoTls)) {
+                return match off_runtime(|| self.config.connect(self.tls.clone())) {
                     Ok(client) => Ok(PooledConn {
                         pool: self,
                         conn: Some(Arc::new(PgConn::new(client))),
@@ -208,12 +229,24 @@ impl Drop for PooledConn<'_> {
     }
 }
 
-/// The server's message and SQLSTATE, which the error's own text ("db error") leaves out.
+/// The server's message and SQLSTATE, which the error's own text ("db error") leaves out,
+/// or the causes under it ("error performing TLS handshake" says not which check failed).
 pub(super) fn describe(error: &postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
     }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        // An io::Error wrapping a TLS error says the same thing twice.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Whether an error is worth one more try of the whole transaction: a deadlock or a

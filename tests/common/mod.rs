@@ -575,6 +575,7 @@ pub fn npm_ci(dir: &Path) {
 /// The throwaway PostgreSQL cluster the store's own tests use (one per test process).
 #[path = "../../src/store/testdb.rs"]
 mod testdb;
+pub use testdb::tls_database;
 
 /// The store a test's site works with.
 #[derive(Debug, Clone)]
