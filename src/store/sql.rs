@@ -290,6 +290,15 @@ impl PgConn {
                 .as_ref()
                 .is_some_and(|c| !c.is_closed())
     }
+
+    /// The rows of one statement, prepared once per connection.
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<postgres::Row>, StoreError> {
+        off_runtime(|| {
+            let mut inner = self.inner.lock();
+            let statement = inner.statement(sql)?;
+            Ok(inner.client()?.query(&statement, &pg_params(params))?)
+        })
+    }
 }
 
 /// Runs `f`, which blocks on the `postgres` client's own runtime: from a thread that runs
@@ -411,11 +420,7 @@ impl<'c> Conn<'c> {
                 Ok(out)
             }
             Conn::Pg(pg) => {
-                let rows = off_runtime(|| {
-                    let mut inner = pg.inner.lock();
-                    let statement = inner.statement(sql)?;
-                    Ok::<_, StoreError>(inner.client()?.query(&statement, &pg_params(params))?)
-                })?;
+                let rows = pg.query(sql, params)?;
                 rows.iter().map(|row| f(&Row::Pg(row))).collect()
             }
         }
@@ -438,11 +443,7 @@ impl<'c> Conn<'c> {
                 }
             }
             Conn::Pg(pg) => {
-                let rows = off_runtime(|| {
-                    let mut inner = pg.inner.lock();
-                    let statement = inner.statement(sql)?;
-                    Ok::<_, StoreError>(inner.client()?.query(&statement, &pg_params(params))?)
-                })?;
+                let rows = pg.query(sql, params)?;
                 rows.first().map(|row| f(&Row::Pg(row))).transpose()
             }
         }
