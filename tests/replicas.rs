@@ -162,22 +162,10 @@ impl Replica {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let replica = Replica { child, port, log };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + GUARD;
-        while Instant::now() < deadline {
-            let url = format!("http://127.0.0.1:{port}/healthz");
-            if client
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return replica;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("replica {n} did not start:\n{}", replica.log());
+        let mut replica = Replica { child, port, log };
+        let base = format!("http://127.0.0.1:{port}");
+        common::wait_healthy_within(&mut replica.child, &base, &replica.log, GUARD).await;
+        replica
     }
 
     fn log(&self) -> String {

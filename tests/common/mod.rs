@@ -68,8 +68,18 @@ pub fn warnings(output: &Output) -> Vec<String> {
 /// Waits until the `relais inbox` at `base` answers `GET /healthz`; fails the test with its
 /// log (`log`) if the process exits first or does not answer within a minute.
 pub async fn wait_healthy(child: &mut std::process::Child, base: &str, log: &Path) {
+    wait_healthy_within(child, base, log, std::time::Duration::from_secs(60)).await
+}
+
+/// [`wait_healthy`] with a longer guard, for inboxes that start against a busy database.
+pub async fn wait_healthy_within(
+    child: &mut std::process::Child,
+    base: &str,
+    log: &Path,
+    guard: std::time::Duration,
+) {
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + guard;
     let log = || fs::read_to_string(log).unwrap_or_default();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
