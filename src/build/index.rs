@@ -32,7 +32,7 @@ use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-9";
+const FORMAT: &str = "relais-build-index-10";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the
@@ -223,6 +223,13 @@ pub struct BuildIndex {
     /// The sources the log holds, as of the last load or save.
     #[serde(skip)]
     logged: HashSet<PathBuf>,
+    /// Where each source's latest record starts in the log (kept in the quick part).
+    #[serde(skip)]
+    log_at: HashMap<PathBuf, u64>,
+    /// Where each source of the site sits and its signatures, as the last plan used them
+    /// (set by the build before saving; kept in the quick part).
+    #[serde(skip)]
+    pub placed: HashMap<PathBuf, Placed>,
     /// The log this index's sources were read from; `None`: write a fresh one.
     log: Option<LogRef>,
     pub outputs: HashMap<String, OutputEntry>,
@@ -233,6 +240,33 @@ pub struct BuildIndex {
     pub last: Option<LastBuild>,
     /// Signature of the config and options the stored warnings were computed with.
     pub warnings_for: u64,
+    /// What a one-post edit needs to render that post's outputs without the whole site
+    /// (see `build::patch`): what every page sees and its signature, and the outbox pages
+    /// with the posts they hold.
+    pub globals: String,
+    pub html_global: u64,
+    pub outbox_pages: Vec<OutboxPagePlan>,
+}
+
+/// Where a source sits in the site the last plan was made from, and the signatures that
+/// plan used for it: what lists show of it (`listed`) and all of it (`full`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Placed {
+    pub post: bool,
+    /// Index among the site's posts (newest first) or pages.
+    pub position: u32,
+    pub listed: u64,
+    pub full: u64,
+}
+
+/// One outbox page of the last plan: whose, which, and the positions of its posts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxPagePlan {
+    pub path: String,
+    pub actor: String,
+    pub number: usize,
+    pub pages: usize,
+    pub posts: Vec<u32>,
 }
 
 /// Which sources log goes with a main file, and how much of it.
@@ -287,9 +321,10 @@ impl BuildIndex {
             Some((main, sources))
         });
         let mut index = match loaded {
-            Some((mut index, Some(sources))) => {
+            Some((mut index, Some((sources, log_at)))) => {
                 index.logged = sources.keys().cloned().collect();
                 index.sources = sources;
+                index.log_at = log_at;
                 index
             }
             Some((mut index, None)) => {
@@ -317,7 +352,12 @@ impl BuildIndex {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        self.log = Some(self.save_log(&log_path(path))?);
+        let (log, offsets) = self.save_log(&log_path(path))?;
+        if offsets.len() == self.sources.len() {
+            self.log_at.clear();
+        }
+        self.log_at.extend(offsets);
+        self.log = Some(log);
         self.logged = self.sources.keys().cloned().collect();
         self.changed_sources.clear();
         let quick = bincode::serialize(&self.quick()).map_err(std::io::Error::other)?;
@@ -330,8 +370,9 @@ impl BuildIndex {
         std::fs::rename(&tmp, path)
     }
 
-    /// Appends the changed and removed sources to the log, or writes it afresh.
-    fn save_log(&self, path: &Path) -> std::io::Result<LogRef> {
+    /// Appends the changed and removed sources to the log, or writes it afresh; with where
+    /// the records written start.
+    fn save_log(&self, path: &Path) -> std::io::Result<(LogRef, Vec<(PathBuf, u64)>)> {
         let removed: Vec<&PathBuf> = self
             .logged
             .iter()
@@ -349,15 +390,18 @@ impl BuildIndex {
                 for path in removed {
                     push_record(&mut bytes, path, None)?;
                 }
+                let mut offsets = Vec::with_capacity(changed.len());
                 for (path, entry) in changed {
+                    offsets.push((path.clone(), log.len + bytes.len() as u64));
                     push_record(&mut bytes, path, Some(entry))?;
                 }
                 if let Some(len) = append_log(path, log, &bytes)? {
-                    return Ok(LogRef {
+                    let log = LogRef {
                         len,
                         records,
                         ..log
-                    });
+                    };
+                    return Ok((log, offsets));
                 }
             }
         }
@@ -369,17 +413,20 @@ impl BuildIndex {
             .finish();
         let mut bytes = Vec::with_capacity(2048 * self.sources.len() + 8);
         bytes.extend_from_slice(&nonce.to_le_bytes());
+        let mut offsets = Vec::with_capacity(self.sources.len());
         for (path, entry) in &self.sources {
+            offsets.push((path.clone(), bytes.len() as u64));
             push_record(&mut bytes, path, Some(entry))?;
         }
         let tmp = path.with_extension("sources-tmp");
         std::fs::write(&tmp, &bytes)?;
         std::fs::rename(&tmp, path)?;
-        Ok(LogRef {
+        let log = LogRef {
             nonce,
             len: bytes.len() as u64,
             records: self.sources.len() as u64,
-        })
+        };
+        Ok((log, offsets))
     }
 
     /// Sources of posts waiting for their date (`now`), in order: what [`Quick::held`]
@@ -416,18 +463,11 @@ impl BuildIndex {
                 .sources
                 .iter()
                 .map(|(path, e)| {
-                    let lite = e.lite.as_ref();
-                    let stamp = SourceStamp {
-                        size: e.size,
-                        modified: e.modified,
-                        verified: e.verified,
-                        assets: lite.map(|l| l.assets.clone()).unwrap_or_default(),
-                        local_files: e.local_files.clone(),
-                        refs: e.refs,
-                        post_date: lite
-                            .filter(|l| l.kind == DocumentKind::Post)
-                            .and_then(|l| l.date),
-                    };
+                    let stamp = SourceStamp::of(
+                        e,
+                        self.log_at.get(path).copied(),
+                        self.placed.get(path).copied(),
+                    );
                     (path.clone(), stamp)
                 })
                 .collect(),
@@ -436,7 +476,7 @@ impl BuildIndex {
 }
 
 /// The first part of the index file: enough to find that nothing changed.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Quick {
     format: String,
     /// The sources log of this index (as in the main part); second, for [`QuickHead`].
@@ -466,12 +506,71 @@ impl Quick {
             .filter(|q| q.format == FORMAT && q.out_dir == out_dir && q.style == style)
     }
 
+    /// Whether the sources log may take `records` more records before it is due for
+    /// compaction (which only a whole build does).
+    pub fn log_has_room(&self, records: usize) -> bool {
+        self.log
+            .is_some_and(|log| log.records + records as u64 <= 2 * self.sources.len() as u64 + 16)
+    }
+
+    /// Saves the index of a build that changed only `patched` sources (their new entries
+    /// and places) and `main`'s outputs: their records appended to the log, then the main
+    /// file. `Ok(false)` when the log is not the one this quick part names.
+    pub fn save_patch(
+        mut self,
+        path: &Path,
+        main: &mut BuildIndex,
+        patched: &[(PathBuf, SourceEntry, Option<Placed>)],
+    ) -> std::io::Result<bool> {
+        let Some(log) = self.log.filter(|log| main.log == Some(*log)) else {
+            return Ok(false);
+        };
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(patched.len());
+        for (source, entry, _) in patched {
+            offsets.push(log.len + bytes.len() as u64);
+            push_record(&mut bytes, source, Some(entry))?;
+        }
+        let Some(len) = append_log(&log_path(path), log, &bytes)? else {
+            return Ok(false);
+        };
+        let log = LogRef {
+            len,
+            records: log.records + patched.len() as u64,
+            ..log
+        };
+        for ((source, entry, placed), at) in patched.iter().zip(offsets) {
+            self.sources
+                .insert(source.clone(), SourceStamp::of(entry, Some(at), *placed));
+        }
+        self.log = Some(log);
+        main.log = Some(log);
+        let quick = bincode::serialize(&self).map_err(std::io::Error::other)?;
+        let mut bytes = Vec::with_capacity(quick.len() + 8 + 64 * main.outputs.len());
+        bytes.extend_from_slice(&(quick.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&quick);
+        bincode::serialize_into(&mut bytes, main).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(true)
+    }
+
+    /// The main part of the index file at `path` (outputs and plan), without the sources'
+    /// entries; `None` unless it goes with this quick part.
+    pub fn load_main(&self, path: &Path) -> Option<BuildIndex> {
+        let (_, rest) = read_parts(path, true)?;
+        bincode::deserialize::<BuildIndex>(&rest)
+            .ok()
+            .filter(|main| main.format == FORMAT && main.log == self.log && main.log.is_some())
+    }
+
     /// Sources of posts waiting for their date (`now`), in order.
     pub fn held(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<&PathBuf> {
         let mut held: Vec<&PathBuf> = self
             .sources
             .iter()
-            .filter(|(_, s)| s.post_date.is_some_and(|d| d > now))
+            .filter(|(_, s)| s.post_date.is_some_and(|d| d > stamp_of(now)))
             .map(|(path, _)| path)
             .collect();
         held.sort();
@@ -489,11 +588,39 @@ pub struct SourceStamp {
     pub local_files: Vec<PathBuf>,
     /// See [`SourceEntry::refs`].
     pub refs: bool,
-    /// The date of a post (a page is never held back).
-    pub post_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// The date of a post (a page is never held back), as seconds and nanoseconds since
+    /// the epoch: a number is read back many times faster than a date's text.
+    pub post_date: Option<(i64, u32)>,
+    /// Where its entry's latest record starts in the sources log.
+    pub log_at: Option<u64>,
+    /// Where it sits in the site, if it is in it.
+    pub placed: Option<Placed>,
+}
+
+/// A time as seconds and nanoseconds since the epoch, which order as the times do.
+fn stamp_of(time: chrono::DateTime<chrono::Utc>) -> (i64, u32) {
+    (time.timestamp(), time.timestamp_subsec_nanos())
 }
 
 impl SourceStamp {
+    pub fn of(e: &SourceEntry, log_at: Option<u64>, placed: Option<Placed>) -> SourceStamp {
+        let lite = e.lite.as_ref();
+        SourceStamp {
+            size: e.size,
+            modified: e.modified,
+            verified: e.verified,
+            assets: lite.map(|l| l.assets.clone()).unwrap_or_default(),
+            local_files: e.local_files.clone(),
+            refs: e.refs,
+            post_date: lite
+                .filter(|l| l.kind == DocumentKind::Post)
+                .and_then(|l| l.date)
+                .map(|d| stamp_of(d.to_utc())),
+            log_at,
+            placed,
+        }
+    }
+
     /// See [`SourceEntry::trusted`].
     pub fn trusted(&self, size: u64, modified: Stamp) -> bool {
         trusted(self.size, self.modified, self.verified, size, modified)
@@ -521,7 +648,11 @@ fn push_record(
 
 /// The entries of the log at `path` as `log` describes it; `None` when it is another log
 /// or shorter than that.
-fn read_log(path: &Path, log: LogRef) -> Option<HashMap<PathBuf, SourceEntry>> {
+#[allow(clippy::type_complexity)]
+fn read_log(
+    path: &Path,
+    log: LogRef,
+) -> Option<(HashMap<PathBuf, SourceEntry>, HashMap<PathBuf, u64>)> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = usize::try_from(log.len).ok()?;
     let mut bytes = vec![0; len];
@@ -532,26 +663,72 @@ fn read_log(path: &Path, log: LogRef) -> Option<HashMap<PathBuf, SourceEntry>> {
     }
     let records_hint = usize::try_from(log.records).unwrap_or(0);
     let mut records = Vec::with_capacity(records_hint);
+    let mut at = LOG_HEADER;
     while !rest.is_empty() {
         let (len, tail) = rest.split_at_checked(4)?;
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
         let (record, tail) = tail.split_at_checked(len)?;
-        records.push(record);
+        records.push((at, record));
+        at += 4 + len as u64;
         rest = tail;
     }
     // Parsing the records is most of the load: in parallel, then applied in order.
-    let parsed: Vec<(PathBuf, Option<SourceEntry>)> = records
+    let parsed: Vec<(u64, (PathBuf, Option<SourceEntry>))> = records
         .par_iter()
-        .map(|record| bincode::deserialize(record).ok())
+        .map(|(at, record)| Some((*at, bincode::deserialize(record).ok()?)))
         .collect::<Option<_>>()?;
     let mut sources = HashMap::with_capacity(records_hint);
-    for (path, entry) in parsed {
+    let mut offsets = HashMap::with_capacity(records_hint);
+    for (at, (path, entry)) in parsed {
         match entry {
-            Some(entry) => sources.insert(path, entry),
-            None => sources.remove(&path),
+            Some(entry) => {
+                offsets.insert(path.clone(), at);
+                sources.insert(path, entry);
+            }
+            None => {
+                offsets.remove(&path);
+                sources.remove(&path);
+            }
         };
     }
-    Some(sources)
+    Some((sources, offsets))
+}
+
+/// The entries of the sources log `quick` names that start at `offsets`, each checked to
+/// be the record of the source it was asked for; `None` if any is not.
+pub fn read_entries(
+    index_path: &Path,
+    quick: &Quick,
+    wanted: &[(&Path, u64)],
+) -> Option<HashMap<PathBuf, SourceEntry>> {
+    let log = quick.log?;
+    let mut file = std::fs::File::open(log_path(index_path)).ok()?;
+    let mut read_at = |buf: &mut [u8], at: u64| -> Option<()> {
+        file.seek(std::io::SeekFrom::Start(at)).ok()?;
+        file.read_exact(buf).ok()
+    };
+    let mut nonce = [0u8; LOG_HEADER as usize];
+    read_at(&mut nonce, 0)?;
+    if nonce != log.nonce.to_le_bytes() {
+        return None;
+    }
+    let mut entries = HashMap::with_capacity(wanted.len());
+    for &(path, at) in wanted {
+        let mut len = [0u8; 4];
+        read_at(&mut len, at)?;
+        let len = u32::from_le_bytes(len) as u64;
+        if at + 4 + len > log.len {
+            return None;
+        }
+        let mut record = vec![0u8; usize::try_from(len).ok()?];
+        read_at(&mut record, at + 4)?;
+        let (source, entry): (PathBuf, Option<SourceEntry>) = bincode::deserialize(&record).ok()?;
+        if source != path {
+            return None;
+        }
+        entries.insert(source, entry?);
+    }
+    Some(entries)
 }
 
 /// Appends `bytes` to the log at `path` after the part `log` describes (cutting off what a

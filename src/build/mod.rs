@@ -10,6 +10,8 @@
 
 pub mod index;
 mod links;
+mod patch;
+mod sigs;
 mod spinner;
 mod timings;
 
@@ -256,11 +258,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     timings.mark("legacy manifest");
     let content::Discovered {
         sources,
+        stats: listed_stats,
         assets: content_assets,
         section_indexes,
     } = discovered.map_err(ContentErrors)?;
     let kept_listing = state.watching.then(|| content::Discovered {
         sources: sources.clone(),
+        stats: Vec::new(),
         assets: content_assets.clone(),
         section_indexes: section_indexes.clone(),
     });
@@ -300,6 +304,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             .map(|(source, old)| match old {
                 Some(old) if !modified.contains(&source.path) => Ok(*old),
                 _ => stat(source),
+            })
+            .collect(),
+        // The listing read them (a failed one is read again, for its error).
+        _ if listed_stats.len() == sources.len() => sources
+            .par_iter()
+            .zip(&listed_stats)
+            .map(|(source, listed)| match listed {
+                Some((size, modified)) => Ok((*size, stamp(*modified))),
+                None => stat(source),
             })
             .collect(),
         _ => sources.par_iter().map(stat).collect(),
@@ -414,6 +427,68 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     }
 
     timings.mark("no-change test");
+    // From here on pages may be rendered: a template error stops the build now.
+    let compiled = || theme.tera().map(drop);
+    // A few edited bodies: patched without loading the site, when nothing else depends on
+    // them (a fresh process with the index on disk, nothing but sources changed).
+    let patchable = !options.dry_run
+        && !options.remote_interactions
+        && options.base_url.is_none()
+        && !store_present
+        && key_source != Some(SiteKeySource::Generated)
+        && kept.is_none()
+        && state.persist
+        && !state.watching;
+    if let Some(quick) = quick.as_ref().filter(|quick| {
+        patchable
+            && quick.inputs == inputs
+            && quick.has_outputs
+            && quick.out_id == index::folder_id(&options.out_dir)
+    }) {
+        let patch = patch::Patch {
+            options,
+            config: &config,
+            theme: &theme,
+            highlighter,
+            quick,
+            sources: &sources,
+            stats: &stats,
+            common,
+            index_path: &index_path,
+        };
+        // The templates compile while the patch reads what it needs.
+        let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
+        compiled?;
+        if let Some(patched) = patched? {
+            timings.mark("patch: index save");
+            let last = quick.last.clone().unwrap_or_default();
+            let (warnings, accepted) = federation::check::split_accepted(&config, patched.warnings);
+            return Ok(BuildReport {
+                html_pages: last.html_pages,
+                posts: last.posts,
+                pages: last.pages,
+                tags: last.tags,
+                parsed: patched.parsed,
+                reused: sources.len() - patched.parsed,
+                files: last.files,
+                rendered: patched.rendered,
+                write: WriteReport {
+                    written: patched.written,
+                    unchanged: last.files - patched.written,
+                    removed: 0,
+                },
+                elapsed: started.elapsed(),
+                out_dir: options.out_dir.clone(),
+                warnings,
+                accepted,
+                key_source,
+                reference_warnings,
+            });
+        }
+        timings.mark("patch declined");
+    } else {
+        compiled()?;
+    }
     // Sources the quick part does not vouch for are read and parsed while the index is
     // read (a few, usually: their parse, code highlighting included, takes as long).
     let untrusted: Vec<usize> = match &quick {
@@ -570,13 +645,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         docs.iter()
             .map(|d| {
                 entries.get(&d.source).map_or((0, 0), |e| {
-                    let listed = Sig::new("list")
-                        .with(e.listed_sig)
-                        .with(volatile.word_count.then_some(d.word_count))
-                        .with(volatile.reading_minutes.then_some(d.reading_minutes))
-                        .with(volatile.source_hash.then_some(&d.source_hash))
-                        .finish();
-                    (listed, e.full_sig)
+                    (sigs::listed(e.listed_sig, volatile, d), e.full_sig)
                 })
             })
             .collect()
@@ -607,12 +676,29 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         .collect::<Vec<_>>(),
                 )
             }
-            Job::Post(i) => Sig::new("post")
-                .with(post_sigs[i].1)
-                .with(interaction_sig(i))
-                .with(i.checked_sub(1).map(|j| post_sigs[j].0))
-                .with(post_sigs.get(i + 1).map(|s| s.0)),
-            Job::Page(i) => Sig::new("page").with(page_sigs[i].1),
+            Job::Post(i) => {
+                plan.push(Planned {
+                    path: OutputFile::path_for(&path),
+                    sig: Some(sigs::post_page(
+                        post_sigs[i].1,
+                        interaction_sig(i),
+                        i.checked_sub(1).map(|j| post_sigs[j].0),
+                        post_sigs.get(i + 1).map(|s| s.0),
+                        html_global,
+                        &path,
+                    )),
+                    work: Work::Page(job),
+                });
+                continue;
+            }
+            Job::Page(i) => {
+                plan.push(Planned {
+                    path: OutputFile::path_for(&path),
+                    sig: Some(sigs::page(page_sigs[i].1, html_global, &path)),
+                    work: Work::Page(job),
+                });
+                continue;
+            }
             Job::Tags => Sig::new("tags"),
             Job::Tag(i) => Sig::new("tag").with(i).with(
                 site.tags[i]
@@ -650,24 +736,22 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             work: Work::Page(job),
         });
     }
-    let feed_sig = Sig::new("feed")
-        .with(common)
-        .with(
-            post_sigs
-                .iter()
-                .take(feeds::FEED_LIMIT)
-                .map(|s| s.1)
-                .collect::<Vec<_>>(),
-        )
-        .finish();
+    let (atom_sig, rss_sig) = sigs::feeds(
+        common,
+        &post_sigs
+            .iter()
+            .take(feeds::FEED_LIMIT)
+            .map(|s| s.1)
+            .collect::<Vec<_>>(),
+    );
     plan.push(Planned {
         path: OutputFile::path_for(feeds::ATOM_PATH),
-        sig: Some(Sig::new("atom").with(feed_sig).finish()),
+        sig: Some(atom_sig),
         work: Work::Atom,
     });
     plan.push(Planned {
         path: OutputFile::path_for(feeds::RSS_PATH),
-        sig: Some(Sig::new("rss").with(feed_sig).finish()),
+        sig: Some(rss_sig),
         work: Work::Rss,
     });
     for (path, text) in [
@@ -709,32 +793,24 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             });
         }
     }
-    let fed_global = Sig::new("federation").with(common).finish();
+    let fed_global = sigs::federation_global(common);
     for (i, doc) in fed_plan.iter().enumerate() {
         let path = OutputFile::path_for(doc.path());
         let sig = match doc {
             PlannedDocument::Ready(_) => None,
-            PlannedDocument::OutboxPage { number, pages, .. } => Some(
-                Sig::new("outbox")
-                    .with(fed_global)
-                    .with(&path)
-                    .with(number)
-                    .with(pages)
-                    .with(
-                        doc.posts()
-                            .iter()
-                            .map(|&p| post_sigs[p].1)
-                            .collect::<Vec<_>>(),
-                    )
-                    .finish(),
-            ),
-            PlannedDocument::Object { post, .. } => Some(
-                Sig::new("object")
-                    .with(fed_global)
-                    .with(&path)
-                    .with(post_sigs[*post].1)
-                    .finish(),
-            ),
+            PlannedDocument::OutboxPage { number, pages, .. } => Some(sigs::outbox_page(
+                fed_global,
+                &path,
+                *number,
+                *pages,
+                &doc.posts()
+                    .iter()
+                    .map(|&p| post_sigs[p].1)
+                    .collect::<Vec<_>>(),
+            )),
+            PlannedDocument::Object { post, .. } => {
+                Some(sigs::object(fed_global, &path, post_sigs[*post].1))
+            }
         };
         plan.push(Planned {
             path,
@@ -756,6 +832,34 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             work: Work::Bytes(file.text.into_bytes()),
         });
     }
+    // What a later patch of a few edited posts needs from this plan.
+    index.placed = placed_sources(true, &site.posts, &post_sigs)
+        .chain(placed_sources(false, &site.pages, &page_sigs))
+        .collect();
+    index.globals = serde_json::to_string(views.globals()).unwrap_or_default();
+    index.html_global = html_global;
+    index.outbox_pages = fed_plan
+        .iter()
+        .filter_map(|doc| match doc {
+            PlannedDocument::OutboxPage {
+                path,
+                actor,
+                number,
+                pages,
+                posts,
+            } => Some(index::OutboxPagePlan {
+                path: OutputFile::path_for(path),
+                actor: actor.clone(),
+                number: *number,
+                pages: *pages,
+                posts: posts
+                    .iter()
+                    .map(|&p| u32::try_from(p).unwrap_or(u32::MAX))
+                    .collect(),
+            }),
+            _ => None,
+        })
+        .collect();
     timings.mark("plan");
     check_paths(&plan, &site, &theme)?;
     let output_paths: HashSet<&str> = plan.iter().map(|p| p.path.as_str()).collect();
@@ -1145,6 +1249,26 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         elapsed: started.elapsed(),
         out_dir: options.out_dir.clone(),
     })
+}
+
+/// Where each document sits among the site's posts or pages, with its signatures.
+fn placed_sources<'a>(
+    post: bool,
+    docs: &'a [Document],
+    sigs: &'a [(u64, u64)],
+) -> impl Iterator<Item = (PathBuf, index::Placed)> + 'a {
+    docs.iter()
+        .zip(sigs)
+        .enumerate()
+        .map(move |(i, (doc, &(listed, full)))| {
+            let placed = index::Placed {
+                post,
+                position: u32::try_from(i).unwrap_or(u32::MAX),
+                listed,
+                full,
+            };
+            (doc.source.clone(), placed)
+        })
 }
 
 /// The site's documents, taken out of it (the site is not used after).

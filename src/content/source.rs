@@ -75,9 +75,43 @@ pub struct ContentAsset {
 #[derive(Debug, Default, Clone)]
 pub struct Discovered {
     pub sources: Vec<SourceFile>,
+    /// Each source's size and modification time, read while listing (`None` when that
+    /// failed: the build stats it again to report why).
+    pub stats: Vec<Option<(u64, std::time::SystemTime)>>,
     pub assets: Vec<ContentAsset>,
     /// The sections' `_index.md` files, relative to the site directory.
     pub section_indexes: Vec<PathBuf>,
+}
+
+/// A file under `content/`: its path relative to that folder and its directory entry.
+struct Found {
+    rel: PathBuf,
+    entry: std::fs::DirEntry,
+}
+
+/// Lists the files under `dir` (`rel` inside `content/`), sorted by name in each folder,
+/// skipping ignored names and not following symbolic links.
+fn walk(dir: &Path, rel: &Path, files: &mut Vec<Found>) -> Result<(), (PathBuf, std::io::Error)> {
+    let fail = |e: std::io::Error| (rel.to_path_buf(), e);
+    let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> = std::fs::read_dir(dir)
+        .map_err(fail)?
+        .map(|entry| entry.map(|e| (e.file_name(), e)))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    entries.retain(|(name, _)| !is_ignored(name));
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in entries {
+        let kind = entry.file_type().map_err(|e| (rel.join(&name), e))?;
+        if kind.is_dir() {
+            walk(&entry.path(), &rel.join(&name), files)?;
+        } else if kind.is_file() {
+            files.push(Found {
+                rel: rel.join(&name),
+                entry,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Section folder of a document (`posts/inside-rust`) from its source path, `None` for a
@@ -110,28 +144,26 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
     if !content.is_dir() {
         return Ok(Discovered::default());
     }
-    let mut files = Vec::new();
-    let walker = walkdir::WalkDir::new(&content)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !is_ignored(e.file_name()));
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .and_then(|p| p.strip_prefix(site_dir).ok())
-                .map_or_else(|| PathBuf::from(CONTENT_DIR), Path::to_path_buf);
-            vec![ContentError::Read {
-                path,
-                source: e.into(),
-            }]
-        })?;
-        if entry.file_type().is_file() {
-            if let Ok(rel) = entry.path().strip_prefix(&content) {
-                files.push(rel.to_path_buf());
-            }
-        }
-    }
+    let mut found = Vec::new();
+    walk(&content, Path::new(""), &mut found).map_err(|(rel, source)| {
+        vec![ContentError::Read {
+            path: Path::new(CONTENT_DIR).join(rel),
+            source,
+        }]
+    })?;
+    // Sizes and times through the open folders (no path lookup per file), in parallel:
+    // every build needs them to tell what changed.
+    let stats: Vec<Option<(u64, std::time::SystemTime)>> = {
+        use rayon::prelude::*;
+        found
+            .par_iter()
+            .map(|f| {
+                let meta = f.entry.metadata().ok()?;
+                Some((meta.len(), meta.modified().ok()?))
+            })
+            .collect()
+    };
+    let files: Vec<PathBuf> = found.into_iter().map(|f| f.rel).collect();
 
     // Top folders with an `_index.md` hold posts, like `posts/`.
     let roots: BTreeSet<String> = files
@@ -152,15 +184,18 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
 
     let mut discovered = Discovered::default();
     let mut errors = Vec::new();
-    for file in files.iter().filter(|f| is_markdown(f)) {
+    for (file, stat) in files.iter().zip(stats).filter(|(f, _)| is_markdown(f)) {
         let path = Path::new(CONTENT_DIR).join(file);
         match classify(file) {
-            Some(Class::Doc(kind, bundle)) => discovered.sources.push(SourceFile {
-                path,
-                kind,
-                bundle,
-                assets: Vec::new(),
-            }),
+            Some(Class::Doc(kind, bundle)) => {
+                discovered.sources.push(SourceFile {
+                    path,
+                    kind,
+                    bundle,
+                    assets: Vec::new(),
+                });
+                discovered.stats.push(stat);
+            }
             Some(Class::SectionIndex) => discovered.section_indexes.push(path),
             None => errors.push(ContentError::Invalid {
                 path,

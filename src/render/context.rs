@@ -96,6 +96,22 @@ impl<'a> Views<'a> {
         }
     }
 
+    /// Views with the globals of an earlier [`Views::new`] of the same site and config
+    /// (a patch renders a few pages without assembling the site).
+    pub fn with_globals(
+        config: &SiteConfig,
+        globals: Map<String, Value>,
+        interactions: &'a Interactions,
+    ) -> Views<'a> {
+        Views {
+            globals,
+            locale: dates::locale(&config.language),
+            urls: Urls::new(config),
+            host: config.host(),
+            interactions,
+        }
+    }
+
     /// What every page sees (config, site, feeds...): an incremental build re-renders every
     /// page when it changes.
     pub fn globals(&self) -> &Map<String, Value> {

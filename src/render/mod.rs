@@ -105,9 +105,14 @@ pub fn render_job(
         Job::NotFound => views.not_found(site),
         Job::Section(i, n) => views.section(site, i, n),
     };
+    let tera = theme.tera().map_err(|e| RenderError::Template {
+        template: theme.origin(template),
+        page: path.clone(),
+        message: e.to_string(),
+    })?;
     let html = context
         .into_tera()
-        .and_then(|context| theme.tera.render(template, &context))
+        .and_then(|context| tera.render(template, &context))
         .map_err(|e| RenderError::Template {
             template: theme.origin(template),
             page: path.clone(),

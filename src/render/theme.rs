@@ -112,11 +112,13 @@ pub struct ThemeStatic {
     pub source: StaticSource,
 }
 
-/// Compiled templates and the static files of the theme.
+/// The templates and the static files of the theme. The templates are compiled on first
+/// use ([`Theme::tera`]): a build that finds nothing changed never needs them.
 #[derive(Debug)]
 pub struct Theme {
     pub name: String,
-    pub tera: Tera,
+    templates: BTreeMap<String, TemplateSource>,
+    compiled: std::sync::OnceLock<Option<Tera>>,
     /// Template name → file it came from, for error messages.
     pub origins: BTreeMap<String, PathBuf>,
     pub static_files: Vec<ThemeStatic>,
@@ -164,6 +166,7 @@ impl VolatileFields {
     }
 }
 
+#[derive(Debug)]
 struct TemplateSource {
     name: String,
     origin: PathBuf,
@@ -228,7 +231,6 @@ impl Theme {
                 });
             }
         }
-        let tera = compile(&templates)?;
         let fingerprint = {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -246,16 +248,32 @@ impl Theme {
         let volatile = VolatileFields::of(templates.values().map(|t| t.text.as_str()));
         Ok(Theme {
             name: config.theme.clone(),
-            tera,
+            origins: templates
+                .iter()
+                .map(|(name, t)| (name.clone(), t.origin.clone()))
+                .collect(),
+            templates,
+            compiled: std::sync::OnceLock::new(),
             anchors,
             fingerprint,
             volatile,
-            origins: templates
-                .into_iter()
-                .map(|(name, t)| (name, t.origin))
-                .collect(),
             static_files,
         })
+    }
+
+    /// The compiled templates; the first call compiles them (syntax errors name the file
+    /// and line).
+    pub fn tera(&self) -> Result<&Tera, ThemeError> {
+        match self.compiled.get_or_init(|| compile(&self.templates).ok()) {
+            Some(tera) => Ok(tera),
+            // Compiling is deterministic: again, for the error itself.
+            None => Err(compile(&self.templates)
+                .err()
+                .unwrap_or(ThemeError::Template {
+                    path: PathBuf::from(TEMPLATES_DIR),
+                    message: "the templates did not compile".into(),
+                })),
+        }
     }
 
     pub fn origin(&self, template: &str) -> PathBuf {
@@ -474,13 +492,24 @@ mod tests {
         assert_eq!(embedded, on_disk);
     }
 
+    /// A theme loaded and compiled, as a build that renders uses it.
+    fn load_checked(site: &Path, name: &str) -> Result<Theme, ThemeError> {
+        let theme = Theme::load(site, &config(name))?;
+        theme.tera()?;
+        Ok(theme)
+    }
+
     #[test]
     fn default_theme_loads_from_the_binary() {
         let dir = tempfile::tempdir().unwrap();
         let theme = Theme::load(dir.path(), &config("default")).unwrap();
         for name in REQUIRED_TEMPLATES {
             assert!(
-                theme.tera.get_template_names().any(|n| n == *name),
+                theme
+                    .tera()
+                    .unwrap()
+                    .get_template_names()
+                    .any(|n| n == *name),
                 "{name}"
             );
         }
@@ -494,7 +523,8 @@ mod tests {
         let theme = Theme::load(dir.path(), &config("default")).unwrap();
         assert_eq!(theme.origin("404.html"), Path::new("templates/404.html"));
         let out = theme
-            .tera
+            .tera()
+            .unwrap()
             .render("404.html", &tera::Context::new())
             .unwrap();
         assert_eq!(out, "custom 404");
@@ -508,9 +538,7 @@ mod tests {
             "templates/post.html",
             "<p>\n{{ title }}\n{% if %}\n",
         );
-        let err = Theme::load(dir.path(), &config("default"))
-            .unwrap_err()
-            .to_string();
+        let err = load_checked(dir.path(), "default").unwrap_err().to_string();
         assert!(
             err.starts_with("templates/post.html:3: template syntax error"),
             "{err}"
@@ -530,9 +558,7 @@ mod tests {
         ] {
             write(dir.path(), &format!("themes/bare/templates/{name}"), "x");
         }
-        let err = Theme::load(dir.path(), &config("bare"))
-            .unwrap_err()
-            .to_string();
+        let err = load_checked(dir.path(), "bare").unwrap_err().to_string();
         assert_eq!(
             err,
             "templates/404.html: missing template 404.html: the theme does not provide it and templates/ does not override it"
@@ -542,9 +568,7 @@ mod tests {
             "themes/bare/templates/404.html",
             "{% extends \"nope.html\" %}",
         );
-        let err = Theme::load(dir.path(), &config("bare"))
-            .unwrap_err()
-            .to_string();
+        let err = load_checked(dir.path(), "bare").unwrap_err().to_string();
         assert!(
             err.starts_with("themes/bare/templates/404.html:1:"),
             "{err}"
@@ -555,9 +579,7 @@ mod tests {
             "themes/bare/templates/404.html",
             "x\n{% include \"gone.html\" %}",
         );
-        let err = Theme::load(dir.path(), &config("bare"))
-            .unwrap_err()
-            .to_string();
+        let err = load_checked(dir.path(), "bare").unwrap_err().to_string();
         assert!(
             err.starts_with("themes/bare/templates/404.html:2:"),
             "{err}"

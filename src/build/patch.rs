@@ -1,0 +1,679 @@
+//! The patch of a few edited posts: when only some sources' bodies changed (nothing a list,
+//! a feed's order, a link check or the site's pages depend on), their outputs are rendered
+//! from the quick part of the index, the few log entries they need and the last plan,
+//! without loading the other documents or assembling the site.
+//!
+//! It renders what a whole build would render for the same inputs, with the signatures a
+//! whole build would compute (`super::sigs`), so either kind of build can follow the
+//! other. Whenever anything is outside what it handles (a list would change, a parse
+//! fails, the index or the federation state is missing), it declines before writing, and
+//! the whole build runs.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::index::{self, hash_bytes, stamp, OutputEntry, Placed, Quick, SourceEntry, Stamp};
+use super::timings::Timings;
+use super::{parse_bytes, sigs, BuildOptions};
+use crate::config::SiteConfig;
+use crate::content::Highlighter;
+use crate::content::{self, Document, SourceFile};
+use crate::federation::check::{check_site, FederatedPostState, FederationState, FediverseWarning};
+use crate::federation::documents::PlannedDocument;
+use crate::federation::urls::Urls;
+use crate::interactions::Interactions;
+use crate::render::{Job, OutputFile, OutputSource, Theme, Views};
+use crate::site::{feeds, Site};
+
+/// More changed sources than this go through the whole build: the patch's per-source
+/// reads would stop paying off.
+const MAX_PATCHED: usize = 16;
+
+/// What the build knows when its no-change test fails.
+pub struct Patch<'a> {
+    pub options: &'a BuildOptions,
+    pub config: &'a SiteConfig,
+    pub theme: &'a Theme,
+    pub highlighter: &'a Highlighter,
+    pub quick: &'a Quick,
+    pub sources: &'a [SourceFile],
+    pub stats: &'a [std::io::Result<(u64, Stamp)>],
+    pub common: u64,
+    pub index_path: &'a Path,
+}
+
+/// A patch that was made.
+pub struct Patched {
+    pub parsed: usize,
+    pub rendered: usize,
+    pub written: usize,
+    /// The last build's warnings with the edited posts' own ones checked again.
+    pub warnings: Vec<FediverseWarning>,
+}
+
+/// One changed source: its entry before and after, and the new document (`None` when its
+/// bytes turned out the same and only its times moved).
+struct Changed<'a> {
+    source: &'a SourceFile,
+    old: SourceEntry,
+    entry: SourceEntry,
+    doc: Option<Document>,
+    placed: Placed,
+}
+
+/// An output to render again, with the signature a whole build would give it.
+enum Work {
+    PostPage(u32),
+    Page(PathBuf),
+    Object(u32),
+    Outbox(usize),
+    Atom,
+    Rss,
+}
+
+/// Patches the outputs of the changed sources; `Ok(None)` when this build is not one it
+/// handles (nothing is written then).
+pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>> {
+    let Some(planned) = plan(p, timings) else {
+        return Ok(None);
+    };
+    let Planned {
+        changed,
+        mut main,
+        outputs,
+        neighbours,
+        feed_docs,
+        state,
+    } = planned;
+    let config = p.config;
+    let urls = Urls::new(config);
+    let out_dir = &p.options.out_dir;
+    let Ok(globals) = serde_json::from_str(&main.globals) else {
+        return Ok(None);
+    };
+    let no_interactions = Interactions::new();
+    let views = Views::with_globals(config, globals, &no_interactions);
+    let by_position: HashMap<u32, &Changed> = changed
+        .iter()
+        .filter(|c| c.placed.post && c.doc.is_some())
+        .map(|c| (c.placed.position, c))
+        .collect();
+    let mini = |posts: Vec<Document>, pages: Vec<Document>| Site {
+        dir: p.options.site_dir.clone(),
+        config: config.clone(),
+        posts,
+        pages,
+        tags: Vec::new(),
+        assets: Vec::new(),
+        parsed: 0,
+        reused: 0,
+        sections: Vec::new(),
+    };
+    let render_page = |site: &Site, job: Job| -> anyhow::Result<Vec<u8>> {
+        Ok(
+            match crate::render::render_job(site, p.theme, &views, job)?
+                .0
+                .source
+            {
+                OutputSource::Bytes(bytes) => bytes,
+                OutputSource::Copy(_) => Vec::new(),
+            },
+        )
+    };
+    // Render everything first: a failure leaves the site and the index as they were.
+    let mut rendered: Vec<(String, u64, Vec<u8>)> = Vec::with_capacity(outputs.len());
+    for (path, (sig, work)) in outputs {
+        let bytes = match work {
+            Work::PostPage(position) => {
+                let Some(doc) = by_position.get(&position).and_then(|c| c.doc.clone()) else {
+                    return Ok(None);
+                };
+                let newer = position
+                    .checked_sub(1)
+                    .and_then(|n| neighbours.get(&n).cloned());
+                let older = neighbours.get(&(position + 1)).cloned();
+                let at = usize::from(newer.is_some());
+                let posts: Vec<Document> = newer.into_iter().chain([doc]).chain(older).collect();
+                render_page(&mini(posts, Vec::new()), Job::Post(at))?
+            }
+            Work::Page(source) => {
+                let Some(doc) = changed
+                    .iter()
+                    .find(|c| c.source.path == source)
+                    .and_then(|c| c.doc.clone())
+                else {
+                    return Ok(None);
+                };
+                render_page(&mini(Vec::new(), vec![doc]), Job::Page(0))?
+            }
+            Work::Object(position) => {
+                let Some(doc) = by_position.get(&position).and_then(|c| c.doc.as_ref()) else {
+                    return Ok(None);
+                };
+                let object = PlannedDocument::Object {
+                    path: String::new(),
+                    post: 0,
+                };
+                crate::federation::document_bytes(&object.build(
+                    config,
+                    &urls,
+                    std::slice::from_ref(doc),
+                ))
+            }
+            Work::Outbox(i) => {
+                let page = &main.outbox_pages[i];
+                let fresh: Vec<&Document> = page
+                    .posts
+                    .iter()
+                    .filter_map(|n| by_position.get(n).and_then(|c| c.doc.as_ref()))
+                    .collect();
+                let Some(bytes) = spliced_outbox_page(
+                    p,
+                    &main,
+                    &urls,
+                    &path,
+                    page.actor.as_str(),
+                    (page.number, page.pages),
+                    &fresh,
+                ) else {
+                    return Ok(None);
+                };
+                bytes
+            }
+            Work::Atom => feeds::atom(&mini(feed_docs.clone(), Vec::new())).into_bytes(),
+            Work::Rss => feeds::rss(&mini(feed_docs.clone(), Vec::new())).into_bytes(),
+        };
+        rendered.push((path, sig, bytes));
+    }
+
+    timings.mark("patch: render");
+    // Warnings: the edited posts' own ones checked again, against what was published.
+    let mut warnings = p
+        .quick
+        .last
+        .as_ref()
+        .map(|l| l.warnings.clone())
+        .unwrap_or_default();
+    let state = state.map(|mut state| {
+        for c in changed.iter().filter(|c| c.placed.post) {
+            let Some(doc) = &c.doc else { continue };
+            for old in &c.old.warnings {
+                if let Some(at) = warnings.iter().position(|w| w == old) {
+                    warnings.remove(at);
+                }
+            }
+            warnings.extend(
+                check_site(config, std::slice::from_ref(doc), &state)
+                    .into_iter()
+                    .filter(|w| w.source == doc.source),
+            );
+            state.posts.insert(
+                urls.object(&doc.path),
+                FederatedPostState {
+                    source_hash: doc.source_hash.clone(),
+                    updated: doc.updated.map(|u| u.to_rfc3339()),
+                },
+            );
+        }
+        state
+    });
+
+    let written: Vec<anyhow::Result<bool>> = rendered
+        .par_iter()
+        .map(|(path, _, bytes)| {
+            let hash = Some(hash_bytes(bytes));
+            if main.outputs.get(path).is_some_and(|o| o.hash == hash) {
+                return Ok(false);
+            }
+            crate::render::output::write_file(&out_dir.join(path), bytes)?;
+            Ok(true)
+        })
+        .collect();
+    let mut count = 0;
+    for result in written {
+        count += usize::from(result?);
+    }
+    for (path, sig, bytes) in &rendered {
+        main.outputs.insert(
+            path.clone(),
+            OutputEntry {
+                sig: Some(*sig),
+                hash: Some(hash_bytes(bytes)),
+            },
+        );
+    }
+
+    timings.mark("patch: warnings, write");
+    let parsed = changed.iter().filter(|c| c.doc.is_some()).count();
+    let patched: Vec<(PathBuf, SourceEntry, Option<Placed>)> = changed
+        .into_iter()
+        .map(|c| {
+            let placed = Placed {
+                full: c.entry.full_sig,
+                ..c.placed
+            };
+            (c.source.path.clone(), c.entry, Some(placed))
+        })
+        .collect();
+    let site_dir = &p.options.site_dir;
+    let (state_saved, index_saved) = rayon::join(
+        || state.map(|state| state.save(site_dir)),
+        || {
+            p.quick
+                .clone()
+                .save_patch(p.index_path, &mut main, &patched)
+        },
+    );
+    if let Some(Err(err)) = state_saved {
+        eprintln!(
+            "warning: cannot save {}: {err}",
+            crate::federation::check::STATE_FILE
+        );
+    }
+    if let Err(err) = index_saved {
+        eprintln!("warning: cannot save {}: {err}", p.index_path.display());
+    }
+    Ok(Some(Patched {
+        parsed,
+        rendered: rendered.len(),
+        written: count,
+        warnings,
+    }))
+}
+
+/// What the patch will do, found without writing anything.
+struct Planned<'a> {
+    changed: Vec<Changed<'a>>,
+    main: index::BuildIndex,
+    /// By output path: the new signature and what renders it.
+    outputs: Vec<(String, (u64, Work))>,
+    /// Lite documents of the changed posts' neighbours, by position.
+    neighbours: HashMap<u32, Document>,
+    /// The posts the feeds show, whole, when a changed post is among them.
+    feed_docs: Vec<Document>,
+    /// The federation state, when a changed post federates.
+    state: Option<FederationState>,
+}
+
+fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
+    let quick = p.quick;
+    let site_dir = &p.options.site_dir;
+    let last = quick.last.as_ref()?;
+    if p.sources.len() != quick.sources.len() {
+        return None;
+    }
+    // Which sources changed; every other one must be what the index vouches for.
+    let known: Vec<Option<(usize, &index::SourceStamp)>> = p
+        .sources
+        .par_iter()
+        .zip(p.stats)
+        .enumerate()
+        .map(|(i, (source, stat))| {
+            let known = quick.sources.get(&source.path);
+            let stat = stat.as_ref().ok();
+            match (known, stat) {
+                (Some(k), Some(_)) if k.assets != source.assets => Some(None),
+                (Some(k), Some((size, modified))) if k.trusted(*size, *modified) => k
+                    .local_files
+                    .iter()
+                    .all(|f| site_dir.join(f).is_file())
+                    .then_some(None),
+                (Some(k), Some(_)) => Some(Some((i, k))),
+                _ => None,
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let changed: Vec<(usize, &index::SourceStamp)> = known.into_iter().flatten().collect();
+    if changed.is_empty() || changed.len() > MAX_PATCHED || !quick.log_has_room(changed.len()) {
+        return None;
+    }
+    let placed: Vec<Placed> = changed
+        .iter()
+        .map(|(_, k)| k.placed)
+        .collect::<Option<_>>()?;
+    timings.mark("patch: changed sources");
+
+    // Positions of the posts, for neighbours, feeds and outbox pages.
+    let posts_len = last.posts;
+    let mut by_position: Vec<Option<(&PathBuf, &Placed)>> = vec![None; posts_len];
+    for (path, stamp) in &quick.sources {
+        if let Some(placed) = stamp.placed.as_ref().filter(|pl| pl.post) {
+            *by_position.get_mut(placed.position as usize)? = Some((path, placed));
+        }
+    }
+    let by_position: Vec<(&PathBuf, &Placed)> = by_position.into_iter().collect::<Option<_>>()?;
+    let mut neighbours_wanted: HashSet<u32> = HashSet::new();
+    for pl in placed.iter().filter(|pl| pl.post) {
+        if let Some(n) = pl.position.checked_sub(1) {
+            neighbours_wanted.insert(n);
+        }
+        if (pl.position as usize) + 1 < posts_len {
+            neighbours_wanted.insert(pl.position + 1);
+        }
+    }
+    let changed_paths: HashSet<&Path> = changed
+        .iter()
+        .map(|(i, _)| p.sources[*i].path.as_path())
+        .collect();
+    let mut wanted: Vec<(&Path, u64)> = changed
+        .iter()
+        .map(|(i, k)| Some((p.sources[*i].path.as_path(), k.log_at?)))
+        .collect::<Option<_>>()?;
+    for &n in &neighbours_wanted {
+        let (path, _) = by_position[n as usize];
+        if !changed_paths.contains(path.as_path()) {
+            wanted.push((path.as_path(), quick.sources.get(path)?.log_at?));
+        }
+    }
+    let (entries, main) = rayon::join(
+        || index::read_entries(p.index_path, quick, &wanted),
+        || quick.load_main(p.index_path),
+    );
+    let mut entries = entries?;
+    let main = main?;
+    timings.mark("patch: entries, main index");
+    if main.out_dir != p.options.out_dir || main.warnings_for != p.common {
+        return None;
+    }
+
+    // Read and parse the changed sources; decline on anything a whole build would
+    // handle differently.
+    let volatile = p.theme.volatile;
+    let changed: Vec<Changed> = changed
+        .par_iter()
+        .zip(&placed)
+        .map(|(&(i, _), &placed)| {
+            let source = &p.sources[i];
+            let old = entries.get(&source.path)?.clone();
+            let (_, modified) = p.stats[i].as_ref().ok()?;
+            let now = stamp(std::time::SystemTime::now());
+            let bytes = std::fs::read(site_dir.join(&source.path)).ok()?;
+            let hash = content::hex_sha256(&bytes);
+            if hash == old.hash {
+                let mut entry = old.clone();
+                entry.size = bytes.len() as u64;
+                entry.modified = *modified;
+                entry.verified = now;
+                return Some(Changed {
+                    source,
+                    old,
+                    entry,
+                    doc: None,
+                    placed,
+                });
+            }
+            let refs = super::may_reference(&bytes);
+            let parsed = parse_bytes(site_dir, source, &bytes, hash, p.highlighter).ok()?;
+            let mut doc = parsed.document;
+            let mut entry = SourceEntry::of(
+                bytes.len() as u64,
+                *modified,
+                now,
+                parsed.local_files,
+                parsed.links,
+                refs,
+                &doc,
+            );
+            entry.set_assets(&source.assets);
+            doc.assets = source.assets.clone();
+            let same_place = sigs::listed(entry.listed_sig, volatile, &doc) == placed.listed
+                && entry.links == old.links
+                && entry.local_files == old.local_files;
+            if !same_place {
+                return None;
+            }
+            // Warnings that hold while the post is unchanged must stay the same: the
+            // last report lists them among the others, in the site's order.
+            if placed.post && p.config.fediverse.enabled {
+                let none = FederationState::default();
+                let lasting: Vec<FediverseWarning> =
+                    check_site(p.config, std::slice::from_ref(&doc), &none)
+                        .into_iter()
+                        .filter(|w| w.source == doc.source)
+                        .collect();
+                if lasting != old.warnings {
+                    return None;
+                }
+            }
+            entry.warnings = old.warnings.clone();
+            Some(Changed {
+                source,
+                old,
+                entry,
+                doc: Some(doc),
+                placed,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let neighbours: HashMap<u32, Document> = neighbours_wanted
+        .iter()
+        .map(|&n| {
+            let (path, _) = by_position[n as usize];
+            let doc = match changed.iter().find(|c| &c.source.path == path) {
+                Some(c) => c.doc.clone().or_else(|| c.old.lite.clone())?,
+                None => entries.remove(path)?.lite?,
+            };
+            Some((n, doc))
+        })
+        .collect::<Option<_>>()?;
+
+    timings.mark("patch: parse");
+    // The outputs that show the changed bodies, with their new signatures.
+    let mut full: Vec<u64> = by_position.iter().map(|(_, pl)| pl.full).collect();
+    for c in changed.iter().filter(|c| c.placed.post) {
+        full[c.placed.position as usize] = c.entry.full_sig;
+    }
+    let listed = |n: u32| by_position.get(n as usize).map(|(_, pl)| pl.listed);
+    let fediverse = p.config.fediverse.enabled;
+    let fed_global = sigs::federation_global(p.common);
+    let mut outputs: HashMap<String, (u64, Work)> = HashMap::new();
+    let mut feeds_shown = false;
+    for c in &changed {
+        let Some(doc) = &c.doc else { continue };
+        let path = OutputFile::path_for(&doc.path);
+        let n = c.placed.position;
+        if !c.placed.post {
+            let sig = sigs::page(c.entry.full_sig, main.html_global, &doc.path);
+            outputs.insert(path, (sig, Work::Page(c.source.path.clone())));
+            continue;
+        }
+        let sig = sigs::post_page(
+            c.entry.full_sig,
+            0,
+            n.checked_sub(1).and_then(listed),
+            listed(n + 1),
+            main.html_global,
+            &doc.path,
+        );
+        outputs.insert(path, (sig, Work::PostPage(n)));
+        if fediverse {
+            let path = OutputFile::path_for(&Urls::object_path(&doc.path));
+            let sig = sigs::object(fed_global, &path, c.entry.full_sig);
+            outputs.insert(path, (sig, Work::Object(n)));
+            for (i, page) in main.outbox_pages.iter().enumerate() {
+                if page.posts.contains(&n) {
+                    let shown: Vec<u64> = page.posts.iter().map(|&m| full[m as usize]).collect();
+                    let sig =
+                        sigs::outbox_page(fed_global, &page.path, page.number, page.pages, &shown);
+                    outputs.insert(page.path.clone(), (sig, Work::Outbox(i)));
+                }
+            }
+        }
+        feeds_shown |= (n as usize) < feeds::FEED_LIMIT;
+    }
+    let mut feed_docs = Vec::new();
+    if feeds_shown {
+        let shown = &full[..posts_len.min(feeds::FEED_LIMIT)];
+        let (atom, rss) = sigs::feeds(p.common, shown);
+        outputs.insert(OutputFile::path_for(feeds::ATOM_PATH), (atom, Work::Atom));
+        outputs.insert(OutputFile::path_for(feeds::RSS_PATH), (rss, Work::Rss));
+        let sources: HashMap<&Path, &SourceFile> =
+            p.sources.iter().map(|s| (s.path.as_path(), s)).collect();
+        feed_docs = by_position[..shown.len()]
+            .par_iter()
+            .map(
+                |(path, _)| match changed.iter().find(|c| &&c.source.path == path) {
+                    Some(Changed { doc: Some(doc), .. }) => Some(doc.clone()),
+                    _ => {
+                        let source = sources.get(path.as_path())?;
+                        let mut doc = super::parse_source(site_dir, source, p.highlighter)
+                            .ok()?
+                            .document;
+                        doc.assets = source.assets.clone();
+                        Some(doc)
+                    }
+                },
+            )
+            .collect::<Option<_>>()?;
+    }
+    // Outputs the index never saw written are the whole build's to make.
+    if outputs
+        .keys()
+        .any(|path| main.outputs.get(path).is_none_or(|o| o.hash.is_none()))
+    {
+        return None;
+    }
+    let state = if fediverse && changed.iter().any(|c| c.placed.post && c.doc.is_some()) {
+        let file = site_dir.join(crate::federation::check::STATE_FILE);
+        let state: FederationState = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        let urls = Urls::new(p.config);
+        let known = changed
+            .iter()
+            .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
+            .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
+        if !known {
+            return None;
+        }
+        Some(state)
+    } else {
+        None
+    };
+    timings.mark("patch: outputs, feeds, state");
+    let mut outputs: Vec<(String, (u64, Work))> = outputs.into_iter().collect();
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(Planned {
+        changed,
+        main,
+        outputs,
+        neighbours,
+        feed_docs,
+        state,
+    })
+}
+
+/// An outbox page with fresh items for the `fresh` posts and the others' items from the
+/// last build's file (when its bytes are the ones the index recorded).
+fn spliced_outbox_page(
+    p: &Patch,
+    main: &index::BuildIndex,
+    urls: &Urls,
+    path: &str,
+    actor: &str,
+    (number, pages): (usize, usize),
+    fresh: &[&Document],
+) -> Option<Vec<u8>> {
+    let hash = main.outputs.get(path)?.hash?;
+    let bytes = std::fs::read(p.options.out_dir.join(path)).ok()?;
+    if hash_bytes(&bytes) != hash {
+        return None;
+    }
+    let old: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let mut items = old.get("orderedItems")?.as_array()?.clone();
+    let mut page =
+        crate::federation::documents::outbox_page(p.config, urls, actor, number, pages, fresh);
+    let serde_json::Value::Array(new_items) = page.get_mut("orderedItems")?.take() else {
+        return None;
+    };
+    for (doc, item) in fresh.iter().zip(new_items) {
+        let id = urls.create_activity(&doc.path);
+        let slot = items
+            .iter_mut()
+            .find(|old| old.get("id").and_then(|i| i.as_str()) == Some(id.as_str()))?;
+        *slot = item;
+    }
+    page["orderedItems"] = serde_json::Value::Array(items);
+    Some(crate::federation::document_bytes(&page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build_site, BuildOptions, BuildState};
+    use crate::test_support::write;
+    use std::path::Path;
+
+    fn options(site: &Path) -> BuildOptions {
+        BuildOptions {
+            site_dir: site.to_path_buf(),
+            out_dir: site.join("public"),
+            drafts: false,
+            future: false,
+            base_url: None,
+            progress: false,
+            dry_run: false,
+            remote_interactions: false,
+        }
+    }
+
+    fn build(site: &Path) -> super::super::BuildReport {
+        let mut state = BuildState::on_disk(site);
+        build_site(&options(site), &mut state).expect("build")
+    }
+
+    /// A paragraph long enough that an edit after it leaves what lists show unchanged.
+    fn post(title: &str, date: &str, extra: &str) -> String {
+        format!(
+            "+++\ntitle = \"{title}\"\ndate = {date}\ntags = [\"a\"]\n+++\n\n{}\n\n{extra}\n",
+            "A long first paragraph that lists show the start of. ".repeat(12)
+        )
+    }
+
+    #[test]
+    fn an_edit_past_the_listed_text_is_patched_and_a_title_change_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = dir.path();
+        write(
+            site,
+            "config.toml",
+            "title = \"T\"\nbase_url = \"https://t.example\"\n[fediverse]\nusername = \"t\"\n\
+             inbox_url = \"https://inbox.t.example\"\noutbox_page_size = 2\n",
+        );
+        for (i, date) in ["2024-01-01", "2024-01-02", "2024-01-03"]
+            .iter()
+            .enumerate()
+        {
+            write(
+                site,
+                &format!("content/posts/p{i}.md"),
+                &post(&format!("P{i}"), date, ""),
+            );
+        }
+        build(site);
+        // Times must be past the doubt window for sources to be trusted by time alone.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        build(site);
+        write(
+            site,
+            "content/posts/p1.md",
+            &post("P1", "2024-01-02", "An edit."),
+        );
+        let report = build(site);
+        assert_eq!(report.parsed, 1, "{report:?}");
+        // Its page, its object, the outbox page holding it and the two feeds.
+        assert_eq!(report.rendered, 5, "{report:?}");
+        let page = std::fs::read_to_string(site.join("public/posts/p1/index.html")).expect("page");
+        assert!(page.contains("An edit."));
+        let object = std::fs::read_to_string(site.join("public/ap/posts/p1.json")).expect("object");
+        assert!(object.contains("An edit."));
+
+        // A new title changes lists: the whole build runs and renders more.
+        write(
+            site,
+            "content/posts/p1.md",
+            &post("P1 renamed", "2024-01-02", "An edit."),
+        );
+        let report = build(site);
+        assert!(report.rendered > 5, "{report:?}");
+    }
+}
