@@ -13,6 +13,7 @@ use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::process::FollowAnswer;
 use crate::inbox::send_follow_answer;
+use crate::store::time::rfc3339;
 use crate::store::{BlockSource, FollowState, Follower, ReplyState, Store, StoredReply};
 
 #[derive(Debug, clap::Args)]
@@ -239,7 +240,7 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                     f.id,
                     printable(&f.follower_id),
                     f.actor_name,
-                    f.followed_at
+                    rfc3339(&f.followed_at)
                 )?;
             }
         }
@@ -274,7 +275,7 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                 out,
                 "  #{:<5} {} from {}: {}\n         about {}",
                 f.id,
-                f.received_at,
+                rfc3339(&f.received_at),
                 printable(&f.actor_id),
                 printable(&plain_text(&f.content)),
                 printable(&f.objects.join(", "))

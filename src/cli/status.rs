@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 
 use crate::config::SiteConfig;
+use crate::store::time::rfc3339;
 use crate::store::{FollowState, MoveDirection, Store};
 
 /// Deliveries listed under "last deliveries".
@@ -79,7 +80,10 @@ pub fn write_status(store: &Store, now: i64, out: &mut impl Write) -> anyhow::Re
         writeln!(
             out,
             "Moved here: {} of {}'s followers arrived through the move of {} (known since {})",
-            moved.followers, moved.actor_name, moved.origin, moved.moved_at
+            moved.followers,
+            moved.actor_name,
+            moved.origin,
+            rfc3339(&moved.moved_at)
         )?;
     }
     for moved in store.account_moves()? {
@@ -89,7 +93,7 @@ pub fn write_status(store: &Store, now: i64, out: &mut impl Write) -> anyhow::Re
                 "Moved away: {} moved to {} on {}; followers still here: {}",
                 moved.actor_name,
                 moved.target,
-                moved.moved_at,
+                rfc3339(&moved.moved_at),
                 accepted.get(&moved.actor_name).copied().unwrap_or(0)
             )?;
         }
