@@ -313,7 +313,8 @@ DROP TABLE IF EXISTS queue_schema;
     // already were. SQLite cannot change a column's type, so each table with a time kept as
     // RFC 3339 text is made again, its rows copied with the text converted, its indexes
     // made again. Text that is not an RFC 3339 date and time becomes 0 (1970), which
-    // `time::report_unreadable` logs after this migration; NULL stays NULL.
+    // `time::report_unreadable` logs after this migration; NULL stays NULL. A fraction of
+    // a second is rounded to the millisecond (SQLite's date functions), then dropped.
     r#"
 ALTER TABLE followers RENAME TO old_followers;
 CREATE TABLE followers (

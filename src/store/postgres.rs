@@ -308,7 +308,7 @@ fn migrate_locked(conn: &Conn) -> Result<(), StoreError> {
 }
 
 /// Text columns compare and sort byte by byte, as in SQLite, whatever the database's locale.
-fn in_byte_order(sql: &str) -> String {
+pub(super) fn in_byte_order(sql: &str) -> String {
     sql.replace(" TEXT", " TEXT COLLATE \"C\"")
 }
 
@@ -508,7 +508,8 @@ CREATE TABLE published_posts (
 "#,
     // Version 5: times as Unix seconds (`super::time`). Text that is not an RFC 3339 date
     // and time becomes 0, as on SQLite, instead of failing the migration; a time without
-    // an offset is read as UTC, as SQLite reads it. A fraction of a second is dropped.
+    // an offset is read as UTC, as SQLite reads it. A fraction of a second is rounded to the
+    // millisecond, as SQLite's date functions do, then dropped.
     r#"
 SET LOCAL TimeZone = 'UTC';
 CREATE FUNCTION relais_unix_time(value text) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -516,7 +517,7 @@ BEGIN
     IF value !~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}' THEN
         RETURN 0;
     END IF;
-    RETURN floor(extract(epoch FROM value::timestamptz))::bigint;
+    RETURN floor(round(extract(epoch FROM value::timestamptz), 3))::bigint;
 EXCEPTION WHEN others THEN
     RETURN 0;
 END
