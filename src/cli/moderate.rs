@@ -312,6 +312,48 @@ mod tests {
         assert!(out.contains("e\\u{1b}]0;pwned\\u{7}"), "{out}");
     }
 
+    /// The text after the last `marker`: a time as relais always showed it,
+    /// RFC 3339 in UTC with whole seconds, whatever form the store keeps it in.
+    fn shown_time(out: &str, marker: &str) -> chrono::DateTime<chrono::Utc> {
+        let (_, rest) = out.rsplit_once(marker).unwrap();
+        let shown = &rest[..20];
+        assert!(
+            shown.ends_with('Z') && shown.as_bytes()[10] == b'T',
+            "{shown:?} in {out}"
+        );
+        chrono::DateTime::parse_from_rfc3339(shown).unwrap().into()
+    }
+
+    #[test]
+    fn list_shows_times_as_rfc3339_with_whole_seconds() {
+        let store = Store::open_in_memory().unwrap();
+        let follower = store
+            .upsert_follower(&crate::store::NewFollower {
+                actor_name: "blog",
+                follower: &crate::store::test_actor("https://m.example/users/a"),
+                follow_activity_id: "https://m.example/f/1",
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+        store
+            .add_flag(&crate::store::NewFlag {
+                activity_id: Some("https://m.example/flag/1"),
+                actor_id: "https://m.example/users/a",
+                objects: &[],
+                content: "spam",
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        list(&store, None, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(shown_time(&out, " since "), follower.followed_at);
+        let flag = &store.flags().unwrap()[0];
+        assert_eq!(
+            shown_time(&out, &format!("#{:<5} ", flag.id)),
+            flag.received_at
+        );
+    }
+
     #[test]
     fn plain_text_drops_tags_and_decodes_entities() {
         assert_eq!(

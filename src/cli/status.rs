@@ -238,4 +238,44 @@ mod tests {
         assert!(text.contains("done https://blog.example/ap/posts/a.json#create → https://ok.example/inbox (1 attempt(s)) 202"), "{text}");
         assert!(text.contains("HTTP 503 Service Unavailable"), "{text}");
     }
+
+    #[test]
+    fn moves_show_their_time_as_rfc3339_with_whole_seconds() {
+        let store = Store::open_in_memory().unwrap();
+        let moved_in = store
+            .record_move(
+                "blog",
+                MoveDirection::In,
+                "https://old.example/u/me",
+                "https://blog.example/ap/actor",
+            )
+            .unwrap();
+        let moved_out = store
+            .record_move(
+                "alice",
+                MoveDirection::Out,
+                "https://blog.example/ap/alice",
+                "https://new.example/u/alice",
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        write_status(&store, 1_800_000_000, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // `…T10:00:00Z`, as the text the store kept before it kept Unix seconds.
+        let shown = |time: &chrono::DateTime<Utc>| time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert!(
+            text.contains(&format!(
+                "the move of https://old.example/u/me (known since {})\n",
+                shown(&moved_in.moved_at)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "alice moved to https://new.example/u/alice on {}; followers",
+                shown(&moved_out.moved_at)
+            )),
+            "{text}"
+        );
+    }
 }
