@@ -938,7 +938,7 @@ CREATE TABLE published_posts (
 
     /// Every table and index, with the SQL that made it (SQLite keeps it without
     /// `IF NOT EXISTS`), so two stores made different ways can be compared.
-    fn schema(conn: &Connection) -> Vec<(String, Option<String>)> {
+    pub(super) fn schema(conn: &Connection) -> Vec<(String, Option<String>)> {
         let mut stmt = conn
             .prepare("SELECT name, sql FROM sqlite_master ORDER BY name")
             .unwrap();

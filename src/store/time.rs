@@ -281,14 +281,9 @@ INSERT INTO published_posts (object_id, actor_name, content_hash, updated, last_
             .unwrap();
     }
 
-    /// Every table and index SQLite has, with the SQL that made it.
+    /// Every table and index of the SQLite store at `path`, with the SQL that made it.
     fn sqlite_schema(path: &std::path::Path) -> Vec<(String, Option<String>)> {
-        let conn = rusqlite::Connection::open(path).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT name, sql FROM sqlite_master ORDER BY name")
-            .unwrap();
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-        rows.collect::<Result<_, _>>().unwrap()
+        super::super::tests::schema(&rusqlite::Connection::open(path).unwrap())
     }
 
     #[test]
