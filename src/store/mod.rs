@@ -13,7 +13,8 @@
 //!
 //! Every query is written once, over the thin SQL layer of `sql` ([`sql::Conn`]); on
 //! PostgreSQL each call takes a connection of a small pool (`postgres`), and
-//! [`Store::atomically`] keeps one for its whole transaction.
+//! [`Store::atomically`] keeps one for its whole transaction. Every time is kept as Unix
+//! seconds, converted to and from `DateTime<Utc>` in one place (`time`).
 
 mod actors;
 mod blocks;
