@@ -116,7 +116,7 @@ mod tests {
     }
 
     /// Rows as relais kept them at schema version 4, times as text in the shapes RFC 3339
-    /// allows (`Z`, an offset, a fraction) and one that is no time at all.
+    /// allows (`Z`, an offset, a fraction) and some that are no time at all.
     const TEXT_TIMES: &str = r#"
 INSERT INTO followers (id, actor_name, follower_id, follower_host, inbox, follow_activity_id,
     state, followed_at) VALUES
@@ -151,7 +151,8 @@ INSERT INTO reactions (activity_id, actor_id, actor_host, object_id, kind, creat
     ('https://b.example/like/1', 'https://b.example/u/offset', 'b.example', 'https://blog.example/p',
         'Like', '2026-02-01T08:30:00Z');
 INSERT INTO blocked_domains (domain, source, created_at) VALUES
-    ('spam.example', 'moderation', '2026-01-05T00:00:00Z');
+    ('spam.example', 'moderation', '2026-01-05T00:00:00Z'),
+    ('month13.example', 'moderation', '2026-13-01T00:00:00Z');
 INSERT INTO blocked_actors (actor_id, source, created_at) VALUES
     ('https://e.example/u/troll', 'config', '2026-01-05T00:00:00Z');
 INSERT INTO flags (id, activity_id, actor_id, objects, content, received_at) VALUES
@@ -274,8 +275,8 @@ INSERT INTO published_posts (object_id, actor_name, content_hash, updated, last_
                         "{table}.{column}: {values:?}"
                     );
                 }
-                // follower 4, reply 3's `updated`, the flag.
-                assert_eq!(report_unreadable(c)?, 3);
+                // Follower 4, reply 3's `updated`, the flag, the 13th month's block.
+                assert_eq!(report_unreadable(c)?, 4);
                 Ok(())
             })
             .unwrap();
