@@ -10,7 +10,8 @@
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
-use super::sql::{Cell, FromCell, ToValue, Value};
+use super::sql::{params, Cell, Conn, FromCell, ToValue, Value};
+use super::StoreError;
 
 /// The current time, in stored form.
 pub fn now_unix() -> i64 {
@@ -73,12 +74,12 @@ pub(super) const MIGRATION: usize = 4;
 
 /// After the migration to Unix seconds: logs, once, how many stored times it could not read
 /// (now 0), so that an operator learns of them instead of finding 1970 dates later.
-pub(super) fn report_unreadable(conn: &super::sql::Conn) -> Result<usize, super::StoreError> {
+pub(super) fn report_unreadable(conn: &Conn) -> Result<usize, StoreError> {
     let mut total = 0;
     for (table, column) in CONVERTED {
         let count: usize = conn.query_row(
             &format!("SELECT COUNT(*) FROM {table} WHERE {column} = 0"),
-            super::sql::params![],
+            params![],
             |r| r.get(0),
         )?;
         if count > 0 {
@@ -261,11 +262,10 @@ INSERT INTO published_posts (object_id, actor_name, content_hash, updated, last_
         store
             .with_conn(|c| {
                 for (table, column) in CONVERTED {
-                    let values: Vec<Option<i64>> = c.query_all(
-                        &format!("SELECT {column} FROM {table}"),
-                        super::super::sql::params![],
-                        |r| r.get(0),
-                    )?;
+                    let values: Vec<Option<i64>> =
+                        c.query_all(&format!("SELECT {column} FROM {table}"), params![], |r| {
+                            r.get(0)
+                        })?;
                     assert!(!values.is_empty(), "{table}.{column} has rows");
                     assert!(
                         values
