@@ -283,11 +283,12 @@ fn seed_followers(dir: &Path, config: &SiteConfig, followers: usize, servers: us
     let mut conn = rusqlite::Connection::open(&db).unwrap();
     let tx = conn.transaction().unwrap();
     {
+        // followed_at: 2027-01-01T00:00:00Z, in Unix seconds as the store keeps times.
         let mut insert = tx
             .prepare(
                 "INSERT INTO followers (actor_name, follower_id, follower_host, inbox, \
                  shared_inbox, follow_activity_id, state, followed_at) \
-                 VALUES ('blog', ?1, ?2, ?3, ?4, ?5, 'accepted', '2027-01-01T00:00:00Z')",
+                 VALUES ('blog', ?1, ?2, ?3, ?4, ?5, 'accepted', 1798761600)",
             )
             .unwrap();
         for n in 0..followers {

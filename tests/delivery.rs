@@ -161,7 +161,7 @@ impl Site {
             key_id: format!("{id}#main-key"),
             also_known_as: vec![],
             moved_to: None,
-            fetched_at: "2027-01-01T00:00:00Z".into(),
+            fetched_at: "2027-01-01T00:00:00Z".parse().unwrap(),
             id,
         };
         self.store()

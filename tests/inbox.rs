@@ -772,7 +772,8 @@ async fn a_rotated_key_is_fetched_again() {
     rusqlite::Connection::open(inbox.dir.path().join("relais.db"))
         .unwrap()
         .execute(
-            "UPDATE remote_actors SET fetched_at = '2000-01-01T00:00:00Z'",
+            // 2000-01-01T00:00:00Z: the store keeps Unix seconds.
+            "UPDATE remote_actors SET fetched_at = 946684800",
             [],
         )
         .unwrap();

@@ -210,7 +210,7 @@ impl Follower {
             key_id: format!("{id}#main-key"),
             also_known_as: vec![],
             moved_to: None,
-            fetched_at: "2026-01-01T00:00:00Z".into(),
+            fetched_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         };
         store
             .upsert_follower(&NewFollower {

@@ -244,7 +244,7 @@ async fn add_followers(store: &Store, port: u16) {
                     key_id: format!("{id}#main-key"),
                     also_known_as: vec![],
                     moved_to: None,
-                    fetched_at: "2027-01-01T00:00:00Z".into(),
+                    fetched_at: "2027-01-01T00:00:00Z".parse().unwrap(),
                     id,
                 };
                 store.upsert_follower(&NewFollower {

@@ -141,7 +141,7 @@ async fn reply_with_mentions(block_people: bool) {
                 key_id: format!("{fan}#main-key"),
                 also_known_as: vec![],
                 moved_to: None,
-                fetched_at: "2027-01-01T00:00:00Z".into(),
+                fetched_at: "2027-01-01T00:00:00Z".parse().unwrap(),
             },
             follow_activity_id: &format!("{fan}#follows/1"),
             state: FollowState::Accepted,

@@ -9,7 +9,7 @@ use crate::federation::fetch::{ClientOptions, FederationClient};
 use crate::federation::keys::PrivateKey;
 use crate::inbox::{serve, InboxState};
 use crate::logging::LogFormat;
-use crate::store::{timestamp, Store};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct InboxArgs {
@@ -65,7 +65,7 @@ pub fn inbox_state_with_env(
     ))?;
     store.set_config_blocks(&config.inbox.blocked_domains, &config.inbox.blocked_actors)?;
     let horizon = chrono::Utc::now() - chrono::Duration::days(SEEN_RETENTION_DAYS);
-    store.prune_seen(&timestamp(horizon))?;
+    store.prune_seen(horizon)?;
     let client = FederationClient::new(ClientOptions::from_config(&config))?;
     Ok(InboxState::new(config, public_dir, key, store, client))
 }

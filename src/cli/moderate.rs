@@ -13,6 +13,7 @@ use crate::federation::signature::SigningKey;
 use crate::federation::urls::Urls;
 use crate::inbox::process::FollowAnswer;
 use crate::inbox::send_follow_answer;
+use crate::store::time::rfc3339;
 use crate::store::{BlockSource, FollowState, Follower, ReplyState, Store, StoredReply};
 
 #[derive(Debug, clap::Args)]
@@ -239,7 +240,7 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                     f.id,
                     printable(&f.follower_id),
                     f.actor_name,
-                    f.followed_at
+                    rfc3339(&f.followed_at)
                 )?;
             }
         }
@@ -274,7 +275,7 @@ fn list(store: &Store, what: Option<ListKind>, out: &mut impl Write) -> anyhow::
                 out,
                 "  #{:<5} {} from {}: {}\n         about {}",
                 f.id,
-                f.received_at,
+                rfc3339(&f.received_at),
                 printable(&f.actor_id),
                 printable(&plain_text(&f.content)),
                 printable(&f.objects.join(", "))
@@ -309,6 +310,48 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
         assert!(out.contains("e\\u{1b}]0;pwned\\u{7}"), "{out}");
+    }
+
+    /// The text after the last `marker`: a time as relais always showed it,
+    /// RFC 3339 in UTC with whole seconds, whatever form the store keeps it in.
+    fn shown_time(out: &str, marker: &str) -> chrono::DateTime<chrono::Utc> {
+        let (_, rest) = out.rsplit_once(marker).unwrap();
+        let shown = &rest[..20];
+        assert!(
+            shown.ends_with('Z') && shown.as_bytes()[10] == b'T',
+            "{shown:?} in {out}"
+        );
+        chrono::DateTime::parse_from_rfc3339(shown).unwrap().into()
+    }
+
+    #[test]
+    fn list_shows_times_as_rfc3339_with_whole_seconds() {
+        let store = Store::open_in_memory().unwrap();
+        let follower = store
+            .upsert_follower(&crate::store::NewFollower {
+                actor_name: "blog",
+                follower: &crate::store::test_actor("https://m.example/users/a"),
+                follow_activity_id: "https://m.example/f/1",
+                state: FollowState::Accepted,
+            })
+            .unwrap();
+        store
+            .add_flag(&crate::store::NewFlag {
+                activity_id: Some("https://m.example/flag/1"),
+                actor_id: "https://m.example/users/a",
+                objects: &[],
+                content: "spam",
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        list(&store, None, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(shown_time(&out, " since "), follower.followed_at);
+        let flag = &store.flags().unwrap()[0];
+        assert_eq!(
+            shown_time(&out, &format!("#{:<5} ", flag.id)),
+            flag.received_at
+        );
     }
 
     #[test]

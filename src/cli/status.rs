@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 
 use crate::config::SiteConfig;
+use crate::store::time::rfc3339;
 use crate::store::{FollowState, MoveDirection, Store};
 
 /// Deliveries listed under "last deliveries".
@@ -79,7 +80,10 @@ pub fn write_status(store: &Store, now: i64, out: &mut impl Write) -> anyhow::Re
         writeln!(
             out,
             "Moved here: {} of {}'s followers arrived through the move of {} (known since {})",
-            moved.followers, moved.actor_name, moved.origin, moved.moved_at
+            moved.followers,
+            moved.actor_name,
+            moved.origin,
+            rfc3339(&moved.moved_at)
         )?;
     }
     for moved in store.account_moves()? {
@@ -89,7 +93,7 @@ pub fn write_status(store: &Store, now: i64, out: &mut impl Write) -> anyhow::Re
                 "Moved away: {} moved to {} on {}; followers still here: {}",
                 moved.actor_name,
                 moved.target,
-                moved.moved_at,
+                rfc3339(&moved.moved_at),
                 accepted.get(&moved.actor_name).copied().unwrap_or(0)
             )?;
         }
@@ -233,5 +237,45 @@ mod tests {
         );
         assert!(text.contains("done https://blog.example/ap/posts/a.json#create → https://ok.example/inbox (1 attempt(s)) 202"), "{text}");
         assert!(text.contains("HTTP 503 Service Unavailable"), "{text}");
+    }
+
+    #[test]
+    fn moves_show_their_time_as_rfc3339_with_whole_seconds() {
+        let store = Store::open_in_memory().unwrap();
+        let moved_in = store
+            .record_move(
+                "blog",
+                MoveDirection::In,
+                "https://old.example/u/me",
+                "https://blog.example/ap/actor",
+            )
+            .unwrap();
+        let moved_out = store
+            .record_move(
+                "alice",
+                MoveDirection::Out,
+                "https://blog.example/ap/alice",
+                "https://new.example/u/alice",
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        write_status(&store, 1_800_000_000, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // `…T10:00:00Z`, as the text the store kept before it kept Unix seconds.
+        let shown = |time: &chrono::DateTime<Utc>| time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        assert!(
+            text.contains(&format!(
+                "the move of https://old.example/u/me (known since {})\n",
+                shown(&moved_in.moved_at)
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "alice moved to https://new.example/u/alice on {}; followers",
+                shown(&moved_out.moved_at)
+            )),
+            "{text}"
+        );
     }
 }

@@ -347,7 +347,7 @@ mod tests {
             key_id: format!("{id}#main-key"),
             also_known_as: vec![],
             moved_to: None,
-            fetched_at: "2027-01-01T00:00:00Z".into(),
+            fetched_at: "2027-01-01T00:00:00Z".parse().unwrap(),
         };
         store
             .upsert_follower(&NewFollower {

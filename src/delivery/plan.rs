@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -21,6 +21,7 @@ use crate::federation::activities::{
 };
 use crate::federation::urls::Urls;
 use crate::federation::vocab::AS_PUBLIC;
+use crate::store::time::{self, rfc3339};
 use crate::store::PublishedRecord;
 
 /// A post as the build published it.
@@ -202,7 +203,7 @@ impl Planner<'_> {
             object_id: post.object_id.clone(),
             actor_name: post.actor_name.clone(),
             content_hash: post.content_hash.clone(),
-            updated: post.updated.map(|u| rfc3339(&u)),
+            updated: post.updated,
             last_activity_id: None,
             last_activity_at: 0,
             deleted: false,
@@ -268,7 +269,7 @@ impl Planner<'_> {
             object_id: post.object_id.clone(),
             actor_name: post.actor_name.clone(),
             content_hash: post.content_hash.clone(),
-            updated: post.updated.map(|u| rfc3339(&u)),
+            updated: post.updated,
             last_activity_id: Some(id),
             last_activity_at: at,
             deleted: false,
@@ -279,12 +280,7 @@ impl Planner<'_> {
     /// one it saw; a changed post whose `updated` did not move is sent as updated now.
     fn update(&mut self, post: &PublishedPost, record: &PublishedRecord) {
         let at = self.activity_time(Some(record));
-        let last_sent = record
-            .updated
-            .as_deref()
-            .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
-            .map(|u| u.with_timezone(&Utc));
-        let updated = match (post.updated, last_sent) {
+        let updated = match (post.updated, record.updated) {
             (Some(own), Some(sent)) if own > sent => own,
             (Some(own), None) => own,
             _ => timestamp(at),
@@ -316,7 +312,7 @@ impl Planner<'_> {
             object_id: post.object_id.clone(),
             actor_name: post.actor_name.clone(),
             content_hash: post.content_hash.clone(),
-            updated: Some(updated_text),
+            updated: Some(updated),
             last_activity_id: Some(id),
             last_activity_at: at,
             deleted: false,
@@ -366,11 +362,7 @@ impl Planner<'_> {
 }
 
 fn timestamp(unix: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(unix, 0).single().unwrap_or_default()
-}
-
-fn rfc3339(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    time::from_unix(unix).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -595,10 +587,7 @@ mod tests {
             edit.activities[0].json["object"]["updated"],
             "2027-01-12T09:30:00Z"
         );
-        assert_eq!(
-            edit.records[0].updated.as_deref(),
-            Some("2027-01-12T09:30:00Z")
-        );
+        assert_eq!(edit.records[0].updated, Some(at("2027-01-12T09:30:00Z")));
     }
 
     #[test]

@@ -383,7 +383,7 @@ mod tests {
             shared_inbox: None,
             follow_activity_id: "https://m.example/f/1".into(),
             state: FollowState::Accepted,
-            followed_at: "t".into(),
+            followed_at: chrono::DateTime::default(),
         };
         assert_sent_as(
             &follow_answer(&u, &follower, FollowAnswer::Accept),

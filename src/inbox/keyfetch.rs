@@ -139,7 +139,7 @@ mod tests {
             public_key_pem: String::new(),
             also_known_as: Vec::new(),
             moved_to: None,
-            fetched_at: crate::store::now(),
+            fetched_at: crate::store::time::now(),
         }
     }
 

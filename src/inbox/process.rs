@@ -338,9 +338,7 @@ fn arrived_through_move(
             },
         };
         let Some(moved) = known else { continue };
-        let since = chrono::DateTime::parse_from_rfc3339(&moved.moved_at)
-            .map(|t| Utc::now() - t.with_timezone(&Utc));
-        let recent = since.is_ok_and(|age| age <= MOVE_WINDOW);
+        let recent = Utc::now() - moved.moved_at <= MOVE_WINDOW;
         if recent {
             store.record_moved_follower(name, follower_id, origin)?;
             return Ok(());
@@ -1276,7 +1274,7 @@ mod tests {
             shared_inbox: None,
             follow_activity_id: "https://m.example/f/1".into(),
             state: FollowState::Accepted,
-            followed_at: "t".into(),
+            followed_at: chrono::DateTime::default(),
         };
         let accept = follow_answer(&s.urls, &follower, FollowAnswer::Accept);
         assert_eq!(accept["type"], "Accept");

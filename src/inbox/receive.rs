@@ -420,11 +420,8 @@ async fn fresh_aliases(state: &InboxState, object: &str, follower: &str) -> Vec<
 }
 
 fn fetched_before(actor: &RemoteActor, now: SystemTime, age: Duration) -> bool {
-    let Ok(fetched) = chrono::DateTime::parse_from_rfc3339(&actor.fetched_at) else {
-        return true;
-    };
     let now: chrono::DateTime<chrono::Utc> = now.into();
-    now.signed_duration_since(fetched)
+    now.signed_duration_since(actor.fetched_at)
         .to_std()
         .is_ok_and(|elapsed| elapsed >= age)
 }

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::inbox::activity::{href_of, id_of};
-use crate::store::{host_of, now, RemoteActor};
+use crate::store::{host_of, time, RemoteActor};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ActorDocError {
@@ -114,7 +114,7 @@ pub fn actor_from_document(doc: &Value) -> Result<RemoteActor, ActorDocError> {
         url,
         avatar,
         also_known_as,
-        fetched_at: now(),
+        fetched_at: time::now(),
     })
 }
 

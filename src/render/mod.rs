@@ -320,7 +320,7 @@ mod tests {
                     key_id: format!("{id}#main-key"),
                     also_known_as: Vec::new(),
                     moved_to: None,
-                    fetched_at: "2024-02-01T08:00:00Z".into(),
+                    fetched_at: "2024-02-01T08:00:00Z".parse().unwrap(),
                 })
                 .unwrap();
             store

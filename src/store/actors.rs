@@ -20,8 +20,8 @@ pub struct RemoteActor {
     pub key_id: String,
     pub also_known_as: Vec<String>,
     pub moved_to: Option<String>,
-    /// RFC 3339.
-    pub fetched_at: String,
+    /// When it was fetched (whole seconds).
+    pub fetched_at: chrono::DateTime<chrono::Utc>,
 }
 
 const COLUMNS: &str = "id, inbox, shared_inbox, name, handle, url, avatar, public_key_pem, \
@@ -144,7 +144,7 @@ pub(crate) mod tests {
             key_id: format!("{id}#main-key"),
             also_known_as: vec!["https://old.example/users/alice".into()],
             moved_to: None,
-            fetched_at: "2026-01-01T00:00:00Z".into(),
+            fetched_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         }
     }
 

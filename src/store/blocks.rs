@@ -2,7 +2,7 @@
 //! that blocked one of ours (`Block`).
 
 use super::sql::{params, Conn, Row};
-use super::{host_of, now, Store, StoreError};
+use super::{host_of, time, Store, StoreError};
 
 /// Where a block comes from: `config.toml` (replaced at each start of the inbox) or
 /// `relais moderate` (kept until lifted).
@@ -39,7 +39,7 @@ pub struct Flag {
     pub objects: Vec<String>,
     /// The reporter's comment, plain text as sent.
     pub content: String,
-    pub received_at: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl Store {
                  ON CONFLICT (domain) DO UPDATE SET source = \
                  CASE WHEN blocked_domains.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
-                params![domain, source.as_str(), now()],
+                params![domain, source.as_str(), time::now()],
             )?;
             drop_queued_for_domain(&tx, &domain)?;
             tx.commit()
@@ -128,7 +128,7 @@ impl Store {
                  ON CONFLICT (actor_id) DO UPDATE SET source = \
                  CASE WHEN blocked_actors.source = 'moderation' THEN 'moderation' \
                  ELSE excluded.source END",
-                params![actor_id, source.as_str(), now()],
+                params![actor_id, source.as_str(), time::now()],
             )?;
             drop_queued_for_actor(&tx, actor_id)?;
             tx.commit()
@@ -161,19 +161,19 @@ impl Store {
                 "DELETE FROM blocked_actors WHERE source = 'config'",
                 params![],
             )?;
-            let time = now();
+            let at = time::now();
             for domain in domains {
                 let domain = normalize_domain(domain);
                 tx.execute(
                     "INSERT INTO blocked_domains VALUES (?1, 'config', ?2) ON CONFLICT DO NOTHING",
-                    params![domain, time],
+                    params![domain, at],
                 )?;
                 drop_queued_for_domain(&tx, &domain)?;
             }
             for actor in actors {
                 tx.execute(
                     "INSERT INTO blocked_actors VALUES (?1, 'config', ?2) ON CONFLICT DO NOTHING",
-                    params![actor, time],
+                    params![actor, at],
                 )?;
                 drop_queued_for_actor(&tx, actor)?;
             }
@@ -252,7 +252,7 @@ impl Store {
                     flag.actor_id,
                     objects,
                     flag.content,
-                    now()
+                    time::now()
                 ],
             )
             .map(|n| n == 1)
@@ -282,7 +282,7 @@ impl Store {
                 "INSERT INTO remote_blocks (actor_id, actor_name, activity_id, received_at) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (actor_id, actor_name) DO UPDATE SET \
                  activity_id = excluded.activity_id, received_at = excluded.received_at",
-                params![actor_id, actor_name, activity_id, now()],
+                params![actor_id, actor_name, activity_id, time::now()],
             )?;
             Ok(())
         })
@@ -332,7 +332,7 @@ fn drop_queued_for_domain(tx: &Conn, domain: &str) -> Result<usize, StoreError> 
              WHERE state = 'pending' AND {}",
             under("host")
         ),
-        params![domain, chrono::Utc::now().timestamp()],
+        params![domain, time::now_unix()],
     )
 }
 
@@ -341,7 +341,7 @@ fn drop_queued_for_actor(tx: &Conn, actor_id: &str) -> Result<usize, StoreError>
         "UPDATE deliveries SET state = 'failed', last_error = 'blocked', finished_at = ?2 \
          WHERE state = 'pending' AND (follower_id = ?1 \
          OR inbox = (SELECT inbox FROM remote_actors WHERE id = ?1))",
-        params![actor_id, chrono::Utc::now().timestamp()],
+        params![actor_id, time::now_unix()],
     )
 }
 

@@ -4,7 +4,7 @@
 use super::blocks::not_blocked;
 use super::queue::{QueueTx, Recipient};
 use super::sql::{params, Row};
-use super::{host_of, now, RemoteActor, Store, StoreError};
+use super::{host_of, time, RemoteActor, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowState {
@@ -43,7 +43,7 @@ pub struct Follower {
     /// The `Follow` our `Accept` or `Reject` answers.
     pub follow_activity_id: String,
     pub state: FollowState,
-    pub followed_at: String,
+    pub followed_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ impl Store {
                     f.shared_inbox,
                     new.follow_activity_id,
                     new.state.as_str(),
-                    now(),
+                    time::now(),
                 ],
                 from_row,
             )

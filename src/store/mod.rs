@@ -13,7 +13,8 @@
 //!
 //! Every query is written once, over the thin SQL layer of `sql` ([`sql::Conn`]); on
 //! PostgreSQL each call takes a connection of a small pool (`postgres`), and
-//! [`Store::atomically`] keeps one for its whole transaction.
+//! [`Store::atomically`] keeps one for its whole transaction. Every time is kept as Unix
+//! seconds, converted to and from `DateTime<Utc>` in one place (`time`).
 
 mod actors;
 mod blocks;
@@ -32,6 +33,7 @@ mod replies;
 pub(crate) mod sql;
 #[cfg(test)]
 pub(crate) mod testdb;
+pub mod time;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -308,6 +310,244 @@ CREATE TABLE IF NOT EXISTS published_posts (
 
 DROP TABLE IF EXISTS queue_schema;
 "#,
+    // Version 5: every time is Unix seconds in an INTEGER column (`time`), as the queue's
+    // already were. SQLite cannot change a column's type, so each table with a time kept as
+    // RFC 3339 text is made again, its rows copied with the text converted, its indexes
+    // made again. Text that is not an RFC 3339 date and time becomes 0 (1970), which
+    // `time::report_unreadable` logs after this migration; NULL stays NULL. A fraction of
+    // a second is rounded to the millisecond (SQLite's date functions), then dropped.
+    r#"
+ALTER TABLE followers RENAME TO old_followers;
+CREATE TABLE followers (
+    id INTEGER PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    follower_host TEXT NOT NULL,
+    inbox TEXT NOT NULL,
+    shared_inbox TEXT,
+    follow_activity_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted')),
+    followed_at INTEGER NOT NULL,
+    UNIQUE (actor_name, follower_id)
+);
+INSERT INTO followers (id, actor_name, follower_id, follower_host, inbox, shared_inbox, follow_activity_id, state, followed_at)
+SELECT id, actor_name, follower_id, follower_host, inbox, shared_inbox, follow_activity_id, state,
+    CASE WHEN upper(followed_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(followed_at)), 0) WHEN followed_at IS NOT NULL THEN 0 END
+FROM old_followers;
+DROP TABLE old_followers;
+CREATE INDEX followers_by_follower ON followers (follower_id);
+
+ALTER TABLE seen_activities RENAME TO old_seen_activities;
+CREATE TABLE seen_activities (
+    activity_id TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL
+);
+INSERT INTO seen_activities (activity_id, received_at)
+SELECT activity_id,
+    CASE WHEN upper(received_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(received_at)), 0) WHEN received_at IS NOT NULL THEN 0 END
+FROM old_seen_activities;
+DROP TABLE old_seen_activities;
+
+ALTER TABLE replies RENAME TO old_replies;
+CREATE TABLE replies (
+    id INTEGER PRIMARY KEY,
+    object_id TEXT NOT NULL UNIQUE,
+    in_reply_to TEXT NOT NULL,
+    root_id TEXT NOT NULL,
+    author_id TEXT NOT NULL,
+    author_host TEXT NOT NULL,
+    author_name TEXT NOT NULL,
+    author_handle TEXT NOT NULL,
+    author_url TEXT NOT NULL,
+    author_avatar TEXT,
+    content TEXT NOT NULL,
+    url TEXT NOT NULL,
+    published INTEGER NOT NULL,
+    updated INTEGER,
+    state TEXT NOT NULL CHECK (state IN ('visible', 'pending', 'hidden'))
+);
+INSERT INTO replies (id, object_id, in_reply_to, root_id, author_id, author_host, author_name, author_handle, author_url, author_avatar, content, url, published, updated, state)
+SELECT id, object_id, in_reply_to, root_id, author_id, author_host, author_name, author_handle, author_url, author_avatar, content, url,
+    CASE WHEN upper(published) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(published)), 0) WHEN published IS NOT NULL THEN 0 END,
+    CASE WHEN upper(updated) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(updated)), 0) WHEN updated IS NOT NULL THEN 0 END,
+    state FROM old_replies;
+DROP TABLE old_replies;
+CREATE INDEX replies_by_root ON replies (root_id);
+CREATE INDEX replies_by_parent ON replies (in_reply_to);
+CREATE INDEX replies_by_author ON replies (author_id);
+
+ALTER TABLE reactions RENAME TO old_reactions;
+CREATE TABLE reactions (
+    activity_id TEXT PRIMARY KEY,
+    actor_id TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('Like', 'Announce')),
+    created_at INTEGER NOT NULL,
+    UNIQUE (actor_id, object_id, kind)
+);
+INSERT INTO reactions (activity_id, actor_id, actor_host, object_id, kind, created_at)
+SELECT activity_id, actor_id, actor_host, object_id, kind,
+    CASE WHEN upper(created_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(created_at)), 0) WHEN created_at IS NOT NULL THEN 0 END
+FROM old_reactions;
+DROP TABLE old_reactions;
+CREATE INDEX reactions_by_object ON reactions (object_id);
+
+ALTER TABLE blocked_domains RENAME TO old_blocked_domains;
+CREATE TABLE blocked_domains (
+    domain TEXT PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('config', 'moderation')),
+    created_at INTEGER NOT NULL
+);
+INSERT INTO blocked_domains (domain, source, created_at)
+SELECT domain, source,
+    CASE WHEN upper(created_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(created_at)), 0) WHEN created_at IS NOT NULL THEN 0 END
+FROM old_blocked_domains;
+DROP TABLE old_blocked_domains;
+
+ALTER TABLE blocked_actors RENAME TO old_blocked_actors;
+CREATE TABLE blocked_actors (
+    actor_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('config', 'moderation')),
+    created_at INTEGER NOT NULL
+);
+INSERT INTO blocked_actors (actor_id, source, created_at)
+SELECT actor_id, source,
+    CASE WHEN upper(created_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(created_at)), 0) WHEN created_at IS NOT NULL THEN 0 END
+FROM old_blocked_actors;
+DROP TABLE old_blocked_actors;
+
+ALTER TABLE flags RENAME TO old_flags;
+CREATE TABLE flags (
+    id INTEGER PRIMARY KEY,
+    activity_id TEXT UNIQUE,
+    actor_id TEXT NOT NULL,
+    objects TEXT NOT NULL,
+    content TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+INSERT INTO flags (id, activity_id, actor_id, objects, content, received_at)
+SELECT id, activity_id, actor_id, objects, content,
+    CASE WHEN upper(received_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(received_at)), 0) WHEN received_at IS NOT NULL THEN 0 END
+FROM old_flags;
+DROP TABLE old_flags;
+
+ALTER TABLE remote_blocks RENAME TO old_remote_blocks;
+CREATE TABLE remote_blocks (
+    actor_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    activity_id TEXT,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (actor_id, actor_name)
+);
+INSERT INTO remote_blocks (actor_id, actor_name, activity_id, received_at)
+SELECT actor_id, actor_name, activity_id,
+    CASE WHEN upper(received_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(received_at)), 0) WHEN received_at IS NOT NULL THEN 0 END
+FROM old_remote_blocks;
+DROP TABLE old_remote_blocks;
+
+ALTER TABLE remote_actors RENAME TO old_remote_actors;
+CREATE TABLE remote_actors (
+    id TEXT PRIMARY KEY,
+    inbox TEXT NOT NULL,
+    shared_inbox TEXT,
+    name TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    url TEXT NOT NULL,
+    avatar TEXT,
+    public_key_pem TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    also_known_as TEXT NOT NULL,
+    moved_to TEXT,
+    fetched_at INTEGER NOT NULL
+);
+INSERT INTO remote_actors (id, inbox, shared_inbox, name, handle, url, avatar, public_key_pem, key_id, also_known_as, moved_to, fetched_at)
+SELECT id, inbox, shared_inbox, name, handle, url, avatar, public_key_pem, key_id, also_known_as, moved_to,
+    CASE WHEN upper(fetched_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(fetched_at)), 0) WHEN fetched_at IS NOT NULL THEN 0 END
+FROM old_remote_actors;
+DROP TABLE old_remote_actors;
+CREATE INDEX remote_actors_by_key ON remote_actors (key_id);
+
+ALTER TABLE quote_authorizations RENAME TO old_quote_authorizations;
+CREATE TABLE quote_authorizations (
+    token TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    quote_id TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    actor_name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (quote_id, post_id)
+);
+INSERT INTO quote_authorizations (token, request_id, actor_id, quote_id, post_id, actor_name, created_at)
+SELECT token, request_id, actor_id, quote_id, post_id, actor_name,
+    CASE WHEN upper(created_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(created_at)), 0) WHEN created_at IS NOT NULL THEN 0 END
+FROM old_quote_authorizations;
+DROP TABLE old_quote_authorizations;
+CREATE INDEX quote_authorizations_by_post ON quote_authorizations (post_id);
+
+ALTER TABLE account_moves RENAME TO old_account_moves;
+CREATE TABLE account_moves (
+    actor_name TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    origin TEXT NOT NULL,
+    target TEXT NOT NULL,
+    moved_at INTEGER NOT NULL,
+    PRIMARY KEY (actor_name, direction, origin)
+);
+INSERT INTO account_moves (actor_name, direction, origin, target, moved_at)
+SELECT actor_name, direction, origin, target,
+    CASE WHEN upper(moved_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(moved_at)), 0) WHEN moved_at IS NOT NULL THEN 0 END
+FROM old_account_moves;
+DROP TABLE old_account_moves;
+
+ALTER TABLE moved_followers RENAME TO old_moved_followers;
+CREATE TABLE moved_followers (
+    actor_name TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    followed_at INTEGER NOT NULL,
+    PRIMARY KEY (actor_name, follower_id)
+);
+INSERT INTO moved_followers (actor_name, follower_id, origin, followed_at)
+SELECT actor_name, follower_id, origin,
+    CASE WHEN upper(followed_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(followed_at)), 0) WHEN followed_at IS NOT NULL THEN 0 END
+FROM old_moved_followers;
+DROP TABLE old_moved_followers;
+
+ALTER TABLE received_quotes RENAME TO old_received_quotes;
+CREATE TABLE received_quotes (
+    quote_id TEXT PRIMARY KEY,
+    actor_id TEXT NOT NULL,
+    actor_host TEXT NOT NULL,
+    post_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    token TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO received_quotes (quote_id, actor_id, actor_host, post_id, url, token, created_at)
+SELECT quote_id, actor_id, actor_host, post_id, url, token,
+    CASE WHEN upper(created_at) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(created_at)), 0) WHEN created_at IS NOT NULL THEN 0 END
+FROM old_received_quotes;
+DROP TABLE old_received_quotes;
+CREATE INDEX received_quotes_by_post ON received_quotes (post_id);
+
+ALTER TABLE published_posts RENAME TO old_published_posts;
+CREATE TABLE published_posts (
+    object_id TEXT PRIMARY KEY,
+    actor_name TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    updated INTEGER,
+    last_activity_id TEXT,
+    last_activity_at INTEGER NOT NULL,
+    deleted INTEGER NOT NULL CHECK (deleted IN (0, 1))
+);
+INSERT INTO published_posts (object_id, actor_name, content_hash, updated, last_activity_id, last_activity_at, deleted)
+SELECT object_id, actor_name, content_hash,
+    CASE WHEN upper(updated) GLOB '????-??-??[T ]??:??:??*' THEN coalesce(unixepoch(upper(updated)), 0) WHEN updated IS NOT NULL THEN 0 END,
+    last_activity_id, last_activity_at, deleted FROM old_published_posts;
+DROP TABLE old_published_posts;
+"#,
 ];
 
 /// Handle on the store; clones share its connections.
@@ -555,14 +795,14 @@ impl Store {
             let inserted = c.execute(
                 "INSERT INTO seen_activities (activity_id, received_at) VALUES (?1, ?2) \
                  ON CONFLICT DO NOTHING",
-                params![activity_id, now()],
+                params![activity_id, time::now()],
             )?;
             Ok(inserted == 1)
         })
     }
 
-    /// Forgets activity ids received before `before` (RFC 3339); senders do not retry that long.
-    pub fn prune_seen(&self, before: &str) -> Result<usize, StoreError> {
+    /// Forgets activity ids received before `before`; senders do not retry that long.
+    pub fn prune_seen(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
         self.with_conn(|c| {
             c.execute(
                 "DELETE FROM seen_activities WHERE received_at < ?1",
@@ -594,16 +834,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             return Err(e.into());
         }
     }
+    if version <= time::MIGRATION as i64 {
+        time::report_unreadable(&Conn::Sqlite(conn))?;
+    }
     Ok(())
-}
-
-/// The current time as stored: RFC 3339 in UTC with seconds, so text order is time order.
-pub fn now() -> String {
-    timestamp(chrono::Utc::now())
-}
-
-pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> String {
-    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Host (with a non-default port) of an actor or object id: what domain blocks match.
@@ -705,7 +939,7 @@ CREATE TABLE published_posts (
 
     /// Every table and index, with the SQL that made it (SQLite keeps it without
     /// `IF NOT EXISTS`), so two stores made different ways can be compared.
-    fn schema(conn: &Connection) -> Vec<(String, Option<String>)> {
+    pub(super) fn schema(conn: &Connection) -> Vec<(String, Option<String>)> {
         let mut stmt = conn
             .prepare("SELECT name, sql FROM sqlite_master ORDER BY name")
             .unwrap();
@@ -776,12 +1010,18 @@ CREATE TABLE published_posts (
             store
                 .with_conn(|c| {
                     c.execute(
-                        "INSERT INTO seen_activities VALUES ('old', '2000-01-01T00:00:00Z')",
+                        // 2000-01-01T00:00:00Z
+                        "INSERT INTO seen_activities VALUES ('old', 946684800)",
                         &[],
                     )
                 })
                 .unwrap();
-            assert_eq!(store.prune_seen("2001-01-01T00:00:00Z").unwrap(), 1);
+            assert_eq!(
+                store
+                    .prune_seen("2001-01-01T00:00:00Z".parse().unwrap())
+                    .unwrap(),
+                1
+            );
             assert!(store.mark_seen("old").unwrap());
             assert!(!store.mark_seen("new").unwrap());
         }

@@ -3,7 +3,7 @@
 //! `relais move` (out), and the followers that arrived through a move in.
 
 use super::sql::{params, Row};
-use super::{now, Store, StoreError};
+use super::{time, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoveDirection {
@@ -38,8 +38,8 @@ pub struct AccountMove {
     pub direction: MoveDirection,
     pub origin: String,
     pub target: String,
-    /// When we learned of a move in, or sent a move out (RFC 3339, UTC).
-    pub moved_at: String,
+    /// When we learned of a move in, or sent a move out.
+    pub moved_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Followers of one of our actors that arrived through a move in and still follow.
@@ -47,7 +47,7 @@ pub struct AccountMove {
 pub struct MovedFollowers {
     pub actor_name: String,
     pub origin: String,
-    pub moved_at: String,
+    pub moved_at: chrono::DateTime<chrono::Utc>,
     pub followers: u64,
 }
 
@@ -87,7 +87,7 @@ impl Store {
                     "INSERT INTO account_moves ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (actor_name, direction, origin) {on_conflict}"
                 ),
-                params![actor_name, direction.as_str(), origin, target, now()],
+                params![actor_name, direction.as_str(), origin, target, time::now()],
             )?;
             c.query_row(
                 &format!(
@@ -142,7 +142,7 @@ impl Store {
             Ok(c.execute(
                 "INSERT INTO moved_followers (actor_name, follower_id, origin, followed_at) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                params![actor_name, follower_id, origin, now()],
+                params![actor_name, follower_id, origin, time::now()],
             )? == 1)
         })
     }

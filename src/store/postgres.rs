@@ -301,11 +301,14 @@ fn migrate_locked(conn: &Conn) -> Result<(), StoreError> {
         )?;
         tx.commit()?;
     }
+    if version <= super::time::MIGRATION as i64 {
+        super::time::report_unreadable(conn)?;
+    }
     Ok(())
 }
 
 /// Text columns compare and sort byte by byte, as in SQLite, whatever the database's locale.
-fn in_byte_order(sql: &str) -> String {
+pub(super) fn in_byte_order(sql: &str) -> String {
     sql.replace(" TEXT", " TEXT COLLATE \"C\"")
 }
 
@@ -502,6 +505,53 @@ CREATE TABLE published_posts (
     last_activity_at BIGINT NOT NULL,
     deleted BIGINT NOT NULL CHECK (deleted IN (0, 1))
 );
+"#,
+    // Version 5: times as Unix seconds (`super::time`). Text that is not an RFC 3339 date
+    // and time becomes 0, as on SQLite, instead of failing the migration; a time without
+    // an offset is read as UTC, as SQLite reads it. A fraction of a second is rounded to the
+    // millisecond, as SQLite's date functions do, then dropped.
+    r#"
+SET LOCAL TimeZone = 'UTC';
+CREATE FUNCTION relais_unix_time(value text) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF value !~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}' THEN
+        RETURN 0;
+    END IF;
+    RETURN floor(round(extract(epoch FROM value::timestamptz), 3))::bigint;
+EXCEPTION WHEN others THEN
+    RETURN 0;
+END
+$$;
+ALTER TABLE followers
+    ALTER COLUMN followed_at TYPE BIGINT USING relais_unix_time(followed_at);
+ALTER TABLE seen_activities
+    ALTER COLUMN received_at TYPE BIGINT USING relais_unix_time(received_at);
+ALTER TABLE replies
+    ALTER COLUMN published TYPE BIGINT USING relais_unix_time(published),
+    ALTER COLUMN updated TYPE BIGINT USING relais_unix_time(updated);
+ALTER TABLE reactions
+    ALTER COLUMN created_at TYPE BIGINT USING relais_unix_time(created_at);
+ALTER TABLE blocked_domains
+    ALTER COLUMN created_at TYPE BIGINT USING relais_unix_time(created_at);
+ALTER TABLE blocked_actors
+    ALTER COLUMN created_at TYPE BIGINT USING relais_unix_time(created_at);
+ALTER TABLE flags
+    ALTER COLUMN received_at TYPE BIGINT USING relais_unix_time(received_at);
+ALTER TABLE remote_blocks
+    ALTER COLUMN received_at TYPE BIGINT USING relais_unix_time(received_at);
+ALTER TABLE remote_actors
+    ALTER COLUMN fetched_at TYPE BIGINT USING relais_unix_time(fetched_at);
+ALTER TABLE quote_authorizations
+    ALTER COLUMN created_at TYPE BIGINT USING relais_unix_time(created_at);
+ALTER TABLE account_moves
+    ALTER COLUMN moved_at TYPE BIGINT USING relais_unix_time(moved_at);
+ALTER TABLE moved_followers
+    ALTER COLUMN followed_at TYPE BIGINT USING relais_unix_time(followed_at);
+ALTER TABLE received_quotes
+    ALTER COLUMN created_at TYPE BIGINT USING relais_unix_time(created_at);
+ALTER TABLE published_posts
+    ALTER COLUMN updated TYPE BIGINT USING relais_unix_time(updated);
+DROP FUNCTION relais_unix_time(text);
 "#,
 ];
 

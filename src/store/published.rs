@@ -12,8 +12,8 @@ pub struct PublishedRecord {
     /// Our actor the post is attributed to: who signs its `Update` and `Delete`.
     pub actor_name: String,
     pub content_hash: String,
-    /// The `updated` followers last received (RFC 3339), if any.
-    pub updated: Option<String>,
+    /// The `updated` followers last received (whole seconds), if any.
+    pub updated: Option<chrono::DateTime<chrono::Utc>>,
     /// The last `Create`, `Update` or `Delete` queued for the post; `None` when the post was
     /// recorded without being sent (older than the first publish window).
     pub last_activity_id: Option<String>,
@@ -100,7 +100,7 @@ mod tests {
                 .queue_transaction(|q| q.record_published(&record))
                 .unwrap();
             record.content_hash = "h2".into();
-            record.updated = Some("2027-01-15T08:00:00Z".into());
+            record.updated = Some("2027-01-15T08:00:00Z".parse().unwrap());
             record.deleted = true;
             store
                 .queue_transaction(|q| q.record_published(&record))

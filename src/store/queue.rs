@@ -225,7 +225,7 @@ impl Store {
                 follower_id: None,
             }],
         };
-        let now = chrono::Utc::now().timestamp();
+        let now = super::time::now_unix();
         self.queue_transaction(|q| q.enqueue(&activity, now))?;
         Ok(())
     }
@@ -657,7 +657,7 @@ pub(super) mod tests {
             key_id: format!("{id}#main-key"),
             also_known_as: Vec::new(),
             moved_to: None,
-            fetched_at: "2026-01-01T00:00:00Z".into(),
+            fetched_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         };
         store
             .upsert_follower(&NewFollower {

@@ -2,7 +2,7 @@
 //! served as a `QuoteAuthorization` document at a stable URL named by its token.
 
 use super::sql::{params, Row};
-use super::{now, Store, StoreError};
+use super::{time, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuoteAuthorization {
@@ -39,7 +39,7 @@ impl Store {
                     new.quote_id,
                     new.post_id,
                     new.actor_name,
-                    now(),
+                    time::now(),
                 ],
             )?;
             c.query_row(
@@ -134,7 +134,7 @@ impl Store {
                     auth.post_id,
                     url,
                     auth.token,
-                    now(),
+                    time::now(),
                 ],
             )? == 1)
         })

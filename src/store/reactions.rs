@@ -1,7 +1,7 @@
 //! Likes and boosts (`Announce`) of our posts.
 
 use super::sql::params;
-use super::{host_of, now, Store, StoreError};
+use super::{host_of, time, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReactionKind {
@@ -36,7 +36,14 @@ impl Store {
             let inserted = c.execute(
                 "INSERT INTO reactions (activity_id, actor_id, actor_host, object_id, kind, \
                  created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![activity_id, actor_id, host, object_id, kind.as_str(), now()],
+                params![
+                    activity_id,
+                    actor_id,
+                    host,
+                    object_id,
+                    kind.as_str(),
+                    time::now()
+                ],
             )?;
             if inserted == 0 {
                 c.execute(

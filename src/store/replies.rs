@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::blocks::not_blocked;
 use super::sql::{params, Row};
-use super::{host_of, timestamp, Store, StoreError};
+use super::{host_of, Store, StoreError};
 use crate::interactions::Reply;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,24 +57,13 @@ pub(super) const COLUMNS: &str = "r.id, r.root_id, r.state, r.updated, r.object_
     r.in_reply_to, r.author_id, r.author_name, r.author_handle, r.author_url, r.author_avatar, \
     r.content, r.published";
 
-fn parse_time(index: usize, text: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Conversion {
-            index,
-            detail: e.to_string(),
-        })
-}
-
 pub(super) fn from_row(row: &Row) -> Result<StoredReply, StoreError> {
     let state: String = row.get(2)?;
-    let updated: Option<String> = row.get(3)?;
-    let published: String = row.get(13)?;
     Ok(StoredReply {
         id: row.get(0)?,
         root_id: row.get(1)?,
         state: ReplyState::parse(&state),
-        updated: updated.map(|t| parse_time(3, &t)).transpose()?,
+        updated: row.get(3)?,
         reply: Reply {
             id: row.get(4)?,
             url: row.get(5)?,
@@ -85,7 +74,7 @@ pub(super) fn from_row(row: &Row) -> Result<StoredReply, StoreError> {
             author_url: row.get(10)?,
             author_avatar: row.get(11)?,
             content: row.get(12)?,
-            published: parse_time(13, &published)?,
+            published: row.get(13)?,
             depth: 0,
         },
     })
@@ -114,7 +103,7 @@ impl Store {
                     r.author_avatar,
                     r.content,
                     r.url,
-                    timestamp(r.published),
+                    r.published,
                     new.state.as_str(),
                 ],
             )
@@ -134,7 +123,7 @@ impl Store {
             c.execute(
                 "UPDATE replies SET content = ?3, updated = ?4 \
                  WHERE object_id = ?1 AND author_id = ?2",
-                params![object_id, author_id, content, timestamp(updated)],
+                params![object_id, author_id, content, updated],
             )
             .map(|n| n > 0)
         })
