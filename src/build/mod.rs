@@ -358,16 +358,31 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         Some(quick) if !options.future => quick.held(now),
         _ => Vec::new(),
     };
-    let inputs_besides_held = inputs_sig(
-        common,
-        &theme,
-        &options.out_dir,
-        &public_key_pem,
-        &sources,
-        &content_assets,
-        &statics,
-        site_dir,
-    );
+    // The inbox's store, when it is beside the site: what pages show of replies and
+    // reactions is an input, which its change counter stands for.
+    let store_location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
+    let store = (fediverse && !options.remote_interactions && store_location.exists())
+        .then(|| crate::store::Store::open_location(&store_location).ok())
+        .flatten();
+    let store_stamp = match &store {
+        Some(store) => store.interactions_stamp().ok(),
+        None => Some(-1),
+    };
+    let inputs_besides_held = Sig::new("inputs and store")
+        .with(inputs_sig(
+            common,
+            &theme,
+            &options.out_dir,
+            &public_key_pem,
+            &sources,
+            &content_assets,
+            &statics,
+            site_dir,
+        ))
+        // A store that cannot tell: never the same as the last build.
+        .with(store_stamp.unwrap_or_else(|| std::process::id().into()))
+        .with(store_stamp.is_none().then(std::time::SystemTime::now))
+        .finish();
     let with_held = |held: &[&PathBuf]| {
         Sig::new("held")
             .with(inputs_besides_held)
@@ -378,11 +393,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
 
     timings.mark("inputs signature");
     // Nothing changed: the last build's report, without building the site.
-    let store_present =
-        fediverse && crate::store::StoreLocation::of(site_dir, &config.inbox.store).exists();
     if !options.dry_run
         && !options.remote_interactions
-        && !store_present
         && key_source != Some(SiteKeySource::Generated)
         && quick.as_ref().is_some_and(|quick| {
             quick.inputs == inputs
@@ -430,21 +442,25 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // From here on pages may be rendered: a template error stops the build now.
     let compiled = || theme.tera().map(drop);
     // A few edited bodies: patched without loading the site, when nothing else depends on
-    // them (a fresh process with the index on disk, nothing but sources changed).
+    // them (nothing but sources changed), from the index a watching process keeps or the
+    // index files.
     let patchable = !options.dry_run
         && !options.remote_interactions
-        && options.base_url.is_none()
-        && !store_present
-        && key_source != Some(SiteKeySource::Generated)
-        && kept.is_none()
-        && state.persist
-        && !state.watching;
-    if let Some(quick) = quick.as_ref().filter(|quick| {
-        patchable
-            && quick.inputs == inputs
-            && quick.has_outputs
-            && quick.out_id == index::folder_id(&options.out_dir)
-    }) {
+        && key_source != Some(SiteKeySource::Generated);
+    let stored = match &kept {
+        Some(kept) => Some(patch::Stored::Memory(kept)),
+        None if state.persist && !state.watching => Some(patch::Stored::Disk(&index_path)),
+        None => None,
+    };
+    if let (Some(quick), Some(stored)) = (
+        quick.as_ref().filter(|quick| {
+            patchable
+                && quick.inputs == inputs
+                && quick.has_outputs
+                && quick.out_id == index::folder_id(&options.out_dir)
+        }),
+        stored,
+    ) {
         let patch = patch::Patch {
             options,
             config: &config,
@@ -454,12 +470,29 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             sources: &sources,
             stats: &stats,
             common,
-            index_path: &index_path,
+            stored,
+            store: store.as_ref(),
         };
         // The templates compile while the patch reads what it needs.
         let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
         compiled?;
-        if let Some(patched) = patched? {
+        if let Some(mut patched) = patched? {
+            if let (Some(update), Some(mut index)) = (patched.update.take(), kept) {
+                for (path, entry, placed) in update.sources {
+                    index.changed_sources.insert(path.clone());
+                    index.placed.insert(path.clone(), placed);
+                    index.sources.insert(path, entry);
+                }
+                index.outputs.extend(update.outputs);
+                if state.persist {
+                    if state.watching {
+                        state.pending_save = Some(index_path.clone());
+                    } else if let Err(err) = index.save(&index_path) {
+                        eprintln!("warning: cannot save {}: {err}", index_path.display());
+                    }
+                }
+                state.index = Some(index);
+            }
             timings.mark("patch: index save");
             let last = quick.last.clone().unwrap_or_default();
             let (warnings, accepted) = federation::check::split_accepted(&config, patched.warnings);
@@ -654,11 +687,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let page_sigs = sigs_of(&site.pages);
     let urls = federation::urls::Urls::new(&site.config);
     let interaction_sig = |i: usize| -> u64 {
-        interactions
-            .get(&urls.object(&site.posts[i].path))
-            .map_or(0, |p| {
-                hash_bytes(&serde_json::to_vec(p).unwrap_or_default())
-            })
+        sigs::interactions(interactions.get(&urls.object(&site.posts[i].path)))
     };
 
     let mut plan: Vec<Planned> = Vec::new();
@@ -1772,20 +1801,27 @@ fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
     let mut state = FederationState::load(site_dir);
     let location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
     if location.exists() {
-        let published: Option<HashSet<String>> = crate::store::Store::open_location(&location)
-            .ok()
-            .and_then(|store| store.queue_transaction(|q| q.published_records()).ok())
-            .map(|records| {
-                records
-                    .into_iter()
-                    .filter(|r| !r.deleted)
-                    .map(|r| r.object_id)
-                    .collect()
-            });
-        let published = published.unwrap_or_default();
-        state.posts.retain(|id, _| published.contains(id));
+        match crate::store::Store::open_location(&location) {
+            Ok(store) => keep_published(&mut state, &store),
+            Err(_) => state.posts.clear(),
+        }
     }
     state
+}
+
+/// Keeps the posts the inbox's store has as published (and not deleted).
+fn keep_published(state: &mut FederationState, store: &crate::store::Store) {
+    let published: HashSet<String> = store
+        .queue_transaction(|q| q.published_records())
+        .map(|records| {
+            records
+                .into_iter()
+                .filter(|r| !r.deleted)
+                .map(|r| r.object_id)
+                .collect()
+        })
+        .unwrap_or_default();
+    state.posts.retain(|id, _| published.contains(id));
 }
 
 /// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox

@@ -31,6 +31,15 @@ use crate::site::{feeds, Site};
 /// reads would stop paying off.
 const MAX_PATCHED: usize = 16;
 
+/// Where the last build's index is.
+pub enum Stored<'a> {
+    /// In its files (a fresh process): entries are read from the log, and the patch saves
+    /// the index itself.
+    Disk(&'a Path),
+    /// Kept in memory by a watching process: the caller applies [`Patched::update`].
+    Memory(&'a index::BuildIndex),
+}
+
 /// What the build knows when its no-change test fails.
 pub struct Patch<'a> {
     pub options: &'a BuildOptions,
@@ -41,7 +50,9 @@ pub struct Patch<'a> {
     pub sources: &'a [SourceFile],
     pub stats: &'a [std::io::Result<(u64, Stamp)>],
     pub common: u64,
-    pub index_path: &'a Path,
+    pub stored: Stored<'a>,
+    /// The inbox's store beside the site, for the edited posts' replies and reactions.
+    pub store: Option<&'a crate::store::Store>,
 }
 
 /// A patch that was made.
@@ -51,6 +62,31 @@ pub struct Patched {
     pub written: usize,
     /// The last build's warnings with the edited posts' own ones checked again.
     pub warnings: Vec<FediverseWarning>,
+    /// For an index kept in memory: the sources' new entries and places and the outputs'
+    /// new entries.
+    pub update: Option<Update>,
+}
+
+pub struct Update {
+    pub sources: Vec<(PathBuf, SourceEntry, Placed)>,
+    pub outputs: Vec<(String, OutputEntry)>,
+}
+
+/// The main part of the index: read from its file, or the one a watching process keeps.
+enum Main<'a> {
+    Owned(Box<index::BuildIndex>),
+    Borrowed(&'a index::BuildIndex),
+}
+
+impl std::ops::Deref for Main<'_> {
+    type Target = index::BuildIndex;
+
+    fn deref(&self) -> &index::BuildIndex {
+        match self {
+            Main::Owned(index) => index,
+            Main::Borrowed(index) => index,
+        }
+    }
 }
 
 /// One changed source: its entry before and after, and the new document (`None` when its
@@ -81,10 +117,12 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     };
     let Planned {
         changed,
-        mut main,
+        main,
         outputs,
         neighbours,
         feed_docs,
+        interactions,
+        previous,
         state,
     } = planned;
     let config = p.config;
@@ -93,8 +131,7 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     let Ok(globals) = serde_json::from_str(&main.globals) else {
         return Ok(None);
     };
-    let no_interactions = Interactions::new();
-    let views = Views::with_globals(config, globals, &no_interactions);
+    let views = Views::with_globals(config, globals, &interactions);
     let by_position: HashMap<u32, &Changed> = changed
         .iter()
         .filter(|c| c.placed.post && c.doc.is_some())
@@ -196,19 +233,28 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
         .as_ref()
         .map(|l| l.warnings.clone())
         .unwrap_or_default();
-    let state = state.map(|mut state| {
-        for c in changed.iter().filter(|c| c.placed.post) {
-            let Some(doc) = &c.doc else { continue };
+    let edited_posts = || {
+        changed
+            .iter()
+            .filter(|c| c.placed.post)
+            .filter_map(|c| Some((c, c.doc.as_ref()?)))
+    };
+    if let Some(previous) = &previous {
+        for (c, doc) in edited_posts() {
             for old in &c.old.warnings {
                 if let Some(at) = warnings.iter().position(|w| w == old) {
                     warnings.remove(at);
                 }
             }
             warnings.extend(
-                check_site(config, std::slice::from_ref(doc), &state)
+                check_site(config, std::slice::from_ref(doc), previous)
                     .into_iter()
                     .filter(|w| w.source == doc.source),
             );
+        }
+    }
+    let state = state.map(|mut state| {
+        for (_, doc) in edited_posts() {
             state.posts.insert(
                 urls.object(&doc.path),
                 FederatedPostState {
@@ -235,35 +281,47 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     for result in written {
         count += usize::from(result?);
     }
-    for (path, sig, bytes) in &rendered {
-        main.outputs.insert(
-            path.clone(),
-            OutputEntry {
+    timings.mark("patch: warnings, write");
+    let new_outputs: Vec<(String, OutputEntry)> = rendered
+        .iter()
+        .map(|(path, sig, bytes)| {
+            let entry = OutputEntry {
                 sig: Some(*sig),
                 hash: Some(hash_bytes(bytes)),
-            },
-        );
-    }
-
-    timings.mark("patch: warnings, write");
+            };
+            (path.clone(), entry)
+        })
+        .collect();
     let parsed = changed.iter().filter(|c| c.doc.is_some()).count();
-    let patched: Vec<(PathBuf, SourceEntry, Option<Placed>)> = changed
+    let sources: Vec<(PathBuf, SourceEntry, Placed)> = changed
         .into_iter()
         .map(|c| {
             let placed = Placed {
                 full: c.entry.full_sig,
                 ..c.placed
             };
-            (c.source.path.clone(), c.entry, Some(placed))
+            (c.source.path.clone(), c.entry, placed)
         })
         .collect();
     let site_dir = &p.options.site_dir;
-    let (state_saved, index_saved) = rayon::join(
+    let (state_saved, update) = rayon::join(
         || state.map(|state| state.save(site_dir)),
-        || {
-            p.quick
-                .clone()
-                .save_patch(p.index_path, &mut main, &patched)
+        || match (main, &p.stored) {
+            (Main::Owned(mut main), Stored::Disk(path)) => {
+                main.outputs.extend(new_outputs);
+                let patched: Vec<(PathBuf, SourceEntry, Option<Placed>)> = sources
+                    .into_iter()
+                    .map(|(path, entry, placed)| (path, entry, Some(placed)))
+                    .collect();
+                if let Err(err) = p.quick.clone().save_patch(path, &mut main, &patched) {
+                    eprintln!("warning: cannot save {}: {err}", path.display());
+                }
+                None
+            }
+            _ => Some(Update {
+                sources,
+                outputs: new_outputs,
+            }),
         },
     );
     if let Some(Err(err)) = state_saved {
@@ -272,28 +330,30 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
             crate::federation::check::STATE_FILE
         );
     }
-    if let Err(err) = index_saved {
-        eprintln!("warning: cannot save {}: {err}", p.index_path.display());
-    }
     Ok(Some(Patched {
         parsed,
         rendered: rendered.len(),
         written: count,
         warnings,
+        update,
     }))
 }
 
 /// What the patch will do, found without writing anything.
 struct Planned<'a> {
     changed: Vec<Changed<'a>>,
-    main: index::BuildIndex,
+    main: Main<'a>,
     /// By output path: the new signature and what renders it.
     outputs: Vec<(String, (u64, Work))>,
     /// Lite documents of the changed posts' neighbours, by position.
     neighbours: HashMap<u32, Document>,
     /// The posts the feeds show, whole, when a changed post is among them.
     feed_docs: Vec<Document>,
-    /// The federation state, when a changed post federates.
+    /// Replies and reactions of the edited posts, from the store beside the site.
+    interactions: Interactions,
+    /// What the edited posts' warnings compare with, when one federates.
+    previous: Option<FederationState>,
+    /// The federation state file, to save with their new hashes.
     state: Option<FederationState>,
 }
 
@@ -326,7 +386,11 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         })
         .collect::<Option<Vec<_>>>()?;
     let changed: Vec<(usize, &index::SourceStamp)> = known.into_iter().flatten().collect();
-    if changed.is_empty() || changed.len() > MAX_PATCHED || !quick.log_has_room(changed.len()) {
+    let room = match p.stored {
+        Stored::Disk(_) => quick.log_has_room(changed.len()),
+        Stored::Memory(_) => true,
+    };
+    if changed.is_empty() || changed.len() > MAX_PATCHED || !room {
         return None;
     }
     let placed: Vec<Placed> = changed
@@ -357,22 +421,36 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         .iter()
         .map(|(i, _)| p.sources[*i].path.as_path())
         .collect();
-    let mut wanted: Vec<(&Path, u64)> = changed
+    let mut wanted: Vec<&Path> = changed
         .iter()
-        .map(|(i, k)| Some((p.sources[*i].path.as_path(), k.log_at?)))
-        .collect::<Option<_>>()?;
+        .map(|(i, _)| p.sources[*i].path.as_path())
+        .collect();
     for &n in &neighbours_wanted {
         let (path, _) = by_position[n as usize];
         if !changed_paths.contains(path.as_path()) {
-            wanted.push((path.as_path(), quick.sources.get(path)?.log_at?));
+            wanted.push(path.as_path());
         }
     }
-    let (entries, main) = rayon::join(
-        || index::read_entries(p.index_path, quick, &wanted),
-        || quick.load_main(p.index_path),
-    );
-    let mut entries = entries?;
-    let main = main?;
+    let (mut entries, main) = match p.stored {
+        Stored::Disk(index_path) => {
+            let at: Vec<(&Path, u64)> = wanted
+                .iter()
+                .map(|path| Some((*path, quick.sources.get(*path)?.log_at?)))
+                .collect::<Option<_>>()?;
+            let (entries, main) = rayon::join(
+                || index::read_entries(index_path, quick, &at),
+                || quick.load_main(index_path),
+            );
+            (entries?, Main::Owned(Box::new(main?)))
+        }
+        Stored::Memory(index) => {
+            let entries = wanted
+                .iter()
+                .map(|path| Some((path.to_path_buf(), index.sources.get(*path)?.clone())))
+                .collect::<Option<_>>()?;
+            (entries, Main::Borrowed(index))
+        }
+    };
     timings.mark("patch: entries, main index");
     if main.out_dir != p.options.out_dir || main.warnings_for != p.common {
         return None;
@@ -460,6 +538,19 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         .collect::<Option<_>>()?;
 
     timings.mark("patch: parse");
+    let urls = Urls::new(p.config);
+    let interactions = match p.store {
+        Some(store) => {
+            let ids: Vec<String> = changed
+                .iter()
+                .filter(|c| c.placed.post)
+                .filter_map(|c| c.doc.as_ref())
+                .map(|doc| urls.object(&doc.path))
+                .collect();
+            store.interactions(&ids).ok()?
+        }
+        None => Interactions::new(),
+    };
     // The outputs that show the changed bodies, with their new signatures.
     let mut full: Vec<u64> = by_position.iter().map(|(_, pl)| pl.full).collect();
     for c in changed.iter().filter(|c| c.placed.post) {
@@ -481,7 +572,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         }
         let sig = sigs::post_page(
             c.entry.full_sig,
-            0,
+            sigs::interactions(interactions.get(&urls.object(&doc.path))),
             n.checked_sub(1).and_then(listed),
             listed(n + 1),
             main.html_global,
@@ -535,32 +626,51 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     {
         return None;
     }
-    let state = if fediverse && changed.iter().any(|c| c.placed.post && c.doc.is_some()) {
-        let file = site_dir.join(crate::federation::check::STATE_FILE);
-        let state: FederationState = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
-        let urls = Urls::new(p.config);
-        let known = changed
-            .iter()
-            .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
-            .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
-        if !known {
-            return None;
+    // The federation state: what the edited posts' warnings compare with (the published
+    // posts of it, when the store is beside the site) and, for a real build, the file it
+    // keeps, which gets their new hashes.
+    let (previous, state) = if fediverse && changed.iter().any(|c| c.placed.post && c.doc.is_some())
+    {
+        if p.options.base_url.is_some() {
+            // A build for another base_url (serve) warns without it, as the whole build
+            // does, and leaves the file alone.
+            (Some(FederationState::default()), None)
+        } else {
+            let file = site_dir.join(crate::federation::check::STATE_FILE);
+            let state: FederationState = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+            let known = changed
+                .iter()
+                .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
+                .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
+            if !known {
+                return None;
+            }
+            let mut previous = state.clone();
+            if let Some(store) = p.store {
+                super::keep_published(&mut previous, store);
+            }
+            (Some(previous), Some(state))
         }
-        Some(state)
     } else {
-        None
+        (None, None)
     };
     timings.mark("patch: outputs, feeds, state");
-    let mut outputs: Vec<(String, (u64, Work))> = outputs.into_iter().collect();
-    outputs.sort_by(|a, b| a.0.cmp(&b.0));
     Some(Planned {
         changed,
         main,
-        outputs,
+        outputs: sorted(outputs),
         neighbours,
         feed_docs,
+        interactions,
+        previous,
         state,
     })
+}
+
+fn sorted(outputs: HashMap<String, (u64, Work)>) -> Vec<(String, (u64, Work))> {
+    let mut outputs: Vec<(String, (u64, Work))> = outputs.into_iter().collect();
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    outputs
 }
 
 /// An outbox page with fresh items for the `fresh` posts and the others' items from the
@@ -617,8 +727,24 @@ mod tests {
     }
 
     fn build(site: &Path) -> super::super::BuildReport {
-        let mut state = BuildState::on_disk(site);
-        build_site(&options(site), &mut state).expect("build")
+        build_with(site, &mut BuildState::on_disk(site))
+    }
+
+    fn build_with(site: &Path, state: &mut BuildState) -> super::super::BuildReport {
+        build_site(&options(site), state).expect("build")
+    }
+
+    /// Every file under `dir` and its bytes, by relative path.
+    fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(dir).expect("inside").to_path_buf();
+                (rel, std::fs::read(e.path()).expect("read"))
+            })
+            .collect()
     }
 
     /// A paragraph long enough that an edit after it leaves what lists show unchanged.
@@ -666,6 +792,41 @@ mod tests {
         assert!(page.contains("An edit."));
         let object = std::fs::read_to_string(site.join("public/ap/posts/p1.json")).expect("object");
         assert!(object.contains("An edit."));
+
+        // The same edit, in a watching process that keeps the index, then a cold build of a
+        // copy: the same bytes.
+        let mut watching = BuildState::on_disk(site).watching();
+        build_with(site, &mut watching);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        write(
+            site,
+            "content/posts/p0.md",
+            &post("P0", "2024-01-01", "Edited while served."),
+        );
+        watching.only_modified([std::path::PathBuf::from("content/posts/p0.md")].into());
+        let report = build_with(site, &mut watching);
+        assert_eq!(report.rendered, 5, "{report:?}");
+        watching.save_pending();
+        let copy = tempfile::tempdir().expect("tempdir");
+        for rel in [
+            "config.toml",
+            "content/posts/p0.md",
+            "content/posts/p1.md",
+            "content/posts/p2.md",
+        ] {
+            let text = std::fs::read_to_string(site.join(rel)).expect("source");
+            write(copy.path(), rel, &text);
+        }
+        std::fs::copy(
+            site.join("relais-key.pem"),
+            copy.path().join("relais-key.pem"),
+        )
+        .expect("key");
+        build(copy.path());
+        assert_eq!(
+            files(&site.join("public")),
+            files(&copy.path().join("public"))
+        );
 
         // A new title changes lists: the whole build runs and renders more.
         write(

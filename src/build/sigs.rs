@@ -17,6 +17,13 @@ pub fn listed(entry_listed: u64, volatile: VolatileFields, doc: &Document) -> u6
         .finish()
 }
 
+/// What a post's page shows of its replies and reactions.
+pub fn interactions(found: Option<&crate::interactions::PostInteractions>) -> u64 {
+    found.map_or(0, |p| {
+        super::index::hash_bytes(&serde_json::to_vec(p).unwrap_or_default())
+    })
+}
+
 /// A post's page: itself, its replies and reactions, and what it shows of its neighbours.
 pub fn post_page(
     full: u64,

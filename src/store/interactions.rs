@@ -104,6 +104,28 @@ impl Store {
     pub fn post_interactions(&self, post_id: &str) -> Result<PostInteractions, StoreError> {
         self.with_conn(|c| post_interactions(c, post_id))
     }
+
+    /// A number that moves whenever anything pages show of interactions may have changed
+    /// (a reply, a reaction, a quote, an actor's name or avatar, a block): a build that
+    /// finds it where the last build left it needs no interactions read again.
+    pub fn interactions_stamp(&self) -> Result<i64, StoreError> {
+        self.with_conn(|c| {
+            if c.is_postgres() {
+                // A sequence's last value, whichever session moved it.
+                c.query_row(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM interaction_changes",
+                    params![],
+                    |r| r.get(0),
+                )
+            } else {
+                c.query_row(
+                    "SELECT n FROM interaction_changes WHERE id = 1",
+                    params![],
+                    |r| r.get(0),
+                )
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +148,47 @@ mod tests {
                 state,
             })
             .unwrap();
+    }
+
+    #[test]
+    fn the_stamp_moves_with_every_change_pages_show() {
+        for store in test_stores() {
+            let mut last = store.interactions_stamp().unwrap();
+            let mut moved = |what: &str| {
+                let now = store.interactions_stamp().unwrap();
+                assert_ne!(now, last, "{what}");
+                last = now;
+            };
+            insert(
+                &store,
+                "https://m.example/r/1",
+                POST,
+                "https://m.example/users/alice",
+                1,
+                ReplyState::Visible,
+            );
+            moved("a reply");
+            store
+                .add_reaction(
+                    "https://m.example/l/1",
+                    "https://m.example/users/bob",
+                    POST,
+                    ReactionKind::Like,
+                )
+                .unwrap();
+            moved("a like");
+            store
+                .cache_actor(&actor("https://m.example/users/bob"))
+                .unwrap();
+            moved("an actor's profile");
+            store
+                .block_domain("m.example", BlockSource::Moderation)
+                .unwrap();
+            moved("a block");
+            let same = store.interactions_stamp().unwrap();
+            store.followers(None).unwrap();
+            assert_eq!(store.interactions_stamp().unwrap(), same, "a read");
+        }
     }
 
     #[test]

@@ -548,6 +548,34 @@ SELECT object_id, actor_name, content_hash,
     last_activity_id, last_activity_at, deleted FROM old_published_posts;
 DROP TABLE old_published_posts;
 "#,
+    // Version 6: a counter every change to what a built page shows of replies, reactions
+    // and quotes moves (triggers on their tables and on those that filter or describe them),
+    // so a build with the store beside it can tell that nothing of it changed.
+    r#"
+CREATE TABLE interaction_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT INTO interaction_changes (id, n) VALUES (1, 0);
+CREATE TRIGGER replies_insert_changes AFTER INSERT ON replies BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER replies_update_changes AFTER UPDATE ON replies BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER replies_delete_changes AFTER DELETE ON replies BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER reactions_insert_changes AFTER INSERT ON reactions BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER reactions_update_changes AFTER UPDATE ON reactions BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER reactions_delete_changes AFTER DELETE ON reactions BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER received_quotes_insert_changes AFTER INSERT ON received_quotes BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER received_quotes_update_changes AFTER UPDATE ON received_quotes BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER received_quotes_delete_changes AFTER DELETE ON received_quotes BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER remote_actors_insert_changes AFTER INSERT ON remote_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER remote_actors_update_changes AFTER UPDATE ON remote_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER remote_actors_delete_changes AFTER DELETE ON remote_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_domains_insert_changes AFTER INSERT ON blocked_domains BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_domains_update_changes AFTER UPDATE ON blocked_domains BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_domains_delete_changes AFTER DELETE ON blocked_domains BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_actors_insert_changes AFTER INSERT ON blocked_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_actors_update_changes AFTER UPDATE ON blocked_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+CREATE TRIGGER blocked_actors_delete_changes AFTER DELETE ON blocked_actors BEGIN UPDATE interaction_changes SET n = n + 1; END;
+"#,
 ];
 
 /// Handle on the store; clones share its connections.

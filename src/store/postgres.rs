@@ -553,6 +553,23 @@ ALTER TABLE published_posts
     ALTER COLUMN updated TYPE BIGINT USING relais_unix_time(updated);
 DROP FUNCTION relais_unix_time(text);
 "#,
+    // Version 6 (as on SQLite): the counter of changes to what pages show of interactions.
+    // A sequence, not a row: replicas writing at once would queue on a row's lock.
+    r#"
+CREATE SEQUENCE interaction_changes;
+CREATE FUNCTION relais_interactions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM nextval('interaction_changes');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER replies_changes AFTER INSERT OR UPDATE OR DELETE ON replies FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+CREATE TRIGGER reactions_changes AFTER INSERT OR UPDATE OR DELETE ON reactions FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+CREATE TRIGGER received_quotes_changes AFTER INSERT OR UPDATE OR DELETE ON received_quotes FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+CREATE TRIGGER remote_actors_changes AFTER INSERT OR UPDATE OR DELETE ON remote_actors FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+CREATE TRIGGER blocked_domains_changes AFTER INSERT OR UPDATE OR DELETE ON blocked_domains FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+CREATE TRIGGER blocked_actors_changes AFTER INSERT OR UPDATE OR DELETE ON blocked_actors FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
+"#,
 ];
 
 #[cfg(test)]
