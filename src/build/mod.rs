@@ -115,6 +115,11 @@ pub struct BuildState {
     modified: Option<HashSet<PathBuf>>,
     /// The index file an index waits to be saved to (when watching).
     pending_save: Option<PathBuf>,
+    /// The quick part of `index`, when it was made or patched along with it.
+    quick: Option<index::Quick>,
+    /// The last build's theme, whose compiled templates a build with the same templates
+    /// takes over (when watching).
+    theme: Option<Theme>,
 }
 
 /// What a build found in the content folder, kept for the next build of a watching process.
@@ -218,7 +223,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     if let Some(base_url) = &options.base_url {
         config.base_url = base_url.trim_end_matches('/').to_string();
     }
-    let theme = Theme::load(site_dir, &config)?;
+    let mut theme = Theme::load(site_dir, &config)?;
+    if let Some(last) = state.theme.take() {
+        theme.take_compiled(last);
+    }
     let wanted = Highlighter::new(config.highlight_theme.clone());
     if state.highlighter.as_ref().map(Highlighter::fingerprint) != Some(wanted.fingerprint()) {
         state.highlighter = Some(wanted);
@@ -236,16 +244,17 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // quick part of the index is enough to find that nothing changed; the rest is read
     // only when something did.
     let index_path = index::index_path(site_dir, &options.out_dir);
+    let kept_quick = state.quick.take();
     let kept = state
         .index
         .take()
         .filter(|k| !options.dry_run && k.out_dir == options.out_dir && k.style == style);
     // The quick index is read while the content folder is listed: both are needed
     // before anything can be decided, and neither waits for the other.
-    let (quick, discovered) = rayon::join(
+    let (mut quick, discovered) = rayon::join(
         || match &kept {
             _ if options.dry_run => None,
-            Some(kept) => Some(kept.quick()),
+            Some(kept) => Some(kept_quick.unwrap_or_else(|| kept.quick())),
             None if state.persist => index::Quick::load(&index_path, &options.out_dir, &style),
             None => None,
         },
@@ -323,6 +332,14 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             stats: stats.iter().map(|s| s.as_ref().ok().copied()).collect(),
         });
     }
+    // What the quick part knows of each source, looked up once for every test below.
+    let known: Vec<Option<&index::SourceStamp>> = match &quick {
+        Some(quick) => sources
+            .par_iter()
+            .map(|s| quick.sources.get(&s.path))
+            .collect(),
+        None => vec![None; sources.len()],
+    };
     timings.mark("stat sources");
     let reference_warnings = if state.resolve && fediverse && !options.dry_run {
         let report = resolve_references(
@@ -331,7 +348,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             &sources,
             &stats,
             &section_indexes,
-            quick.as_ref(),
+            &known,
         );
         if report.fetched > 0 {
             config.resolved = std::sync::Arc::new(federation::mentions::Resolved::load(site_dir));
@@ -400,7 +417,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             quick.inputs == inputs
                 && quick.has_outputs
                 && quick.out_id == index::folder_id(&options.out_dir)
-                && sources_unchanged(site_dir, &sources, &stats, quick)
+                && sources_unchanged(site_dir, &sources, &stats, &known, quick)
         })
     {
         if let Some(last) = quick.as_ref().and_then(|q| q.last.as_ref()) {
@@ -434,6 +451,12 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             };
             timings.mark("no-change test");
             state.index = kept;
+            if state.index.is_some() {
+                state.quick = quick;
+                if state.watching {
+                    state.theme = Some(theme);
+                }
+            }
             return Ok(report);
         }
     }
@@ -452,7 +475,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         None if state.persist && !state.watching => Some(patch::Stored::Disk(&index_path)),
         None => None,
     };
-    if let (Some(quick), Some(stored)) = (
+    if let (Some(known_quick), Some(stored)) = (
         quick.as_ref().filter(|quick| {
             patchable
                 && quick.inputs == inputs
@@ -466,7 +489,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             config: &config,
             theme: &theme,
             highlighter,
-            quick,
+            quick: known_quick,
+            known: &known,
             sources: &sources,
             stats: &stats,
             common,
@@ -476,25 +500,64 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         // The templates compile while the patch reads what it needs.
         let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
         compiled?;
-        if let Some(mut patched) = patched? {
-            if let (Some(update), Some(mut index)) = (patched.update.take(), kept) {
-                for (path, entry, placed) in update.sources {
-                    index.changed_sources.insert(path.clone());
-                    index.placed.insert(path.clone(), placed);
-                    index.sources.insert(path, entry);
-                }
-                index.outputs.extend(update.outputs);
-                if state.persist {
-                    if state.watching {
-                        state.pending_save = Some(index_path.clone());
-                    } else if let Err(err) = index.save(&index_path) {
-                        eprintln!("warning: cannot save {}: {err}", index_path.display());
+        if let Some(patched) = patched? {
+            let last = known_quick.last.clone().unwrap_or_default();
+            let update = patched.update;
+            let state_file = update.state.map(|fed_state| {
+                let site_dir = site_dir.clone();
+                std::thread::spawn(move || fed_state.save(&site_dir))
+            });
+            match (update.main, kept) {
+                // A fresh process: the log takes the entries, the main file the rest.
+                (Some(mut main), _) => {
+                    main.outputs.extend(update.outputs);
+                    let patched: Vec<(PathBuf, SourceEntry, Option<index::Placed>)> = update
+                        .sources
+                        .into_iter()
+                        .map(|(path, entry, placed)| (path, entry, Some(placed)))
+                        .collect();
+                    if let Some(quick) = quick.take() {
+                        if let Err(err) = quick.save_patch(&index_path, &mut main, &patched) {
+                            eprintln!("warning: cannot save {}: {err}", index_path.display());
+                        }
                     }
                 }
-                state.index = Some(index);
+                // A watching process: its index (and the quick part along with it).
+                (None, Some(mut index)) => {
+                    if let Some(mut quick) = quick.take() {
+                        for (path, entry, placed) in &update.sources {
+                            let stamp = index::SourceStamp::of(entry, None, Some(*placed));
+                            quick.sources.insert(path.clone(), stamp);
+                        }
+                        state.quick = Some(quick);
+                    }
+                    for (path, entry, placed) in update.sources {
+                        index.changed_sources.insert(path.clone());
+                        index.placed.insert(path.clone(), placed);
+                        index.sources.insert(path, entry);
+                    }
+                    index.outputs.extend(update.outputs);
+                    if state.persist {
+                        if state.watching {
+                            state.pending_save = Some(index_path.clone());
+                        } else if let Err(err) = index.save(&index_path) {
+                            eprintln!("warning: cannot save {}: {err}", index_path.display());
+                        }
+                    }
+                    state.index = Some(index);
+                    if state.watching {
+                        state.theme = Some(theme);
+                    }
+                }
+                (None, None) => {}
+            }
+            if let Some(Err(err)) = state_file.map(|t| t.join().unwrap_or(Ok(()))) {
+                eprintln!(
+                    "warning: cannot save {}: {err}",
+                    federation::check::STATE_FILE
+                );
             }
             timings.mark("patch: index save");
-            let last = quick.last.clone().unwrap_or_default();
             let (warnings, accepted) = federation::check::split_accepted(&config, patched.warnings);
             return Ok(BuildReport {
                 html_pages: last.html_pages,
@@ -525,9 +588,9 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // Sources the quick part does not vouch for are read and parsed while the index is
     // read (a few, usually: their parse, code highlighting included, takes as long).
     let untrusted: Vec<usize> = match &quick {
-        Some(quick) => (0..sources.len())
+        Some(_) => (0..sources.len())
             .filter(|&i| {
-                !matches!((quick.sources.get(&sources[i].path), &stats[i]),
+                !matches!((known[i], &stats[i]),
                     (Some(known), Ok((size, modified))) if known.trusted(*size, *modified))
             })
             .collect(),
@@ -1258,6 +1321,9 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         }
         timings.mark("index save");
         state.index = Some(index);
+        if state.watching {
+            state.theme = Some(theme);
+        }
     }
 
     let (warnings, accepted) = federation::check::split_accepted(&site.config, warnings);
@@ -1440,7 +1506,8 @@ fn inputs_sig(
         .with(public_key_pem)
         .with(sources.len());
     for source in sources {
-        sig = sig.with(&source.path);
+        // The path's bytes: hashing a `Path` walks its components, 10k times over.
+        sig = sig.bytes(source.path.as_os_str().as_encoded_bytes());
         for asset in &source.assets {
             sig = sig.with(stamped(&site_dir.join(asset)));
         }
@@ -1474,17 +1541,17 @@ fn resolve_references(
     sources: &[SourceFile],
     stats: &[std::io::Result<(u64, index::Stamp)>],
     section_indexes: &[PathBuf],
-    quick: Option<&index::Quick>,
+    known: &[Option<&index::SourceStamp>],
 ) -> federation::mentions::RefreshReport {
     let candidates: Vec<&Path> = sources
         .iter()
         .zip(stats)
-        .filter(|(source, stat)| {
-            let known = quick.and_then(|q| q.sources.get(&source.path));
+        .zip(known)
+        .filter(|((_, stat), known)| {
             !matches!((known, stat), (Some(k), Ok((size, modified)))
                 if !k.refs && k.trusted(*size, *modified))
         })
-        .map(|(source, _)| source.path.as_path())
+        .map(|((source, _), _)| source.path.as_path())
         .chain(section_indexes.iter().map(PathBuf::as_path))
         .collect();
     let texts: Vec<(PathBuf, String)> = candidates
@@ -1511,20 +1578,25 @@ fn sources_unchanged(
     site_dir: &Path,
     sources: &[SourceFile],
     stats: &[std::io::Result<(u64, index::Stamp)>],
+    known: &[Option<&index::SourceStamp>],
     quick: &index::Quick,
 ) -> bool {
     sources.len() == quick.sources.len()
-        && sources.par_iter().zip(stats).all(|(source, stat)| {
-            let Some(entry) = quick.sources.get(&source.path) else {
-                return false;
-            };
-            let Ok((size, modified)) = stat else {
-                return false;
-            };
-            entry.trusted(*size, *modified)
-                && entry.assets == source.assets
-                && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
-        })
+        && sources
+            .par_iter()
+            .zip(stats)
+            .zip(known)
+            .all(|((source, stat), entry)| {
+                let Some(entry) = entry else {
+                    return false;
+                };
+                let Ok((size, modified)) = stat else {
+                    return false;
+                };
+                entry.trusted(*size, *modified)
+                    && entry.assets == source.assets
+                    && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
+            })
 }
 
 /// The index's outputs after this build: the stale ones gone, the rendered ones replaced;

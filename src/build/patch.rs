@@ -33,10 +33,9 @@ const MAX_PATCHED: usize = 16;
 
 /// Where the last build's index is.
 pub enum Stored<'a> {
-    /// In its files (a fresh process): entries are read from the log, and the patch saves
-    /// the index itself.
+    /// In its files (a fresh process): entries are read from the log.
     Disk(&'a Path),
-    /// Kept in memory by a watching process: the caller applies [`Patched::update`].
+    /// Kept in memory by a watching process.
     Memory(&'a index::BuildIndex),
 }
 
@@ -48,6 +47,8 @@ pub struct Patch<'a> {
     pub highlighter: &'a Highlighter,
     pub quick: &'a Quick,
     pub sources: &'a [SourceFile],
+    /// What the quick part knows of each source (as `sources`).
+    pub known: &'a [Option<&'a index::SourceStamp>],
     pub stats: &'a [std::io::Result<(u64, Stamp)>],
     pub common: u64,
     pub stored: Stored<'a>,
@@ -62,14 +63,18 @@ pub struct Patched {
     pub written: usize,
     /// The last build's warnings with the edited posts' own ones checked again.
     pub warnings: Vec<FediverseWarning>,
-    /// For an index kept in memory: the sources' new entries and places and the outputs'
-    /// new entries.
-    pub update: Option<Update>,
+    /// What the index and the federation state take from it.
+    pub update: Update,
 }
 
+/// What the caller applies to the index (in memory, or its files) and saves.
 pub struct Update {
     pub sources: Vec<(PathBuf, SourceEntry, Placed)>,
     pub outputs: Vec<(String, OutputEntry)>,
+    /// The main part of the index, when it was read from its file.
+    pub main: Option<Box<index::BuildIndex>>,
+    /// The federation state with the edited posts' new hashes, to save (a real build).
+    pub state: Option<FederationState>,
 }
 
 /// The main part of the index: read from its file, or the one a watching process keeps.
@@ -160,8 +165,8 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
         )
     };
     // Render everything first: a failure leaves the site and the index as they were.
-    let mut rendered: Vec<(String, u64, Vec<u8>)> = Vec::with_capacity(outputs.len());
-    for (path, (sig, work)) in outputs {
+    // `Ok(None)`: an output this patch cannot make after all.
+    let render_one = |(path, (sig, work)): (String, (u64, Work))| -> RenderResult {
         let bytes = match work {
             Work::PostPage(position) => {
                 let Some(doc) = by_position.get(&position).and_then(|c| c.doc.clone()) else {
@@ -222,7 +227,16 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
             Work::Atom => feeds::atom(&mini(feed_docs.clone(), Vec::new())).into_bytes(),
             Work::Rss => feeds::rss(&mini(feed_docs.clone(), Vec::new())).into_bytes(),
         };
-        rendered.push((path, sig, bytes));
+        Ok(Some((path, sig, bytes)))
+    };
+    // Outbox pages are the slow ones (a page of bodies read, parsed and written again).
+    let results: Vec<RenderResult> = outputs.into_par_iter().map(render_one).collect();
+    let mut rendered: Vec<(String, u64, Vec<u8>)> = Vec::with_capacity(results.len());
+    for result in results {
+        match result? {
+            Some(output) => rendered.push(output),
+            None => return Ok(None),
+        }
     }
 
     timings.mark("patch: render");
@@ -303,41 +317,26 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
             (c.source.path.clone(), c.entry, placed)
         })
         .collect();
-    let site_dir = &p.options.site_dir;
-    let (state_saved, update) = rayon::join(
-        || state.map(|state| state.save(site_dir)),
-        || match (main, &p.stored) {
-            (Main::Owned(mut main), Stored::Disk(path)) => {
-                main.outputs.extend(new_outputs);
-                let patched: Vec<(PathBuf, SourceEntry, Option<Placed>)> = sources
-                    .into_iter()
-                    .map(|(path, entry, placed)| (path, entry, Some(placed)))
-                    .collect();
-                if let Err(err) = p.quick.clone().save_patch(path, &mut main, &patched) {
-                    eprintln!("warning: cannot save {}: {err}", path.display());
-                }
-                None
-            }
-            _ => Some(Update {
-                sources,
-                outputs: new_outputs,
-            }),
-        },
-    );
-    if let Some(Err(err)) = state_saved {
-        eprintln!(
-            "warning: cannot save {}: {err}",
-            crate::federation::check::STATE_FILE
-        );
-    }
+    let main = match main {
+        Main::Owned(main) => Some(main),
+        Main::Borrowed(_) => None,
+    };
     Ok(Some(Patched {
         parsed,
         rendered: rendered.len(),
         written: count,
         warnings,
-        update,
+        update: Update {
+            sources,
+            outputs: new_outputs,
+            main,
+            state,
+        },
     }))
 }
+
+/// A rendered output (path, signature, bytes), or `None` when the patch cannot make it.
+type RenderResult = anyhow::Result<Option<(String, u64, Vec<u8>)>>;
 
 /// What the patch will do, found without writing anything.
 struct Planned<'a> {
@@ -369,9 +368,10 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         .sources
         .par_iter()
         .zip(p.stats)
+        .zip(p.known)
         .enumerate()
-        .map(|(i, (source, stat))| {
-            let known = quick.sources.get(&source.path);
+        .map(|(i, ((source, stat), known))| {
+            let known = *known;
             let stat = stat.as_ref().ok();
             match (known, stat) {
                 (Some(k), Some(_)) if k.assets != source.assets => Some(None),
@@ -636,8 +636,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
             // does, and leaves the file alone.
             (Some(FederationState::default()), None)
         } else {
-            let file = site_dir.join(crate::federation::check::STATE_FILE);
-            let state: FederationState = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+            let state = FederationState::read(site_dir)?;
             let known = changed
                 .iter()
                 .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))

@@ -114,13 +114,15 @@ pub struct FederatedPostState {
     pub updated: Option<String>,
 }
 
-/// Post states keyed by object id; kept in `<site>/.relais/federation-state.json`.
+/// Post states keyed by object id; kept in `<site>/.relais/federation-state` (bincode: a
+/// build after a one-post edit reads and writes it whole, and JSON took 10 ms of that at 10k
+/// posts).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FederationState {
     pub posts: BTreeMap<String, FederatedPostState>,
 }
 
-pub const STATE_FILE: &str = ".relais/federation-state.json";
+pub const STATE_FILE: &str = ".relais/federation-state";
 
 impl FederationState {
     pub fn of_posts(urls: &Urls, posts: &[Document]) -> FederationState {
@@ -143,10 +145,13 @@ impl FederationState {
     /// The saved state, or an empty one when there is none or it cannot be read (it is
     /// only used for warnings, so a lost file costs nothing but one missed warning).
     pub fn load(site_dir: &Path) -> FederationState {
-        std::fs::read(site_dir.join(STATE_FILE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+        FederationState::read(site_dir).unwrap_or_default()
+    }
+
+    /// The saved state; `None` when there is none or it cannot be read.
+    pub fn read(site_dir: &Path) -> Option<FederationState> {
+        let bytes = std::fs::read(site_dir.join(STATE_FILE)).ok()?;
+        bincode::deserialize(&bytes).ok()
     }
 
     pub fn save(&self, site_dir: &Path) -> std::io::Result<()> {
@@ -154,8 +159,10 @@ impl FederationState {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, json)
+        let bytes = bincode::serialize(self).map_err(std::io::Error::other)?;
+        // Older versions kept it as JSON.
+        let _ = std::fs::remove_file(site_dir.join(".relais/federation-state.json"));
+        std::fs::write(path, bytes)
     }
 }
 

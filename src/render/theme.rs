@@ -261,6 +261,15 @@ impl Theme {
         })
     }
 
+    /// Takes over the compiled templates of `last` when it had the same templates.
+    pub fn take_compiled(&mut self, last: Theme) {
+        if last.fingerprint == self.fingerprint && last.templates.len() == self.templates.len() {
+            if let Some(Some(tera)) = last.compiled.into_inner() {
+                self.compiled = std::sync::OnceLock::from(Some(tera));
+            }
+        }
+    }
+
     /// The compiled templates; the first call compiles them (syntax errors name the file
     /// and line).
     pub fn tera(&self) -> Result<&Tera, ThemeError> {
