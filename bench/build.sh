@@ -39,6 +39,9 @@ trap 'rm -rf "$work"' EXIT
 measure() {
     local dir=$1
     shift
+    # Write back what earlier runs (of any tool) left dirty, and let removed files go: on
+    # this VM's ext4 a cold build right after another tool's was paying for its writeback.
+    sync
     (cd "$dir" && /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >"$work/last.log" 2>&1) || {
         echo "failed in $dir: $*" >&2
         cat "$work/last.log" >&2

@@ -755,6 +755,77 @@ mod tests {
     }
 
     #[test]
+    fn with_the_store_beside_the_site_a_new_reply_rebuilds_and_an_edit_is_patched() {
+        use crate::store::{NewReply, ReplyState, Store, StoreLocation};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = dir.path();
+        write(
+            site,
+            "config.toml",
+            "title = \"T\"\nbase_url = \"https://t.example\"\n[fediverse]\nusername = \"t\"\n\
+             inbox_url = \"https://inbox.t.example\"\n",
+        );
+        for (i, date) in ["2024-01-01", "2024-01-02"].iter().enumerate() {
+            write(
+                site,
+                &format!("content/posts/p{i}.md"),
+                &post(&format!("P{i}"), date, ""),
+            );
+        }
+        let config = crate::config::SiteConfig::load(site).expect("config");
+        let StoreLocation::Path(db) = StoreLocation::of(site, &config.inbox.store) else {
+            panic!("a SQLite store");
+        };
+        let store = Store::open(&db).expect("store");
+        build(site);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        build(site);
+        assert_eq!(build(site).rendered, 0, "nothing changed, store included");
+
+        // A reply arrives: the page that shows it is built again.
+        let reply = crate::interactions::Reply {
+            id: "https://m.example/r/1".into(),
+            url: "https://m.example/@alice/1".into(),
+            in_reply_to: "https://t.example/ap/posts/p0.json".into(),
+            author_id: "https://m.example/users/alice".into(),
+            author_name: "Alice".into(),
+            author_handle: "@alice@m.example".into(),
+            author_url: "https://m.example/@alice".into(),
+            author_avatar: None,
+            content: "<p>Nice post</p>".into(),
+            published: chrono::Utc::now(),
+            depth: 0,
+        };
+        store
+            .insert_reply(&NewReply {
+                reply: &reply,
+                root_id: "https://t.example/ap/posts/p0.json",
+                state: ReplyState::Visible,
+            })
+            .expect("reply");
+        let report = build(site);
+        assert!(report.rendered > 0, "{report:?}");
+        let page = std::fs::read_to_string(site.join("public/posts/p0/index.html")).expect("page");
+        assert!(page.contains("Nice post"), "{page}");
+
+        // Then a body edit of that post is patched, and its page keeps the reply.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        build(site);
+        write(
+            site,
+            "content/posts/p0.md",
+            &post("P0", "2024-01-01", "Edited."),
+        );
+        let report = build(site);
+        assert_eq!(report.rendered, 5, "{report:?}");
+        let page = std::fs::read_to_string(site.join("public/posts/p0/index.html")).expect("page");
+        assert!(
+            page.contains("Edited.") && page.contains("Nice post"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn an_edit_past_the_listed_text_is_patched_and_a_title_change_is_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let site = dir.path();
