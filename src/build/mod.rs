@@ -125,7 +125,8 @@ pub struct BuildState {
 /// What a build found in the content folder, kept for the next build of a watching process.
 #[derive(Debug)]
 struct Scan {
-    discovered: content::Discovered,
+    /// Shared with the build that uses it: ten thousand sources are not copied per edit.
+    discovered: std::sync::Arc<content::Discovered>,
     stats: Vec<Option<(u64, index::Stamp)>>,
 }
 
@@ -260,27 +261,22 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         },
         || match &scan {
             Some((_, scan)) => Ok(scan.discovered.clone()),
-            None => content::discover(site_dir),
+            None => content::discover(site_dir).map(std::sync::Arc::new),
         },
     );
     timings.mark("quick index load, discover");
     timings.mark("legacy manifest");
+    let discovered = discovered.map_err(ContentErrors)?;
     let content::Discovered {
         sources,
         stats: listed_stats,
         assets: content_assets,
         section_indexes,
-    } = discovered.map_err(ContentErrors)?;
-    let kept_listing = state.watching.then(|| content::Discovered {
-        sources: sources.clone(),
-        stats: Vec::new(),
-        assets: content_assets.clone(),
-        section_indexes: section_indexes.clone(),
-    });
+    } = &*discovered;
+    let kept_listing = state.watching.then(|| discovered.clone());
     // Sections' `_index.md` files are few and small: read whole each build, and part of
     // every output's signature (they order and title the lists).
-    let section_metas =
-        content::load_sections(site_dir, &section_indexes).map_err(ContentErrors)?;
+    let section_metas = content::load_sections(site_dir, section_indexes).map_err(ContentErrors)?;
     let statics = crate::site::static_files(site_dir)?;
     // Federation: the key, and the plan of the documents.
     let fediverse = config.fediverse.enabled;
@@ -318,7 +314,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         // The listing read them (a failed one is read again, for its error).
         _ if listed_stats.len() == sources.len() => sources
             .par_iter()
-            .zip(&listed_stats)
+            .zip(listed_stats)
             .map(|(source, listed)| match listed {
                 Some((size, modified)) => Ok((*size, stamp(*modified))),
                 None => stat(source),
@@ -342,14 +338,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     };
     timings.mark("stat sources");
     let reference_warnings = if state.resolve && fediverse && !options.dry_run {
-        let report = resolve_references(
-            site_dir,
-            &config,
-            &sources,
-            &stats,
-            &section_indexes,
-            &known,
-        );
+        let report =
+            resolve_references(site_dir, &config, sources, &stats, section_indexes, &known);
         if report.fetched > 0 {
             config.resolved = std::sync::Arc::new(federation::mentions::Resolved::load(site_dir));
         }
@@ -363,7 +353,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .bytes(&config_bytes)
         // What the posts' replies and mentions resolved to (`.relais/resolved.json`).
         .with(&*config.resolved)
-        .with(sections_sig(site_dir, &section_indexes))
+        .with(sections_sig(site_dir, section_indexes))
         .with(&options.base_url)
         .with(options.drafts)
         .with(options.future)
@@ -391,8 +381,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             &theme,
             &options.out_dir,
             &public_key_pem,
-            &sources,
-            &content_assets,
+            sources,
+            content_assets,
             &statics,
             site_dir,
         ))
@@ -417,7 +407,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             quick.inputs == inputs
                 && quick.has_outputs
                 && quick.out_id == index::folder_id(&options.out_dir)
-                && sources_unchanged(site_dir, &sources, &stats, &known, quick)
+                && sources_unchanged(site_dir, sources, &stats, &known, quick)
         })
     {
         if let Some(last) = quick.as_ref().and_then(|q| q.last.as_ref()) {
@@ -491,7 +481,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             highlighter,
             quick: known_quick,
             known: &known,
-            sources: &sources,
+            sources,
             stats: &stats,
             common,
             stored,
@@ -639,7 +629,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .collect();
     drop(known_entries);
     timings.mark("match entries");
-    let loaded = load_sources(site_dir, &sources, stats, known, &mut early, highlighter)?;
+    let loaded = load_sources(site_dir, sources, stats, known, &mut early, highlighter)?;
     timings.mark("stat, read, parse");
     let parsed = loaded.iter().filter(|l| l.full.is_some()).count();
     let rehashed = loaded.iter().any(|l| l.rehashed);
@@ -650,7 +640,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // Sources whose entry differs from the index's: only those are written back.
     let mut changed_sources: HashSet<PathBuf> = HashSet::new();
     let mut documents = Vec::with_capacity(loaded.len());
-    for (mut l, source) in loaded.into_iter().zip(&sources) {
+    for (mut l, source) in loaded.into_iter().zip(sources) {
         if l.entry.set_assets(&source.assets) || l.rehashed || l.full.is_some() {
             changed_sources.insert(source.path.clone());
         }
@@ -683,10 +673,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let sources_changed = parsed > 0 || entries.len() != index_sources_len;
 
     let mut assets: Vec<Asset> = content_assets
-        .into_iter()
+        .iter()
         .map(|a| Asset {
-            source: a.source,
-            path: a.path,
+            source: a.source.clone(),
+            path: a.path.clone(),
         })
         .collect();
     assets.extend(statics);
