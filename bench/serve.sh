@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `relais serve` edit loop: on a generated corpus, a saved edit to one post until the rebuilt
-# site is announced (the moment the live-reload event goes to the browser). Prints, as the
-# median of RUNS edits: the rebuild as serve reports it (the build with the index kept in
-# memory) and the wall time from the write to the announcement, which adds the file
-# watcher's delay and serve's 5 ms settling time (an editor's save is several events).
+# `relais serve` edit loop: on a generated corpus, a saved edit to one post until the
+# live-reload event reaches a browser-like client (curl on the server-sent events stream,
+# each event stamped on arrival). Prints, as the median of RUNS edits: the rebuild as serve
+# reports it (the build with the index kept in memory) and the wall time from the write to
+# the event, which adds the file watcher's delay and serve's 5 ms settling time (an
+# editor's save is several events).
 #
 #   bench/serve.sh            # 10000 posts, RUNS=9
 #   RUNS=5 bench/serve.sh 1000
@@ -18,7 +19,9 @@ relais="$PWD/target/release/relais"
 work=$(mktemp -d)
 log="$work/serve.log"
 pid=""
+listener=""
 cleanup() {
+    if [ -n "$listener" ]; then kill "$listener" 2>/dev/null || true; fi
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
@@ -48,19 +51,30 @@ wait_built() {
 }
 
 wait_built 0 >/dev/null
-# The watcher starts after the first build; give it a moment to be armed.
+port=$(sed -nE 's|^Serving .* at http://127\.0\.0\.1:([0-9]+)/.*|\1|p' "$log" | head -n 1)
+[ -n "$port" ] || { echo "no port in the serve log" >&2; cat "$log" >&2; exit 1; }
+events="$work/events"
+: >"$events"
+# The reload events as a browser gets them, each stamped when it arrives.
+curl -sN "http://127.0.0.1:$port/__relais/livereload" | while IFS= read -r line; do
+    case $line in data:*) echo "$EPOCHREALTIME" >>"$events" ;; esac
+done &
+listener=$!
+# The watcher starts after the first build; give it (and the listener) a moment.
 sleep 1
 post=$(find "$work/site/content/posts" -name '*.md' | sort | sed -n 8p)
 builds=()
 walls=()
 for i in $(seq 1 "$runs"); do
     before=$(grep -c '^Built' "$log" || true)
-    start=$(date +%s%N)
+    seen=$(wc -l <"$events")
+    start=$EPOCHREALTIME
     printf '\nAnother paragraph, edit %s.\n' "$i" >>"$post"
     line=$(wait_built "$before")
-    end=$(date +%s%N)
+    while [ "$(wc -l <"$events")" -le "$seen" ]; do sleep 0.002; done
+    end=$(sed -n "$((seen + 1))p" "$events")
     builds+=("$(sed -E 's/.* in ([0-9]+) ms.*/\1/' <<<"$line")")
-    walls+=("$(((end - start) / 1000000))")
+    walls+=("$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.0f", (e - s) * 1000 }')")
     sleep 0.5
 done
 
@@ -69,4 +83,4 @@ median() {
 }
 echo "relais serve, $n posts, $runs edits of one post (load $(cut -d' ' -f1 /proc/loadavg)):"
 echo "  rebuild as reported: median $(median "${builds[@]}") ms (all: ${builds[*]})"
-echo "  write -> reload sent: median $(median "${walls[@]}") ms, of which 5 ms settling (all: ${walls[*]})"
+echo "  write -> reload event at the client: median $(median "${walls[@]}") ms, of which 5 ms settling (all: ${walls[*]})"
