@@ -53,6 +53,23 @@ pub struct BuildOptions {
     pub remote_interactions: bool,
 }
 
+impl BuildOptions {
+    /// A plain `relais build` of `site_dir` into `out_dir`: no drafts, no future posts, the
+    /// config's `base_url`, no spinner, written, interactions from the store.
+    pub fn new(site_dir: &Path, out_dir: &Path) -> BuildOptions {
+        BuildOptions {
+            site_dir: site_dir.to_path_buf(),
+            out_dir: out_dir.to_path_buf(),
+            drafts: false,
+            future: false,
+            base_url: None,
+            progress: false,
+            dry_run: false,
+            remote_interactions: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildReport {
     /// HTML pages of the site, posts and pages among them, tags.

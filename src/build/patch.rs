@@ -712,25 +712,12 @@ mod tests {
     use crate::test_support::write;
     use std::path::Path;
 
-    fn options(site: &Path) -> BuildOptions {
-        BuildOptions {
-            site_dir: site.to_path_buf(),
-            out_dir: site.join("public"),
-            drafts: false,
-            future: false,
-            base_url: None,
-            progress: false,
-            dry_run: false,
-            remote_interactions: false,
-        }
-    }
-
     fn build(site: &Path) -> super::super::BuildReport {
         build_with(site, &mut BuildState::on_disk(site))
     }
 
     fn build_with(site: &Path, state: &mut BuildState) -> super::super::BuildReport {
-        build_site(&options(site), state).expect("build")
+        build_site(&BuildOptions::new(site, &site.join("public")), state).expect("build")
     }
 
     /// Every file under `dir` and its bytes, by relative path.
@@ -754,24 +741,42 @@ mod tests {
         )
     }
 
-    #[test]
-    fn with_the_store_beside_the_site_a_new_reply_rebuilds_and_an_edit_is_patched() {
-        use crate::store::{NewReply, ReplyState, Store, StoreLocation};
+    /// Waits past the doubt window and builds, so every source is trusted by its time alone,
+    /// then writes `content/posts/<name>` and builds again.
+    fn settle_then_edit(site: &Path, name: &str, text: &str) -> super::super::BuildReport {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        build(site);
+        write(site, &format!("content/posts/{name}"), text);
+        build(site)
+    }
+
+    /// A federating site with a long post `content/posts/p{i}.md` (titled `P{i}`) per date.
+    fn site_of(dates: &[&str], fediverse_extra: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         let site = dir.path();
         write(
             site,
             "config.toml",
-            "title = \"T\"\nbase_url = \"https://t.example\"\n[fediverse]\nusername = \"t\"\n\
-             inbox_url = \"https://inbox.t.example\"\n",
+            &format!(
+                "title = \"T\"\nbase_url = \"https://t.example\"\n[fediverse]\nusername = \"t\"\n\
+                 inbox_url = \"https://inbox.t.example\"\n{fediverse_extra}"
+            ),
         );
-        for (i, date) in ["2024-01-01", "2024-01-02"].iter().enumerate() {
+        for (i, date) in dates.iter().enumerate() {
             write(
                 site,
                 &format!("content/posts/p{i}.md"),
                 &post(&format!("P{i}"), date, ""),
             );
         }
+        dir
+    }
+
+    #[test]
+    fn with_the_store_beside_the_site_a_new_reply_rebuilds_and_an_edit_is_patched() {
+        use crate::store::{NewReply, ReplyState, Store, StoreLocation};
+        let dir = site_of(&["2024-01-01", "2024-01-02"], "");
+        let site = dir.path();
         let config = crate::config::SiteConfig::load(site).expect("config");
         let StoreLocation::Path(db) = StoreLocation::of(site, &config.inbox.store) else {
             panic!("a SQLite store");
@@ -809,14 +814,7 @@ mod tests {
         assert!(page.contains("Nice post"), "{page}");
 
         // Then a body edit of that post is patched, and its page keeps the reply.
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        build(site);
-        write(
-            site,
-            "content/posts/p0.md",
-            &post("P0", "2024-01-01", "Edited."),
-        );
-        let report = build(site);
+        let report = settle_then_edit(site, "p0.md", &post("P0", "2024-01-01", "Edited."));
         assert_eq!(report.rendered, 5, "{report:?}");
         let page = std::fs::read_to_string(site.join("public/posts/p0/index.html")).expect("page");
         assert!(
@@ -827,34 +825,13 @@ mod tests {
 
     #[test]
     fn an_edit_past_the_listed_text_is_patched_and_a_title_change_is_not() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = site_of(
+            &["2024-01-01", "2024-01-02", "2024-01-03"],
+            "outbox_page_size = 2\n",
+        );
         let site = dir.path();
-        write(
-            site,
-            "config.toml",
-            "title = \"T\"\nbase_url = \"https://t.example\"\n[fediverse]\nusername = \"t\"\n\
-             inbox_url = \"https://inbox.t.example\"\noutbox_page_size = 2\n",
-        );
-        for (i, date) in ["2024-01-01", "2024-01-02", "2024-01-03"]
-            .iter()
-            .enumerate()
-        {
-            write(
-                site,
-                &format!("content/posts/p{i}.md"),
-                &post(&format!("P{i}"), date, ""),
-            );
-        }
         build(site);
-        // Times must be past the doubt window for sources to be trusted by time alone.
-        std::thread::sleep(std::time::Duration::from_millis(150));
-        build(site);
-        write(
-            site,
-            "content/posts/p1.md",
-            &post("P1", "2024-01-02", "An edit."),
-        );
-        let report = build(site);
+        let report = settle_then_edit(site, "p1.md", &post("P1", "2024-01-02", "An edit."));
         assert_eq!(report.parsed, 1, "{report:?}");
         // Its page, its object, the outbox page holding it and the two feeds.
         assert_eq!(report.rendered, 5, "{report:?}");

@@ -163,16 +163,7 @@ mod tests {
     /// Builds the site at `root` as `relais build` does, into a fresh folder.
     fn build(root: &Path) -> anyhow::Result<tempfile::TempDir> {
         let out = tempfile::tempdir().unwrap();
-        let options = BuildOptions {
-            site_dir: root.to_path_buf(),
-            out_dir: out.path().to_path_buf(),
-            drafts: false,
-            future: false,
-            base_url: None,
-            progress: false,
-            dry_run: false,
-            remote_interactions: false,
-        };
+        let options = BuildOptions::new(root, out.path());
         build_site(&options, &mut BuildState::in_memory())?;
         Ok(out)
     }
