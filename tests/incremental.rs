@@ -691,3 +691,43 @@ fn a_held_post_does_not_make_the_second_build_work() {
         "the second build rewrote the index"
     );
 }
+
+/// `relais build` in the site's folder and `relais build --site /full/path` from elsewhere
+/// are the same build: the second finds nothing changed instead of rebuilding everything.
+#[test]
+fn the_site_spelled_two_ways_keeps_one_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Spelled\"\nbase_url = \"https://spelled.example\"\n",
+    );
+    write(
+        &site,
+        "content/posts/one.md",
+        "+++\ntitle = \"One\"\ndate = 2024-01-01\n+++\nOne.\n",
+    );
+    let in_folder = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .arg("build")
+        .current_dir(&site)
+        .output()
+        .unwrap();
+    assert_success(&in_folder, "build in the site's folder");
+    // Past the doubt window, so sources are trusted by size and time alone.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let in_folder = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .arg("build")
+        .current_dir(&site)
+        .output()
+        .unwrap();
+    assert_success(&in_folder, "second build in the site's folder");
+    let full = relais_on("build", &site, &[]);
+    assert_success(&full, "build with the full path");
+    // An index taken for another folder's would have every file written again.
+    assert!(
+        stdout(&full).contains("(0 files written, 0 removed)"),
+        "{}",
+        stdout(&full)
+    );
+}

@@ -299,7 +299,7 @@ impl BuildIndex {
     pub fn new(out_dir: &Path, style: &str) -> BuildIndex {
         BuildIndex {
             format: FORMAT.to_string(),
-            out_dir: out_dir.to_path_buf(),
+            out_dir: folder_key(out_dir),
             style: style.to_string(),
             ..BuildIndex::default()
         }
@@ -333,9 +333,9 @@ impl BuildIndex {
             }
             None => BuildIndex::new(out_dir, style),
         };
-        if index.out_dir != out_dir || index.out_id != folder_id(out_dir) {
+        if !index.describes(out_dir) || index.out_id != folder_id(out_dir) {
             index.outputs.clear();
-            index.out_dir = out_dir.to_path_buf();
+            index.out_dir = folder_key(out_dir);
         }
         if index.style != style {
             index.sources.clear();
@@ -503,7 +503,7 @@ impl Quick {
     pub fn load(path: &Path, out_dir: &Path, style: &str) -> Option<Quick> {
         read_parts(path, false)
             .and_then(|(quick, _)| bincode::deserialize::<Quick>(&quick).ok())
-            .filter(|q| q.format == FORMAT && q.out_dir == out_dir && q.style == style)
+            .filter(|q| q.format == FORMAT && q.out_dir == folder_key(out_dir) && q.style == style)
     }
 
     /// Whether the sources log may take `records` more records before it is due for
@@ -806,6 +806,19 @@ pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|_| (0, 0))
 }
 
+/// How an index names its output folder: absolute, so that `--site .` and the same folder
+/// spelled in full (or from another folder) find the same index.
+fn folder_key(out_dir: &Path) -> PathBuf {
+    std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf())
+}
+
+impl BuildIndex {
+    /// Whether this index is of builds into `out_dir`, however the path is spelled.
+    pub fn describes(&self, out_dir: &Path) -> bool {
+        self.out_dir == folder_key(out_dir)
+    }
+}
+
 /// Where the index of a build of `site_dir` into `out_dir` lives: `.relais/build-index`
 /// for the default `public/`, a name derived from the folder otherwise (so `serve` and
 /// builds into other folders keep their own).
@@ -813,7 +826,6 @@ pub fn index_path(site_dir: &Path, out_dir: &Path) -> PathBuf {
     if out_dir == site_dir.join("public") {
         return site_dir.join(INDEX_FILE);
     }
-    let absolute = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
-    let sig = Sig::new("out").with(&absolute).finish();
+    let sig = Sig::new("out").with(folder_key(out_dir)).finish();
     site_dir.join(format!("{INDEX_FILE}-{sig:016x}"))
 }

@@ -266,7 +266,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let kept = state
         .index
         .take()
-        .filter(|k| !options.dry_run && k.out_dir == options.out_dir && k.style == style);
+        .filter(|k| !options.dry_run && k.describes(&options.out_dir) && k.style == style);
     // The quick index is read while the content folder is listed: both are needed
     // before anything can be decided, and neither waits for the other.
     let (mut quick, discovered) = rayon::join(

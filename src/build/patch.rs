@@ -452,7 +452,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         }
     };
     timings.mark("patch: entries, main index");
-    if main.out_dir != p.options.out_dir || main.warnings_for != p.common {
+    if !main.describes(&p.options.out_dir) || main.warnings_for != p.common {
         return None;
     }
 
