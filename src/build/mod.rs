@@ -382,14 +382,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         Some(quick) if !options.future => quick.held(now),
         _ => Vec::new(),
     };
-    // The inbox's store, when it is beside the site: what pages show of replies and
-    // reactions is an input, which its change counter stands for.
+    // The inbox's store, when it is beside the site, opened once for the whole build:
+    // what pages show of replies and reactions is an input, which its change counter
+    // stands for.
     let store_location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
-    let store = (fediverse && !options.remote_interactions && store_location.exists())
-        .then(|| crate::store::Store::open_location(&store_location).ok())
-        .flatten();
+    let store: Option<StoreOpened> = (fediverse && store_location.exists())
+        .then(|| crate::store::Store::open_location(&store_location));
     let store_stamp = match &store {
-        Some(store) => store.interactions_stamp().ok(),
+        Some(Ok(store)) => store.interactions_stamp().ok(),
+        Some(Err(_)) => None,
         None => Some(-1),
     };
     let inputs_besides_held = Sig::new("inputs and store")
@@ -502,7 +503,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             stats: &stats,
             common,
             stored,
-            store: store.as_ref(),
+            store: store.as_ref().and_then(|s| s.as_ref().ok()),
         };
         // The templates compile while the patch reads what it needs.
         let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
@@ -675,10 +676,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 None => {
                     reparsed.insert(source.path.clone());
                     changed_sources.insert(source.path.clone());
-                    let mut doc = parse_source(site_dir, source, highlighter)
-                        .map_err(|e| ContentErrors(vec![e]))?
-                        .document;
-                    doc.assets = source.assets.clone();
+                    let doc = parse_source(site_dir, source, highlighter)
+                        .map_err(|e| ContentErrors(vec![e]))?;
                     documents.push(doc);
                     full.insert(source.path.clone());
                 }
@@ -714,7 +713,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let interactions = if options.remote_interactions {
         remote_interactions(&site.config)?
     } else {
-        stored_interactions(site_dir, &site)?
+        stored_interactions(site_dir, &site, store.as_ref())?
     };
 
     let fed_plan = if fediverse {
@@ -1045,9 +1044,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         path: doc.source.clone(),
                         source: std::io::ErrorKind::NotFound.into(),
                     })?;
-            let mut doc = parse_source(site_dir, source, highlighter)?.document;
-            doc.assets = source.assets.clone();
-            Ok(doc)
+            parse_source(site_dir, source, highlighter)
         })
         .collect();
     let mut bodies: HashMap<PathBuf, Document> = bodies
@@ -1084,7 +1081,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let previous = if reparsed.is_empty() || options.base_url.is_some() {
             FederationState::default()
         } else {
-            published_state(site_dir, &site.config)
+            published_state(site_dir, store.as_ref())
         };
         let none = FederationState::default();
         let mut all = federation::check::check_site(&site.config, &[], &none);
@@ -1757,18 +1754,20 @@ enum Body {
     Parsed(Box<Result<content::Parsed, ContentError>>),
 }
 
-/// Reads and parses one source.
+/// Reads and parses one source into its whole document, with its bundle's files.
 fn parse_source(
     site_dir: &Path,
     source: &SourceFile,
     highlighter: &Highlighter,
-) -> Result<content::Parsed, ContentError> {
+) -> Result<Document, ContentError> {
     let bytes = std::fs::read(site_dir.join(&source.path)).map_err(|e| ContentError::Read {
         path: source.path.clone(),
         source: e,
     })?;
     let hash = content::hex_sha256(&bytes);
-    parse_bytes(site_dir, source, &bytes, hash, highlighter)
+    let mut doc = parse_bytes(site_dir, source, &bytes, hash, highlighter)?.document;
+    doc.assets = source.assets.clone();
+    Ok(doc)
 }
 
 fn parse_bytes(
@@ -1876,17 +1875,18 @@ fn origin(planned: &Planned, site: &Site, theme: &Theme) -> String {
 /// With a store, only the posts it records as published count: editing a post that never
 /// went out needs no `updated`. Without one (a build host), the last build's state stands
 /// in for what was deployed.
-fn published_state(site_dir: &Path, config: &SiteConfig) -> FederationState {
+fn published_state(site_dir: &Path, store: Option<&StoreOpened>) -> FederationState {
     let mut state = FederationState::load(site_dir);
-    let location = crate::store::StoreLocation::of(site_dir, &config.inbox.store);
-    if location.exists() {
-        match crate::store::Store::open_location(&location) {
-            Ok(store) => keep_published(&mut state, &store),
-            Err(_) => state.posts.clear(),
-        }
+    match store {
+        Some(Ok(store)) => keep_published(&mut state, store),
+        Some(Err(_)) => state.posts.clear(),
+        None => {}
     }
     state
 }
+
+/// The store beside the site as the build opened it (`Err`: there, but it would not open).
+type StoreOpened = Result<crate::store::Store, crate::store::StoreError>;
 
 /// Keeps the posts the inbox's store has as published (and not deleted).
 fn keep_published(state: &mut FederationState, store: &crate::store::Store) {
@@ -1905,14 +1905,22 @@ fn keep_published(state: &mut FederationState, store: &crate::store::Store) {
 
 /// Replies, likes and boosts the inbox stored for the site's posts. A site whose inbox
 /// never ran (no store file) has none.
-fn stored_interactions(site_dir: &Path, site: &Site) -> anyhow::Result<Interactions> {
-    let location = crate::store::StoreLocation::of(site_dir, &site.config.inbox.store);
-    if !site.config.fediverse.enabled || !location.exists() {
-        return Ok(Interactions::new());
-    }
+fn stored_interactions(
+    site_dir: &Path,
+    site: &Site,
+    store: Option<&StoreOpened>,
+) -> anyhow::Result<Interactions> {
+    let store = match store {
+        None => return Ok(Interactions::new()),
+        Some(Ok(store)) => store,
+        // Opened again for the error itself, which the first attempt kept.
+        Some(Err(_)) => &crate::store::Store::open_location(&crate::store::StoreLocation::of(
+            site_dir,
+            &site.config.inbox.store,
+        ))?,
+    };
     let urls = federation::urls::Urls::new(&site.config);
     let ids: Vec<String> = site.posts.iter().map(|p| urls.object(&p.path)).collect();
-    let store = crate::store::Store::open_location(&location)?;
     Ok(store.interactions(&ids)?)
 }
 

@@ -609,11 +609,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                     Some(Changed { doc: Some(doc), .. }) => Some(doc.clone()),
                     _ => {
                         let source = sources.get(path.as_path())?;
-                        let mut doc = super::parse_source(site_dir, source, p.highlighter)
-                            .ok()?
-                            .document;
-                        doc.assets = source.assets.clone();
-                        Some(doc)
+                        super::parse_source(site_dir, source, p.highlighter).ok()
                     }
                 },
             )
