@@ -144,13 +144,19 @@ fn ignored(reason: impl Into<String>) -> Result<Outcome, StoreError> {
 /// the seen mark of its id, its effect and any answer it needs queued (the `Accept` of a
 /// follow) commit together or not at all. A repeated activity id is applied once; a failed
 /// one is not marked seen, so the sender's retry is applied. `move_target` is the fetched
-/// `target` of a `Move`.
+/// `target` of a `Move`. `refreshed` are actors fetched for this request whose copy differs
+/// from the cached one: they are cached whether or not the activity is new.
+///
+/// On PostgreSQL, replicas may apply the same activity at once, so every unit takes its row
+/// locks in one order: the activity's id, then actors, then the sender's host. Two units
+/// that cached the sender before marking the id deadlocked on each other.
 pub fn apply(
     site: &OurSite,
     store: &Store,
     activity: &Activity,
     sender: &RemoteActor,
     move_target: Option<&RemoteActor>,
+    refreshed: &[&RemoteActor],
 ) -> Result<Outcome, StoreError> {
     store.atomically(|store| {
         // Only an id on the sender's own server is remembered: otherwise one actor could use
@@ -159,12 +165,17 @@ pub fn apply(
             .id
             .as_ref()
             .filter(|id| host_of(id).is_some() && host_of(id) == host_of(&activity.actor));
-        if let Some(id) = own_id {
-            if !store.mark_seen(id)? {
-                return ignored(format!("{id} was already processed"));
-            }
+        let fresh = match own_id {
+            Some(id) => store.mark_seen(id)?,
+            None => true,
+        };
+        for actor in refreshed {
+            store.cache_actor(actor)?;
         }
-        apply_once(site, store, activity, sender, move_target)
+        match own_id {
+            Some(id) if !fresh => ignored(format!("{id} was already processed")),
+            _ => apply_once(site, store, activity, sender, move_target),
+        }
     })
 }
 
@@ -744,7 +755,7 @@ mod tests {
 
     fn run(site: &OurSite, store: &Store, json: Value) -> Outcome {
         let activity = Activity::parse(&json).unwrap();
-        apply(site, store, &activity, &alice(), None).unwrap()
+        apply(site, store, &activity, &alice(), None, &[]).unwrap()
     }
 
     fn note(id: &str, parent: &str) -> Value {
@@ -834,20 +845,39 @@ mod tests {
                 )
             })
             .unwrap();
-        assert!(apply(&site(""), &store, &activity, &alice(), None).is_err());
+        assert!(apply(&site(""), &store, &activity, &alice(), None, &[]).is_err());
         // Neither the follower nor the seen mark survived the failed Accept.
         assert!(store.followers(None).unwrap().is_empty());
         store
             .with_conn(|c| c.execute_batch("DROP TRIGGER fault"))
             .unwrap();
-        let retried = apply(&site(""), &store, &activity, &alice(), None).unwrap();
+        let retried = apply(&site(""), &store, &activity, &alice(), None, &[]).unwrap();
         assert!(matches!(retried, Outcome::Accept(_)), "{retried:?}");
         assert_eq!(store.followers(None).unwrap().len(), 1);
         assert_eq!(store.queue_counts(i64::MAX).unwrap().pending(), 1);
         assert!(matches!(
-            apply(&site(""), &store, &activity, &alice(), None).unwrap(),
+            apply(&site(""), &store, &activity, &alice(), None, &[]).unwrap(),
             Outcome::Ignored(_)
         ));
+    }
+
+    #[test]
+    fn a_refreshed_actor_is_cached_even_when_the_activity_was_seen() {
+        let store = Store::open_in_memory().unwrap();
+        let like = json!({ "id": "https://m.example/l/1", "type": "Like", "actor": ALICE, "object": POST });
+        let activity = Activity::parse(&like).unwrap();
+        assert!(matches!(
+            apply(&site(""), &store, &activity, &alice(), None, &[]).unwrap(),
+            Outcome::Done(_)
+        ));
+        // The same Like again (another replica's copy), after the sender rotated its key.
+        let mut rotated = alice();
+        rotated.public_key_pem = "-----BEGIN PUBLIC KEY-----\nrotated\n".into();
+        let again = apply(&site(""), &store, &activity, &rotated, None, &[&rotated]).unwrap();
+        assert!(matches!(again, Outcome::Ignored(_)), "{again:?}");
+        let cached = store.cached_actor(ALICE).unwrap().unwrap();
+        assert_eq!(cached.public_key_pem, rotated.public_key_pem);
+        assert_eq!(store.post_interactions(POST).unwrap().likes.len(), 1);
     }
 
     #[test]
@@ -981,6 +1011,7 @@ mod tests {
             &mallory,
             &crate::store::test_actor("https://m.example/users/mallory"),
             None,
+            &[],
         )
         .unwrap();
         assert!(matches!(outcome, Outcome::Ignored(_)));
@@ -1035,7 +1066,7 @@ mod tests {
             "actor": "https://evil.example/users/mallory", "object": POST });
         let activity = Activity::parse(&squat).unwrap();
         let mallory = crate::store::test_actor("https://evil.example/users/mallory");
-        let outcome = apply(&s, &store, &activity, &mallory, None).unwrap();
+        let outcome = apply(&s, &store, &activity, &mallory, None, &[]).unwrap();
         assert!(matches!(outcome, Outcome::Ignored(_)), "{outcome:?}");
         // ...and Alice's real Like with that id still counts.
         let like = json!({ "id": "https://m.example/l/9", "type": "Like", "actor": ALICE, "object": POST });
@@ -1086,7 +1117,7 @@ mod tests {
         let activity = Activity::parse(&forged).unwrap();
         let mut sender = alice();
         sender.id = evil.into();
-        apply(&s, &store, &activity, &sender, None).unwrap();
+        apply(&s, &store, &activity, &sender, None, &[]).unwrap();
         let delete = json!({
             "id": "https://m.example/n/1#delete", "type": "Delete", "actor": ALICE,
             "object": { "id": "https://m.example/n/1", "type": "Tombstone" },
@@ -1166,7 +1197,7 @@ mod tests {
         let mut stranger = crate::store::test_actor(new_id);
         stranger.also_known_as = vec![];
         assert!(matches!(
-            apply(&s, &store, &mv, &alice(), Some(&stranger)).unwrap(),
+            apply(&s, &store, &mv, &alice(), Some(&stranger), &[]).unwrap(),
             Outcome::Ignored(_)
         ));
         let mut new = stranger.clone();
@@ -1176,7 +1207,7 @@ mod tests {
             ..mv
         };
         assert_eq!(
-            apply(&s, &store, &mv, &alice(), Some(&new)).unwrap(),
+            apply(&s, &store, &mv, &alice(), Some(&new), &[]).unwrap(),
             Outcome::Done("follows moved to the new account")
         );
         let follower = store.follower("blog", new_id).unwrap().unwrap();
@@ -1196,7 +1227,15 @@ mod tests {
                 "id": format!("{who}#follows/{n}"), "type": "Follow", "actor": who, "object": BLOG
             }))
             .unwrap();
-            apply(&s, &store, &activity, &crate::store::test_actor(who), None).unwrap()
+            apply(
+                &s,
+                &store,
+                &activity,
+                &crate::store::test_actor(who),
+                None,
+                &[],
+            )
+            .unwrap()
         };
         // Before the move: an ordinary follower.
         follow(1, "https://m.example/users/early");
@@ -1222,7 +1261,15 @@ mod tests {
                 "id": format!("{who}#moves/1"), "type": "Move", "actor": who, "object": who, "target": BLOG
             }))
             .unwrap();
-            apply(&s, &store, &activity, &crate::store::test_actor(who), None).unwrap()
+            apply(
+                &s,
+                &store,
+                &activity,
+                &crate::store::test_actor(who),
+                None,
+                &[],
+            )
+            .unwrap()
         };
         assert!(matches!(
             mv("https://evil.example/users/x"),

@@ -270,32 +270,39 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
 
     let site = state.site.clone();
     let sender_host = crate::store::host_of(&sender.id);
+    let activity = Arc::new(activity);
+    let unit_activity = activity.clone();
     // One transaction for everything the request changes: a failure (or a crash) leaves
     // nothing behind, the sender gets a 5xx and its retry is applied in full. It is committed
     // together with other requests' (group commit), and answered once committed.
     let outcome = state
         .store
         .atomically_grouped(move |store| {
-            if sender_changed {
-                store.cache_actor(&sender)?;
-            }
-            for alias in &aliases {
-                store.cache_actor(alias)?;
-            }
-            let outcome = apply(&site, store, &activity, &sender, move_target.as_ref())?;
+            let refreshed: Vec<&RemoteActor> = sender_changed
+                .then_some(&sender)
+                .into_iter()
+                .chain(&aliases)
+                .collect();
+            let outcome = apply(
+                &site,
+                store,
+                &unit_activity,
+                &sender,
+                move_target.as_ref(),
+                &refreshed,
+            )?;
             // A server that talks to us is up: deliveries held for it go out again (Mastodon
-            // resets its failure tracker the same way). Last: `apply` may cache the sender
-            // too, and on PostgreSQL every unit must lock the actor before the host, or two
-            // replicas' units can deadlock.
+            // resets its failure tracker the same way). Last: on PostgreSQL every unit locks
+            // the activity's id, then actors, then the host (see `apply`).
             if let Some(host) = &sender_host {
                 store.mark_host_reachable(host, chrono::Utc::now().timestamp())?;
             }
-            Ok::<_, crate::store::StoreError>((outcome, activity))
+            Ok(outcome)
         })
         .await
         .map_err(HttpError::from)?;
     match outcome {
-        (Outcome::Accept(follower), activity) => {
+        Outcome::Accept(follower) => {
             tracing::info!(
                 "inbox: {}; Accept queued for {}",
                 describe(&activity),
@@ -303,14 +310,14 @@ async fn receive(state: &InboxState, req: &Received) -> Result<StatusCode, Refus
             );
             state.wake.notify_one();
         }
-        (Outcome::Answered(what), activity) => {
+        Outcome::Answered(what) => {
             tracing::info!("inbox: {what}; answer queued ({})", describe(&activity));
             state.wake.notify_one();
         }
-        (Outcome::Done(what), activity) => {
+        Outcome::Done(what) => {
             tracing::info!("inbox: {what} ({})", describe(&activity));
         }
-        (Outcome::Ignored(why), activity) => {
+        Outcome::Ignored(why) => {
             tracing::debug!("inbox: ignored {}: {why}", describe(&activity));
         }
     }

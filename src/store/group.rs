@@ -41,26 +41,32 @@ impl Store {
     ///
     /// On PostgreSQL, whose server groups concurrent commits itself, each unit is its own
     /// transaction on a pooled connection, run on tokio's blocking threads.
-    pub fn atomically_grouped<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>>
+    pub fn atomically_grouped<T, F>(&self, f: F) -> impl Future<Output = Result<T, StoreError>>
     where
-        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        F: Fn(&Store) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
     {
         let (answer, result) = tokio::sync::oneshot::channel();
         if self.is_postgres() {
             let store = self.clone();
             let work = move || {
-                let _ = answer.send(store.atomically(f));
+                // Replicas' units may still meet in an order no one foresaw: PostgreSQL then
+                // aborts one of them, which runs once more rather than answer a 5xx.
+                let out = match store.atomically(&f) {
+                    Err(e) if super::postgres::is_transient(&e) => {
+                        tracing::debug!("store: retrying a unit after {e}");
+                        store.atomically(&f)
+                    }
+                    out => out,
+                };
+                let _ = answer.send(out);
             };
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn_blocking(work)),
                 Err(_) => work(),
             }
             return futures::future::Either::Left(async move {
-                result
-                    .await
-                    .unwrap_or(Err(E::from(StoreError::NotCommitted)))
+                result.await.unwrap_or(Err(StoreError::NotCommitted))
             });
         }
         let unit: Unit = Box::new(move |store: &Store| {
@@ -72,9 +78,7 @@ impl Store {
         // Refused only when the writer thread is gone: the dropped unit then fails below.
         let _ = self.writer().units.send(unit);
         futures::future::Either::Right(async move {
-            result
-                .await
-                .unwrap_or(Err(E::from(StoreError::NotCommitted)))
+            result.await.unwrap_or(Err(StoreError::NotCommitted))
         })
     }
 
