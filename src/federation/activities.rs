@@ -104,6 +104,19 @@ impl CreateOrUpdate {
     }
 }
 
+impl CreateOrUpdate {
+    /// The activity as JSON, its object moved in rather than copied (an outbox page holds
+    /// hundreds of posts' whole content).
+    pub fn into_json(mut self) -> Value {
+        let object = std::mem::take(&mut self.object);
+        let mut json = to_json(&self);
+        if let Some(map) = json.as_object_mut() {
+            map.insert("object".into(), object);
+        }
+        json
+    }
+}
+
 /// An address field (`to`, `cc`): one id or a list of them.
 fn addresses(field: Option<&Value>) -> Option<Vec<String>> {
     match field? {
@@ -444,6 +457,20 @@ mod tests {
             "move",
         );
         assert_sent_as(&crate::doctor::inbox_probe(&u), "doctor_probe");
+    }
+
+    #[test]
+    fn into_json_is_the_serialized_activity() {
+        let activity = CreateOrUpdate::of_object(
+            CreateOrUpdateType::Create,
+            "c".into(),
+            Some("2026-01-01T00:00:00Z".into()),
+            json!({ "attributedTo": "a", "content": "<p>x</p>", "tag": [{ "type": "Hashtag" }] }),
+            || unreachable!("the object has an actor"),
+            Vec::new,
+        );
+        let serialized = to_json(&activity);
+        assert_eq!(serialized.to_string(), activity.into_json().to_string());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{NoteContent, ObjectType, ProfileLink, QuotePolicy, SiteConfig};
 use crate::content::{escape_html, media_type, Document, ImageRef};
-use crate::federation::activities::{to_json, CreateOrUpdate, CreateOrUpdateType};
+use crate::federation::activities::{CreateOrUpdate, CreateOrUpdateType};
 use crate::federation::mentions;
 use crate::federation::urls::Urls;
 use crate::federation::vocab::{context, ACTIVITY_JSON, AS_PUBLIC};
@@ -531,7 +531,7 @@ pub fn create_activity(config: &SiteConfig, urls: &Urls, post: &Document) -> Val
         || urls.actor(attributed_actor(config, post)),
         Vec::new,
     );
-    to_json(&activity)
+    activity.into_json()
 }
 
 /// One JSON document the build writes, at a site path such as `/ap/users/blog.json`.

@@ -177,6 +177,11 @@ fn mention_html(account: &Account) -> String {
 /// `html` with each resolved `@user@host` outside links and code made a mention link, and
 /// the accounts linked, in order. Handles nobody resolved stay as they are.
 pub fn link_mentions<'r>(html: &str, resolved: &'r Resolved) -> (String, Vec<&'r Account>) {
+    // Most sites resolve nobody, and most posts mention no one: the walk below costs a
+    // cold build about 5 % of its CPU when done for nothing.
+    if resolved.accounts.is_empty() || !html.contains('@') {
+        return (html.to_string(), Vec::new());
+    }
     let mut out = String::with_capacity(html.len());
     let mut linked: Vec<&Account> = Vec::new();
     // Depth inside <a>, <code> and <pre>, where text is left alone.

@@ -2,6 +2,8 @@
 //! `current_path` and `current_url`; then `paginator`, `post`, `page`, `tags` or `tag` +
 //! `posts`. Listings carry light post views (no `content`, no `text`).
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, FixedOffset};
 use serde_json::{json, Map, Value};
 use tera::Context;
@@ -21,6 +23,9 @@ pub struct Views<'a> {
     urls: Urls,
     host: String,
     interactions: &'a Interactions,
+    /// Each post's meta description, made once: a cold build lists a post on a home page,
+    /// its tag pages and its neighbours' pages. Empty for views made without the site.
+    descriptions: Vec<OnceLock<String>>,
 }
 
 impl<'a> Views<'a> {
@@ -93,6 +98,9 @@ impl<'a> Views<'a> {
             urls,
             host,
             interactions,
+            descriptions: std::iter::repeat_with(OnceLock::new)
+                .take(site.posts.len())
+                .collect(),
         }
     }
 
@@ -109,6 +117,7 @@ impl<'a> Views<'a> {
             urls: Urls::new(config),
             host: config.host(),
             interactions,
+            descriptions: Vec::new(),
         }
     }
 
@@ -119,10 +128,19 @@ impl<'a> Views<'a> {
     }
 
     /// Light view of post `index` (made on demand: a build may render only a few pages).
+    /// `site` is the one these views were made for.
     fn listed(&self, site: &Site, index: usize) -> Option<Value> {
-        site.posts
-            .get(index)
-            .map(|p| self.document(&site.config, p, false))
+        let post = site.posts.get(index)?;
+        let description = self.description_of(index, post);
+        Some(self.document(&site.config, post, false, description))
+    }
+
+    /// The meta description of post `index`, `post`.
+    fn description_of(&self, index: usize, post: &Document) -> String {
+        match self.descriptions.get(index) {
+            Some(cell) => cell.get_or_init(|| description(post)).clone(),
+            None => description(post),
+        }
     }
 
     fn base(&self, config: &SiteConfig, path: &str) -> PageContext {
@@ -201,7 +219,8 @@ impl<'a> Views<'a> {
     pub fn post(&self, site: &Site, index: usize) -> PageContext {
         let post = &site.posts[index];
         let mut context = self.base(&site.config, &post.path);
-        let mut view = self.document(&site.config, post, true);
+        let description = self.description_of(index, post);
+        let mut view = self.document(&site.config, post, true, description);
         if let Some(map) = view.as_object_mut() {
             map.insert(
                 "newer".into(),
@@ -224,7 +243,10 @@ impl<'a> Views<'a> {
     pub fn page(&self, site: &Site, index: usize) -> PageContext {
         let page = &site.pages[index];
         let mut context = self.base(&site.config, &page.path);
-        context.insert("page", self.document(&site.config, page, true));
+        context.insert(
+            "page",
+            self.document(&site.config, page, true, description(page)),
+        );
         context
     }
 
@@ -266,12 +288,22 @@ impl<'a> Views<'a> {
     }
 
     /// A document as templates see it. `full` adds the body and, for posts, interactions.
-    fn document(&self, config: &SiteConfig, doc: &Document, full: bool) -> Value {
-        let mut map = match serde_json::to_value(doc) {
+    fn document(
+        &self,
+        config: &SiteConfig,
+        doc: &Document,
+        full: bool,
+        description: String,
+    ) -> Value {
+        let serialized = match full {
+            true => serde_json::to_value(doc),
+            // Lists show many posts: their bodies are not copied to be thrown away.
+            false => serde_json::to_value(without_body(doc)),
+        };
+        let mut map = match serialized {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
         };
-        let description = description(doc);
         if !full {
             map.remove("content");
             map.remove("text");
@@ -479,6 +511,77 @@ fn insert_date(
     };
     map.insert(format!("{key}_iso"), iso);
     map.insert(format!("{key}_display"), display);
+}
+
+/// `doc` without its body and extra values (which [`Views::document`] sets itself). Every
+/// field is named, so that a new one is a compile error here until it is decided on.
+fn without_body(doc: &Document) -> Document {
+    let Document {
+        kind,
+        source,
+        slug,
+        path,
+        title,
+        untitled,
+        date,
+        updated,
+        draft,
+        tags,
+        summary,
+        authors,
+        language,
+        image,
+        content_warning,
+        federate_as,
+        quotes,
+        in_reply_to,
+        content: _,
+        text: _,
+        images,
+        assets,
+        word_count,
+        reading_minutes,
+        source_hash,
+        description,
+        aliases,
+        weight,
+        extra: _,
+        taxonomies,
+        kept_fields,
+    } = doc;
+    Document {
+        kind: *kind,
+        source: source.clone(),
+        slug: slug.clone(),
+        path: path.clone(),
+        title: title.clone(),
+        untitled: *untitled,
+        date: *date,
+        updated: *updated,
+        draft: *draft,
+        tags: tags.clone(),
+        summary: summary.clone(),
+        authors: authors.clone(),
+        language: language.clone(),
+        image: image.clone(),
+        content_warning: content_warning.clone(),
+        federate_as: *federate_as,
+        quotes: *quotes,
+        in_reply_to: in_reply_to.clone(),
+        content: String::new(),
+        text: String::new(),
+        images: images.clone(),
+        assets: assets.clone(),
+        word_count: *word_count,
+        reading_minutes: *reading_minutes,
+        source_hash: source_hash.clone(),
+        description: description.clone(),
+        aliases: aliases.clone(),
+        weight: *weight,
+        extra: crate::content::Extra::default(),
+        taxonomies: taxonomies.clone(),
+        kept_fields: kept_fields.clone(),
+    }
 }
 
 /// Plain text for `<meta name="description">`: the summary without tags, else the start of
