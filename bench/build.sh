@@ -10,6 +10,15 @@
 #
 #   bench/build.sh            # 1000 and 10000 posts, RUNS=3
 #   RUNS=5 bench/build.sh 1000
+#   BENCH_DIR=/mnt/bench bench/build.sh   # corpora and outputs on another file system
+#   TOOLS="relais zola" bench/build.sh     # some of the tools only
+#
+# Where the corpora live matters: on an ext4 mounted without a journal (this project's VMs),
+# the kernel will not reuse an inode within minutes of its deletion, so every cold build
+# after a deleted one scans further for free inodes and all three tools slow down run after
+# run (relais at 1k went 0.5 s -> 1.8 s, most of it system time in ext4_create's search
+# for a free inode). The script warns
+# then; bench/scratch-fs.sh mounts a journaled ext4, as a writer's disk is, to run on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,20 +28,30 @@ if [ ${#sizes[@]} -eq 0 ]; then
 fi
 runs=${RUNS:-3}
 
-if ! command -v hugo >/dev/null; then
+if [ -n "${TOOLS:-}" ]; then
+    read -r -a tools <<<"$TOOLS"
+else
+    tools=(relais hugo)
+    if command -v zola >/dev/null; then
+        tools+=(zola)
+    fi
+fi
+[ "${tools[0]}" = relais ] || { echo "TOOLS must start with relais (the ratios are to it)" >&2; exit 1; }
+if [[ " ${tools[*]} " == *" hugo "* ]] && ! command -v hugo >/dev/null; then
     echo "installing hugo from the system packages" >&2
     if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get install -y hugo >&2
-fi
-tools=(relais hugo)
-if command -v zola >/dev/null; then
-    tools+=(zola)
 fi
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 
 cargo build --release --quiet
 relais="$PWD/target/release/relais"
-work=$(mktemp -d)
+work=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/relais-bench.XXXXXX")
+# A journaled ext4 shows up in /proc/fs/jbd2 as DEVICE-N.
+fs_dev=$(basename "$(df --output=source "$work" | tail -1)")
+if [ "$(findmnt -no FSTYPE --target "$work")" = ext4 ] && ! ls /proc/fs/jbd2/"$fs_dev"-* >/dev/null 2>&1; then
+    echo "warning: $work is on an ext4 without a journal: cold builds slow down run after run; see bench/scratch-fs.sh" >&2
+fi
 trap 'rm -rf "$work"' EXIT
 
 # Runs a command in a directory; prints "seconds KiB cpu-seconds" (wall, peak RSS, user+sys).

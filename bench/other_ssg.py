@@ -43,10 +43,13 @@ if engine == "hugo":
 elif engine == "zola":
     write("config.toml", 'base_url = "https://bench.example"\ntitle = "Bench"\n'
           'compile_sass = false\nbuild_search_index = false\n'
-          'taxonomies = [{ name = "tags" }]\n[markdown]\nhighlight_code = true\n')
+          'taxonomies = [{ name = "tags" }]\n'
+          # Zola 0.22's highlighter (giallo); classes, as relais and Hugo write them.
+          '[markdown.highlighting]\ntheme = "gruvbox-dark-medium"\nstyle = "class"\n')
     write("content/_index.md", '+++\nsort_by = "date"\npaginate_by = 10\n'
           'transparent = true\n+++\n')
-    write("content/posts/_index.md", '+++\nsort_by = "date"\ntransparent = true\n+++\n')
+    write("content/posts/_index.md", '+++\nsort_by = "date"\npaginate_by = 10\n'
+          'transparent = true\n+++\n')
     listing = ('{% for page in paginator.pages %}<article><h2><a href="{{ page.permalink }}">'
                '{{ page.title }}</a></h2><time>{{ page.date }}</time>{{ page.summary | safe }}'
                '</article>{% endfor %}')
