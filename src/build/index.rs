@@ -32,7 +32,7 @@ use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-10";
+const FORMAT: &str = "relais-build-index-11";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the
@@ -44,14 +44,15 @@ const DOUBT_COARSE: Duration = Duration::from_secs(2);
 /// Characters of a body's text kept in the index: enough for the description of listings.
 const TEXT_PREFIX_CHARS: usize = 400;
 
-/// Fast, stable-within-a-binary hash for signatures and output bytes. A wrong "changed"
-/// costs a rewrite; a wrong "same" needs a 64-bit collision.
-#[derive(Default)]
-pub struct Sig(std::collections::hash_map::DefaultHasher);
+/// Fast, stable hash for signatures and output bytes: XXH3, whose output is specified, so a
+/// new toolchain does not make every output look changed (std's SipHash promises neither,
+/// and took 3 % of a cold build's CPU hashing what it wrote). A wrong "changed" costs a
+/// rewrite; a wrong "same" needs a 64-bit collision.
+pub struct Sig(xxhash_rust::xxh3::Xxh3Default);
 
 impl Sig {
     pub fn new(kind: &str) -> Sig {
-        let mut sig = Sig::default();
+        let mut sig = Sig(xxhash_rust::xxh3::Xxh3Default::new());
         kind.hash(&mut sig.0);
         sig
     }

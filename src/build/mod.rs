@@ -1171,40 +1171,47 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             dirty.iter().map(|&i| plan[i].path.as_str()),
             &known_dirs,
         )?;
-        let results: Vec<anyhow::Result<(usize, OutputEntry, bool)>> = dirty
-            .par_iter()
-            .map(|&i| {
-                let planned = &plan[i];
-                let old = index.outputs.get(&planned.path);
-                let target = out_dir.join(&planned.path);
-                match &planned.work {
-                    Work::Copy(from) => {
-                        render::output::copy_file(from, &target)?;
-                        let entry = OutputEntry {
-                            sig: planned.sig,
-                            hash: planned.sig,
-                        };
-                        Ok((i, entry, true))
-                    }
-                    _ => {
-                        let bytes = render_one(planned)?.unwrap_or_default();
-                        let hash = Some(hash_bytes(&bytes));
-                        let same = old.is_some_and(|o| o.hash == hash);
-                        if !same {
-                            render::output::write_file(&target, &bytes)?;
-                        }
-                        Ok((
-                            i,
-                            OutputEntry {
+        let pool = writing_pool(dirty.len());
+        let write_all = || -> Vec<anyhow::Result<(usize, OutputEntry, bool)>> {
+            dirty
+                .par_iter()
+                .map(|&i| {
+                    let planned = &plan[i];
+                    let old = index.outputs.get(&planned.path);
+                    let target = out_dir.join(&planned.path);
+                    match &planned.work {
+                        Work::Copy(from) => {
+                            render::output::copy_file(from, &target)?;
+                            let entry = OutputEntry {
                                 sig: planned.sig,
-                                hash,
-                            },
-                            !same,
-                        ))
+                                hash: planned.sig,
+                            };
+                            Ok((i, entry, true))
+                        }
+                        _ => {
+                            let bytes = render_one(planned)?.unwrap_or_default();
+                            let hash = Some(hash_bytes(&bytes));
+                            let same = old.is_some_and(|o| o.hash == hash);
+                            if !same {
+                                render::output::write_file(&target, &bytes)?;
+                            }
+                            Ok((
+                                i,
+                                OutputEntry {
+                                    sig: planned.sig,
+                                    hash,
+                                },
+                                !same,
+                            ))
+                        }
                     }
-                }
-            })
-            .collect();
+                })
+                .collect()
+        };
+        let results = match &pool {
+            Some(pool) => pool.install(write_all),
+            None => write_all(),
+        };
         let mut first_error = None;
         for result in results {
             match result {
@@ -1414,6 +1421,22 @@ fn old_outbox_items(
             Some((f, items))
         })
         .collect()
+}
+
+/// Many outputs are rendered and written on one thread more than the machine has cores:
+/// creating files waits on the file system (its journal, a directory's lock) while the
+/// kernel's writeback takes CPU, and the extra thread keeps the cores busy (10k posts on
+/// 2 cores: render and write 2.7 -> 2.2 s; no gain at 1k, so few outputs keep the pool).
+fn writing_pool(outputs: usize) -> Option<rayon::ThreadPool> {
+    const MANY: usize = 4096;
+    if outputs < MANY {
+        return None;
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads() + 1)
+        .thread_name(|n| format!("relais-write-{n}"))
+        .build()
+        .ok()
 }
 
 /// An outbox page whose posts read whole this time get new items and the others keep

@@ -231,15 +231,13 @@ impl Theme {
                 });
             }
         }
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            config.theme.hash(&mut hasher);
-            for t in templates.values() {
-                (&t.name, &t.origin, &t.text).hash(&mut hasher);
-            }
-            hasher.finish()
-        };
+        let fingerprint = templates
+            .values()
+            .fold(
+                crate::build::index::Sig::new("theme").with(&config.theme),
+                |sig, t| sig.with((&t.name, &t.origin, &t.text)),
+            )
+            .finish();
         let anchors = templates
             .values()
             .flat_map(|t| crate::content::html_ids(&t.text))
