@@ -6,7 +6,8 @@
 # For each tool and size: a cold build (no output, no cache), a no-change rebuild and a
 # rebuild after appending a paragraph to one post; wall time, CPU time (user + system,
 # steadier than wall on a shared machine) and peak RSS from /usr/bin/time, the median of
-# RUNS runs (tools alternated within a run). Prints one markdown table.
+# RUNS runs (tools alternated within a run, each run starting with the next tool). Prints
+# one markdown table.
 #
 #   bench/build.sh            # 1000 and 10000 posts, RUNS=3
 #   RUNS=5 bench/build.sh 1000
@@ -105,7 +106,10 @@ for n in "${sizes[@]}"; do
         : >"$work/$tool-coldcpu" >"$work/$tool-editcpu"
     done
     for run in $(seq "$runs"); do
-        for tool in "${tools[@]}"; do
+        # Each run starts with another tool: a cold build right after another tool's runs
+        # measured up to a quarter slower than one after its own (kernel writeback, caches).
+        order=("${tools[@]:run % ${#tools[@]}}" "${tools[@]:0:run % ${#tools[@]}}")
+        for tool in "${order[@]}"; do
             dir=${dirs[$tool]}
             cmd=$(build_cmd "$tool")
             clean "$tool" "$dir"

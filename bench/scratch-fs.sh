@@ -5,7 +5,7 @@
 # slower (see bench/build.sh); a writer's laptop or server has a journal.
 #
 #   sudo bench/scratch-fs.sh /mnt/bench [SIZE]     # then: BENCH_DIR=/mnt/bench bench/build.sh
-#   sudo umount /mnt/bench                          # when done; the image stays for next time
+#   sudo umount /mnt/bench && sudo losetup -D       # when done; the image stays for next time
 set -euo pipefail
 dir=${1:?usage: bench/scratch-fs.sh DIR [SIZE]}
 size=${2:-8G}
@@ -21,5 +21,8 @@ if [ ! -e "$image" ]; then
     # 64 MiB, and a cold build of 10k posts would wait for its checkpoints).
     mkfs.ext4 -q -F -J size=1024 "$image"
 fi
-mount -o loop "$image" "$dir"
+# Direct I/O: the image's blocks are not cached a second time in the host file system's
+# page cache, whose writeback would otherwise run during the next timed build.
+device=$(losetup --find --show --direct-io=on "$image")
+mount "$device" "$dir"
 echo "journaled ext4 on $dir ($(df -h --output=size "$dir" | tail -1 | tr -d ' ')); run: BENCH_DIR=$dir bench/build.sh" >&2
