@@ -754,8 +754,14 @@ mod tests {
     }
 
     fn run(site: &OurSite, store: &Store, json: Value) -> Outcome {
+        run_as(site, store, json, ALICE)
+    }
+
+    /// Applies `json` as sent by `who`, whose key signed it.
+    fn run_as(site: &OurSite, store: &Store, json: Value, who: &str) -> Outcome {
         let activity = Activity::parse(&json).unwrap();
-        apply(site, store, &activity, &alice(), None, &[]).unwrap()
+        let sender = crate::store::test_actor(who);
+        apply(site, store, &activity, &sender, None, &[]).unwrap()
     }
 
     fn note(id: &str, parent: &str) -> Value {
@@ -1223,19 +1229,10 @@ mod tests {
         let mut old = crate::store::test_actor(OLD);
         store.cache_actor(&old).unwrap();
         let follow = |n: u32, who: &str| {
-            let activity = Activity::parse(&json!({
+            let follow = json!({
                 "id": format!("{who}#follows/{n}"), "type": "Follow", "actor": who, "object": BLOG
-            }))
-            .unwrap();
-            apply(
-                &s,
-                &store,
-                &activity,
-                &crate::store::test_actor(who),
-                None,
-                &[],
-            )
-            .unwrap()
+            });
+            run_as(&s, &store, follow, who)
         };
         // Before the move: an ordinary follower.
         follow(1, "https://m.example/users/early");
@@ -1257,19 +1254,10 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let s = site(&format!("[fediverse]\nalso_known_as = [\"{OLD}\"]\n"));
         let mv = |who: &str| {
-            let activity = Activity::parse(&json!({
+            let activity = json!({
                 "id": format!("{who}#moves/1"), "type": "Move", "actor": who, "object": who, "target": BLOG
-            }))
-            .unwrap();
-            apply(
-                &s,
-                &store,
-                &activity,
-                &crate::store::test_actor(who),
-                None,
-                &[],
-            )
-            .unwrap()
+            });
+            run_as(&s, &store, activity, who)
         };
         assert!(matches!(
             mv("https://evil.example/users/x"),
