@@ -103,6 +103,70 @@ fn serves_pages_and_reloads_after_an_edit() {
     }
 }
 
+/// The first save after `serve` starts is patched like the next ones: the inbox's store,
+/// created after the first build, and that build's index, written after it, used to make
+/// it rebuild the whole site (269 ms instead of 14 at 10k posts).
+#[test]
+fn the_first_edit_while_serving_is_patched() {
+    let site = tempfile::tempdir().unwrap();
+    write(
+        site.path(),
+        "config.toml",
+        "title = \"Served\"\nbase_url = \"https://served.example\"\n",
+    );
+    for n in 0..5 {
+        write(
+            site.path(),
+            &format!("content/posts/p{n}.md"),
+            post(&format!(
+                "Post {n}.\n\n<!-- more -->\n\n{}",
+                "The rest. ".repeat(60)
+            )),
+        );
+    }
+    // Sources written in the same instant as the index are parsed again to be sure.
+    std::thread::sleep(Duration::from_millis(300));
+    let (server, address) = serve(site.path(), &[], &[("RELAIS_BUILD_TIMINGS", "1")]);
+    assert!(
+        server
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .is_ok_and(|l| l.starts_with("Inbox on")),
+        "the inbox runs"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    while server.errors.try_recv().is_ok() {}
+    // Past the summary and the start of the text that lists show: only the post's own
+    // outputs change.
+    write(
+        site.path(),
+        "content/posts/p2.md",
+        post(&format!(
+            "Post 2.\n\n<!-- more -->\n\n{}\n\nEdited.",
+            "The rest. ".repeat(60)
+        )),
+    );
+    let built = loop {
+        let line = server
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the edit was built");
+        if line.starts_with("Built") {
+            break line;
+        }
+    };
+    let timings: Vec<String> = server.errors.try_iter().collect();
+    assert!(
+        timings
+            .iter()
+            .any(|l| l.starts_with("timing patch: index save")),
+        "{built}\n{}",
+        timings.join("\n")
+    );
+    let (_, page) = get(&address, "/posts/p2/");
+    assert!(page.contains("Edited."), "{page}");
+}
+
 /// Every file under `dir` (`common::snapshot`) with `base` replaced by `BASE` in text.
 fn snapshot(
     dir: &std::path::Path,

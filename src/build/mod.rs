@@ -391,7 +391,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let store_stamp = match &store {
         Some(Ok(store)) => store.interactions_stamp().ok(),
         Some(Err(_)) => None,
-        None => Some(-1),
+        None => Some(crate::store::NO_INTERACTIONS),
     };
     let inputs_besides_held = Sig::new("inputs and store")
         .with(inputs_sig(

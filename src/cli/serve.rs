@@ -197,7 +197,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .watch(&args.site, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", args.site.display()))?;
     let rebuild_live = live.clone();
-    std::thread::spawn(move || rebuild_loop(&options, state, &events_rx, &rebuild_live));
+    std::thread::spawn(move || {
+        // The first build's index is written now, while the site is served, not when the
+        // first edit's build starts (130 ms at 10k posts).
+        let mut state = state;
+        state.save_pending();
+        rebuild_loop(&options, state, &events_rx, &rebuild_live)
+    });
 
     let worker = inbox.as_ref().map(|state| {
         let _entered = runtime.enter();

@@ -107,9 +107,12 @@ impl Store {
 
     /// A number that moves whenever anything pages show of interactions may have changed
     /// (a reply, a reaction, a quote, an actor's name or avatar, a block): a build that
-    /// finds it where the last build left it needs no interactions read again.
+    /// finds it where the last build left it needs no interactions read again. A store that
+    /// never held a reply, reaction or quote shows what no store shows, and has the same
+    /// stamp, [`NO_INTERACTIONS`]: `relais serve` creates its store after its first build,
+    /// which would otherwise make the first edit rebuild the whole site.
     pub fn interactions_stamp(&self) -> Result<i64, StoreError> {
-        self.with_conn(|c| {
+        let changes = self.with_conn(|c| {
             if c.is_postgres() {
                 // A sequence's last value, whichever session moved it.
                 c.query_row(
@@ -124,9 +127,25 @@ impl Store {
                     |r| r.get(0),
                 )
             }
-        })
+        })?;
+        if changes != 0 {
+            return Ok(changes);
+        }
+        // Never moved since migration 6: empty, or a store from before it, holding some.
+        let empty: bool = self.with_conn(|c| {
+            c.query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM replies) AND NOT EXISTS (SELECT 1 FROM reactions) \
+                 AND NOT EXISTS (SELECT 1 FROM received_quotes)",
+                params![],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(if empty { NO_INTERACTIONS } else { 0 })
     }
 }
+
+/// The interactions stamp of a site without a store, and of a store that never held any.
+pub const NO_INTERACTIONS: i64 = -1;
 
 #[cfg(test)]
 mod tests {
@@ -154,6 +173,10 @@ mod tests {
     fn the_stamp_moves_with_every_change_pages_show() {
         for store in test_stores() {
             let mut last = store.interactions_stamp().unwrap();
+            assert_eq!(
+                last, NO_INTERACTIONS,
+                "a new store shows what no store shows"
+            );
             let mut moved = |what: &str| {
                 let now = store.interactions_stamp().unwrap();
                 assert_ne!(now, last, "{what}");
@@ -188,6 +211,32 @@ mod tests {
             let same = store.interactions_stamp().unwrap();
             store.followers(None).unwrap();
             assert_eq!(store.interactions_stamp().unwrap(), same, "a read");
+        }
+    }
+
+    #[test]
+    fn a_store_from_before_the_counter_with_replies_is_not_an_empty_one() {
+        for store in test_stores() {
+            insert(
+                &store,
+                "https://m.example/r/1",
+                POST,
+                "https://m.example/users/alice",
+                1,
+                ReplyState::Visible,
+            );
+            // As migration 6 leaves a store that already held replies.
+            store
+                .with_conn(|c| {
+                    c.execute_batch(if c.is_postgres() {
+                        "SELECT setval('interaction_changes', 1, false)"
+                    } else {
+                        "UPDATE interaction_changes SET n = 0"
+                    })
+                })
+                .unwrap();
+            let stamp = store.interactions_stamp().unwrap();
+            assert_ne!(stamp, NO_INTERACTIONS);
         }
     }
 

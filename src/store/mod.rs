@@ -23,6 +23,7 @@ mod followers;
 mod group;
 mod hosts;
 mod interactions;
+pub use interactions::NO_INTERACTIONS;
 mod moves;
 mod postgres;
 mod published;

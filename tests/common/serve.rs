@@ -8,10 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A running `relais serve`; the lines it prints after its address arrive on `lines`.
+/// A running `relais serve`; the lines it prints after its address arrive on `lines`, and
+/// what it writes to stderr (also passed on to the test's) on `errors`.
 pub struct Server {
     child: Child,
     pub lines: mpsc::Receiver<String>,
+    pub errors: mpsc::Receiver<String>,
 }
 
 impl Drop for Server {
@@ -31,7 +33,7 @@ pub fn serve(site: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, Strin
         .args(args)
         .env_remove("BROWSER")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -45,7 +47,20 @@ pub fn serve(site: &Path, args: &[&str], env: &[(&str, &str)]) -> (Server, Strin
             }
         }
     });
-    let server = Server { child, lines };
+    let stderr = child.stderr.take().unwrap();
+    let (errors_tx, errors) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            // A test that does not read them has dropped the receiver: keep passing on.
+            let _ = errors_tx.send(line);
+        }
+    });
+    let server = Server {
+        child,
+        lines,
+        errors,
+    };
     let address = loop {
         let line = server
             .lines
