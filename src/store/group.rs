@@ -190,6 +190,44 @@ mod tests {
             .unwrap()
     }
 
+    /// Two replicas' units that lock the same rows in opposite orders: PostgreSQL aborts one
+    /// as a deadlock, which runs again and commits; neither caller sees an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_unit_aborted_as_a_deadlock_runs_again_on_postgres() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let Some(url) = super::super::testdb::database_url() else {
+            return;
+        };
+        let store = tokio::task::spawn_blocking(move || Store::connect(&url).unwrap())
+            .await
+            .unwrap();
+        let both_locked = Arc::new(std::sync::Barrier::new(2));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let unit = |first: &'static str, second: &'static str| {
+            let (both_locked, runs) = (both_locked.clone(), runs.clone());
+            move |store: &Store| {
+                let run = runs.fetch_add(1, Ordering::SeqCst);
+                store.mark_seen(first)?;
+                // Only the first two runs meet: the one run again goes straight through.
+                if run < 2 {
+                    both_locked.wait();
+                }
+                store.mark_seen(second)?;
+                Ok(())
+            }
+        };
+        let a = store.atomically_grouped(unit("https://m.example/x", "https://m.example/y"));
+        let b = store.atomically_grouped(unit("https://m.example/y", "https://m.example/x"));
+        let (a, b) = tokio::join!(a, b);
+        assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "one unit ran again");
+        let store = store.clone();
+        let seen = tokio::task::spawn_blocking(move || seen(&store))
+            .await
+            .unwrap();
+        assert_eq!(seen, ["https://m.example/x", "https://m.example/y"]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_unit_leaves_its_batch_neighbours_committed() {
         let dir = tempfile::tempdir().unwrap();
