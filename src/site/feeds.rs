@@ -39,7 +39,10 @@ fn author_names(site: &Site, doc: &Document) -> Vec<String> {
 pub fn absolutize(html: &str, base_url: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
-    while let Some(i) = rest.find("=\"/") {
+    // memchr's SIMD search: `str::find` with a three-byte needle took a quarter of the time
+    // a cold build spends on post objects.
+    let attribute = memchr::memmem::Finder::new("=\"/");
+    while let Some(i) = attribute.find(rest.as_bytes()) {
         let (before, after) = rest.split_at(i + 2);
         out.push_str(before);
         let is_attr = before.ends_with("href=\"") || before.ends_with("src=\"");
@@ -250,6 +253,22 @@ mod tests {
     use super::*;
     use quick_xml::events::Event;
     use std::path::Path;
+
+    #[test]
+    fn absolutize_makes_root_relative_links_and_sources_absolute_only() {
+        let html = "<p><a href=\"/posts/a/\">a</a> <img src=\"/i/b.png\" alt=\"x\"> \
+                    <a href=\"//cdn.example/c\">c</a> <a title=\"/not-a-link\">d</a> \
+                    <a href=\"https://other.example/e\">é</a> data-x=\"/f\"</p>";
+        assert_eq!(
+            absolutize(html, "https://blog.example"),
+            "<p><a href=\"https://blog.example/posts/a/\">a</a> \
+             <img src=\"https://blog.example/i/b.png\" alt=\"x\"> \
+             <a href=\"//cdn.example/c\">c</a> <a title=\"/not-a-link\">d</a> \
+             <a href=\"https://other.example/e\">é</a> data-x=\"/f\"</p>"
+        );
+        assert_eq!(absolutize("", "https://blog.example"), "");
+        assert_eq!(absolutize("=\"/", "https://b"), "=\"/");
+    }
 
     fn site(n: usize) -> Site {
         let posts = (1..=n)
