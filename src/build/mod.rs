@@ -417,16 +417,22 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let inputs = with_held(&held);
 
     timings.mark("inputs signature");
-    // Nothing changed: the last build's report, without building the site.
-    if !options.dry_run
+    // The last build's quick part stands for this build when it was of the same inputs
+    // into this output folder, and this build writes: both the no-change test and the
+    // patch start from it.
+    let reusable = !options.dry_run
         && !options.remote_interactions
         && key_source != Some(SiteKeySource::Generated)
         && quick.as_ref().is_some_and(|quick| {
             quick.inputs == inputs
                 && quick.has_outputs
                 && quick.out_id == index::folder_id(&options.out_dir)
-                && sources_unchanged(site_dir, sources, &stats, &known, quick)
-        })
+        });
+    // Nothing changed: the last build's report, without building the site.
+    if reusable
+        && quick
+            .as_ref()
+            .is_some_and(|quick| sources_unchanged(site_dir, sources, &stats, &known, quick))
     {
         if let Some(last) = quick.as_ref().and_then(|q| q.last.as_ref()) {
             let report = BuildReport {
@@ -475,23 +481,12 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     // A few edited bodies: patched without loading the site, when nothing else depends on
     // them (nothing but sources changed), from the index a watching process keeps or the
     // index files.
-    let patchable = !options.dry_run
-        && !options.remote_interactions
-        && key_source != Some(SiteKeySource::Generated);
     let stored = match &kept {
         Some(kept) => Some(patch::Stored::Memory(kept)),
         None if state.persist && !state.watching => Some(patch::Stored::Disk(&index_path)),
         None => None,
     };
-    if let (Some(known_quick), Some(stored)) = (
-        quick.as_ref().filter(|quick| {
-            patchable
-                && quick.inputs == inputs
-                && quick.has_outputs
-                && quick.out_id == index::folder_id(&options.out_dir)
-        }),
-        stored,
-    ) {
+    if let (Some(known_quick), Some(stored)) = (quick.as_ref().filter(|_| reusable), stored) {
         let patch = patch::Patch {
             options,
             config: &config,
