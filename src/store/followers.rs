@@ -3,7 +3,7 @@
 
 use super::blocks::not_blocked;
 use super::queue::{QueueTx, Recipient};
-use super::sql::{params, Row};
+use super::sql::{params, Row, Value};
 use super::{host_of, time, RemoteActor, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,16 +250,22 @@ impl QueueTx<'_> {
     /// Grouped by the database, so a million followers never sit in memory at once; sorted
     /// bytewise on both databases.
     pub fn delivery_recipients(&self, actor_names: &[&str]) -> Result<Vec<Recipient>, StoreError> {
-        let names = serde_json::Value::from(actor_names.to_vec()).to_string();
+        if actor_names.is_empty() {
+            return Ok(Vec::new());
+        }
         let conn = self.conn();
-        let (names_sql, bytewise) = if conn.is_postgres() {
-            (
-                "SELECT jsonb_array_elements_text(CAST(CAST(?1 AS TEXT) AS jsonb))",
-                " COLLATE \"C\"",
-            )
+        let bytewise = if conn.is_postgres() {
+            " COLLATE \"C\""
         } else {
-            ("SELECT value FROM json_each(?1)", "")
+            ""
         };
+        // One placeholder per name, not a JSON list: with `IN (?1, ?2)` the planner reads
+        // `followers_delivery` in order instead of sorting every follower.
+        let names_sql = (1..=actor_names.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let params: Vec<Value> = actor_names.iter().map(|name| Value::Text(name)).collect();
         conn.query_all(
             &format!(
                 "SELECT COALESCE(f.shared_inbox, f.inbox), \
@@ -273,7 +279,7 @@ impl QueueTx<'_> {
                  ORDER BY COALESCE(f.shared_inbox, f.inbox){bytewise}",
                 not_blocked("f.follower_host", "f.follower_id")
             ),
-            params![names],
+            &params,
             |r| {
                 Ok(Recipient {
                     inbox: r.get(0)?,

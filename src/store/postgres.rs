@@ -570,6 +570,10 @@ CREATE TRIGGER remote_actors_changes AFTER INSERT OR UPDATE OR DELETE ON remote_
 CREATE TRIGGER blocked_domains_changes AFTER INSERT OR UPDATE OR DELETE ON blocked_domains FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
 CREATE TRIGGER blocked_actors_changes AFTER INSERT OR UPDATE OR DELETE ON blocked_actors FOR EACH STATEMENT EXECUTE FUNCTION relais_interactions_changed();
 "#,
+    // Version 7 (as on SQLite): a post's recipients, grouped by inbox, in index order.
+    r#"
+CREATE INDEX followers_delivery ON followers (actor_name, COALESCE(shared_inbox, inbox), follower_id, follower_host, shared_inbox) WHERE state = 'accepted';
+"#,
 ];
 
 #[cfg(test)]
