@@ -3,8 +3,8 @@
 # live-reload event reaches a browser-like client (curl on the server-sent events stream,
 # each event stamped on arrival). Prints, as the median of RUNS edits: the rebuild as serve
 # reports it (the build with the index kept in memory) and the wall time from the write to
-# the event, which adds the file watcher's delay and serve's 5 ms settling time (an
-# editor's save is several events).
+# the event, which adds the file watcher's delay and serve's settling time (an editor's
+# save is several events: 1 ms once a file edited in place is closed, else 5 ms).
 #
 #   bench/serve.sh            # 10000 posts, RUNS=9
 #   RUNS=5 bench/serve.sh 1000
@@ -83,4 +83,4 @@ median() {
 }
 echo "relais serve, $n posts, $runs edits of one post (load $(cut -d' ' -f1 /proc/loadavg)):"
 echo "  rebuild as reported: median $(median "${builds[@]}") ms (all: ${builds[*]})"
-echo "  write -> reload event at the client: median $(median "${walls[@]}") ms, of which 5 ms settling (all: ${walls[*]})"
+echo "  write -> reload event at the client: median $(median "${walls[@]}") ms, of which 1 ms settling (all: ${walls[*]})"

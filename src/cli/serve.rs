@@ -37,6 +37,9 @@ const WATCHED: &[&str] = &["content", "templates", "static", "themes", "config.t
 /// A build starts once the sources were quiet this long: an editor's save is several events
 /// within a millisecond or two.
 const SETTLE: Duration = Duration::from_millis(5);
+/// Quiet needed once every Markdown file edited in place has been closed after writing: the
+/// save is complete, and only a second write of the same save could still come.
+const SETTLE_CLOSED: Duration = Duration::from_millis(1);
 /// ... and no file written to is still open, for at most this long.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// HTML pages are buffered to inject the reload script; none is anywhere near this.
@@ -386,6 +389,8 @@ struct Changes {
     modified: Option<HashSet<PathBuf>>,
     /// Files written to and not closed yet.
     writing: HashSet<PathBuf>,
+    /// The last event closed a file written to.
+    last_closed: bool,
 }
 
 impl Changes {
@@ -393,6 +398,21 @@ impl Changes {
         Changes {
             modified: Some(HashSet::new()),
             writing: HashSet::new(),
+            last_closed: false,
+        }
+    }
+
+    /// How long the sources must stay quiet before building: shorter once the save is
+    /// complete (in-place edits of Markdown files, each closed after writing), as editors
+    /// that write in place do; a rename, a new or a deleted file waits the full SETTLE.
+    fn settle(&self) -> Duration {
+        let saved = self.last_closed
+            && self.writing.is_empty()
+            && self.modified.as_ref().is_some_and(|m| !m.is_empty());
+        if saved {
+            SETTLE_CLOSED
+        } else {
+            SETTLE
         }
     }
 
@@ -401,6 +421,7 @@ impl Changes {
         use notify::EventKind;
         let Ok(event) = event else {
             self.modified = None;
+            self.last_closed = false;
             return;
         };
         let in_place = matches!(
@@ -412,6 +433,7 @@ impl Changes {
             event.kind,
             EventKind::Access(AccessKind::Close(AccessMode::Write))
         );
+        self.last_closed = closed;
         for path in &event.paths {
             if matches!(event.kind, EventKind::Modify(ModifyKind::Data(_))) {
                 self.writing.insert(path.clone());
@@ -465,7 +487,7 @@ fn rebuild_loop(
         changes.add(&options.site_dir, &event);
         let mut quiet_since = Instant::now();
         loop {
-            let settle = SETTLE.saturating_sub(quiet_since.elapsed());
+            let settle = changes.settle().saturating_sub(quiet_since.elapsed());
             let left = if changes.writing.is_empty() {
                 settle
             } else {
@@ -500,5 +522,61 @@ fn rebuild_loop(
                 live.publish(LiveEvent::BuildError(super::error_message(&err)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    fn event(kind: EventKind, path: &Path) -> notify::Result<Event> {
+        Ok(Event::new(kind).add_path(path.to_path_buf()))
+    }
+
+    const WRITE: EventKind = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+    const CLOSE: EventKind = EventKind::Access(AccessKind::Close(AccessMode::Write));
+
+    #[test]
+    fn an_in_place_save_builds_once_the_file_is_closed() {
+        let site = Path::new("/site");
+        let post = site.join("content/posts/a.md");
+        let mut changes = Changes::new();
+        changes.add(site, &event(WRITE, &post));
+        assert_eq!(changes.settle(), SETTLE, "still open for writing");
+        changes.add(site, &event(CLOSE, &post));
+        assert_eq!(changes.settle(), SETTLE_CLOSED);
+        assert!(changes.modified.as_ref().is_some_and(|m| m.len() == 1));
+    }
+
+    #[test]
+    fn renames_new_files_and_other_files_wait_the_full_settling_time() {
+        let site = Path::new("/site");
+        let post = site.join("content/posts/a.md");
+        // An editor writing a temporary file and renaming it over the post.
+        let mut changes = Changes::new();
+        let temp = site.join("content/posts/.a.md.swp");
+        changes.add(site, &event(EventKind::Create(CreateKind::File), &temp));
+        changes.add(site, &event(WRITE, &temp));
+        changes.add(site, &event(CLOSE, &temp));
+        assert_eq!(changes.settle(), SETTLE, "the rename may follow");
+        changes.add(
+            site,
+            &event(EventKind::Modify(ModifyKind::Name(RenameMode::To)), &post),
+        );
+        assert_eq!(changes.settle(), SETTLE);
+        // A template closed after writing: not an in-place edit of a post.
+        let mut changes = Changes::new();
+        let template = site.join("templates/page.html");
+        changes.add(site, &event(WRITE, &template));
+        changes.add(site, &event(CLOSE, &template));
+        assert_eq!(changes.settle(), SETTLE);
+        // A watcher error: anything may have changed.
+        let mut changes = Changes::new();
+        changes.add(site, &event(WRITE, &post));
+        changes.add(site, &event(CLOSE, &post));
+        changes.add(site, &Err(notify::Error::generic("queue overflow")));
+        assert_eq!(changes.settle(), SETTLE);
     }
 }
