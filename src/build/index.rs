@@ -412,19 +412,31 @@ impl BuildIndex {
             .with(std::process::id())
             .with(path)
             .finish();
-        let mut bytes = Vec::with_capacity(2048 * self.sources.len() + 8);
-        bytes.extend_from_slice(&nonce.to_le_bytes());
-        let mut offsets = Vec::with_capacity(self.sources.len());
-        for (path, entry) in &self.sources {
-            offsets.push((path.clone(), bytes.len() as u64));
-            push_record(&mut bytes, path, Some(entry))?;
-        }
+        // Records are serialized on every core (a cold build's 10k sources are 24 MB of
+        // log, 80 ms on one thread), then written in turn.
+        let records: Vec<(&PathBuf, Vec<u8>)> = self
+            .sources
+            .par_iter()
+            .map(|(path, entry)| {
+                let mut bytes = Vec::with_capacity(4096);
+                push_record(&mut bytes, path, Some(entry)).map(|()| (path, bytes))
+            })
+            .collect::<std::io::Result<_>>()?;
         let tmp = path.with_extension("sources-tmp");
-        std::fs::write(&tmp, &bytes)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        file.write_all(&nonce.to_le_bytes())?;
+        let mut len = LOG_HEADER;
+        let mut offsets = Vec::with_capacity(records.len());
+        for (source, bytes) in &records {
+            offsets.push(((*source).clone(), len));
+            file.write_all(bytes)?;
+            len += bytes.len() as u64;
+        }
+        file.into_inner().map_err(|e| e.into_error())?;
         std::fs::rename(&tmp, path)?;
         let log = LogRef {
             nonce,
-            len: bytes.len() as u64,
+            len,
             records: self.sources.len() as u64,
         };
         Ok((log, offsets))

@@ -1081,16 +1081,40 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let none = FederationState::default();
         let mut all = federation::check::check_site(&site.config, &[], &none);
         lasting_warnings.extend(all.iter().cloned());
-        for post in &site.posts {
-            let own = |w: Vec<FediverseWarning>| -> Vec<FediverseWarning> {
-                w.into_iter().filter(|w| w.source == post.source).collect()
-            };
-            // A post's warnings depend on it and the config alone: stored ones hold until
-            // either changes (a config change re-reads every post, for its object).
-            let recheck = reparsed.contains(&post.source) || index.warnings_for != common;
-            if recheck && full.contains(&post.source) {
+        let own = |post: &Document, w: Vec<FediverseWarning>| -> Vec<FediverseWarning> {
+            w.into_iter().filter(|w| w.source == post.source).collect()
+        };
+        // A post's warnings depend on it and the config alone: stored ones hold until
+        // either changes (a config change re-reads every post, for its object). Checked on
+        // every core: the lasting ones, and those against what was published (the same
+        // when nothing was).
+        let config_changed = index.warnings_for != common;
+        let checked: Vec<Option<(Vec<FediverseWarning>, Vec<FediverseWarning>)>> = site
+            .posts
+            .par_iter()
+            .map(|post| {
+                let recheck = reparsed.contains(&post.source) || config_changed;
+                if !(recheck && full.contains(&post.source)) {
+                    return None;
+                }
                 let one = std::slice::from_ref(post);
-                let lasting = own(federation::check::check_site(&site.config, one, &none));
+                let lasting = own(
+                    post,
+                    federation::check::check_site(&site.config, one, &none),
+                );
+                let shown = if previous.posts.is_empty() {
+                    lasting.clone()
+                } else {
+                    own(
+                        post,
+                        federation::check::check_site(&site.config, one, &previous),
+                    )
+                };
+                Some((lasting, shown))
+            })
+            .collect();
+        for (post, checked) in site.posts.iter().zip(checked) {
+            if let Some((lasting, shown)) = checked {
                 if let Some(entry) = entries.get_mut(&post.source) {
                     if entry.warnings != lasting {
                         entry.warnings = lasting.clone();
@@ -1098,11 +1122,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                     }
                 }
                 lasting_warnings.extend(lasting);
-                all.extend(own(federation::check::check_site(
-                    &site.config,
-                    one,
-                    &previous,
-                )));
+                all.extend(shown);
             } else if let Some(entry) = entries.get(&post.source) {
                 lasting_warnings.extend(entry.warnings.iter().cloned());
                 all.extend(entry.warnings.iter().cloned());
