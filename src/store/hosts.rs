@@ -78,18 +78,20 @@ impl Store {
 
 /// Records a success: the host is available again and the deliveries held for it go now.
 pub(super) fn host_reachable(tx: &Conn, host: &str, now: i64) -> Result<(), StoreError> {
-    let was_unavailable: bool = tx
-        .query_opt(
-            "SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1",
-            params![host],
-            |r| r.get(0),
-        )?
-        .unwrap_or(false);
+    // A host without a record never failed: nothing to reset, and no row to write (one
+    // write per server made a 10k-server delivery write 10k rows for nothing).
+    let Some(was_unavailable) = tx.query_opt(
+        "SELECT unavailable_since IS NOT NULL FROM delivery_hosts WHERE host = ?1",
+        params![host],
+        |r| r.get::<bool>(0),
+    )?
+    else {
+        return Ok(());
+    };
     tx.execute(
-        "INSERT INTO delivery_hosts (host, last_success_at) VALUES (?1, ?2) \
-         ON CONFLICT (host) DO UPDATE SET consecutive_failures = 0, failure_days = 0, \
+        "UPDATE delivery_hosts SET consecutive_failures = 0, failure_days = 0, \
          last_failure_day = NULL, last_success_at = ?2, unavailable_since = NULL, \
-         next_probe_at = NULL",
+         next_probe_at = NULL WHERE host = ?1",
         params![host, now],
     )?;
     if was_unavailable {
