@@ -32,7 +32,7 @@ use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
 /// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-11";
+const FORMAT: &str = "relais-build-index-12";
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the

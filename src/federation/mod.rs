@@ -53,8 +53,9 @@ pub fn output_files(
     files
 }
 
-/// The bytes the build writes for a federation document.
+/// The bytes the build writes for a federation document: compact, as Mastodon serves its
+/// own (indenting them was 3 % of a 10k-post cold build's CPU; `jq` shows one indented).
 pub fn document_bytes(json: &serde_json::Value) -> Vec<u8> {
     // Serialising a `serde_json::Value` cannot fail: its keys are strings.
-    serde_json::to_vec_pretty(json).unwrap_or_default()
+    serde_json::to_vec(json).unwrap_or_default()
 }
