@@ -17,6 +17,7 @@ mod timings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -27,7 +28,7 @@ use crate::content::{self, ContentError, ContentErrors, Document, Highlighter, S
 use crate::federation::{
     self,
     check::{FederationState, FediverseWarning},
-    documents::PlannedDocument,
+    documents::{PlannedDocument, SharedObject},
     keys::{self, SiteKeySource},
 };
 use crate::interactions::Interactions;
@@ -1140,6 +1141,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     timings.mark("warnings");
     // Render the dirty outputs and write those whose bytes changed.
     spinner.message("Rendering and writing");
+    // Each post's object is built once for its own document and its outbox page, and
+    // dropped after the last of them: pages are rendered just before their posts' objects,
+    // so few are held at a time (all of them were 250 MB at 10k posts).
+    let (shared_objects, order) =
+        shared_objects(&plan, &dirty, &fed_plan, &old_items, site.posts.len());
+    let shared_object = |i: usize| -> Option<Arc<SharedObject>> {
+        let post = site.posts.get(i)?;
+        Some(shared_objects.take(i, || SharedObject::of(&site.config, &urls, post)))
+    };
     let render_one = |planned: &Planned| -> anyhow::Result<Option<Vec<u8>>> {
         Ok(Some(match &planned.work {
             Work::Page(job) => match render::render_job(&site, &theme, &views, *job)?.0.source {
@@ -1150,10 +1160,33 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             Work::Rss => feeds::rss(&site).into_bytes(),
             Work::Bytes(bytes) => bytes.clone(),
             Work::Copy(_) => return Ok(None),
-            Work::Federation(f) => federation::document_bytes(&match old_items.get(f) {
-                Some(old) => spliced_outbox_page(&fed_plan[*f], &site, &urls, &full, old),
-                None => fed_plan[*f].build(&site.config, &urls, &site.posts),
-            }),
+            Work::Federation(f) => match (&fed_plan[*f], old_items.get(f)) {
+                (planned, Some(old)) => federation::document_bytes(&spliced_outbox_page(
+                    planned, &site, &urls, &full, old,
+                )),
+                (PlannedDocument::Object { post, .. }, None) => match shared_object(*post) {
+                    Some(shared) => shared.document_bytes(),
+                    None => federation::document_bytes(&serde_json::Value::Null),
+                },
+                (
+                    PlannedDocument::OutboxPage {
+                        actor,
+                        number,
+                        pages,
+                        posts,
+                        ..
+                    },
+                    None,
+                ) => {
+                    let items: Vec<Arc<SharedObject>> =
+                        posts.iter().filter_map(|&i| shared_object(i)).collect();
+                    let items: Vec<&SharedObject> = items.iter().map(Arc::as_ref).collect();
+                    federation::documents::outbox_page_bytes(&urls, actor, *number, *pages, &items)
+                }
+                (planned, None) => {
+                    federation::document_bytes(&planned.build(&site.config, &urls, &site.posts))
+                }
+            },
         }))
     };
     let mut write = WriteReport::default();
@@ -1166,7 +1199,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .cloned()
         .collect();
     if options.dry_run {
-        dirty
+        order
             .par_iter()
             .try_for_each(|&i| render_one(&plan[i]).map(drop))?;
     } else {
@@ -1188,7 +1221,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         )?;
         let pool = writing_pool(dirty.len());
         let write_all = || -> Vec<anyhow::Result<(usize, OutputEntry, bool)>> {
-            dirty
+            order
                 .par_iter()
                 .map(|&i| {
                     let planned = &plan[i];
@@ -1452,6 +1485,107 @@ fn writing_pool(outputs: usize) -> Option<rayon::ThreadPool> {
         .thread_name(|n| format!("relais-write-{n}"))
         .build()
         .ok()
+}
+
+/// Posts' objects shared by the documents of this build that show them, each dropped once
+/// the last of them took it.
+struct SharedObjects {
+    /// Per post: the object once built, and how many documents have still to take it.
+    slots: Vec<Mutex<(Option<Arc<SharedObject>>, u32)>>,
+}
+
+impl SharedObjects {
+    fn take(&self, post: usize, build: impl FnOnce() -> SharedObject) -> Arc<SharedObject> {
+        let Some(slot) = self.slots.get(post) else {
+            return Arc::new(build());
+        };
+        let mut slot = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (held, left) = &mut *slot;
+        let shared = held.get_or_insert_with(|| Arc::new(build())).clone();
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            *held = None;
+        }
+        shared
+    }
+}
+
+/// The shared objects of the dirty outputs, and the order to render those in: outbox pages
+/// (built anew, not spliced) by their newest post, each post's object right after the last
+/// page that holds it (the site's and its author's), so few objects are held at once.
+fn shared_objects(
+    plan: &[Planned],
+    dirty: &[usize],
+    fed_plan: &[PlannedDocument],
+    old_items: &HashMap<usize, OutboxItems>,
+    posts: usize,
+) -> (SharedObjects, Vec<usize>) {
+    let fresh_page = |i: usize| -> Option<&[usize]> {
+        let Work::Federation(f) = plan[i].work else {
+            return None;
+        };
+        match &fed_plan[f] {
+            PlannedDocument::OutboxPage { posts, .. } if !old_items.contains_key(&f) => Some(posts),
+            _ => None,
+        }
+    };
+    let object_of = |i: usize| -> Option<usize> {
+        let Work::Federation(f) = plan[i].work else {
+            return None;
+        };
+        match fed_plan[f] {
+            PlannedDocument::Object { post, .. } => Some(post).filter(|&p| p < posts),
+            _ => None,
+        }
+    };
+    let mut pages_left = vec![0u32; posts];
+    let mut pages: Vec<(usize, usize)> = Vec::new();
+    for &i in dirty {
+        if let Some(held) = fresh_page(i) {
+            for &post in held {
+                if let Some(n) = pages_left.get_mut(post) {
+                    *n += 1;
+                }
+            }
+            pages.push((held.iter().copied().min().unwrap_or(usize::MAX), i));
+        }
+    }
+    let mut uses = pages_left.clone();
+    let mut object_output: HashMap<usize, usize> = HashMap::new();
+    let mut order = Vec::with_capacity(dirty.len());
+    for &i in dirty {
+        if fresh_page(i).is_some() {
+            continue;
+        }
+        match object_of(i) {
+            Some(post) => {
+                uses[post] += 1;
+                if pages_left[post] > 0 {
+                    object_output.insert(post, i);
+                } else {
+                    order.push(i);
+                }
+            }
+            None => order.push(i),
+        }
+    }
+    pages.sort_unstable();
+    for (_, page) in pages {
+        order.push(page);
+        for &post in fresh_page(page).unwrap_or_default() {
+            let Some(left) = pages_left.get_mut(post) else {
+                continue;
+            };
+            *left -= 1;
+            if *left == 0 {
+                order.extend(object_output.get(&post));
+            }
+        }
+    }
+    let slots = uses.into_iter().map(|n| Mutex::new((None, n))).collect();
+    (SharedObjects { slots }, order)
 }
 
 /// An outbox page whose posts read whole this time get new items and the others keep
