@@ -102,9 +102,7 @@ impl CreateOrUpdate {
             object,
         }
     }
-}
 
-impl CreateOrUpdate {
     /// The activity as JSON, its object moved in rather than copied (an outbox page holds
     /// hundreds of posts' whole content).
     pub fn into_json(mut self) -> Value {
