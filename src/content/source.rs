@@ -77,11 +77,14 @@ pub struct Discovered {
     pub sources: Vec<SourceFile>,
     /// Each source's size and modification time, read while listing (`None` when that
     /// failed: the build stats it again to report why).
-    pub stats: Vec<Option<(u64, std::time::SystemTime)>>,
+    pub stats: Vec<Option<Stat>>,
     pub assets: Vec<ContentAsset>,
     /// The sections' `_index.md` files, relative to the site directory.
     pub section_indexes: Vec<PathBuf>,
 }
+
+/// A file's size and modification time.
+pub type Stat = (u64, std::time::SystemTime);
 
 /// A file under `content/`: its path relative to that folder and its directory entry.
 struct Found {
@@ -151,42 +154,58 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
             source,
         }]
     })?;
-    // Sizes and times through the open folders (no path lookup per file), in parallel:
-    // every build needs them to tell what changed.
-    let stats: Vec<Option<(u64, std::time::SystemTime)>> = {
+    // Top folders with an `_index.md` hold posts, like `posts/`.
+    let roots: BTreeSet<String> = found
+        .iter()
+        .filter(|f| f.rel.file_name().is_some_and(|n| n == SECTION_INDEX))
+        .filter_map(|f| f.rel.components().next())
+        .map(|top| top.as_os_str().to_string_lossy().into_owned())
+        .filter(|top| top != SECTION_INDEX)
+        .chain([POSTS_DIR.to_string()])
+        .collect();
+    // Sizes and times through the open folders (no path lookup per file), and what each
+    // Markdown file is, in parallel: every build needs them to tell what changed.
+    let classified: Vec<(Option<Class>, Option<Stat>)> = {
         use rayon::prelude::*;
         found
             .par_iter()
             .map(|f| {
-                let meta = f.entry.metadata().ok()?;
-                Some((meta.len(), meta.modified().ok()?))
+                if !is_markdown(&f.rel) {
+                    return (None, None);
+                }
+                let stat = f
+                    .entry
+                    .metadata()
+                    .ok()
+                    .and_then(|meta| Some((meta.len(), meta.modified().ok()?)));
+                (classify(&f.rel, &roots), stat)
             })
             .collect()
     };
     let files: Vec<PathBuf> = found.into_iter().map(|f| f.rel).collect();
 
-    // Top folders with an `_index.md` hold posts, like `posts/`.
-    let roots: BTreeSet<String> = files
-        .iter()
-        .filter(|f| f.file_name().is_some_and(|n| n == SECTION_INDEX))
-        .filter_map(|f| parts(f).first().cloned())
-        .filter(|top| top != SECTION_INDEX)
-        .chain([POSTS_DIR.to_string()])
-        .collect();
-    let classify = |file: &Path| classify(file, &roots);
-    let is_bundle_index = |file: &Path| matches!(classify(file), Some(Class::Doc(_, true)));
+    let is_bundle_index = |file: &Path| {
+        is_markdown(file) && matches!(classify(file, &roots), Some(Class::Doc(_, true)))
+    };
     let bundles: BTreeSet<PathBuf> = files
         .iter()
-        .filter(|f| is_bundle_index(f))
+        .filter(|f| f.file_name().is_some_and(|n| n == "index.md") && is_bundle_index(f))
         .filter_map(|f| f.parent().map(Path::to_path_buf))
         .collect();
-    let bundle_of = |file: &Path| bundles.iter().find(|b| file.starts_with(b)).cloned();
+    // The outermost bundle folder holding the file.
+    let bundle_of = |file: &Path| {
+        file.ancestors()
+            .skip(1)
+            .filter(|dir| bundles.contains(*dir))
+            .last()
+            .map(Path::to_path_buf)
+    };
 
     let mut discovered = Discovered::default();
     let mut errors = Vec::new();
-    for (file, stat) in files.iter().zip(stats).filter(|(f, _)| is_markdown(f)) {
+    for (file, (class, stat)) in files.iter().zip(classified).filter(|(f, _)| is_markdown(f)) {
         let path = Path::new(CONTENT_DIR).join(file);
-        match classify(file) {
+        match class {
             Some(Class::Doc(kind, bundle)) => {
                 discovered.sources.push(SourceFile {
                     path,
@@ -208,14 +227,23 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
             }),
         }
     }
+    // Bundles' sources by path: a site of 10k bundles with images each must not search
+    // every source for every image.
+    let by_path: std::collections::HashMap<PathBuf, usize> = discovered
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.bundle)
+        .map(|(i, s)| (s.path.clone(), i))
+        .collect();
     for file in files.iter().filter(|f| !is_markdown(f)) {
         let source = Path::new(CONTENT_DIR).join(file);
         let owner = bundle_of(file).and_then(|bundle| {
             let index = Path::new(CONTENT_DIR).join(bundle).join("index.md");
-            discovered.sources.iter_mut().find(|s| s.path == index)
+            by_path.get(&index).copied()
         });
         match owner {
-            Some(owner) => owner.assets.push(source),
+            Some(owner) => discovered.sources[owner].assets.push(source),
             None => discovered.assets.push(ContentAsset {
                 path: site_path(file),
                 source,
@@ -267,8 +295,12 @@ enum Class {
 /// What a Markdown file at `file` (relative to `content/`) is, given the top folders that
 /// hold posts.
 fn classify(file: &Path, roots: &BTreeSet<String>) -> Option<Class> {
-    let parts = parts(file);
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    // Borrowed parts: this runs for every file of every build.
+    let parts: Vec<std::borrow::Cow<str>> = file
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
     let in_root = |top: &str| roots.contains(top);
     match parts.as_slice() {
         [.., SECTION_INDEX] => Some(Class::SectionIndex),
