@@ -586,6 +586,117 @@ fn sources_log_appends_and_recovers() {
     );
 }
 
+/// An edit past what lists show is patched and appended to the index file as a delta, not
+/// written into a new file; a delta torn by a crash is cut off and the next goes in its
+/// place; the file is written whole again once its deltas outgrow an eighth of it; every
+/// step gives the cold build's output.
+#[test]
+fn the_index_file_takes_edits_as_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Deltas\"\nbase_url = \"https://deltas.example\"\n\
+         [fediverse]\nusername = \"d\"\noutbox_page_size = 4\n\
+         inbox_url = \"https://inbox.deltas.example\"\n",
+    );
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    // Long bodies, older than the feeds' posts: an edit at the end changes what neither
+    // lists nor feeds show.
+    for i in 0..30 {
+        write(
+            &site,
+            &format!("content/posts/old{i}.md"),
+            format!(
+                "+++\ntitle = \"Old {i}\"\ndate = 2019-01-{:02}\n+++\n\n{}\n",
+                i + 1,
+                "A paragraph long enough for every list to show only its start. ".repeat(12)
+            ),
+        );
+    }
+    // Sources read right after they were written are read again by the next build (their
+    // time may not have ticked yet), which is then no patch.
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_success(&relais_on("build", &site, &[]), "first build");
+    let index_path = site.join(".relais/build-index");
+    let fresh = fs::read(&index_path).unwrap();
+    let edit = |i: usize, step: usize| {
+        let path = site.join(format!("content/posts/old{i}.md"));
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("\nEdited {step}.\n"));
+        fs::write(path, text).unwrap();
+    };
+    // Whether it was patched, as the build's timings tell.
+    let build = |label: &str| -> (std::process::Output, bool) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["build", "--site"])
+            .arg(&site)
+            .env("RELAIS_BUILD_TIMINGS", "1")
+            .output()
+            .unwrap();
+        assert_success(&out, label);
+        let patched = common::stderr(&out).contains("patch: index save");
+        (out, patched)
+    };
+
+    edit(3, 0);
+    let (out, patched) = build("one edit");
+    assert!(patched, "{}", common::stderr(&out));
+    same_as_cold(&site, &dir.path().join("cold"), "one edit", &out);
+    let index = fs::read(&index_path).unwrap();
+    assert!(
+        index.len() > fresh.len() && index.starts_with(&fresh),
+        "the index file of {} bytes was written anew ({} now), not appended to",
+        fresh.len(),
+        index.len()
+    );
+
+    // A build that crashed while appending its delta.
+    let mut bytes = index.clone();
+    bytes.extend_from_slice(&[0xff, 0, 0, 0]);
+    bytes.extend_from_slice(&[9; 300]);
+    fs::write(&index_path, bytes).unwrap();
+    edit(4, 1);
+    let (out, patched) = build("after a torn delta");
+    assert!(patched, "{}", common::stderr(&out));
+    same_as_cold(&site, &dir.path().join("cold"), "torn delta", &out);
+    let after = fs::read(&index_path).unwrap();
+    assert!(
+        after.len() > index.len()
+            && after.starts_with(&index)
+            && !after.windows(300).any(|w| w == [9; 300]),
+        "the torn delta was not cut off"
+    );
+
+    let mut lengths = Vec::new();
+    let mut last = None;
+    for step in 2..40 {
+        edit(step % 30, step);
+        let (out, patched) = build("edit");
+        if patched {
+            lengths.push(fs::metadata(&index_path).unwrap().len() as usize);
+        }
+        last = Some(out);
+    }
+    assert!(lengths.len() > 30, "{} of 38 edits patched", lengths.len());
+    let out = last.unwrap();
+    same_as_cold(&site, &dir.path().join("cold"), "after many edits", &out);
+    assert!(
+        lengths.windows(2).any(|w| w[1] < w[0]),
+        "never written whole again: {lengths:?}"
+    );
+    assert!(
+        lengths.iter().all(|&len| len <= fresh.len() * 5 / 4),
+        "deltas outgrew the file ({} fresh): {lengths:?}",
+        fresh.len()
+    );
+}
+
 /// Replies and mentions are resolved before a build from the sources that changed and
 /// those that referenced something when last read, not from every source: an unresolvable
 /// mention is retried (and reported) on every build while its post is unchanged, a new one

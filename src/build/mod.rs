@@ -514,14 +514,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             match (update.main, kept) {
                 // A fresh process: the log takes the entries, the main file the rest.
                 (Some(mut main), _) => {
-                    main.outputs.extend(update.outputs);
                     let patched: Vec<(PathBuf, SourceEntry, Option<index::Placed>)> = update
                         .sources
                         .into_iter()
                         .map(|(path, entry, placed)| (path, entry, Some(placed)))
                         .collect();
                     if let Some(quick) = quick.take() {
-                        if let Err(err) = quick.save_patch(&index_path, &mut main, &patched) {
+                        if let Err(err) =
+                            quick.save_patch(&index_path, &mut main, &patched, update.outputs)
+                        {
                             eprintln!("warning: cannot save {}: {err}", index_path.display());
                         }
                     }
