@@ -253,7 +253,7 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
             .filter(|c| c.placed.post)
             .filter_map(|c| Some((c, c.doc.as_ref()?)))
     };
-    if let Some(previous) = &previous {
+    if let Some(previous) = previous.as_ref().or(state.as_ref()) {
         for (c, doc) in edited_posts() {
             for old in &c.old.warnings {
                 if let Some(at) = warnings.iter().position(|w| w == old) {
@@ -350,7 +350,8 @@ struct Planned<'a> {
     feed_docs: Vec<Document>,
     /// Replies and reactions of the edited posts, from the store beside the site.
     interactions: Interactions,
-    /// What the edited posts' warnings compare with, when one federates.
+    /// What the edited posts' warnings compare with, when one federates and that is not
+    /// `state` itself (serve's other base_url, or a store beside the site).
     previous: Option<FederationState>,
     /// The federation state file, to save with their new hashes.
     state: Option<FederationState>,
@@ -431,113 +432,121 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
             wanted.push(path.as_path());
         }
     }
-    let (mut entries, main) = match p.stored {
+    // The main index, the changed sources' parse (after their old entries) and, when an
+    // edited post federates, the federation state (what its warnings compare with, and
+    // the file that takes its new hash) are each a few ms at 10k posts: read together.
+    let fediverse = p.config.fediverse.enabled;
+    let wants_state = fediverse && p.options.base_url.is_none() && placed.iter().any(|pl| pl.post);
+    let read_state = || wants_state.then(|| FederationState::read(site_dir));
+    let parse = |mut entries: HashMap<PathBuf, SourceEntry>| {
+        // Read and parse the changed sources; decline on anything a whole build would
+        // handle differently.
+        let volatile = p.theme.volatile;
+        let changed: Vec<Changed> = changed
+            .par_iter()
+            .zip(&placed)
+            .map(|(&(i, _), &placed)| {
+                let source = &p.sources[i];
+                let old = entries.get(&source.path)?.clone();
+                let (_, modified) = p.stats[i].as_ref().ok()?;
+                let now = stamp(std::time::SystemTime::now());
+                let bytes = std::fs::read(site_dir.join(&source.path)).ok()?;
+                let hash = content::hex_sha256(&bytes);
+                if hash == old.hash {
+                    let mut entry = old.clone();
+                    entry.size = bytes.len() as u64;
+                    entry.modified = *modified;
+                    entry.verified = now;
+                    return Some(Changed {
+                        source,
+                        old,
+                        entry,
+                        doc: None,
+                        placed,
+                    });
+                }
+                let refs = super::may_reference(&bytes);
+                let parsed = parse_bytes(site_dir, source, &bytes, hash, p.highlighter).ok()?;
+                let mut doc = parsed.document;
+                let mut entry = SourceEntry::of(
+                    bytes.len() as u64,
+                    *modified,
+                    now,
+                    parsed.local_files,
+                    parsed.links,
+                    refs,
+                    &doc,
+                );
+                entry.set_assets(&source.assets);
+                doc.assets = source.assets.clone();
+                let same_place = sigs::listed(entry.listed_sig, volatile, &doc) == placed.listed
+                    && entry.links == old.links
+                    && entry.local_files == old.local_files;
+                if !same_place {
+                    return None;
+                }
+                // Warnings that hold while the post is unchanged must stay the same: the
+                // last report lists them among the others, in the site's order.
+                if placed.post && p.config.fediverse.enabled {
+                    let none = FederationState::default();
+                    let lasting: Vec<FediverseWarning> =
+                        check_site(p.config, std::slice::from_ref(&doc), &none)
+                            .into_iter()
+                            .filter(|w| w.source == doc.source)
+                            .collect();
+                    if lasting != old.warnings {
+                        return None;
+                    }
+                }
+                entry.warnings = old.warnings.clone();
+                Some(Changed {
+                    source,
+                    old,
+                    entry,
+                    doc: Some(doc),
+                    placed,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let neighbours: HashMap<u32, Document> = neighbours_wanted
+            .iter()
+            .map(|&n| {
+                let (path, _) = by_position[n as usize];
+                let doc = match changed.iter().find(|c| &c.source.path == path) {
+                    Some(c) => c.doc.clone().or_else(|| c.old.lite.clone())?,
+                    None => entries.remove(path)?.lite?,
+                };
+                Some((n, doc))
+            })
+            .collect::<Option<_>>()?;
+        Some((changed, neighbours))
+    };
+    let (main, state, parsed) = match p.stored {
         Stored::Disk(index_path) => {
             let at: Vec<(&Path, u64)> = wanted
                 .iter()
                 .map(|path| Some((*path, quick.sources.get(*path)?.log_at?)))
                 .collect::<Option<_>>()?;
-            let (entries, main) = rayon::join(
-                || index::read_entries(index_path, quick, &at),
-                || quick.load_main(index_path),
+            let ((main, state), parsed) = rayon::join(
+                || rayon::join(|| quick.load_main(index_path), read_state),
+                || parse(index::read_entries(index_path, quick, &at)?),
             );
-            (entries?, Main::Owned(Box::new(main?)))
+            (Main::Owned(Box::new(main?)), state, parsed)
         }
         Stored::Memory(index) => {
             let entries = wanted
                 .iter()
                 .map(|path| Some((path.to_path_buf(), index.sources.get(*path)?.clone())))
                 .collect::<Option<_>>()?;
-            (entries, Main::Borrowed(index))
+            let (state, parsed) = rayon::join(read_state, || parse(entries));
+            (Main::Borrowed(index), state, parsed)
         }
     };
-    timings.mark("patch: entries, main index");
+    let (changed, neighbours) = parsed?;
     if !main.describes(&p.options.out_dir) || main.warnings_for != p.common {
         return None;
     }
-
-    // Read and parse the changed sources; decline on anything a whole build would
-    // handle differently.
-    let volatile = p.theme.volatile;
-    let changed: Vec<Changed> = changed
-        .par_iter()
-        .zip(&placed)
-        .map(|(&(i, _), &placed)| {
-            let source = &p.sources[i];
-            let old = entries.get(&source.path)?.clone();
-            let (_, modified) = p.stats[i].as_ref().ok()?;
-            let now = stamp(std::time::SystemTime::now());
-            let bytes = std::fs::read(site_dir.join(&source.path)).ok()?;
-            let hash = content::hex_sha256(&bytes);
-            if hash == old.hash {
-                let mut entry = old.clone();
-                entry.size = bytes.len() as u64;
-                entry.modified = *modified;
-                entry.verified = now;
-                return Some(Changed {
-                    source,
-                    old,
-                    entry,
-                    doc: None,
-                    placed,
-                });
-            }
-            let refs = super::may_reference(&bytes);
-            let parsed = parse_bytes(site_dir, source, &bytes, hash, p.highlighter).ok()?;
-            let mut doc = parsed.document;
-            let mut entry = SourceEntry::of(
-                bytes.len() as u64,
-                *modified,
-                now,
-                parsed.local_files,
-                parsed.links,
-                refs,
-                &doc,
-            );
-            entry.set_assets(&source.assets);
-            doc.assets = source.assets.clone();
-            let same_place = sigs::listed(entry.listed_sig, volatile, &doc) == placed.listed
-                && entry.links == old.links
-                && entry.local_files == old.local_files;
-            if !same_place {
-                return None;
-            }
-            // Warnings that hold while the post is unchanged must stay the same: the
-            // last report lists them among the others, in the site's order.
-            if placed.post && p.config.fediverse.enabled {
-                let none = FederationState::default();
-                let lasting: Vec<FediverseWarning> =
-                    check_site(p.config, std::slice::from_ref(&doc), &none)
-                        .into_iter()
-                        .filter(|w| w.source == doc.source)
-                        .collect();
-                if lasting != old.warnings {
-                    return None;
-                }
-            }
-            entry.warnings = old.warnings.clone();
-            Some(Changed {
-                source,
-                old,
-                entry,
-                doc: Some(doc),
-                placed,
-            })
-        })
-        .collect::<Option<_>>()?;
-    let neighbours: HashMap<u32, Document> = neighbours_wanted
-        .iter()
-        .map(|&n| {
-            let (path, _) = by_position[n as usize];
-            let doc = match changed.iter().find(|c| &c.source.path == path) {
-                Some(c) => c.doc.clone().or_else(|| c.old.lite.clone())?,
-                None => entries.remove(path)?.lite?,
-            };
-            Some((n, doc))
-        })
-        .collect::<Option<_>>()?;
-
-    timings.mark("patch: parse");
+    timings.mark("patch: parse, main index, state");
     let urls = Urls::new(p.config);
     let interactions = match p.store {
         Some(store) => {
@@ -557,7 +566,6 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         full[c.placed.position as usize] = c.entry.full_sig;
     }
     let listed = |n: u32| by_position.get(n as usize).map(|(_, pl)| pl.listed);
-    let fediverse = p.config.fediverse.enabled;
     let fed_global = sigs::federation_global(p.common);
     let mut outputs: HashMap<String, (u64, Work)> = HashMap::new();
     let mut feeds_shown = false;
@@ -627,29 +635,32 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     // keeps, which gets their new hashes.
     let (previous, state) = if fediverse && changed.iter().any(|c| c.placed.post && c.doc.is_some())
     {
-        if p.options.base_url.is_some() {
+        match state {
             // A build for another base_url (serve) warns without it, as the whole build
             // does, and leaves the file alone.
-            (Some(FederationState::default()), None)
-        } else {
-            let state = FederationState::read(site_dir)?;
-            let known = changed
-                .iter()
-                .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
-                .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
-            if !known {
-                return None;
+            None => (Some(FederationState::default()), None),
+            Some(state) => {
+                let state = state?;
+                let known = changed
+                    .iter()
+                    .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
+                    .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
+                if !known {
+                    return None;
+                }
+                // Without a store, what was published is the state as it is (no copy).
+                let previous = p.store.map(|store| {
+                    let mut previous = state.clone();
+                    super::keep_published(&mut previous, store);
+                    previous
+                });
+                (previous, Some(state))
             }
-            let mut previous = state.clone();
-            if let Some(store) = p.store {
-                super::keep_published(&mut previous, store);
-            }
-            (Some(previous), Some(state))
         }
     } else {
         (None, None)
     };
-    timings.mark("patch: outputs, feeds, state");
+    timings.mark("patch: outputs, feeds");
     Some(Planned {
         changed,
         main,
