@@ -520,6 +520,9 @@ fn sources_log_appends_and_recovers() {
             ),
         );
     }
+    // Sources read right after they were written are read again by the next build (their
+    // time may not have ticked yet), which then logs them all again.
+    std::thread::sleep(std::time::Duration::from_millis(250));
     assert_success(&relais_on("build", &site, &[]), "first build");
     let fresh_len = log_len(&site);
     let edit = |i: usize, step: usize| {
@@ -695,6 +698,84 @@ fn the_index_file_takes_edits_as_deltas() {
         "deltas outgrew the file ({} fresh): {lengths:?}",
         fresh.len()
     );
+}
+
+/// An edit to a draft or to a post held back until its date, which stays left out, is
+/// patched: nothing is rendered, only its entry changes. Once the edit brings it into the
+/// site, the whole build runs and shows it. Every step gives the cold build's output.
+#[test]
+fn edits_to_drafts_and_held_posts_are_patched() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Left out\"\nbase_url = \"https://left.example\"\n\
+         [fediverse]\nusername = \"l\"\ninbox_url = \"https://inbox.left.example\"\n",
+    );
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    write(
+        &site,
+        "content/posts/draft.md",
+        "+++\ntitle = \"Draft\"\ndate = 2023-07-01\ndraft = true\n+++\n\nNot yet.\n",
+    );
+    write(
+        &site,
+        "content/posts/later.md",
+        "+++\ntitle = \"Later\"\ndate = 2099-01-01\n+++\n\nIn the future.\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_success(&relais_on("build", &site, &[]), "first build");
+    let build = |label: &str| -> (std::process::Output, bool) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+            .args(["build", "--site"])
+            .arg(&site)
+            .env("RELAIS_BUILD_TIMINGS", "1")
+            .output()
+            .unwrap();
+        assert_success(&out, label);
+        let patched = common::stderr(&out).contains("patch: index save");
+        (out, patched)
+    };
+    let append = |name: &str, text: &str| {
+        let path = site.join("content/posts").join(name);
+        let mut body = fs::read_to_string(&path).unwrap();
+        body.push_str(text);
+        fs::write(path, body).unwrap();
+    };
+
+    for (name, label) in [("draft.md", "draft"), ("later.md", "held post")] {
+        append(name, "\nStill being written.\n");
+        let (out, patched) = build(label);
+        assert!(patched, "{label}: {}", common::stderr(&out));
+        assert!(
+            stdout(&out).contains("(0 files written, 0 removed)"),
+            "{label}: {}",
+            stdout(&out)
+        );
+        same_as_cold(&site, &dir.path().join("cold"), label, &out);
+    }
+
+    // Its date moves into the past: it is published by the whole build.
+    let later = site.join("content/posts/later.md");
+    let text = fs::read_to_string(&later).unwrap();
+    fs::write(&later, text.replace("2099-01-01", "2024-01-01")).unwrap();
+    let (out, patched) = build("due");
+    assert!(!patched, "{}", common::stderr(&out));
+    assert!(site.join("public/posts/later/index.html").is_file());
+    same_as_cold(&site, &dir.path().join("cold"), "due", &out);
+
+    let draft = site.join("content/posts/draft.md");
+    let text = fs::read_to_string(&draft).unwrap();
+    fs::write(&draft, text.replace("draft = true\n", "")).unwrap();
+    let (out, patched) = build("undrafted");
+    assert!(!patched, "{}", common::stderr(&out));
+    assert!(site.join("public/posts/draft/index.html").is_file());
+    same_as_cold(&site, &dir.path().join("cold"), "undrafted", &out);
 }
 
 /// Replies and mentions are resolved before a build from the sources that changed and

@@ -69,6 +69,15 @@ impl BuildOptions {
             remote_interactions: false,
         }
     }
+
+    /// What the site leaves out as of `now`: drafts unless asked for, posts dated later
+    /// unless `future`.
+    pub fn load_options(&self, now: chrono::DateTime<chrono::Utc>) -> LoadOptions {
+        LoadOptions {
+            drafts: self.drafts,
+            hold_after: (!self.future).then_some(now),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -500,6 +509,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             common,
             stored,
             store: store.as_ref().and_then(|s| s.as_ref().ok()),
+            load_options: options.load_options(now),
         };
         // The templates compile while the patch reads what it needs.
         let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
@@ -514,15 +524,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             match (update.main, kept) {
                 // A fresh process: the log takes the entries, the main file the rest.
                 (Some(mut main), _) => {
-                    let patched: Vec<(PathBuf, SourceEntry, Option<index::Placed>)> = update
-                        .sources
-                        .into_iter()
-                        .map(|(path, entry, placed)| (path, entry, Some(placed)))
-                        .collect();
                     if let Some(quick) = quick.take() {
-                        if let Err(err) =
-                            quick.save_patch(&index_path, &mut main, &patched, update.outputs)
-                        {
+                        if let Err(err) = quick.save_patch(
+                            &index_path,
+                            &mut main,
+                            &update.sources,
+                            update.outputs,
+                        ) {
                             eprintln!("warning: cannot save {}: {err}", index_path.display());
                         }
                     }
@@ -531,14 +539,17 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 (None, Some(mut index)) => {
                     if let Some(mut quick) = quick.take() {
                         for (path, entry, placed) in &update.sources {
-                            let stamp = index::SourceStamp::of(entry, None, Some(*placed));
+                            let stamp = index::SourceStamp::of(entry, None, *placed);
                             quick.sources.insert(path.clone(), stamp);
                         }
                         state.quick = Some(quick);
                     }
                     for (path, entry, placed) in update.sources {
                         index.changed_sources.insert(path.clone());
-                        index.placed.insert(path.clone(), placed);
+                        match placed {
+                            Some(placed) => index.placed.insert(path.clone(), placed),
+                            None => index.placed.remove(&path),
+                        };
                         index.sources.insert(path, entry);
                     }
                     index.outputs.extend(update.outputs);
@@ -693,10 +704,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         })
         .collect();
     assets.extend(statics);
-    let load_options = LoadOptions {
-        drafts: options.drafts,
-        hold_after: (!options.future).then_some(now),
-    };
+    let load_options = options.load_options(now);
     // Documents left out of the site go straight back into their entries.
     let (documents, left_out): (Vec<Document>, Vec<Document>) =
         documents.into_iter().partition(|d| load_options.keeps(d));

@@ -25,7 +25,7 @@ use crate::federation::documents::PlannedDocument;
 use crate::federation::urls::Urls;
 use crate::interactions::Interactions;
 use crate::render::{Job, OutputFile, OutputSource, Theme, Views};
-use crate::site::{feeds, Site};
+use crate::site::{feeds, LoadOptions, Site};
 
 /// More changed sources than this go through the whole build: the patch's per-source
 /// reads would stop paying off.
@@ -54,6 +54,8 @@ pub struct Patch<'a> {
     pub stored: Stored<'a>,
     /// The inbox's store beside the site, for the edited posts' replies and reactions.
     pub store: Option<&'a crate::store::Store>,
+    /// What the site leaves out (drafts, posts held back) as of this build.
+    pub load_options: LoadOptions,
 }
 
 /// A patch that was made.
@@ -69,7 +71,8 @@ pub struct Patched {
 
 /// What the caller applies to the index (in memory, or its files) and saves.
 pub struct Update {
-    pub sources: Vec<(PathBuf, SourceEntry, Placed)>,
+    /// With where each sits in the site (`None`: left out, a draft or a post held back).
+    pub sources: Vec<(PathBuf, SourceEntry, Option<Placed>)>,
     pub outputs: Vec<(String, OutputEntry)>,
     /// The main part of the index, when it was read from its file.
     pub main: Option<Box<index::BuildIndex>>,
@@ -101,7 +104,16 @@ struct Changed<'a> {
     old: SourceEntry,
     entry: SourceEntry,
     doc: Option<Document>,
-    placed: Placed,
+    /// Where it sits in the site; `None` for a draft or a post held back, before and after
+    /// the edit: it has no outputs, only its entry changes.
+    placed: Option<Placed>,
+}
+
+impl Changed<'_> {
+    /// Its position among the posts, when it is one of the site's.
+    fn post(&self) -> Option<u32> {
+        self.placed.filter(|pl| pl.post).map(|pl| pl.position)
+    }
 }
 
 /// An output to render again, with the signature a whole build would give it.
@@ -139,8 +151,8 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     let views = Views::with_globals(config, globals, &interactions);
     let by_position: HashMap<u32, &Changed> = changed
         .iter()
-        .filter(|c| c.placed.post && c.doc.is_some())
-        .map(|c| (c.placed.position, c))
+        .filter(|c| c.doc.is_some())
+        .filter_map(|c| Some((c.post()?, c)))
         .collect();
     let mini = |posts: Vec<Document>, pages: Vec<Document>| Site {
         dir: p.options.site_dir.clone(),
@@ -250,7 +262,7 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     let edited_posts = || {
         changed
             .iter()
-            .filter(|c| c.placed.post)
+            .filter(|c| c.post().is_some())
             .filter_map(|c| Some((c, c.doc.as_ref()?)))
     };
     if let Some(previous) = previous.as_ref().or(state.as_ref()) {
@@ -307,13 +319,13 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
         })
         .collect();
     let parsed = changed.iter().filter(|c| c.doc.is_some()).count();
-    let sources: Vec<(PathBuf, SourceEntry, Placed)> = changed
+    let sources: Vec<(PathBuf, SourceEntry, Option<Placed>)> = changed
         .into_iter()
         .map(|c| {
-            let placed = Placed {
+            let placed = c.placed.map(|placed| Placed {
                 full: c.entry.full_sig,
-                ..c.placed
-            };
+                ..placed
+            });
             (c.source.path.clone(), c.entry, placed)
         })
         .collect();
@@ -394,10 +406,8 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     if changed.is_empty() || changed.len() > MAX_PATCHED || !room {
         return None;
     }
-    let placed: Vec<Placed> = changed
-        .iter()
-        .map(|(_, k)| k.placed)
-        .collect::<Option<_>>()?;
+    // Sources left out of the site (no place) stay left out, or the whole build runs.
+    let placed: Vec<Option<Placed>> = changed.iter().map(|(_, k)| k.placed).collect();
     timings.mark("patch: changed sources");
 
     // Positions of the posts, for neighbours, feeds and outbox pages.
@@ -410,7 +420,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     }
     let by_position: Vec<(&PathBuf, &Placed)> = by_position.into_iter().collect::<Option<_>>()?;
     let mut neighbours_wanted: HashSet<u32> = HashSet::new();
-    for pl in placed.iter().filter(|pl| pl.post) {
+    for pl in placed.iter().flatten().filter(|pl| pl.post) {
         if let Some(n) = pl.position.checked_sub(1) {
             neighbours_wanted.insert(n);
         }
@@ -436,7 +446,8 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     // edited post federates, the federation state (what its warnings compare with, and
     // the file that takes its new hash) are each a few ms at 10k posts: read together.
     let fediverse = p.config.fediverse.enabled;
-    let wants_state = fediverse && p.options.base_url.is_none() && placed.iter().any(|pl| pl.post);
+    let wants_state =
+        fediverse && p.options.base_url.is_none() && placed.iter().flatten().any(|pl| pl.post);
     let read_state = || wants_state.then(|| FederationState::read(site_dir));
     let parse = |mut entries: HashMap<PathBuf, SourceEntry>| {
         // Read and parse the changed sources; decline on anything a whole build would
@@ -479,15 +490,20 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                 );
                 entry.set_assets(&source.assets);
                 doc.assets = source.assets.clone();
-                let same_place = sigs::listed(entry.listed_sig, volatile, &doc) == placed.listed
-                    && entry.links == old.links
-                    && entry.local_files == old.local_files;
+                let same_place = match placed {
+                    Some(placed) => {
+                        sigs::listed(entry.listed_sig, volatile, &doc) == placed.listed
+                            && entry.links == old.links
+                            && entry.local_files == old.local_files
+                    }
+                    None => !p.load_options.keeps(&doc),
+                };
                 if !same_place {
                     return None;
                 }
                 // Warnings that hold while the post is unchanged must stay the same: the
                 // last report lists them among the others, in the site's order.
-                if placed.post && p.config.fediverse.enabled {
+                if placed.is_some_and(|pl| pl.post) && p.config.fediverse.enabled {
                     let none = FederationState::default();
                     let lasting: Vec<FediverseWarning> =
                         check_site(p.config, std::slice::from_ref(&doc), &none)
@@ -552,7 +568,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         Some(store) => {
             let ids: Vec<String> = changed
                 .iter()
-                .filter(|c| c.placed.post)
+                .filter(|c| c.post().is_some())
                 .filter_map(|c| c.doc.as_ref())
                 .map(|doc| urls.object(&doc.path))
                 .collect();
@@ -562,18 +578,22 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     };
     // The outputs that show the changed bodies, with their new signatures.
     let mut full: Vec<u64> = by_position.iter().map(|(_, pl)| pl.full).collect();
-    for c in changed.iter().filter(|c| c.placed.post) {
-        full[c.placed.position as usize] = c.entry.full_sig;
+    for c in &changed {
+        if let Some(n) = c.post() {
+            full[n as usize] = c.entry.full_sig;
+        }
     }
     let listed = |n: u32| by_position.get(n as usize).map(|(_, pl)| pl.listed);
     let fed_global = sigs::federation_global(p.common);
     let mut outputs: HashMap<String, (u64, Work)> = HashMap::new();
     let mut feeds_shown = false;
     for c in &changed {
-        let Some(doc) = &c.doc else { continue };
+        let (Some(doc), Some(placed)) = (&c.doc, c.placed) else {
+            continue;
+        };
         let path = OutputFile::path_for(&doc.path);
-        let n = c.placed.position;
-        if !c.placed.post {
+        let n = placed.position;
+        if !placed.post {
             let sig = sigs::page(c.entry.full_sig, main.html_global, &doc.path);
             outputs.insert(path, (sig, Work::Page(c.source.path.clone())));
             continue;
@@ -633,7 +653,10 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     // The federation state: what the edited posts' warnings compare with (the published
     // posts of it, when the store is beside the site) and, for a real build, the file it
     // keeps, which gets their new hashes.
-    let (previous, state) = if fediverse && changed.iter().any(|c| c.placed.post && c.doc.is_some())
+    let (previous, state) = if fediverse
+        && changed
+            .iter()
+            .any(|c| c.post().is_some() && c.doc.is_some())
     {
         match state {
             // A build for another base_url (serve) warns without it, as the whole build
@@ -643,7 +666,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                 let state = state?;
                 let known = changed
                     .iter()
-                    .filter_map(|c| c.doc.as_ref().filter(|_| c.placed.post))
+                    .filter_map(|c| c.doc.as_ref().filter(|_| c.post().is_some()))
                     .all(|doc| state.posts.contains_key(&urls.object(&doc.path)));
                 if !known {
                     return None;
