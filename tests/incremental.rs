@@ -728,6 +728,11 @@ fn edits_to_drafts_and_held_posts_are_patched() {
         "content/posts/later.md",
         "+++\ntitle = \"Later\"\ndate = 2099-01-01\n+++\n\nIn the future.\n",
     );
+    write(
+        &site,
+        "content/posts/someday.md",
+        "+++\ntitle = \"Someday\"\ndate = 2099-01-01\ndraft = true\n+++\n\nA draft.\n",
+    );
     std::thread::sleep(std::time::Duration::from_millis(250));
     assert_success(&relais_on("build", &site, &[]), "first build");
     let build = |label: &str| -> (std::process::Output, bool) {
@@ -759,6 +764,27 @@ fn edits_to_drafts_and_held_posts_are_patched() {
         );
         same_as_cold(&site, &dir.path().join("cold"), label, &out);
     }
+
+    // A draft held back whose date moves into the past stays out of the site, but no
+    // longer waits for its date, which the inputs' signature keeps: the whole build runs,
+    // and the build after it does not (it may read the file again, written just before).
+    let someday = site.join("content/posts/someday.md");
+    let text = fs::read_to_string(&someday).unwrap();
+    fs::write(&someday, text.replace("2099-01-01", "2020-01-01")).unwrap();
+    let (out, patched) = build("draft no longer held");
+    assert!(!patched, "{}", common::stderr(&out));
+    same_as_cold(
+        &site,
+        &dir.path().join("cold"),
+        "draft no longer held",
+        &out,
+    );
+    let (out, _) = build("after it");
+    assert!(
+        !common::stderr(&out).contains("timing plan "),
+        "a whole build again: {}",
+        common::stderr(&out)
+    );
 
     // Its date moves into the past: it is published by the whole build.
     let later = site.join("content/posts/later.md");

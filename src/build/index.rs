@@ -453,13 +453,7 @@ impl BuildIndex {
         let mut held: Vec<&PathBuf> = self
             .sources
             .iter()
-            .filter(|(_, e)| {
-                e.lite
-                    .as_ref()
-                    .filter(|l| l.kind == DocumentKind::Post)
-                    .and_then(|l| l.date)
-                    .is_some_and(|d| d > now)
-            })
+            .filter(|(_, e)| is_held(post_date(e.lite.as_ref()), now))
             .map(|(path, _)| path)
             .collect();
         held.sort();
@@ -616,6 +610,7 @@ impl Quick {
             sources: stamps,
             outputs,
         };
+        // `self` is spent here: a second append through it would cut this one off.
         let record = delta_record(self.tail.base, &delta)?;
         let small = (self.tail.deltas + record.len() as u64) * 8 <= self.tail.end;
         if self.tail.base != 0 && small && append_delta(path, &self.tail, &record)? {
@@ -643,7 +638,7 @@ impl Quick {
         let mut held: Vec<&PathBuf> = self
             .sources
             .iter()
-            .filter(|(_, s)| s.post_date.is_some_and(|d| d > stamp_of(now)))
+            .filter(|(_, s)| s.held_at(now))
             .map(|(path, _)| path)
             .collect();
         held.sort();
@@ -670,6 +665,18 @@ pub struct SourceStamp {
     pub placed: Option<Placed>,
 }
 
+/// The date of a post (a page is never held back), as [`SourceStamp::post_date`] keeps it.
+fn post_date(lite: Option<&Document>) -> Option<(i64, u32)> {
+    lite.filter(|l| l.kind == DocumentKind::Post)
+        .and_then(|l| l.date)
+        .map(|d| stamp_of(d.to_utc()))
+}
+
+/// Whether a post of this date waits for it at `now`.
+fn is_held(post_date: Option<(i64, u32)>, now: chrono::DateTime<chrono::Utc>) -> bool {
+    post_date.is_some_and(|d| d > stamp_of(now))
+}
+
 /// A time as seconds and nanoseconds since the epoch, which order as the times do.
 fn stamp_of(time: chrono::DateTime<chrono::Utc>) -> (i64, u32) {
     (time.timestamp(), time.timestamp_subsec_nanos())
@@ -685,13 +692,15 @@ impl SourceStamp {
             assets: lite.map(|l| l.assets.clone()).unwrap_or_default(),
             local_files: e.local_files.clone(),
             refs: e.refs,
-            post_date: lite
-                .filter(|l| l.kind == DocumentKind::Post)
-                .and_then(|l| l.date)
-                .map(|d| stamp_of(d.to_utc())),
+            post_date: post_date(lite),
             log_at,
             placed,
         }
+    }
+
+    /// Whether it is a post held back until its date at `now`.
+    pub fn held_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        is_held(self.post_date, now)
     }
 
     /// See [`SourceEntry::trusted`].
@@ -790,7 +799,7 @@ pub fn read_entries(
         let mut len = [0u8; 4];
         read_at(&mut len, at)?;
         let len = u32::from_le_bytes(len) as u64;
-        if at + 4 + len > log.len {
+        if at.checked_add(4)?.checked_add(len)? > log.len {
             return None;
         }
         let mut record = vec![0u8; usize::try_from(len).ok()?];
@@ -855,7 +864,7 @@ fn read_file(path: &Path, with_main: bool) -> Option<IndexFile> {
     let base = read_u64(&mut file)?;
     let quick_len = read_u64(&mut file)?;
     let mut at = 16u64.checked_add(quick_len)?;
-    if at + 8 > total {
+    if at.checked_add(8)? > total {
         return None;
     }
     let mut quick = vec![0; usize::try_from(quick_len).ok()?];
@@ -1020,4 +1029,49 @@ pub fn index_path(site_dir: &Path, out_dir: &Path) -> PathBuf {
     }
     let sig = Sig::new("out").with(folder_key(out_dir)).finish();
     site_dir.join(format!("{INDEX_FILE}-{sig:016x}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file cut short or with lengths past its end, whatever they add up to, reads as no
+    /// index: never a panic, never an allocation of the length it claims.
+    #[test]
+    fn a_corrupt_index_file_is_no_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("build-index");
+        let out = dir.path().join("public");
+        let mut index = BuildIndex::new(&out, "style");
+        index.save(&path).unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        assert!(Quick::load(&path, &out, "style").is_some());
+
+        let lengths = [
+            u64::MAX,
+            u64::MAX - 8,
+            u64::MAX - 16,
+            u64::MAX - 20,
+            1 << 40,
+        ];
+        for quick_len in lengths {
+            let mut bytes = whole.clone();
+            bytes[8..16].copy_from_slice(&quick_len.to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(Quick::load(&path, &out, "style").is_none(), "{quick_len}");
+        }
+        let quick_len = u64::from_le_bytes(whole[8..16].try_into().unwrap()) as usize;
+        for main_len in lengths {
+            let mut bytes = whole.clone();
+            bytes[16 + quick_len..24 + quick_len].copy_from_slice(&main_len.to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            assert!(read_file(&path, true).is_none(), "{main_len}");
+        }
+        for cut in [0, 7, 12, 20, whole.len() - 1] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert!(read_file(&path, true).is_none(), "cut at {cut}");
+        }
+        let loaded = BuildIndex::load(&path, &out, "style");
+        assert!(loaded.outputs.is_empty() && loaded.sources.is_empty());
+    }
 }

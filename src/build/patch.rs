@@ -456,7 +456,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         let changed: Vec<Changed> = changed
             .par_iter()
             .zip(&placed)
-            .map(|(&(i, _), &placed)| {
+            .map(|(&(i, known), &placed)| {
                 let source = &p.sources[i];
                 let old = entries.get(&source.path)?.clone();
                 let (_, modified) = p.stats[i].as_ref().ok()?;
@@ -496,7 +496,17 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                             && entry.links == old.links
                             && entry.local_files == old.local_files
                     }
-                    None => !p.load_options.keeps(&doc),
+                    // Still left out, and held back or not as before: the posts held back
+                    // are part of the inputs' signature the quick part keeps.
+                    None => {
+                        let held = |stamp: &index::SourceStamp| {
+                            p.load_options
+                                .hold_after
+                                .is_some_and(|now| stamp.held_at(now))
+                        };
+                        !p.load_options.keeps(&doc)
+                            && held(known) == held(&index::SourceStamp::of(&entry, None, None))
+                    }
                 };
                 if !same_place {
                     return None;
