@@ -11,6 +11,10 @@
 //! The large size (1 000 000 followers on 100 000 servers) runs 20 of them:
 //!
 //!     cargo bench --bench delivery -- 1000000 100000
+//!
+//! `PERSONAL=1` gives the followers no shared inbox (as GoToSocial's), so each gets its own
+//! request: `PERSONAL=1 cargo bench --bench delivery -- 2000 1` is one server holding 2 000
+//! followers, which the per-host connection limit sends to a few at a time.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -70,16 +74,17 @@ fn serve(first: usize, count: usize, port: u16) {
     runtime.block_on(async move {
         let served = Arc::new(AtomicUsize::new(0));
         let counter = served.clone();
-        let app = Router::new().route(
-            "/inbox",
-            post(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    StatusCode::ACCEPTED
-                }
-            }),
-        );
+        // The shared inbox, and any personal one.
+        let accept = post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::Relaxed);
+                StatusCode::ACCEPTED
+            }
+        });
+        let app = Router::new()
+            .route("/inbox", accept.clone())
+            .route("/users/{user}/inbox", accept);
         let mut port = port;
         for n in first..first + count {
             let listener = tokio::net::TcpListener::bind(SocketAddr::from((address(n), port)))
@@ -154,8 +159,9 @@ fn run(followers: usize, servers: usize) {
         processes.push(process);
     }
 
+    let personal = std::env::var_os("PERSONAL").is_some_and(|v| v == "1");
     let seeding = Instant::now();
-    seed_followers(site.path(), &config, followers, servers, port);
+    seed_followers(site.path(), &config, followers, servers, port, personal);
     eprintln!(
         "seeded {followers} followers on {servers} servers in {:.1} s",
         seeding.elapsed().as_secs_f64()
@@ -208,7 +214,8 @@ fn run(followers: usize, servers: usize) {
     let queued = queued_after.unwrap_or_default();
     let sending = wall - queued;
     print!("{summary}");
-    println!("followers:        {followers} on {servers} servers (shared inboxes)");
+    let inboxes = if personal { "personal" } else { "shared" };
+    println!("followers:        {followers} on {servers} servers ({inboxes} inboxes)");
     println!("requests served:  {served}");
     println!("plan + enqueue:   {:.2} s", queued.as_secs_f64());
     println!("delivery:         {:.2} s", sending.as_secs_f64());
@@ -220,7 +227,11 @@ fn run(followers: usize, servers: usize) {
     );
     println!("relais CPU time:  {cpu:.2} s");
     println!("peak RSS:         {:.1} MiB", peak_kib / 1024.0);
-    assert_eq!(served, servers, "one request per shared inbox");
+    if personal {
+        assert_eq!(served, followers, "one request per follower");
+    } else {
+        assert_eq!(served, servers, "one request per shared inbox");
+    }
 }
 
 /// A site with one post from today, already built, and a fresh RSA-2048 key.
@@ -276,8 +287,16 @@ fn write_site(dir: &Path) -> SiteConfig {
 }
 
 /// Accepted followers of the site actor, spread evenly over the servers, written in one
-/// transaction (through the store's schema, as the inbox would have stored them).
-fn seed_followers(dir: &Path, config: &SiteConfig, followers: usize, servers: usize, port: u16) {
+/// transaction (through the store's schema, as the inbox would have stored them); with a
+/// shared inbox each, unless `personal`.
+fn seed_followers(
+    dir: &Path,
+    config: &SiteConfig,
+    followers: usize,
+    servers: usize,
+    port: u16,
+    personal: bool,
+) {
     let db = dir.join(&config.inbox.store);
     drop(Store::open(&db).unwrap());
     let mut conn = rusqlite::Connection::open(&db).unwrap();
@@ -299,7 +318,7 @@ fn seed_followers(dir: &Path, config: &SiteConfig, followers: usize, servers: us
                     &id,
                     &host,
                     format!("{id}/inbox"),
-                    format!("http://{host}/inbox"),
+                    (!personal).then(|| format!("http://{host}/inbox")),
                     format!("{id}#follow"),
                 ))
                 .unwrap();
