@@ -203,15 +203,7 @@ fn incremental_builds_equal_cold_builds() {
             }
             _ => write(&site, "static/notes.txt", format!("static at step {step}")),
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["build", "--site", site.to_str().unwrap()])
-            .env("RELAIS_BUILD_TIMINGS", "1")
-            .output()
-            .unwrap();
-        assert_success(&out, &format!("incremental build at step {step}"));
-        let was_patched = common::stderr(&out)
-            .lines()
-            .any(|l| l.starts_with("timing patch: index save"));
+        let (out, was_patched) = timed_build(&site, &format!("incremental build at step {step}"));
         patched += usize::from(was_patched);
 
         same_as_cold(
@@ -477,6 +469,42 @@ fn lists_showing_word_counts_follow_body_edits() {
     }
 }
 
+/// A federating site named `name` whose picture post without alt text gives the lasting
+/// warning [`same_as_cold`] looks for; outbox pages of 4 posts.
+fn federating_site(dir: &Path, name: &str) -> PathBuf {
+    let site = dir.join("site");
+    write(
+        &site,
+        "config.toml",
+        format!(
+            "title = \"{name}\"\nbase_url = \"https://{name}.example\"\n\
+             [fediverse]\nusername = \"{name}\"\noutbox_page_size = 4\n\
+             inbox_url = \"https://inbox.{name}.example\"\n"
+        ),
+    );
+    write(
+        &site,
+        "content/posts/pic.md",
+        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
+    );
+    site
+}
+
+/// `relais build` of `site` with its phase timings; whether it patched the edit.
+fn timed_build(site: &Path, label: &str) -> (std::process::Output, bool) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
+        .args(["build", "--site"])
+        .arg(site)
+        .env("RELAIS_BUILD_TIMINGS", "1")
+        .output()
+        .unwrap();
+    assert_success(&out, label);
+    let patched = common::stderr(&out)
+        .lines()
+        .any(|l| l.starts_with("timing patch: index save"));
+    (out, patched)
+}
+
 /// Size of the index's sources log.
 fn log_len(site: &Path) -> u64 {
     fs::metadata(site.join(".relais/build-index.sources"))
@@ -491,19 +519,7 @@ fn log_len(site: &Path) -> u64 {
 #[test]
 fn sources_log_appends_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    write(
-        &site,
-        "config.toml",
-        "title = \"Log\"\nbase_url = \"https://log.example\"\n\
-         [fediverse]\nusername = \"log\"\noutbox_page_size = 4\n\
-         inbox_url = \"https://inbox.log.example\"\n",
-    );
-    write(
-        &site,
-        "content/posts/pic.md",
-        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
-    );
+    let site = federating_site(dir.path(), "log");
     let mut rng = Rng(0x10c5_0000_0000_0001);
     for i in 0..9 {
         let text = post_text(&mut rng, &format!("Post {i}"));
@@ -531,16 +547,7 @@ fn sources_log_appends_and_recovers() {
         text.push_str(&format!("\nEdited at step {step}.\n"));
         fs::write(path, text).unwrap();
     };
-    let build = |label: &str| -> std::process::Output {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["build", "--site"])
-            .arg(&site)
-            .env("RELAIS_BUILD_TIMINGS", "1")
-            .output()
-            .unwrap();
-        assert_success(&out, label);
-        out
-    };
+    let build = |label: &str| timed_build(&site, label).0;
 
     edit(4, 0);
     let out = build("one edit");
@@ -596,19 +603,7 @@ fn sources_log_appends_and_recovers() {
 #[test]
 fn the_index_file_takes_edits_as_deltas() {
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    write(
-        &site,
-        "config.toml",
-        "title = \"Deltas\"\nbase_url = \"https://deltas.example\"\n\
-         [fediverse]\nusername = \"d\"\noutbox_page_size = 4\n\
-         inbox_url = \"https://inbox.deltas.example\"\n",
-    );
-    write(
-        &site,
-        "content/posts/pic.md",
-        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
-    );
+    let site = federating_site(dir.path(), "deltas");
     // Long bodies, older than the feeds' posts: an edit at the end changes what neither
     // lists nor feeds show.
     for i in 0..30 {
@@ -634,18 +629,7 @@ fn the_index_file_takes_edits_as_deltas() {
         text.push_str(&format!("\nEdited {step}.\n"));
         fs::write(path, text).unwrap();
     };
-    // Whether it was patched, as the build's timings tell.
-    let build = |label: &str| -> (std::process::Output, bool) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["build", "--site"])
-            .arg(&site)
-            .env("RELAIS_BUILD_TIMINGS", "1")
-            .output()
-            .unwrap();
-        assert_success(&out, label);
-        let patched = common::stderr(&out).contains("patch: index save");
-        (out, patched)
-    };
+    let build = |label: &str| timed_build(&site, label);
 
     edit(3, 0);
     let (out, patched) = build("one edit");
@@ -706,18 +690,7 @@ fn the_index_file_takes_edits_as_deltas() {
 #[test]
 fn edits_to_drafts_and_held_posts_are_patched() {
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    write(
-        &site,
-        "config.toml",
-        "title = \"Left out\"\nbase_url = \"https://left.example\"\n\
-         [fediverse]\nusername = \"l\"\ninbox_url = \"https://inbox.left.example\"\n",
-    );
-    write(
-        &site,
-        "content/posts/pic.md",
-        "+++\ntitle = \"Picture\"\ndate = 2023-06-01\n+++\n\n![](https://img.example/cat.png)\n",
-    );
+    let site = federating_site(dir.path(), "left");
     write(
         &site,
         "content/posts/draft.md",
@@ -735,22 +708,17 @@ fn edits_to_drafts_and_held_posts_are_patched() {
     );
     std::thread::sleep(std::time::Duration::from_millis(250));
     assert_success(&relais_on("build", &site, &[]), "first build");
-    let build = |label: &str| -> (std::process::Output, bool) {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relais"))
-            .args(["build", "--site"])
-            .arg(&site)
-            .env("RELAIS_BUILD_TIMINGS", "1")
-            .output()
-            .unwrap();
-        assert_success(&out, label);
-        let patched = common::stderr(&out).contains("patch: index save");
-        (out, patched)
-    };
+    let build = |label: &str| timed_build(&site, label);
     let append = |name: &str, text: &str| {
         let path = site.join("content/posts").join(name);
         let mut body = fs::read_to_string(&path).unwrap();
         body.push_str(text);
         fs::write(path, body).unwrap();
+    };
+    let replace = |name: &str, from: &str, to: &str| {
+        let path = site.join("content/posts").join(name);
+        let body = fs::read_to_string(&path).unwrap();
+        fs::write(path, body.replace(from, to)).unwrap();
     };
 
     for (name, label) in [("draft.md", "draft"), ("later.md", "held post")] {
@@ -768,9 +736,7 @@ fn edits_to_drafts_and_held_posts_are_patched() {
     // A draft held back whose date moves into the past stays out of the site, but no
     // longer waits for its date, which the inputs' signature keeps: the whole build runs,
     // and the build after it does not (it may read the file again, written just before).
-    let someday = site.join("content/posts/someday.md");
-    let text = fs::read_to_string(&someday).unwrap();
-    fs::write(&someday, text.replace("2099-01-01", "2020-01-01")).unwrap();
+    replace("someday.md", "2099-01-01", "2020-01-01");
     let (out, patched) = build("draft no longer held");
     assert!(!patched, "{}", common::stderr(&out));
     same_as_cold(
@@ -787,17 +753,13 @@ fn edits_to_drafts_and_held_posts_are_patched() {
     );
 
     // Its date moves into the past: it is published by the whole build.
-    let later = site.join("content/posts/later.md");
-    let text = fs::read_to_string(&later).unwrap();
-    fs::write(&later, text.replace("2099-01-01", "2024-01-01")).unwrap();
+    replace("later.md", "2099-01-01", "2024-01-01");
     let (out, patched) = build("due");
     assert!(!patched, "{}", common::stderr(&out));
     assert!(site.join("public/posts/later/index.html").is_file());
     same_as_cold(&site, &dir.path().join("cold"), "due", &out);
 
-    let draft = site.join("content/posts/draft.md");
-    let text = fs::read_to_string(&draft).unwrap();
-    fs::write(&draft, text.replace("draft = true\n", "")).unwrap();
+    replace("draft.md", "draft = true\n", "");
     let (out, patched) = build("undrafted");
     assert!(!patched, "{}", common::stderr(&out));
     assert!(site.join("public/posts/draft/index.html").is_file());

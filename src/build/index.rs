@@ -613,7 +613,8 @@ impl Quick {
         // `self` is spent here: a second append through it would cut this one off.
         let record = delta_record(self.tail.base, &delta)?;
         let small = (self.tail.deltas + record.len() as u64) * 8 <= self.tail.end;
-        if self.tail.base != 0 && small && append_delta(path, &self.tail, &record)? {
+        if self.tail.base != 0 && small && append_at(path, self.tail.base, self.tail.end, &record)?
+        {
             return Ok(true);
         }
         main.outputs.extend(delta.outputs);
@@ -816,26 +817,33 @@ pub fn read_entries(
 /// Appends `bytes` to the log at `path` after the part `log` describes (cutting off what a
 /// crashed build left after it); the new length, or `None` when the file is another log.
 fn append_log(path: &Path, log: LogRef, bytes: &[u8]) -> std::io::Result<Option<u64>> {
+    Ok(append_at(path, log.nonce, log.len, bytes)?.then_some(log.len + bytes.len() as u64))
+}
+
+/// Appends `bytes` at `end` of the file at `path` whose first 8 bytes are `id`, cutting off
+/// what a crashed build left after `end`; `false` when the file is missing, another one
+/// (another id), or shorter than `end`.
+fn append_at(path: &Path, id: u64, end: u64, bytes: &[u8]) -> std::io::Result<bool> {
     let mut file = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let mut nonce = [0u8; LOG_HEADER as usize];
-    if file.metadata()?.len() < log.len
-        || file.read_exact(&mut nonce).is_err()
-        || nonce != log.nonce.to_le_bytes()
+    let mut head = [0u8; 8];
+    if file.metadata()?.len() < end
+        || file.read_exact(&mut head).is_err()
+        || head != id.to_le_bytes()
     {
-        return Ok(None);
+        return Ok(false);
     }
-    file.set_len(log.len)?;
-    file.seek(std::io::SeekFrom::Start(log.len))?;
+    file.set_len(end)?;
+    file.seek(std::io::SeekFrom::Start(end))?;
     file.write_all(bytes)?;
-    Ok(Some(log.len + bytes.len() as u64))
+    Ok(true)
 }
 
 /// An index file read: `[base id][quick length][quick][main length][main][deltas…]`.
@@ -926,31 +934,6 @@ fn delta_record(base: u64, delta: &Delta) -> std::io::Result<Vec<u8>> {
     record.extend_from_slice(&delta_sum(base, &payload).to_le_bytes());
     record.extend_from_slice(&payload);
     Ok(record)
-}
-
-/// Appends `record` where the last good delta of the file `tail` describes ends, cutting
-/// off what a crashed build left after it; `false` when the file is no longer that one.
-fn append_delta(path: &Path, tail: &Tail, record: &[u8]) -> std::io::Result<bool> {
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let mut base = [0u8; 8];
-    if file.metadata()?.len() < tail.end
-        || file.read_exact(&mut base).is_err()
-        || u64::from_le_bytes(base) != tail.base
-    {
-        return Ok(false);
-    }
-    file.set_len(tail.end)?;
-    file.seek(std::io::SeekFrom::Start(tail.end))?;
-    file.write_all(record)?;
-    Ok(true)
 }
 
 /// Writes the whole index file (a new base id, no deltas) through a temporary file, so a
