@@ -193,6 +193,7 @@ mod tests {
                     lease_until: now + 20,
                     cooling_failures: 10,
                     cooling_secs: 60,
+                    max_scan: crate::store::queue::WHOLE_QUEUE,
                 }),
             )
             .unwrap();

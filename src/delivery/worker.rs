@@ -28,7 +28,7 @@ use crate::federation::fetch::{FederationClient, FetchError};
 use crate::federation::keys::PrivateKey;
 use crate::federation::signature::{DigestedBody, SigningKey};
 use crate::federation::urls::Urls;
-use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery};
+use crate::store::queue::{Attempt, ClaimRequest, ClaimedDelivery, FinishedDelivery, WHOLE_QUEUE};
 use crate::store::{self, HostSignal, Store, StoreError};
 
 use super::policy::{judge, SendError};
@@ -232,6 +232,12 @@ struct Run {
     reported: usize,
     bodies: Bodies,
     stopping: bool,
+    /// When a claim last looked at every due delivery and found fewer than it asked for:
+    /// until the next second, claims look only at the earliest ones. Without it, one
+    /// server's many personal inboxes (no shared inbox) made every freed slot scan all of
+    /// that server's deliveries, which filled the front of the queue (2,000 followers on
+    /// one server: 3.1 s; 6,000: 19.8 s).
+    scanned_all_at: Option<i64>,
 }
 
 impl Run {
@@ -443,7 +449,12 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         let busy: Vec<(String, usize)> = run.busy.iter().map(|(h, n)| (h.clone(), *n)).collect();
         let lease_until = now + self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
         let per_host = self.options.per_host;
-        store::blocking(&self.store, move |store| {
+        // Only busy hosts can fill the front of the queue with deliveries no claim takes.
+        let max_scan = match run.scanned_all_at {
+            Some(at) if at == now && !busy.is_empty() => 0,
+            _ => WHOLE_QUEUE,
+        };
+        let claimed = store::blocking(&self.store, move |store| {
             let request = ClaimRequest {
                 limit: free,
                 per_host,
@@ -451,10 +462,15 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 lease_until,
                 cooling_failures: COOLING_FAILURES,
                 cooling_secs: COOLING_SECS,
+                max_scan,
             };
             store.finish_and_claim(&finished, now, Some(&request))
         })
-        .await
+        .await?;
+        if max_scan == WHOLE_QUEUE && claimed.len() < free {
+            run.scanned_all_at = Some(now);
+        }
+        Ok(claimed)
     }
 
     /// Starts a request for each claimed delivery; one to a host cooling off is finished
@@ -837,6 +853,31 @@ mod tests {
         assert_eq!(*transport.peak_total.lock().unwrap(), 6);
     }
 
+    /// One server's many personal inboxes fill the front of the queue: claims that look
+    /// only at the earliest deliveries (the whole queue was looked at this second) still
+    /// deliver everything once, the other server's delivery queued behind them included.
+    #[tokio::test]
+    async fn a_server_with_many_personal_inboxes_does_not_hide_the_others() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        let clock = ManualClock::new(START);
+        let recipients: Vec<Recipient> = (0..150)
+            .map(|user| to(&format!("https://big.example/users/{user}/inbox")))
+            .collect();
+        queue(&store, "a", "blog", recipients);
+        queue(&store, "b", "blog", vec![to("https://small.example/inbox")]);
+        let w = worker(&store, &transport, &clock, options(8, 2));
+        let summary = drain(&w).await;
+        assert_eq!(summary.delivered, 151);
+        let calls = transport.calls.lock().unwrap();
+        let mut inboxes: Vec<&str> = calls.iter().map(|(inbox, _)| inbox.as_str()).collect();
+        inboxes.sort_unstable();
+        inboxes.dedup();
+        assert_eq!((calls.len(), inboxes.len()), (151, 151));
+        assert!(inboxes.contains(&"https://small.example/inbox"));
+        assert_eq!(*transport.peak_per_host.lock().unwrap(), 2);
+    }
+
     #[tokio::test]
     async fn each_activity_is_digested_once_for_all_its_inboxes() {
         let store = Store::open_in_memory().unwrap();
@@ -906,6 +947,7 @@ mod tests {
                     lease_until: START + 20,
                     cooling_failures: COOLING_FAILURES,
                     cooling_secs: COOLING_SECS,
+                    max_scan: WHOLE_QUEUE,
                 }),
             )
             .unwrap();

@@ -69,7 +69,13 @@ pub struct ClaimRequest<'a> {
     pub cooling_failures: u32,
     /// ...for this many seconds after its last failure.
     pub cooling_secs: i64,
+    /// How many due deliveries a claim may look at when busy hosts fill the earliest ones
+    /// ([`WHOLE_QUEUE`]; less when the worker looked at all of them a moment ago).
+    pub max_scan: usize,
 }
+
+/// A claim's widest look at the due deliveries: all of them, in practice.
+pub const WHOLE_QUEUE: usize = 1 << 22;
 
 /// The end of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,7 +496,7 @@ fn lease_chosen(
     let mut scan = (request.limit * 2).max(32);
     let chosen = loop {
         let (rows, due_seen) = choose_due(tx, request, busy, now, scan)?;
-        if rows.len() >= request.limit || due_seen < scan || scan >= 1 << 22 {
+        if rows.len() >= request.limit || due_seen < scan || scan >= request.max_scan {
             break rows;
         }
         scan *= 8;
@@ -717,6 +723,7 @@ pub(super) mod tests {
             lease_until: now + 30,
             cooling_failures: 10,
             cooling_secs: 60,
+            max_scan: WHOLE_QUEUE,
         }
     }
 
