@@ -412,11 +412,7 @@ impl BuildIndex {
             }
         }
         // A fresh log: a new nonce, so a main file naming the old one cannot take it.
-        let nonce = Sig::new("log")
-            .with(SystemTime::now())
-            .with(std::process::id())
-            .with(path)
-            .finish();
+        let nonce = fresh_id("log", path);
         // Records are serialized on every core (a cold build's 10k sources are 24 MB of
         // log, 80 ms on one thread), then written in turn.
         let records: Vec<(&PathBuf, Vec<u8>)> = self
@@ -453,7 +449,7 @@ impl BuildIndex {
         let mut held: Vec<&PathBuf> = self
             .sources
             .iter()
-            .filter(|(_, e)| is_held(post_date(e.lite.as_ref()), now))
+            .filter(|(_, e)| e.held_at(now))
             .map(|(path, _)| path)
             .collect();
         held.sort();
@@ -700,7 +696,7 @@ impl SourceStamp {
     }
 
     /// Whether it is a post held back until its date at `now`.
-    pub fn held_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+    fn held_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
         is_held(self.post_date, now)
     }
 
@@ -921,6 +917,17 @@ fn read_file(path: &Path, with_main: bool) -> Option<IndexFile> {
     })
 }
 
+/// An id for a file written afresh at `path`, which no earlier file there had (never 0,
+/// which stands for none).
+fn fresh_id(kind: &str, path: &Path) -> u64 {
+    Sig::new(kind)
+        .with(SystemTime::now())
+        .with(std::process::id())
+        .with(path)
+        .finish()
+        .max(1)
+}
+
 fn delta_sum(base: u64, payload: &[u8]) -> u64 {
     Sig::new("delta").with(base).bytes(payload).finish()
 }
@@ -939,12 +946,7 @@ fn delta_record(base: u64, delta: &Delta) -> std::io::Result<Vec<u8>> {
 /// Writes the whole index file (a new base id, no deltas) through a temporary file, so a
 /// crash leaves the old one whole.
 fn write_whole(path: &Path, quick: &Quick, main: &BuildIndex) -> std::io::Result<()> {
-    let base = Sig::new("base")
-        .with(SystemTime::now())
-        .with(std::process::id())
-        .with(path)
-        .finish()
-        .max(1);
+    let base = fresh_id("base", path);
     let quick = bincode::serialize(quick).map_err(std::io::Error::other)?;
     let mut bytes = Vec::with_capacity(24 + quick.len() + 64 * main.outputs.len());
     bytes.extend_from_slice(&base.to_le_bytes());
@@ -961,6 +963,11 @@ fn write_whole(path: &Path, quick: &Quick, main: &BuildIndex) -> std::io::Result
 }
 
 impl SourceEntry {
+    /// Whether it is a post held back until its date at `now`.
+    pub fn held_at(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        is_held(post_date(self.lite.as_ref()), now)
+    }
+
     /// Whether a source with this size and time can be taken as unchanged without reading
     /// it: same size and time, and its bytes read well after that time.
     pub fn trusted(&self, size: u64, modified: Stamp) -> bool {

@@ -456,7 +456,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
         let changed: Vec<Changed> = changed
             .par_iter()
             .zip(&placed)
-            .map(|(&(i, known), &placed)| {
+            .map(|(&(i, _), &placed)| {
                 let source = &p.sources[i];
                 let old = entries.get(&source.path)?.clone();
                 let (_, modified) = p.stats[i].as_ref().ok()?;
@@ -499,13 +499,10 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                     // Still left out, and held back or not as before: the posts held back
                     // are part of the inputs' signature the quick part keeps.
                     None => {
-                        let held = |stamp: &index::SourceStamp| {
-                            p.load_options
-                                .hold_after
-                                .is_some_and(|now| stamp.held_at(now))
+                        let held = |e: &SourceEntry| {
+                            p.load_options.hold_after.is_some_and(|now| e.held_at(now))
                         };
-                        !p.load_options.keeps(&doc)
-                            && held(known) == held(&index::SourceStamp::of(&entry, None, None))
+                        !p.load_options.keeps(&doc) && held(&old) == held(&entry)
                     }
                 };
                 if !same_place {
@@ -513,7 +510,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                 }
                 // Warnings that hold while the post is unchanged must stay the same: the
                 // last report lists them among the others, in the site's order.
-                if placed.is_some_and(|pl| pl.post) && p.config.fediverse.enabled {
+                if placed.is_some_and(|pl| pl.post) && fediverse {
                     let none = FederationState::default();
                     let lasting: Vec<FediverseWarning> =
                         check_site(p.config, std::slice::from_ref(&doc), &none)

@@ -184,13 +184,11 @@ pub fn discover(site_dir: &Path) -> Result<Discovered, Vec<ContentError>> {
     };
     let files: Vec<PathBuf> = found.into_iter().map(|f| f.rel).collect();
 
-    let is_bundle_index = |file: &Path| {
-        is_markdown(file) && matches!(classify(file, &roots), Some(Class::Doc(_, true)))
-    };
     let bundles: BTreeSet<PathBuf> = files
         .iter()
-        .filter(|f| f.file_name().is_some_and(|n| n == "index.md") && is_bundle_index(f))
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .zip(&classified)
+        .filter(|(_, (class, _))| matches!(class, Some(Class::Doc(_, true))))
+        .filter_map(|(f, _)| f.parent().map(Path::to_path_buf))
         .collect();
     // The outermost bundle folder holding the file.
     let bundle_of = |file: &Path| {
