@@ -136,6 +136,26 @@ impl ServerProcess {
         (ServerProcess { child, stdout }, port)
     }
 
+    /// CPU seconds (user and system) the server has used so far, from `/proc` (Linux's
+    /// clock tick is 1/100 s); 0 where that cannot be read.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime: fields 14 and 15 of the line; the first after `)` is field 3.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// Stops the server; returns how many requests it served.
     fn stop(mut self) -> usize {
         drop(self.child.stdin.take());
@@ -167,6 +187,7 @@ fn run(followers: usize, servers: usize) {
         seeding.elapsed().as_secs_f64()
     );
 
+    let servers_cpu_before: f64 = processes.iter().map(ServerProcess::cpu_seconds).sum();
     let started = Instant::now();
     let mut publish = Command::new("/usr/bin/time")
         .arg("-v")
@@ -201,6 +222,11 @@ fn run(followers: usize, servers: usize) {
         "relais publish failed:\n{summary}{time_report}"
     );
 
+    let servers_cpu = processes
+        .iter()
+        .map(ServerProcess::cpu_seconds)
+        .sum::<f64>()
+        - servers_cpu_before;
     let served: usize = processes.into_iter().map(ServerProcess::stop).sum();
     let measure = |name: &str| -> f64 {
         time_report
@@ -226,6 +252,7 @@ fn run(followers: usize, servers: usize) {
         served as f64 / wall.as_secs_f64()
     );
     println!("relais CPU time:  {cpu:.2} s");
+    println!("servers CPU time: {servers_cpu:.2} s (the fake servers, on the same cores)");
     println!("peak RSS:         {:.1} MiB", peak_kib / 1024.0);
     if personal {
         assert_eq!(served, followers, "one request per follower");
