@@ -317,7 +317,7 @@ impl Default for DeliveryConfig {
             first_publish_max_age_days: 7,
             concurrency: 64,
             per_host_connections: 4,
-            max_attempts: 16,
+            max_attempts: 17,
             timeout_secs: 10,
             max_delete_share: 0.25,
             held_expiry_days: 7,

@@ -4,10 +4,10 @@
 //! - 2xx: delivered.
 //! - 410 Gone: final; from a follower's personal inbox, the follower is removed.
 //! - 501, and 4xx but 401, 408 and 429: final, retrying cannot help.
-//! - 3xx: final, deliveries do not follow redirects.
-//! - anything else (5xx, 401, 408, 429, timeouts, refused connections): retried with
-//!   Sidekiq's backoff as Mastodon configures it, up to `delivery.max_attempts` attempts
-//!   (16 attempts span about two days).
+//! - anything else (3xx, as deliveries follow no redirects, 5xx, 401, 408, 429, timeouts,
+//!   refused connections): a failure of the host, retried with Sidekiq's backoff as
+//!   Mastodon configures it (`retry: 16`), up to `delivery.max_attempts` attempts (17: the
+//!   first and 16 retries, two to three days).
 
 use rand::Rng;
 
@@ -69,7 +69,7 @@ pub fn judge(
             },
             HostSignal::Reachable,
         ),
-        Ok(status @ (300..=399 | 400..=499 | 501)) if !matches!(status, 401 | 408 | 429) => (
+        Ok(status @ (400..=499 | 501)) if !matches!(status, 401 | 408 | 429) => (
             Attempt::Failed {
                 status: Some(*status),
                 error: format!("HTTP {}", status_text(*status)),
@@ -118,9 +118,9 @@ mod tests {
             let tenth = retry_delay(10, &mut rng);
             assert!((10_015..=10_015 + 5_000 + 99).contains(&tenth), "{tenth}");
         }
-        // 16 attempts: 15 retries, at least Σ c⁴ + 15 s for c < 15, about a day and a half.
-        let total: i64 = (0..15).map(|c| retry_delay(c, &mut rng)).sum();
-        assert!(total >= 127_912, "16 attempts span {total} s");
+        // 17 attempts: 16 retries, at least Σ c⁴ + 15 s for c < 16, over two days.
+        let total: i64 = (0..16).map(|c| retry_delay(c, &mut rng)).sum();
+        assert!(total >= 178_552, "17 attempts span {total} s");
     }
 
     #[test]
@@ -138,12 +138,12 @@ mod tests {
         };
         let mut rng = rand::thread_rng();
         let mut judge_of =
-            |result: Result<u16, SendError>| judge(&result, &delivery, START, 16, &mut rng);
+            |result: Result<u16, SendError>| judge(&result, &delivery, START, 17, &mut rng);
         assert_eq!(
             judge_of(Ok(202)),
             (Attempt::Delivered { status: 202 }, HostSignal::Reachable)
         );
-        for status in [500, 502, 503, 401, 408, 429] {
+        for status in [500, 502, 503, 401, 408, 429, 301, 302, 308] {
             let (attempt, signal) = judge_of(Ok(status));
             assert!(
                 matches!(attempt, Attempt::Retry { next_attempt_at, .. } if next_attempt_at > START),
@@ -151,7 +151,7 @@ mod tests {
             );
             assert_eq!(signal, HostSignal::Unreachable);
         }
-        for status in [400, 403, 404, 422, 501, 301] {
+        for status in [400, 403, 404, 422, 501] {
             let (attempt, signal) = judge_of(Ok(status));
             assert!(
                 matches!(
@@ -175,13 +175,14 @@ mod tests {
         let (timeout, _) = judge_of(Err(SendError::Failed("timeout".into())));
         assert!(matches!(timeout, Attempt::Retry { .. }));
 
+        // Mastodon's `retry: 16`: the first attempt and 16 retries.
         let last = ClaimedDelivery {
-            attempts: 15,
+            attempts: 16,
             ..delivery.clone()
         };
-        let (attempt, _) = judge(&Ok(503), &last, START, 16, &mut rng);
+        let (attempt, _) = judge(&Ok(503), &last, START, 17, &mut rng);
         assert!(
-            matches!(attempt, Attempt::Failed { ref error, .. } if error.contains("gave up after 16 attempts"))
+            matches!(attempt, Attempt::Failed { ref error, .. } if error.contains("gave up after 17 attempts"))
         );
     }
 }
