@@ -688,6 +688,46 @@ async fn deliveries_double_knock_and_remember_the_style_per_host() {
     );
 }
 
+/// A server that accepts the delivery but drops the connection halfway through its
+/// answer's body, as a proxy timing out or a restarting server may: the status line was
+/// the verdict, so the delivery counts as done and is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_delivery_whose_answer_is_cut_off_counts_as_delivered() {
+    use relais::federation::signature::{DigestedBody, SigningKey};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/inbox", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            *counted.lock().unwrap() += 1;
+            let mut request = vec![0; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{\"ok\":")
+                .await;
+            // Dropped: 94 bytes of the promised 100 never come.
+        }
+    });
+    let config = SiteConfig::parse(
+        &format!(
+            "title = \"T\"\nbase_url = \"{BASE_URL}\"\n[inbox]\nallow_private_addresses = true\n"
+        ),
+        Path::new("config.toml"),
+    )
+    .unwrap();
+    let client = FederationClient::new(ClientOptions::from_config(&config)).unwrap();
+    let key = SigningKey::new(
+        key_id(&format!("{BASE_URL}/ap/users/blog.json")),
+        Arc::new(PrivateKey::from_pem(SITE_KEY).unwrap()),
+    );
+    let body = DigestedBody::new(Bytes::from_static(br#"{"type":"Create"}"#));
+    let status = client.post_digested(&url, &body, &key).await.unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(*requests.lock().unwrap(), 1);
+}
+
 // The delivery tests on each store (`…::on_sqlite::…`, `…::on_postgres::…`).
 on_both_stores!(
     (flavor = "multi_thread", worker_threads = 2),

@@ -462,10 +462,12 @@ impl FederationClient {
             .map_err(|e| send_error(&url, e))?;
         let status = response.status();
         // Reading the answer lets the connection go back to the pool; its content is unused.
-        match read_limited(&url, response, self.options.max_response_bytes).await {
-            Ok(_) | Err(FetchError::TooLarge { .. }) => Ok(status),
-            Err(other) => Err(other),
+        // The status line is the verdict: an answer cut off after a 2xx was still accepted,
+        // and treating it as a failure would deliver the activity twice.
+        if let Err(e) = read_limited(&url, response, self.options.max_response_bytes).await {
+            tracing::debug!("delivery to {url}: answer {status} not read whole: {e}");
         }
+        Ok(status)
     }
 
     fn checked_url(&self, text: &str) -> Result<Url, FetchError> {
