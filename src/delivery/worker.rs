@@ -33,8 +33,16 @@ use crate::store::{self, HostSignal, Store, StoreError};
 
 use super::policy::{judge, SendError};
 
-/// Time the worker may need beyond the request timeout before its lease runs out.
+/// Time the worker may need beyond its requests' timeouts before a lease runs out.
 const LEASE_MARGIN_SECS: i64 = 10;
+/// Requests one delivery may make: a 401 is tried once more in the other signature style.
+const REQUESTS_PER_DELIVERY: i64 = 2;
+/// The longest a judged answer waits for others to be recorded with it: its lease must
+/// not run out while it waits behind slower requests.
+const RECORD_WITHIN: Duration = Duration::from_secs(1);
+/// How long a background worker waits before trying the store again after an error, at
+/// first and at most.
+const STORE_RETRY_SECS: (u64, u64) = (1, 30);
 /// Consecutive failures after which a host cools off (Mastodon's `STOPLIGHT_FAILURE_THRESHOLD`)...
 const COOLING_FAILURES: u32 = 10;
 /// ...for this long (`STOPLIGHT_COOLDOWN`).
@@ -226,8 +234,12 @@ struct Run {
     busy: HashMap<String, usize>,
     /// Answers not judged yet.
     answered: Vec<Sent>,
-    /// Judged attempts not recorded yet: they may be carried over a few turns.
+    /// Judged attempts not recorded yet: they may be carried over a few turns...
     finished: Vec<FinishedDelivery>,
+    /// ...from this moment on, at most [`RECORD_WITHIN`].
+    finished_since: Option<tokio::time::Instant>,
+    /// After a store error, the wait before the next try (background worker only).
+    store_retry: Option<Duration>,
     /// How many of `finished` were reported already: each is reported once.
     reported: usize,
     bodies: Bodies,
@@ -253,14 +265,23 @@ impl Run {
         }
     }
 
-    /// Waits for one request to finish, or for the shutdown.
+    /// Waits for one request to finish, for the shutdown, or until the answers waiting to
+    /// be recorded have waited [`RECORD_WITHIN`].
     async fn wait_for_answer(&mut self, shutdown: &mut (impl Future<Output = ()> + Unpin)) {
+        let record_by = self.finished_since.map(|since| since + RECORD_WITHIN);
         tokio::select! {
             Some(joined) = self.tasks.join_next_with_id() => {
                 collect(joined, &mut self.hosts_of_tasks, &mut self.busy, &mut self.answered);
             }
             () = shutdown, if !self.stopping => self.stopping = true,
+            () = sleep_until_some(record_by) => {}
         }
+    }
+
+    /// Whether judged answers have waited long enough to be recorded without more.
+    fn record_due(&self) -> bool {
+        self.finished_since
+            .is_some_and(|since| since.elapsed() >= RECORD_WITHIN)
     }
 
     /// Judges the answers by the retry policy and reports each finished attempt once.
@@ -290,6 +311,9 @@ impl Run {
             on_finish(done);
         }
         self.reported = self.finished.len();
+        if !self.finished.is_empty() && self.finished_since.is_none() {
+            self.finished_since = Some(tokio::time::Instant::now());
+        }
     }
 }
 
@@ -379,12 +403,22 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             // every answer, it costs a queue scan per request: while requests are in
             // flight it waits until a quarter of the slots (or of the answers) is free.
             let batch = (self.options.concurrency / 4).max(1);
-            if !run.tasks.is_empty() && free < batch && run.finished.len() < batch {
+            if !run.tasks.is_empty()
+                && free < batch
+                && run.finished.len() < batch
+                && !run.record_due()
+            {
                 run.wait_for_answer(&mut shutdown).await;
                 continue;
             }
-            let claimed = self.record_and_claim(&mut run, now, free).await?;
-            self.send(&mut run, claimed, now);
+            match self.record_and_claim(&mut run, now, free).await {
+                Ok(claimed) => self.send(&mut run, claimed, now),
+                Err(e) => {
+                    self.after_store_error(mode, e, &mut run, &mut shutdown)
+                        .await?;
+                    continue;
+                }
+            }
 
             if !run.tasks.is_empty() {
                 run.wait_for_answer(&mut shutdown).await;
@@ -411,12 +445,22 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 }
                 Mode::Forever => {
                     if last_prune.is_none_or(|at| now - at >= PRUNE_EVERY_SECS) {
-                        self.prune(now).await?;
+                        // Pruning can wait for the next hour.
+                        if let Err(e) = self.prune(now).await {
+                            tracing::warn!("delivery: pruning the queue failed: {e}");
+                        }
                         last_prune = Some(now);
                     }
                     // At least a second: a due delivery may be waiting behind an earlier one
                     // of the same post, which no claim can take before its retry time.
-                    let next = store::blocking(&self.store, |s| s.next_delivery_at()).await?;
+                    let next = match store::blocking(&self.store, |s| s.next_delivery_at()).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.after_store_error(mode, e, &mut run, &mut shutdown)
+                                .await?;
+                            continue;
+                        }
+                    };
                     let idle = if self.store.is_postgres() {
                         SHARED_IDLE_POLL_SECS
                     } else {
@@ -436,24 +480,57 @@ impl<T: Transport, C: Clock> Worker<T, C> {
         }
     }
 
+    /// A store call failed. `relais publish` and a Lambda invocation stop with the error (the
+    /// queue keeps what they did not finish); the background worker of `relais inbox` must
+    /// not stop delivering for good over a busy database or a dropped connection: it says so,
+    /// waits (longer each time, up to half a minute) and goes on, its answers kept.
+    async fn after_store_error(
+        &self,
+        mode: Mode,
+        error: StoreError,
+        run: &mut Run,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Result<(), StoreError> {
+        if mode == Mode::UntilIdle || run.stopping {
+            return Err(error);
+        }
+        let (first, most) = STORE_RETRY_SECS;
+        let wait = run.store_retry.map_or(Duration::from_secs(first), |last| {
+            (last * 2).min(Duration::from_secs(most))
+        });
+        run.store_retry = Some(wait);
+        tracing::error!(
+            "delivery: the store failed ({error}); trying again in {} s",
+            wait.as_secs()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown, if !run.stopping => run.stopping = true,
+        }
+        Ok(())
+    }
+
     /// Records the judged attempts and claims up to `free` due deliveries, in one store
-    /// transaction off the async threads.
+    /// transaction off the async threads. On an error the attempts stay to be recorded.
     async fn record_and_claim(
         &self,
         run: &mut Run,
         now: i64,
         free: usize,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let finished = std::mem::take(&mut run.finished);
-        run.reported = 0;
+        let finished = Arc::new(std::mem::take(&mut run.finished));
         let busy: Vec<(String, usize)> = run.busy.iter().map(|(h, n)| (h.clone(), *n)).collect();
-        let lease_until = now + self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
+        // Long enough for every request the delivery may make, so that no other claim
+        // (this worker's or another's) takes it while it is still in flight.
+        let lease_until =
+            now + REQUESTS_PER_DELIVERY * self.options.timeout.as_secs() as i64 + LEASE_MARGIN_SECS;
         let per_host = self.options.per_host;
         // Only busy hosts can fill the front of the queue with deliveries no claim takes.
         let max_scan = match run.scanned_all_at {
             Some(at) if at == now && !busy.is_empty() => 0,
             _ => WHOLE_QUEUE,
         };
+        let recording = finished.clone();
         let claimed = store::blocking(&self.store, move |store| {
             let request = ClaimRequest {
                 limit: free,
@@ -464,9 +541,21 @@ impl<T: Transport, C: Clock> Worker<T, C> {
                 cooling_secs: COOLING_SECS,
                 max_scan,
             };
-            store.finish_and_claim(&finished, now, Some(&request))
+            store.finish_and_claim(&recording, now, Some(&request))
         })
-        .await?;
+        .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Reported already: they are only to be recorded.
+                run.finished = Arc::try_unwrap(finished).unwrap_or_else(|f| f.as_ref().clone());
+                run.reported = run.finished.len();
+                return Err(e);
+            }
+        };
+        run.reported = 0;
+        run.finished_since = None;
+        run.store_retry = None;
         if max_scan == WHOLE_QUEUE && claimed.len() < free {
             run.scanned_all_at = Some(now);
         }
@@ -560,6 +649,14 @@ fn collect(
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn attempt<T: Transport>(
     transport: Arc<T>,
     key: SigningKey,
@@ -591,8 +688,10 @@ mod tests {
         peak_total: Mutex<usize>,
         /// Per call: where the body's bytes live, and its digest.
         bodies: Mutex<Vec<(usize, String)>>,
-        /// How long each request takes.
+        /// How long each request takes...
         delay: Mutex<Duration>,
+        /// ...unless its inbox has a delay of its own.
+        delays: Mutex<HashMap<String, Duration>>,
     }
 
     impl FakeTransport {
@@ -637,7 +736,10 @@ mod tests {
             for _ in 0..5 {
                 tokio::task::yield_now().await;
             }
-            let delay = *self.delay.lock().unwrap();
+            let delay = match self.delays.lock().unwrap().get(inbox) {
+                Some(delay) => *delay,
+                None => *self.delay.lock().unwrap(),
+            };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -966,6 +1068,139 @@ mod tests {
         let summary = run.await.unwrap();
         assert_eq!(summary.delivered, 1);
         assert_eq!(transport.calls_to("https://m.example/inbox"), 1);
+    }
+
+    /// Hides the queue's table from the store, which then fails every queue call (as a
+    /// lock held too long or a dropped connection would), until [`mend_queue`].
+    fn break_queue(store: &Store) {
+        store
+            .with_conn(|c| c.execute_batch("ALTER TABLE deliveries RENAME TO deliveries_away"))
+            .unwrap();
+    }
+
+    fn mend_queue(store: &Store) {
+        store
+            .with_conn(|c| c.execute_batch("ALTER TABLE deliveries_away RENAME TO deliveries"))
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_background_worker_outlives_a_failing_store() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        let clock = ManualClock::new(START);
+        queue(&store, "a", "blog", vec![to("https://m.example/inbox")]);
+        break_queue(&store);
+        let w = worker(&store, &transport, &clock, options(4, 2));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(async move {
+            w.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !run.is_finished(),
+            "the worker stopped at the store's error"
+        );
+        assert_eq!(transport.calls_to("https://m.example/inbox"), 0);
+        mend_queue(&store);
+        // It tries again after a second.
+        for _ in 0..40 {
+            if store.queue_counts(START).unwrap().done == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(store.queue_counts(START).unwrap().done, 1);
+        stop.send(()).unwrap();
+        assert_eq!(run.await.unwrap().unwrap().delivered, 1);
+        assert_eq!(transport.calls_to("https://m.example/inbox"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_publish_stops_at_a_store_error_and_its_delivery_stays_leased() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        *transport.delay.lock().unwrap() = Duration::from_millis(200);
+        let clock = ManualClock::new(START);
+        queue(&store, "a", "blog", vec![to("https://m.example/inbox")]);
+        let w = worker(&store, &transport, &clock, options(4, 2));
+        let breaker = store.clone();
+        let run =
+            tokio::spawn(
+                async move { w.run_until_idle(std::future::pending(), &mut |_| {}).await },
+            );
+        // The request is in flight when the store fails: the record of its answer fails.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        break_queue(&breaker);
+        assert!(run.await.unwrap().is_err());
+        mend_queue(&store);
+        // Nothing recorded: still leased, so sent again once its lease ends, not lost.
+        assert_eq!(store.queue_counts(START).unwrap().leased, 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_stays_leased_for_as_long_as_its_requests_may_take() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        *transport.delay.lock().unwrap() = Duration::from_millis(300);
+        let clock = ManualClock::new(START);
+        queue(&store, "a", "blog", vec![to("https://m.example/inbox")]);
+        let w = worker(&store, &transport, &clock, options(4, 2));
+        let run =
+            tokio::spawn(
+                async move { w.run_until_idle(std::future::pending(), &mut |_| {}).await },
+            );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A 401 is tried again in the other signature style: two whole timeouts (10 s).
+        let leased_at = |t: i64| store.queue_counts(t).unwrap().leased;
+        assert_eq!(leased_at(START + 20), 1);
+        assert_eq!(leased_at(START + 30), 0);
+        assert_eq!(run.await.unwrap().unwrap().delivered, 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_recorded_within_a_second_though_slower_requests_are_in_flight() {
+        let store = Store::open_in_memory().unwrap();
+        let transport = Arc::new(FakeTransport::default());
+        let clock = ManualClock::new(START);
+        let mut inboxes = vec![to("https://fast.example/inbox")];
+        for u in 0..14 {
+            let inbox = format!("https://slow{u}.example/inbox");
+            transport
+                .delays
+                .lock()
+                .unwrap()
+                .insert(inbox.clone(), Duration::from_secs(5));
+            inboxes.push(to(&inbox));
+        }
+        queue(&store, "a", "blog", inboxes);
+        // Sixteen slots: a claim waits for four free ones or four answers, but the one fast
+        // answer among fourteen slow requests waits no more than a second.
+        let w = worker(&store, &transport, &clock, options(16, 2));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(async move {
+            w.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        let state_of = |inbox: &str| {
+            store
+                .deliveries_of("a")
+                .unwrap()
+                .into_iter()
+                .find(|r| r.inbox == inbox)
+                .unwrap()
+                .state
+        };
+        assert_eq!(state_of("https://fast.example/inbox"), "done");
+        assert_eq!(state_of("https://slow0.example/inbox"), "pending");
+        stop.send(()).unwrap();
+        assert_eq!(run.await.unwrap().unwrap().delivered, 15);
     }
 
     #[tokio::test]

@@ -398,13 +398,15 @@ fn delivery_record(r: &Row) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
+/// Records one attempt. A delivery finished already (by another worker that took it over
+/// once its lease ran out) keeps what that worker recorded.
 fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError> {
     match &done.attempt {
         Attempt::Delivered { status } => {
             tx.execute(
                 "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
                  last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state = 'pending'",
                 params![done.id, status, now],
             )?;
         }
@@ -415,7 +417,8 @@ fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError
         } => {
             tx.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, \
-                 last_error = ?3, next_attempt_at = ?4, lease_until = 0 WHERE id = ?1",
+                 last_error = ?3, next_attempt_at = ?4, lease_until = 0 \
+                 WHERE id = ?1 AND state = 'pending'",
                 params![done.id, status, error, next_attempt_at],
             )?;
         }
@@ -427,7 +430,7 @@ fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError
             tx.execute(
                 "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, \
                  last_status = ?2, last_error = ?3, lease_until = 0, finished_at = ?4 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND state = 'pending'",
                 params![done.id, status, error, now],
             )?;
             if let Some(follower_id) = remove_follower {
@@ -814,6 +817,38 @@ pub(super) mod tests {
             assert_eq!(again.len(), 1);
             assert_eq!(again[0].id, first[0].id);
             assert_eq!(again[0].attempts, 0);
+        }
+    }
+
+    #[test]
+    fn a_late_answer_does_not_undo_what_the_worker_that_took_over_recorded() {
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("x", None, &["https://a.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let first = claim(&store, 10, NOW);
+            // The lease ran out; another worker delivered it.
+            let again = claim(&store, 10, NOW + 30);
+            let delivered = Attempt::Delivered { status: 202 };
+            finish(
+                &store,
+                &again[0],
+                delivered,
+                HostSignal::Reachable,
+                NOW + 31,
+            );
+            // Then the first worker's request times out.
+            let retry = Attempt::Retry {
+                status: None,
+                error: "timeout".into(),
+                next_attempt_at: NOW + 60,
+            };
+            finish(&store, &first[0], retry, HostSignal::Unreachable, NOW + 32);
+            let records = store.deliveries_of("x").unwrap();
+            assert_eq!(records[0].state, "done");
+            assert_eq!(records[0].attempts, 1);
         }
     }
 
