@@ -911,3 +911,69 @@ fn the_site_spelled_two_ways_keeps_one_index() {
         stdout(&full)
     );
 }
+
+/// An output folder emptied by hand (`rm -rf public/*`, a subfolder removed, or the folder
+/// made anew) is noticed: the next build writes every file again, and an edit after it is
+/// built, where the index's memory of the outputs would have written nothing or failed.
+#[test]
+fn an_output_folder_emptied_by_hand_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "emptied");
+    for n in 0..6 {
+        write(
+            &site,
+            &format!("content/posts/p{n}.md"),
+            format!(
+                "+++\ntitle = \"P{n}\"\ndate = 2024-01-0{}\n+++\nBody {n}.\n",
+                n + 1
+            ),
+        );
+    }
+    timed_build(&site, "first build");
+    let public = site.join("public");
+    let built = snapshot(&public);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let emptyings: [(&str, &dyn Fn()); 3] = [
+        ("rm -rf public/*", &|| {
+            for entry in fs::read_dir(&public).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    fs::remove_dir_all(&path).unwrap();
+                } else {
+                    fs::remove_file(&path).unwrap();
+                }
+            }
+        }),
+        ("rm -rf public/posts", &|| {
+            fs::remove_dir_all(public.join("posts")).unwrap()
+        }),
+        ("rm -rf public && mkdir public", &|| {
+            fs::remove_dir_all(&public).unwrap();
+            fs::create_dir(&public).unwrap();
+        }),
+    ];
+    for (label, empty) in emptyings {
+        empty();
+        let (out, _) = timed_build(&site, label);
+        let now = snapshot(&public);
+        let files = |s: &std::collections::BTreeMap<PathBuf, Vec<u8>>| -> Vec<PathBuf> {
+            s.keys().cloned().collect()
+        };
+        assert_eq!(files(&now), files(&built), "{label}: {}", stdout(&out));
+        assert!(now == built, "{label}: other bytes");
+    }
+    // Emptied, then one post edited: the patch must not trust the outputs either.
+    fs::remove_dir_all(public.join("posts")).unwrap();
+    write(
+        &site,
+        "content/posts/p3.md",
+        "+++\ntitle = \"P3\"\ndate = 2024-01-04\n+++\nBody 3, edited.\n",
+    );
+    let (out, _) = timed_build(&site, "edit after emptying");
+    same_as_cold(
+        &site,
+        &dir.path().join("fresh"),
+        "edit after emptying",
+        &out,
+    );
+}

@@ -38,8 +38,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::{Document, DocumentKind, PageLinks};
 use crate::federation::check::FediverseWarning;
 
-/// Bumped when the index layout or the meaning of a signature changes.
-const FORMAT: &str = "relais-build-index-13";
+/// Bumped when the index layout or the meaning of a signature changes; with relais's
+/// version, as another version may parse the same source into another document.
+const FORMAT: &str = concat!("relais-build-index-14 ", env!("CARGO_PKG_VERSION"));
 /// Where the index of a build into `<site>/public` lives.
 pub const INDEX_FILE: &str = ".relais/build-index";
 /// A source read this soon after its modification time may have changed again within the
@@ -215,8 +216,8 @@ pub struct OutputEntry {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct BuildIndex {
     format: String,
-    /// The output folder this index describes, and its device and inode: a folder removed
-    /// or replaced since makes the index useless for outputs.
+    /// The output folder this index describes, and its device and state ([`folder_id`]):
+    /// a folder removed, replaced or emptied since makes the index useless for outputs.
     pub out_dir: PathBuf,
     pub out_id: Option<(u64, u64)>,
     /// Highlighting style the documents were parsed with.
@@ -329,6 +330,7 @@ impl BuildIndex {
             let mut main = main.filter(|i| i.format == FORMAT && i.log == base_log)?;
             main.log = log;
             for delta in file.deltas {
+                main.out_id = delta.out_id;
                 main.outputs.extend(delta.outputs);
             }
             Some((main, sources))
@@ -520,6 +522,8 @@ struct Tail {
 struct Delta {
     /// The sources log after the edit's records were appended.
     log: LogRef,
+    /// The output folder's [`folder_id`] after the edit's outputs were written.
+    out_id: Option<(u64, u64)>,
     sources: Vec<(PathBuf, SourceStamp)>,
     outputs: Vec<(String, OutputEntry)>,
 }
@@ -544,6 +548,7 @@ impl Quick {
         let mut outputs = Vec::new();
         for delta in file.deltas {
             quick.log = Some(delta.log);
+            quick.out_id = delta.out_id;
             quick.sources.extend(delta.sources);
             outputs.extend(delta.outputs);
         }
@@ -600,9 +605,12 @@ impl Quick {
         self.sources.extend(stamps.iter().cloned());
         self.log = Some(log);
         main.log = Some(log);
+        self.out_id = folder_id(&main.out_dir);
+        main.out_id = self.out_id;
         // A delta while the deltas stay small beside the file; the whole file otherwise.
         let delta = Delta {
             log,
+            out_id: self.out_id,
             sources: stamps,
             outputs,
         };
@@ -626,6 +634,7 @@ impl Quick {
             .ok()
             .filter(|main| main.format == FORMAT && main.log.is_some())?;
         main.log = self.log;
+        main.out_id = self.out_id;
         main.outputs.extend(self.tail.outputs.iter().cloned());
         Some(main)
     }
@@ -733,6 +742,10 @@ fn read_log(
     log: LogRef,
 ) -> Option<(HashMap<PathBuf, SourceEntry>, HashMap<PathBuf, u64>)> {
     let mut file = std::fs::File::open(path).ok()?;
+    // Lengths and counts come from the index file: checked before they size anything.
+    if file.metadata().ok()?.len() < log.len {
+        return None;
+    }
     let len = usize::try_from(log.len).ok()?;
     let mut bytes = vec![0; len];
     file.read_exact(&mut bytes).ok()?;
@@ -740,7 +753,8 @@ fn read_log(
     if nonce != log.nonce.to_le_bytes() {
         return None;
     }
-    let records_hint = usize::try_from(log.records).unwrap_or(0);
+    // Every record takes at least its 4-byte length.
+    let records_hint = usize::try_from(log.records).unwrap_or(0).min(len / 4);
     let mut records = Vec::with_capacity(records_hint);
     let mut at = LOG_HEADER;
     while !rest.is_empty() {
@@ -985,16 +999,54 @@ fn trusted(known_size: u64, known: Stamp, verified: Stamp, size: u64, modified: 
     known_size == size && known == modified && at(modified) + doubt < at(verified)
 }
 
-/// Device and inode of a folder, to notice it was removed and made again.
+/// Device and state ([`folder_state`]) of the output folder, to notice it was removed,
+/// made again or emptied since the index was saved.
 #[cfg(unix)]
 pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+    let meta = std::fs::metadata(dir).ok()?;
+    Some((
+        meta.dev(),
+        folder_state(dir, meta.ino(), meta.modified().ok()),
+    ))
+}
+
+/// A hash of a folder's inode and of its own and its subfolders' modification times: a
+/// file or folder added, removed or renamed in it or in one of its subfolders changes it
+/// (`rm -rf public/*`, `rm -rf public/posts`, or the folder made anew with the same inode),
+/// while a build costs a listing of the folder and a stat per subfolder. Files removed
+/// deeper down go unnoticed.
+fn folder_state(dir: &Path, inode: u64, modified: Option<SystemTime>) -> u64 {
+    let time = |t: Option<SystemTime>| {
+        t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos())
+    };
+    let mut subfolders: Vec<(std::ffi::OsString, u128)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| {
+            let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+            (entry.file_name(), time(modified))
+        })
+        .collect();
+    subfolders.sort();
+    let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+    hasher.update(&inode.to_le_bytes());
+    hasher.update(&time(modified).to_le_bytes());
+    for (name, modified) in &subfolders {
+        hasher.update(name.as_encoded_bytes());
+        hasher.update(&[0]);
+        hasher.update(&modified.to_le_bytes());
+    }
+    hasher.digest()
 }
 
 #[cfg(not(unix))]
 pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(dir).ok().map(|_| (0, 0))
+    let meta = std::fs::metadata(dir).ok()?;
+    Some((0, folder_state(dir, 0, meta.modified().ok())))
 }
 
 /// How an index names its output folder: absolute, so that `--site .` and the same folder
@@ -1063,5 +1115,24 @@ mod tests {
         }
         let loaded = BuildIndex::load(&path, &out, "style");
         assert!(loaded.outputs.is_empty() && loaded.sources.is_empty());
+    }
+
+    #[test]
+    fn a_sources_log_named_with_impossible_sizes_is_no_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("build-index.sources");
+        let nonce = 7_u64;
+        std::fs::write(&path, nonce.to_le_bytes()).unwrap();
+        let log = |len, records| LogRef {
+            nonce,
+            len,
+            records,
+        };
+        assert!(read_log(&path, log(LOG_HEADER, 0)).is_some());
+        // Counts past the file's bytes size nothing.
+        assert!(read_log(&path, log(LOG_HEADER, u64::MAX)).is_some());
+        for len in [LOG_HEADER + 1, 1 << 40, u64::MAX] {
+            assert!(read_log(&path, log(len, 1)).is_none(), "{len}");
+        }
     }
 }

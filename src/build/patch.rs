@@ -411,7 +411,11 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     timings.mark("patch: changed sources");
 
     // Positions of the posts, for neighbours, feeds and outbox pages.
+    // A count from a damaged index file must not size an allocation.
     let posts_len = last.posts;
+    if posts_len > quick.sources.len() {
+        return None;
+    }
     let mut by_position: Vec<Option<(&PathBuf, &Placed)>> = vec![None; posts_len];
     for (path, stamp) in &quick.sources {
         if let Some(placed) = stamp.placed.as_ref().filter(|pl| pl.post) {
@@ -587,7 +591,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
     let mut full: Vec<u64> = by_position.iter().map(|(_, pl)| pl.full).collect();
     for c in &changed {
         if let Some(n) = c.post() {
-            full[n as usize] = c.entry.full_sig;
+            *full.get_mut(n as usize)? = c.entry.full_sig;
         }
     }
     let listed = |n: u32| by_position.get(n as usize).map(|(_, pl)| pl.listed);
@@ -620,7 +624,11 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
             outputs.insert(path, (sig, Work::Object(n)));
             for (i, page) in main.outbox_pages.iter().enumerate() {
                 if page.posts.contains(&n) {
-                    let shown: Vec<u64> = page.posts.iter().map(|&m| full[m as usize]).collect();
+                    let shown: Vec<u64> = page
+                        .posts
+                        .iter()
+                        .map(|&m| full.get(m as usize).copied())
+                        .collect::<Option<_>>()?;
                     let sig =
                         sigs::outbox_page(fed_global, &page.path, page.number, page.pages, &shown);
                     outputs.insert(page.path.clone(), (sig, Work::Outbox(i)));

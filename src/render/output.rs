@@ -163,7 +163,8 @@ pub fn create_dirs<'a>(
     Ok(())
 }
 
-/// Writes `bytes` to `target` with one open; a folder in the way is removed first.
+/// Writes `bytes` to `target` with one open; a folder in the way is removed first, and a
+/// missing folder (removed by hand since the last build) is made.
 pub fn write_file(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     match std::fs::write(target, bytes) {
         Ok(()) => Ok(()),
@@ -171,17 +172,34 @@ pub fn write_file(target: &Path, bytes: &[u8]) -> Result<(), OutputError> {
             std::fs::remove_dir_all(target).map_err(io(target))?;
             std::fs::write(target, bytes).map_err(io(target))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            make_parent(target)?;
+            std::fs::write(target, bytes).map_err(io(target))
+        }
         Err(e) => Err(io(target)(e)),
     }
 }
 
-/// Copies `from` to `target`; a folder in the way is removed first.
+/// Copies `from` to `target`; a folder in the way is removed first, and a missing one made.
 pub fn copy_file(from: &Path, target: &Path) -> Result<(), OutputError> {
     if target.is_dir() {
         std::fs::remove_dir_all(target).map_err(io(target))?;
     }
-    std::fs::copy(from, target).map_err(io(from))?;
-    Ok(())
+    match std::fs::copy(from, target) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && from.is_file() => {
+            make_parent(target)?;
+            std::fs::copy(from, target).map(drop).map_err(io(from))
+        }
+        Err(e) => Err(io(from)(e)),
+    }
+}
+
+fn make_parent(target: &Path) -> Result<(), OutputError> {
+    match target.parent() {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(io(dir)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
