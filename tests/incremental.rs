@@ -977,3 +977,59 @@ fn an_output_folder_emptied_by_hand_is_written_again() {
         &out,
     );
 }
+
+/// A PNG header saying `width` × `height` (what the page's `width` and `height` come from).
+fn png_of(width: u32, height: u32) -> Vec<u8> {
+    let mut png = common::PNG.to_vec();
+    png[16..20].copy_from_slice(&width.to_be_bytes());
+    png[20..24].copy_from_slice(&height.to_be_bytes());
+    png
+}
+
+/// An image replaced by one of other dimensions gives the unchanged post that shows it
+/// its new `width` and `height`, in a patch as in a whole build.
+#[test]
+fn a_replaced_image_resizes_the_unchanged_posts_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "resized");
+    write(
+        &site,
+        "content/posts/cat.md",
+        "+++\ntitle = \"Cat\"\ndate = 2024-02-01\n+++\n\n![A cat](/img/cat.png)\n",
+    );
+    let image = site.join("static/img/cat.png");
+    fs::create_dir_all(image.parent().unwrap()).unwrap();
+    fs::write(&image, png_of(1, 1)).unwrap();
+    timed_build(&site, "first build");
+    let page = site.join("public/posts/cat/index.html");
+    assert!(fs::read_to_string(&page)
+        .unwrap()
+        .contains(r#"width="1" height="1""#));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+
+    // The same number of bytes, other dimensions.
+    fs::write(&image, png_of(640, 480)).unwrap();
+    let (out, _) = timed_build(&site, "image replaced");
+    assert!(
+        fs::read_to_string(&page)
+            .unwrap()
+            .contains(r#"width="640" height="480""#),
+        "{}",
+        stdout(&out)
+    );
+    same_as_cold(&site, &dir.path().join("fresh"), "image replaced", &out);
+
+    // Replaced again while the post is edited: the edit's patch sees it too.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    fs::write(&image, png_of(32, 24)).unwrap();
+    write(
+        &site,
+        "content/posts/cat.md",
+        "+++\ntitle = \"Cat\"\ndate = 2024-02-01\n+++\n\n![A cat](/img/cat.png)\n\nPurr.\n",
+    );
+    let (out, _) = timed_build(&site, "image replaced, post edited");
+    assert!(fs::read_to_string(&page)
+        .unwrap()
+        .contains(r#"width="32" height="24""#));
+    same_as_cold(&site, &dir.path().join("fresh"), "image and post", &out);
+}

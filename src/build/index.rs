@@ -95,6 +95,45 @@ pub fn stamp(time: SystemTime) -> Stamp {
     (since.as_secs(), since.subsec_nanos())
 }
 
+/// A file a document links to or shows, with its size and time when it was parsed: an
+/// image replaced by one of other dimensions must give the page its new `width` and
+/// `height`, though the document's own bytes are the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub modified: Stamp,
+}
+
+impl LocalFile {
+    /// The files (relative to `site_dir`) as they are now.
+    pub fn stamped(site_dir: &Path, paths: Vec<PathBuf>) -> Vec<LocalFile> {
+        paths
+            .into_iter()
+            .map(|path| {
+                let (size, modified) = file_stamp(&site_dir.join(&path)).unwrap_or_default();
+                LocalFile {
+                    path,
+                    size,
+                    modified,
+                }
+            })
+            .collect()
+    }
+
+    /// Whether every file is still there, with the size and time it had.
+    pub fn all_unchanged(site_dir: &Path, files: &[LocalFile]) -> bool {
+        files
+            .iter()
+            .all(|f| file_stamp(&site_dir.join(&f.path)) == Some((f.size, f.modified)))
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, Stamp)> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    Some((meta.len(), stamp(meta.modified().ok()?)))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceEntry {
     pub size: u64,
@@ -104,8 +143,8 @@ pub struct SourceEntry {
     pub verified: Stamp,
     /// Hex SHA-256 of the bytes (the document's `source_hash`).
     pub hash: String,
-    /// Files the document links to; a reused entry needs them all still there.
-    pub local_files: Vec<PathBuf>,
+    /// Files the document links to; a reused entry needs them all still there, unchanged.
+    pub local_files: Vec<LocalFile>,
     /// Its links inside the site and its anchors, for the site-wide link check.
     pub links: PageLinks,
     /// The document without its body: `content` empty, `text` cut to a prefix. `None` only
@@ -131,7 +170,7 @@ impl SourceEntry {
         size: u64,
         modified: Stamp,
         verified: Stamp,
-        local_files: Vec<PathBuf>,
+        local_files: Vec<LocalFile>,
         links: PageLinks,
         refs: bool,
         doc: &Document,
@@ -659,7 +698,7 @@ pub struct SourceStamp {
     pub modified: Stamp,
     pub verified: Stamp,
     pub assets: Vec<PathBuf>,
-    pub local_files: Vec<PathBuf>,
+    pub local_files: Vec<LocalFile>,
     /// See [`SourceEntry::refs`].
     pub refs: bool,
     /// The date of a post (a page is never held back), as seconds and nanoseconds since

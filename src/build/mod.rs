@@ -1780,7 +1780,7 @@ fn sources_unchanged(
                 };
                 entry.trusted(*size, *modified)
                     && entry.assets == source.assets
-                    && entry.local_files.iter().all(|f| site_dir.join(f).is_file())
+                    && index::LocalFile::all_unchanged(site_dir, &entry.local_files)
             })
 }
 
@@ -1828,7 +1828,7 @@ fn load_sources(
                 source: e,
             };
             let (size, modified) = stat.map_err(read_error)?;
-            let known = known.filter(|e| e.local_files.iter().all(|f| site_dir.join(f).is_file()));
+            let known = known.filter(|e| index::LocalFile::all_unchanged(site_dir, &e.local_files));
             let known = match known {
                 Some(entry) if entry.trusted(size, modified) => {
                     return Ok(LoadedSource {
@@ -1875,7 +1875,7 @@ fn load_sources(
                     len,
                     modified,
                     now,
-                    parsed.local_files,
+                    index::LocalFile::stamped(site_dir, parsed.local_files),
                     parsed.links,
                     refs,
                     &doc,

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::index::{self, hash_bytes, stamp, OutputEntry, Placed, Quick, SourceEntry, Stamp};
+use super::index::{
+    self, hash_bytes, stamp, LocalFile, OutputEntry, Placed, Quick, SourceEntry, Stamp,
+};
 use super::timings::Timings;
 use super::{parse_bytes, sigs, BuildOptions};
 use crate::config::SiteConfig;
@@ -388,11 +390,9 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
             let stat = stat.as_ref().ok();
             match (known, stat) {
                 (Some(k), Some(_)) if k.assets != source.assets => Some(None),
-                (Some(k), Some((size, modified))) if k.trusted(*size, *modified) => k
-                    .local_files
-                    .iter()
-                    .all(|f| site_dir.join(f).is_file())
-                    .then_some(None),
+                (Some(k), Some((size, modified))) if k.trusted(*size, *modified) => {
+                    LocalFile::all_unchanged(site_dir, &k.local_files).then_some(None)
+                }
                 (Some(k), Some(_)) => Some(Some((i, k))),
                 _ => None,
             }
@@ -467,7 +467,8 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                 let now = stamp(std::time::SystemTime::now());
                 let bytes = std::fs::read(site_dir.join(&source.path)).ok()?;
                 let hash = content::hex_sha256(&bytes);
-                if hash == old.hash {
+                // Same bytes but a shown image replaced: the page's sizes come from a parse.
+                if hash == old.hash && LocalFile::all_unchanged(site_dir, &old.local_files) {
                     let mut entry = old.clone();
                     entry.size = bytes.len() as u64;
                     entry.modified = *modified;
@@ -487,7 +488,7 @@ fn plan<'a>(p: &Patch<'a>, timings: &mut Timings) -> Option<Planned<'a>> {
                     bytes.len() as u64,
                     *modified,
                     now,
-                    parsed.local_files,
+                    LocalFile::stamped(site_dir, parsed.local_files),
                     parsed.links,
                     refs,
                     &doc,
