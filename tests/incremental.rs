@@ -1033,3 +1033,41 @@ fn a_replaced_image_resizes_the_unchanged_posts_showing_it() {
         .contains(r#"width="32" height="24""#));
     same_as_cold(&site, &dir.path().join("fresh"), "image and post", &out);
 }
+
+/// A build killed after writing outputs but before saving its index leaves the index of
+/// the build before and a mark beside it. When the edit is then undone, the next build
+/// must not take the outputs for those of the index (they show the undone edit): with the
+/// mark, it writes every output again.
+#[test]
+fn outputs_written_by_a_killed_build_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "killed");
+    let post = "content/posts/story.md";
+    let v1 = "+++\ntitle = \"Story\"\ndate = 2024-03-01\n+++\n\nThe first telling.\n";
+    write(&site, post, v1);
+    timed_build(&site, "v1");
+    let marker = site.join(".relais/build-index.writing");
+    assert!(!marker.exists(), "a saved build leaves no mark");
+    let saved = dir.path().join("index-v1");
+    copy_sources(&site.join(".relais"), &saved);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+
+    write(&site, post, v1.replace("first", "second"));
+    timed_build(&site, "v2");
+    let page = site.join("public/posts/story/index.html");
+    assert!(fs::read_to_string(&page)
+        .unwrap()
+        .contains("second telling"));
+    // What the kill leaves: v2's outputs, v1's index, and the mark.
+    fs::remove_dir_all(site.join(".relais")).unwrap();
+    copy_sources(&saved, &site.join(".relais"));
+    fs::write(&marker, b"").unwrap();
+    // The edit undone.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    write(&site, post, v1);
+    let (out, patched) = timed_build(&site, "v1 again");
+    assert!(!patched, "a patch trusted the outputs");
+    assert!(fs::read_to_string(&page).unwrap().contains("first telling"));
+    assert!(!marker.exists());
+    same_as_cold(&site, &dir.path().join("fresh"), "after the kill", &out);
+}

@@ -387,7 +387,7 @@ impl BuildIndex {
             }
             None => BuildIndex::new(out_dir, style),
         };
-        if !index.describes(out_dir) || index.out_id != folder_id(out_dir) {
+        if !index.describes(out_dir) || index.out_id != folder_id(out_dir) || interrupted(path) {
             index.outputs.clear();
             index.out_dir = folder_key(out_dir);
         }
@@ -414,7 +414,9 @@ impl BuildIndex {
         self.log = Some(log);
         self.logged = self.sources.keys().cloned().collect();
         self.changed_sources.clear();
-        write_whole(path, &self.quick(), self)
+        write_whole(path, &self.quick(), self)?;
+        end_writing(path);
+        Ok(())
     }
 
     /// Appends the changed and removed sources to the log, or writes it afresh; with where
@@ -597,6 +599,10 @@ impl Quick {
             deltas: file.end - file.deltas_at,
             outputs,
         };
+        if interrupted(path) {
+            // No output is known: neither "nothing changed" nor a patch can stand.
+            quick.out_id = None;
+        }
         Some(quick)
     }
 
@@ -658,10 +664,12 @@ impl Quick {
         let small = (self.tail.deltas + record.len() as u64) * 8 <= self.tail.end;
         if self.tail.base != 0 && small && append_at(path, self.tail.base, self.tail.end, &record)?
         {
+            end_writing(path);
             return Ok(true);
         }
         main.outputs.extend(delta.outputs);
         write_whole(path, &self, main)?;
+        end_writing(path);
         Ok(true)
     }
 
@@ -1104,6 +1112,31 @@ impl BuildIndex {
 /// Where the index of a build of `site_dir` into `out_dir` lives: `.relais/build-index`
 /// for the default `public/`, a name derived from the folder otherwise (so `serve` and
 /// builds into other folders keep their own).
+/// Where a build notes that it is writing outputs the index at `index_path` does not know
+/// yet: a build killed before its index is saved leaves it, and the next build then takes
+/// no output for known (one it wrote may be torn, or the source put back as it was).
+fn writing_marker(index_path: &Path) -> PathBuf {
+    index_path.with_extension("writing")
+}
+
+/// Notes, before the first output is written, that the index on disk is behind them.
+pub fn begin_writing(index_path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = index_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(writing_marker(index_path), b"")
+}
+
+/// The index on disk describes the outputs again.
+pub fn end_writing(index_path: &Path) {
+    let _ = std::fs::remove_file(writing_marker(index_path));
+}
+
+/// Whether a build stopped between writing outputs and saving the index.
+fn interrupted(index_path: &Path) -> bool {
+    writing_marker(index_path).exists()
+}
+
 pub fn index_path(site_dir: &Path, out_dir: &Path) -> PathBuf {
     if out_dir == site_dir.join("public") {
         return site_dir.join(INDEX_FILE);

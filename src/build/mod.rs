@@ -510,6 +510,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             stored,
             store: store.as_ref().and_then(|s| s.as_ref().ok()),
             load_options: options.load_options(now),
+            index_path: state.persist.then_some(index_path.as_path()),
         };
         // The templates compile while the patch reads what it needs.
         let (compiled, patched) = rayon::join(compiled, || patch::patch(&patch, &mut timings));
@@ -1215,6 +1216,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         let out_dir = &options.out_dir;
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
+        if state.persist {
+            index::begin_writing(&index_path)
+                .with_context(|| format!("writing beside {}", index_path.display()))?;
+        }
         write.removed = render::output::remove_files(out_dir, &stale)
             .with_context(|| format!("writing {}", out_dir.display()))?;
         let known_dirs: HashSet<&str> = index
@@ -1363,6 +1368,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             || fed_state.map(|fed_state| fed_state.save(site_dir)),
             || {
                 if !(state.persist && changed) {
+                    // Nothing written: the index on disk still describes the outputs.
+                    if state.persist {
+                        index::end_writing(&index_path);
+                    }
                     return Ok(());
                 }
                 if state.watching {

@@ -58,6 +58,9 @@ pub struct Patch<'a> {
     pub store: Option<&'a crate::store::Store>,
     /// What the site leaves out (drafts, posts held back) as of this build.
     pub load_options: LoadOptions,
+    /// The index file, when one is kept on disk: outputs are written under its
+    /// [`index::begin_writing`] mark.
+    pub index_path: Option<&'a Path>,
 }
 
 /// A patch that was made.
@@ -294,6 +297,9 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
         state
     });
 
+    if let Some(index_path) = p.index_path {
+        index::begin_writing(index_path)?;
+    }
     let written: Vec<anyhow::Result<bool>> = rendered
         .par_iter()
         .map(|(path, _, bytes)| {
