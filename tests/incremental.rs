@@ -1071,3 +1071,49 @@ fn outputs_written_by_a_killed_build_are_not_trusted() {
     assert!(!marker.exists());
     same_as_cold(&site, &dir.path().join("fresh"), "after the kill", &out);
 }
+
+/// A body opening with a table padded with spaces: the listing's description, taken from
+/// the index's prefix of the text when the post is not parsed again, is the one a cold
+/// build takes from the whole text.
+#[test]
+fn listings_describe_a_padded_post_as_a_cold_build_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "padded");
+    let padding = " ".repeat(70);
+    let table: String = (0..8)
+        .map(|row| format!("    run{row}{padding}{row}.0 s\n"))
+        .collect();
+    let words = "Then the words go on for a long while after the table. ".repeat(12);
+    write(
+        &site,
+        "content/posts/bench.md",
+        format!("+++\ntitle = \"Bench\"\ndate = 2024-04-01\n+++\n\n{table}\n{words}\n"),
+    );
+    // Newer posts enough that the padded one is out of the feeds (whose bodies are read).
+    for n in 0..24 {
+        write(
+            &site,
+            &format!("content/posts/middle{n}.md"),
+            format!(
+                "+++\ntitle = \"Middle {n}\"\ndate = 2024-04-{:02}\n+++\n\nMiddle.\n",
+                n + 2
+            ),
+        );
+    }
+    timed_build(&site, "first build");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    // A new post: every home page shifts, and lists the padded post from its index entry.
+    write(
+        &site,
+        "content/posts/newer.md",
+        "+++\ntitle = \"Newer\"\ndate = 2024-05-01\n+++\n\nNewer.\n",
+    );
+    let (out, _) = timed_build(&site, "a post added");
+    let listed = walk(&site.join("public/page")).iter().any(|page| {
+        fs::read_to_string(page)
+            .unwrap()
+            .contains("run7 7.0 s Then the words")
+    });
+    assert!(listed, "{}", stdout(&out));
+    same_as_cold(&site, &dir.path().join("fresh"), "a post added", &out);
+}

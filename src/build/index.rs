@@ -221,12 +221,30 @@ impl SourceEntry {
 
 /// The document without its body, as the index keeps it.
 pub fn lite(doc: &Document) -> Document {
-    let text: String = doc.text.chars().take(TEXT_PREFIX_CHARS).collect();
     Document {
         content: String::new(),
-        text,
+        text: text_prefix(&doc.text).to_string(),
         ..doc.clone()
     }
+}
+
+/// The start of `text` holding [`TEXT_PREFIX_CHARS`] characters when each run of
+/// whitespace counts as one, as descriptions count them: a body opening with a table or
+/// code padded with spaces must give its listing the description a cold build gives.
+fn text_prefix(text: &str) -> &str {
+    let mut counted = 0;
+    let mut in_space = false;
+    for (at, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if !(space && in_space) {
+            counted += 1;
+        }
+        in_space = space;
+        if counted > TEXT_PREFIX_CHARS {
+            return &text[..at];
+        }
+    }
+    text
 }
 
 fn listed_sig(lite: &Document) -> u64 {
