@@ -466,6 +466,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 impl SiteConfig {
     /// Reads and validates `config.toml` in `site_dir`.
     pub fn load(site_dir: &Path) -> Result<SiteConfig, ConfigError> {
+        SiteConfig::load_with_text(site_dir).map(|(config, _)| config)
+    }
+
+    /// [`SiteConfig::load`], with the text it was parsed from.
+    pub fn load_with_text(site_dir: &Path) -> Result<(SiteConfig, String), ConfigError> {
         let path = site_dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -482,7 +487,7 @@ impl SiteConfig {
         let mut config = SiteConfig::parse(&text, &path)?;
         config.resolved =
             std::sync::Arc::new(crate::federation::mentions::Resolved::load(site_dir));
-        Ok(config)
+        Ok((config, text))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {

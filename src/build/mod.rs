@@ -246,8 +246,10 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let spinner = spinner::Spinner::start(options.progress);
     let site_dir = &options.site_dir;
     let config_path = site_dir.join(crate::config::CONFIG_FILE);
-    let mut config = SiteConfig::load(site_dir)?;
-    let config_bytes = std::fs::read(&config_path).unwrap_or_default();
+    // Signed from the bytes it was parsed from: an edit between two reads would be signed
+    // and never built.
+    let (mut config, config_text) = SiteConfig::load_with_text(site_dir)?;
+    let config_bytes = config_text.into_bytes();
     if let Some(base_url) = &options.base_url {
         config.base_url = base_url.trim_end_matches('/').to_string();
     }
@@ -303,7 +305,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let kept_listing = state.watching.then(|| discovered.clone());
     // Sections' `_index.md` files are few and small: read whole each build, and part of
     // every output's signature (they order and title the lists).
-    let section_metas = content::load_sections(site_dir, section_indexes).map_err(ContentErrors)?;
+    let (section_metas, section_texts) =
+        content::load_sections(site_dir, section_indexes).map_err(ContentErrors)?;
     let statics = crate::site::static_files(site_dir)?;
     // Federation: the key, and the plan of the documents.
     let fediverse = config.fediverse.enabled;
@@ -380,7 +383,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .bytes(&config_bytes)
         // What the posts' replies and mentions resolved to (`.relais/resolved.json`).
         .with(&*config.resolved)
-        .with(sections_sig(site_dir, section_indexes))
+        .with(sections_sig(section_indexes, &section_texts))
         .with(&options.base_url)
         .with(options.drafts)
         .with(options.future)
@@ -1050,7 +1053,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                         path: doc.source.clone(),
                         source: std::io::ErrorKind::NotFound.into(),
                     })?;
-            parse_source(site_dir, source, highlighter)
+            // Its outputs are signed with the entry it had: a body of other bytes would be
+            // written under that signature and kept after the file went back.
+            let body = parse_source(site_dir, source, highlighter)?;
+            if body.source_hash != doc.source_hash {
+                return Err(ContentError::ChangedDuringBuild {
+                    path: doc.source.clone(),
+                });
+            }
+            Ok(body)
         })
         .collect();
     let mut bodies: HashMap<PathBuf, Document> = bodies
@@ -1995,12 +2006,10 @@ fn copy_plan(path: String, from: PathBuf) -> Planned {
 }
 
 /// Signature of the sections' `_index.md` files: their paths and bytes.
-fn sections_sig(site_dir: &Path, indexes: &[PathBuf]) -> u64 {
+fn sections_sig(indexes: &[PathBuf], texts: &[String]) -> u64 {
     let mut sig = Sig::new("sections").with(indexes.len());
-    for index in indexes {
-        sig = sig
-            .with(index)
-            .bytes(&std::fs::read(site_dir.join(index)).unwrap_or_default());
+    for (index, text) in indexes.iter().zip(texts) {
+        sig = sig.with(index).bytes(text.as_bytes());
     }
     sig.finish()
 }

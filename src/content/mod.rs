@@ -174,6 +174,9 @@ pub enum ContentError {
         line: usize,
         message: String,
     },
+    /// Read twice by one build (its stamp, then its body) with other bytes the second time.
+    #[error("{path}: changed while the site was being built; run the build again")]
+    ChangedDuringBuild { path: PathBuf },
 }
 
 impl ContentError {
@@ -185,7 +188,8 @@ impl ContentError {
             | ContentError::Date { path, .. }
             | ContentError::Missing { path, .. }
             | ContentError::BrokenLink { path, .. }
-            | ContentError::Invalid { path, .. } => path,
+            | ContentError::Invalid { path, .. }
+            | ContentError::ChangedDuringBuild { path } => path,
         }
     }
 }
@@ -195,27 +199,31 @@ impl ContentError {
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ContentErrors(pub Vec<ContentError>);
 
-/// Reads and parses the sections' `_index.md` files; all errors at once.
+/// Reads and parses the sections' `_index.md` files, all errors at once; with the texts
+/// they were parsed from, for the build's signature (read once, or an edit between two
+/// reads would be signed but never built).
 pub fn load_sections(
     site_dir: &Path,
     indexes: &[PathBuf],
-) -> Result<Vec<SectionMeta>, Vec<ContentError>> {
+) -> Result<(Vec<SectionMeta>, Vec<String>), Vec<ContentError>> {
     let mut sections = Vec::with_capacity(indexes.len());
+    let mut texts = Vec::with_capacity(indexes.len());
     let mut errors = Vec::new();
     for index in indexes {
-        let parsed = std::fs::read_to_string(site_dir.join(index))
-            .map_err(|e| ContentError::Read {
-                path: index.clone(),
-                source: e,
-            })
-            .and_then(|text| parse_section(index, &text));
-        match parsed {
-            Ok(meta) => sections.push(meta),
+        let read = std::fs::read_to_string(site_dir.join(index)).map_err(|e| ContentError::Read {
+            path: index.clone(),
+            source: e,
+        });
+        match read.and_then(|text| Ok((parse_section(index, &text)?, text))) {
+            Ok((meta, text)) => {
+                sections.push(meta);
+                texts.push(text);
+            }
             Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
-        Ok(sections)
+        Ok((sections, texts))
     } else {
         Err(errors)
     }
