@@ -1117,3 +1117,32 @@ fn listings_describe_a_padded_post_as_a_cold_build_does() {
     assert!(listed, "{}", stdout(&out));
     same_as_cold(&site, &dir.path().join("fresh"), "a post added", &out);
 }
+
+/// A static file replaced by one of the same size with its old modification time put
+/// back (`cp -p`, `rsync -t`, `touch -r`) is still copied: the inode's change time, which
+/// no tool sets, tells it apart.
+#[test]
+fn a_same_size_edit_with_its_old_time_put_back_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "retimed");
+    write(&site, "static/notes.txt", "first\n");
+    timed_build(&site, "first build");
+    let source = site.join("static/notes.txt");
+    let modified = fs::metadata(&source).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    fs::write(&source, "other\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_eq!(fs::metadata(&source).unwrap().modified().unwrap(), modified);
+    let (out, _) = timed_build(&site, "same size, old time");
+    assert_eq!(
+        fs::read_to_string(site.join("public/notes.txt")).unwrap(),
+        "other\n",
+        "{}",
+        stdout(&out)
+    );
+}

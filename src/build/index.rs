@@ -95,14 +95,51 @@ pub fn stamp(time: SystemTime) -> Stamp {
     (since.as_secs(), since.subsec_nanos())
 }
 
-/// A file a document links to or shows, with its size and time when it was parsed: an
-/// image replaced by one of other dimensions must give the page its new `width` and
-/// `height`, though the document's own bytes are the same.
+/// What tells a copied or linked file changed without reading it: size, modification
+/// time, and on Unix the inode's change time and number, which no tool sets back (`cp -p`,
+/// `rsync -t` and tar keep a modification time; a same-size edit within one tick of the
+/// clock keeps it too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileStamp {
+    pub size: u64,
+    pub modified: Stamp,
+    pub changed: Stamp,
+    pub inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let (changed, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            let secs = u64::try_from(meta.ctime()).unwrap_or_default();
+            let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or_default();
+            ((secs, nanos), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (changed, inode) = ((0, 0), 0);
+        FileStamp {
+            size: meta.len(),
+            modified: meta.modified().map(stamp).unwrap_or_default(),
+            changed,
+            inode,
+        }
+    }
+
+    /// The stamp of the file at `path`; `None` when it is not a readable file.
+    pub fn read(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+        Some(FileStamp::of(&meta))
+    }
+}
+
+/// A file a document links to or shows, as it was when the document was parsed: an image
+/// replaced by one of other dimensions must give the page its new `width` and `height`,
+/// though the document's own bytes are the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalFile {
     pub path: PathBuf,
-    pub size: u64,
-    pub modified: Stamp,
+    pub stamp: FileStamp,
 }
 
 impl LocalFile {
@@ -111,27 +148,18 @@ impl LocalFile {
         paths
             .into_iter()
             .map(|path| {
-                let (size, modified) = file_stamp(&site_dir.join(&path)).unwrap_or_default();
-                LocalFile {
-                    path,
-                    size,
-                    modified,
-                }
+                let stamp = FileStamp::read(&site_dir.join(&path)).unwrap_or_default();
+                LocalFile { path, stamp }
             })
             .collect()
     }
 
-    /// Whether every file is still there, with the size and time it had.
+    /// Whether every file is still there, as it was.
     pub fn all_unchanged(site_dir: &Path, files: &[LocalFile]) -> bool {
         files
             .iter()
-            .all(|f| file_stamp(&site_dir.join(&f.path)) == Some((f.size, f.modified)))
+            .all(|f| FileStamp::read(&site_dir.join(&f.path)) == Some(f.stamp))
     }
-}
-
-fn file_stamp(path: &Path) -> Option<(u64, Stamp)> {
-    let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
-    Some((meta.len(), stamp(meta.modified().ok()?)))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1698,11 +1698,7 @@ fn inputs_sig(
 ) -> u64 {
     let stamped = |path: &Path| {
         let meta = std::fs::metadata(path).ok();
-        (
-            path.to_path_buf(),
-            meta.as_ref().map(std::fs::Metadata::len),
-            meta.and_then(|m| m.modified().ok()).map(stamp),
-        )
+        (path.to_path_buf(), meta.as_ref().map(index::FileStamp::of))
     };
     let mut sig = Sig::new("inputs")
         .with(common)
@@ -1989,13 +1985,12 @@ fn parse_bytes(
     content::parse_document(site_dir, source, text, hash, highlighter)
 }
 
-/// A copied file, signed by its source's path, size and time.
+/// A copied file, signed by its source's path and [`index::FileStamp`].
 fn copy_plan(path: String, from: PathBuf) -> Planned {
     let sig = std::fs::metadata(&from).ok().map(|m| {
         Sig::new("copy")
             .with(&from)
-            .with(m.len())
-            .with(m.modified().map(stamp).unwrap_or_default())
+            .with(index::FileStamp::of(&m))
             .finish()
     });
     Planned {
