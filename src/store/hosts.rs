@@ -119,18 +119,22 @@ pub(super) fn host_unreachable(tx: &Conn, host: &str, now: i64) -> Result<(), St
          last_failure_day = ?2, last_failure_at = ?3",
         params![host, day, now],
     )?;
-    let became_unavailable = tx.execute(
-        "UPDATE delivery_hosts SET unavailable_since = ?2, next_probe_at = ?4 \
+    let next_probe = now + PROBE_INTERVAL_SECS;
+    tx.execute(
+        "UPDATE delivery_hosts SET unavailable_since = ?2 \
          WHERE host = ?1 AND unavailable_since IS NULL AND failure_days >= ?3",
-        params![
-            host,
-            now,
-            UNAVAILABLE_AFTER_FAILURE_DAYS,
-            now + PROBE_INTERVAL_SECS
-        ],
+        params![host, now, UNAVAILABLE_AFTER_FAILURE_DAYS],
     )?;
-    if became_unavailable > 0 {
-        hold_host(tx, host, now + PROBE_INTERVAL_SECS, now)?;
+    // Unavailable now, or still (a failed probe): the next probe is a day away, and every
+    // delivery waits for it, those answered just now too. Left at their own retry time,
+    // they would be due and never claimed, and an idle worker would look every second.
+    let unavailable = tx.execute(
+        "UPDATE delivery_hosts SET next_probe_at = ?2 \
+         WHERE host = ?1 AND unavailable_since IS NOT NULL",
+        params![host, next_probe],
+    )?;
+    if unavailable > 0 {
+        hold_host(tx, host, next_probe, now)?;
     }
     Ok(())
 }
@@ -208,6 +212,57 @@ mod tests {
             );
             assert!(store.troubled_hosts().unwrap().is_empty());
             assert_eq!(claim(&store, 10, probe_at + 1).len(), 2);
+        }
+    }
+
+    /// A host made unavailable: every delivery (those answered as it happened, and the
+    /// probe once it fails) waits for the next probe, which is when an idle worker looks
+    /// again; a probe whose worker was killed is taken again when its lease ends.
+    #[test]
+    fn deliveries_of_an_unavailable_host_wait_for_the_next_probe() {
+        for store in test_stores() {
+            let inboxes = [
+                "https://down.example/a/inbox",
+                "https://down.example/b/inbox",
+            ];
+            store
+                .queue_transaction(|q| q.enqueue(&activity("a", None, &inboxes), NOW))
+                .unwrap();
+            let day = 86_400;
+            let fail = |d: &crate::store::queue::ClaimedDelivery, now: i64| {
+                let retry = Attempt::Retry {
+                    status: None,
+                    error: "timeout".into(),
+                    next_attempt_at: now + 60,
+                };
+                finish(&store, d, retry, HostSignal::Unreachable, now);
+            };
+            // Both in flight on the seventh day of failures: the first answer makes the host
+            // unavailable while the second is still leased.
+            for n in 0..7 {
+                let now = NOW + n * day;
+                let claimed = claim(&store, 10, now);
+                assert_eq!(claimed.len(), 2, "day {n}");
+                fail(&claimed[0], now);
+                fail(&claimed[1], now + 1);
+            }
+            // A day after the last failure.
+            let became = NOW + 6 * day;
+            let probe_at = became + 1 + PROBE_INTERVAL_SECS;
+            assert_eq!(store.next_delivery_at().unwrap(), Some(probe_at));
+            assert!(claim(&store, 10, became + 61).is_empty());
+            // The probe fails: the next one is a day after it, for both deliveries.
+            let probe = claim(&store, 10, probe_at);
+            assert_eq!(probe.len(), 1);
+            fail(&probe[0], probe_at + 5);
+            let next_probe = probe_at + 5 + PROBE_INTERVAL_SECS;
+            assert_eq!(store.next_delivery_at().unwrap(), Some(next_probe));
+            assert!(claim(&store, 10, probe_at + 65).is_empty());
+            // That probe's worker is killed: once its lease ends, the host is probed again.
+            let probe = claim(&store, 10, next_probe);
+            assert_eq!(probe.len(), 1);
+            assert!(claim(&store, 10, next_probe + 29).is_empty());
+            assert_eq!(claim(&store, 10, next_probe + 30).len(), 1);
         }
     }
 

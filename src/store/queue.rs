@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::hosts::{hold_host, host_reachable, host_unreachable, HostSignal, PROBE_INTERVAL_SECS};
+use super::hosts::{hold_host, host_reachable, host_unreachable, HostSignal};
 use super::sql::{params, Conn, Row, WriteTx};
 use super::{host_of, Store, StoreError};
 
@@ -266,10 +266,15 @@ impl Store {
     /// When the next pending delivery becomes claimable: its retry time or the end of its
     /// lease, whichever is later. `None` when nothing is pending.
     pub fn next_delivery_at(&self) -> Result<Option<i64>, StoreError> {
+        // A delivery behind an earlier one of the same post to the same inbox goes when
+        // that one is done, whatever its own time: an Update due behind a Create that
+        // waits hours for its retry made an idle worker look every second.
         self.with_conn(|c| {
             c.query_row(
-                "SELECT MIN(CASE WHEN next_attempt_at > lease_until THEN next_attempt_at \
-                 ELSE lease_until END) FROM deliveries WHERE state = 'pending'",
+                "SELECT MIN(CASE WHEN d.next_attempt_at > d.lease_until THEN d.next_attempt_at \
+                 ELSE d.lease_until END) FROM deliveries d WHERE d.state = 'pending' \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 'pending' \
+                     AND e.inbox = d.inbox AND e.object_id = d.object_id AND e.id < d.id)",
                 params![],
                 |r| r.get(0),
             )
@@ -539,13 +544,14 @@ fn lease_chosen(
             continue;
         };
         if unavailable {
-            // This one is the probe: the host's other deliveries wait for the next one.
-            let next_probe = now + PROBE_INTERVAL_SECS;
+            // This one is the probe: no other until its answer, which sets the next probe
+            // a day away if it fails; a worker killed before that leaves the lease to end,
+            // and the host is probed again then, not a day later.
             tx.execute(
                 "UPDATE delivery_hosts SET next_probe_at = ?2 WHERE host = ?1",
-                params![host, next_probe],
+                params![host, request.lease_until],
             )?;
-            hold_host(tx, &host, next_probe, now)?;
+            hold_host(tx, &host, request.lease_until, now)?;
         }
         let (actor_name, body) = match activities.get(&activity_id) {
             Some(known) => known.clone(),
@@ -849,6 +855,34 @@ pub(super) mod tests {
             let records = store.deliveries_of("x").unwrap();
             assert_eq!(records[0].state, "done");
             assert_eq!(records[0].attempts, 1);
+        }
+    }
+
+    #[test]
+    fn the_next_delivery_time_passes_over_those_waiting_behind_an_earlier_one() {
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(
+                        &activity("p#create", Some("p"), &["https://a.example/inbox"]),
+                        NOW,
+                    )?;
+                    q.enqueue(
+                        &activity("p#update", Some("p"), &["https://a.example/inbox"]),
+                        NOW,
+                    )
+                })
+                .unwrap();
+            let create = claim(&store, 10, NOW);
+            assert_eq!(create.len(), 1);
+            let retry = Attempt::Retry {
+                status: Some(503),
+                error: "503".into(),
+                next_attempt_at: NOW + 3_600,
+            };
+            finish(&store, &create[0], retry, HostSignal::Unknown, NOW + 1);
+            // The Update is due now but goes after the Create, in an hour.
+            assert_eq!(store.next_delivery_at().unwrap(), Some(NOW + 3_600));
         }
     }
 
