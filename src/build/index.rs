@@ -49,6 +49,9 @@ pub const INDEX_FILE: &str = ".relais/build-index";
 /// from one with 1–2 s ticks.
 const DOUBT_FINE: Duration = Duration::from_millis(100);
 const DOUBT_COARSE: Duration = Duration::from_secs(2);
+/// Subfolders of the output folder whose times stand for it, at most: a stat each on
+/// every build, a no-change one included.
+const MAX_STAMPED_SUBFOLDERS: usize = 256;
 /// Characters of a body's text kept in the index: enough for the description of listings.
 const TEXT_PREFIX_CHARS: usize = 400;
 
@@ -1106,24 +1109,33 @@ pub fn folder_id(dir: &Path) -> Option<(u64, u64)> {
 
 /// A hash of a folder's inode and of its own and its subfolders' modification times: a
 /// file or folder added, removed or renamed in it or in one of its subfolders changes it
-/// (`rm -rf public/*`, `rm -rf public/posts`, or the folder made anew with the same inode),
-/// while a build costs a listing of the folder and a stat per subfolder. Files removed
+/// (`rm -rf public/*`, `rm -rf public/posts/*`, or the folder made anew with the same
+/// inode), while a build costs a listing of the folder and a stat per subfolder (none past
+/// [`MAX_STAMPED_SUBFOLDERS`], as when every post has a folder at the top). Files removed
 /// deeper down go unnoticed.
 fn folder_state(dir: &Path, inode: u64, modified: Option<SystemTime>) -> u64 {
     let time = |t: Option<SystemTime>| {
         t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos())
     };
-    let mut subfolders: Vec<(std::ffi::OsString, u128)> = std::fs::read_dir(dir)
+    let folders: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|entry| {
-            let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
-            (entry.file_name(), time(modified))
-        })
         .collect();
+    let mut subfolders: Vec<(std::ffi::OsString, u128)> = if folders.len() <= MAX_STAMPED_SUBFOLDERS
+    {
+        folders
+            .iter()
+            .map(|entry| {
+                let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+                (entry.file_name(), time(modified))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     subfolders.sort();
     let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
     hasher.update(&inode.to_le_bytes());
