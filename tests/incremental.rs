@@ -962,6 +962,13 @@ fn an_output_folder_emptied_by_hand_is_written_again() {
         assert_eq!(files(&now), files(&built), "{label}: {}", stdout(&out));
         assert!(now == built, "{label}: other bytes");
     }
+    // The folder changed by hand and a post deleted: its page goes, though no output is
+    // trusted any more.
+    fs::create_dir(public.join("by-hand")).unwrap();
+    fs::remove_file(site.join("content/posts/p5.md")).unwrap();
+    let (out, _) = timed_build(&site, "changed by hand, p5 deleted");
+    assert!(!public.join("posts/p5").exists(), "{}", stdout(&out));
+    same_as_cold(&site, &dir.path().join("fresh"), "p5 deleted", &out);
     // Emptied, then one post edited: the patch must not trust the outputs either.
     fs::remove_dir_all(public.join("posts")).unwrap();
     write(
@@ -1070,6 +1077,13 @@ fn outputs_written_by_a_killed_build_are_not_trusted() {
     assert!(fs::read_to_string(&page).unwrap().contains("first telling"));
     assert!(!marker.exists());
     same_as_cold(&site, &dir.path().join("fresh"), "after the kill", &out);
+
+    // Killed again, and the output folder removed before the next build.
+    fs::write(&marker, b"").unwrap();
+    fs::remove_dir_all(site.join("public")).unwrap();
+    let (out, _) = timed_build(&site, "killed, then rm -rf public");
+    assert!(!marker.exists());
+    same_as_cold(&site, &dir.path().join("fresh"), "rm -rf public", &out);
 }
 
 /// A body opening with a table padded with spaces: the listing's description, taken from
@@ -1145,4 +1159,77 @@ fn a_same_size_edit_with_its_old_time_put_back_is_copied() {
         "{}",
         stdout(&out)
     );
+}
+
+/// A site whose index cannot be written (here `.relais` is a file; a read-only mount is
+/// the same) still builds, with warnings.
+#[test]
+fn a_site_whose_index_cannot_be_written_still_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write(
+        &site,
+        "config.toml",
+        "title = \"Locked\"\nbase_url = \"https://locked.example\"\n",
+    );
+    write(
+        &site,
+        "content/posts/one.md",
+        "+++\ntitle = \"One\"\ndate = 2024-01-01\n+++\nOne.\n",
+    );
+    fs::write(site.join(".relais"), b"not a folder").unwrap();
+    for label in ["first build", "second build"] {
+        let out = relais_on("build", &site, &[]);
+        assert_success(&out, label);
+        assert!(common::stderr(&out).contains("warning: cannot"), "{label}");
+        assert!(site.join("public/posts/one/index.html").is_file());
+    }
+}
+
+/// A source replaced by other bytes of the same size with its time put back is trusted
+/// by its stamp; the build that then reads its body stops, naming it, and the next one
+/// builds it, instead of failing again.
+#[test]
+fn a_source_replaced_with_its_old_time_is_built_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = federating_site(dir.path(), "replaced");
+    let post = site.join("content/posts/tale.md");
+    write(
+        &site,
+        "content/posts/tale.md",
+        "+++\ntitle = \"Tale\"\ndate = 2024-02-02\n+++\n\nOnce upon a time.\n",
+    );
+    timed_build(&site, "first build");
+    let modified = fs::metadata(&post).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    fs::write(
+        &post,
+        "+++\ntitle = \"Tale\"\ndate = 2024-02-02\n+++\n\nTwice upon a time.\n"
+            .replacen("Twice", "Twic", 1),
+    )
+    .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&post)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    // The site's title changes: every page is rendered again, this one from its body.
+    let config = fs::read_to_string(site.join("config.toml")).unwrap();
+    fs::write(
+        site.join("config.toml"),
+        config.replace("title = \"replaced\"", "title = \"Replaced\""),
+    )
+    .unwrap();
+    let out = relais_on("build", &site, &[]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("tale.md: changed while the site was being built"),
+        "{}",
+        common::stderr(&out)
+    );
+    let (out, _) = timed_build(&site, "run again");
+    let page = fs::read_to_string(site.join("public/posts/tale/index.html")).unwrap();
+    assert!(page.contains("Twic upon a time"), "{}", stdout(&out));
+    same_as_cold(&site, &dir.path().join("fresh"), "run again", &out);
 }

@@ -436,15 +436,29 @@ impl BuildIndex {
             }
             None => BuildIndex::new(out_dir, style),
         };
-        if !index.describes(out_dir) || index.out_id != folder_id(out_dir) || interrupted(path) {
+        if !index.describes(out_dir) {
             index.outputs.clear();
             index.out_dir = folder_key(out_dir);
+        } else if index.out_id != folder_id(out_dir) || interrupted(path) {
+            index.untrust_outputs();
         }
         if index.style != style {
             index.sources.clear();
             index.style = style.to_string();
         }
         index
+    }
+
+    /// Takes no output for written as recorded (the folder was emptied or changed by hand,
+    /// or a build stopped while writing), but keeps their paths, so that those no longer
+    /// built are still removed.
+    pub fn untrust_outputs(&mut self) {
+        for output in self.outputs.values_mut() {
+            *output = OutputEntry {
+                sig: None,
+                hash: None,
+            };
+        }
     }
 
     /// Writes the index: the changed sources appended to the log (or the whole log
@@ -1177,12 +1191,25 @@ fn writing_marker(index_path: &Path) -> PathBuf {
     index_path.with_extension("writing")
 }
 
-/// Notes, before the first output is written, that the index on disk is behind them.
-pub fn begin_writing(index_path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = index_path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// Notes, before the first output is written, that the index on disk is behind them. A
+/// site folder that cannot be written (mounted read-only) is only warned about, as its
+/// index cannot be saved either.
+pub fn begin_writing(index_path: &Path) {
+    let marked = index_path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(writing_marker(index_path), b""));
+    if let Err(err) = marked {
+        eprintln!(
+            "warning: cannot write {}: {err}",
+            writing_marker(index_path).display()
+        );
     }
-    std::fs::write(writing_marker(index_path), b"")
+}
+
+/// Forgets the index at `index_path`: the next build is a whole one.
+pub fn forget(index_path: &Path) {
+    let _ = std::fs::remove_file(index_path);
 }
 
 /// The index on disk describes the outputs again.

@@ -439,6 +439,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         && quick.as_ref().is_some_and(|quick| {
             quick.inputs == inputs
                 && quick.has_outputs
+                && quick.out_id.is_some()
                 && quick.out_id == index::folder_id(&options.out_dir)
         });
     // Nothing changed: the last build's report, without building the site.
@@ -632,7 +633,7 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         },
     );
     if index.out_id != index::folder_id(&options.out_dir) {
-        index.outputs.clear();
+        index.untrust_outputs();
     }
     // Builds before the index listed their outputs in the output folder itself.
     let legacy = index.outputs.is_empty() && !options.dry_run;
@@ -1068,7 +1069,15 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         .into_iter()
         .map(|body| body.map(|doc| (doc.source.clone(), doc)))
         .collect::<Result<_, _>>()
-        .map_err(|e| ContentErrors(vec![e]))?;
+        .map_err(|e| {
+            // Its entry was trusted for bytes it no longer holds (edited since it was
+            // listed, or replaced with its size and time kept): the next build is whole,
+            // or running it again would meet the same entry.
+            if matches!(e, ContentError::ChangedDuringBuild { .. }) && state.persist {
+                index::forget(&index_path);
+            }
+            ContentErrors(vec![e])
+        })?;
     if !bodies.is_empty() {
         for doc in site.posts.iter_mut().chain(site.pages.iter_mut()) {
             if let Some(body) = bodies.remove(&doc.source) {
@@ -1228,15 +1237,16 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
         if state.persist {
-            index::begin_writing(&index_path)
-                .with_context(|| format!("writing beside {}", index_path.display()))?;
+            index::begin_writing(&index_path);
         }
         write.removed = render::output::remove_files(out_dir, &stale)
             .with_context(|| format!("writing {}", out_dir.display()))?;
+        // Folders of outputs written as recorded (the others may be gone).
         let known_dirs: HashSet<&str> = index
             .outputs
-            .keys()
-            .filter(|p| planned_paths.contains(p.as_str()))
+            .iter()
+            .filter(|(p, o)| o.hash.is_some() && planned_paths.contains(p.as_str()))
+            .map(|(p, _)| p)
             .filter_map(|p| p.rsplit_once('/').map(|(dir, _)| dir))
             .collect();
         render::output::create_dirs(
