@@ -202,6 +202,7 @@ mod tests {
             .map(|d| FinishedDelivery {
                 id: d.id,
                 host: d.host.clone(),
+                lease_until: d.lease_until,
                 attempt: if d.host == "ok.example" {
                     Attempt::Delivered { status: 202 }
                 } else {

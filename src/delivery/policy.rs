@@ -135,6 +135,7 @@ mod tests {
             body: "{}".into(),
             attempts: 0,
             host_cooling: false,
+            lease_until: START + 30,
         };
         let mut rng = rand::thread_rng();
         let mut judge_of =

@@ -304,6 +304,7 @@ impl Run {
                 host: sent.delivery.host,
                 attempt,
                 host_signal,
+                lease_until: sent.delivery.lease_until,
             });
         }
         for done in &self.finished[self.reported..] {
@@ -619,6 +620,7 @@ impl<T: Transport, C: Clock> Worker<T, C> {
             host: delivery.host,
             attempt,
             host_signal: HostSignal::Unknown,
+            lease_until: delivery.lease_until,
         }
     }
 }

@@ -224,6 +224,7 @@ mod tests {
             let inboxes = [
                 "https://down.example/a/inbox",
                 "https://down.example/b/inbox",
+                "https://down.example/c/inbox",
             ];
             store
                 .queue_transaction(|q| q.enqueue(&activity("a", None, &inboxes), NOW))
@@ -237,21 +238,28 @@ mod tests {
                 };
                 finish(&store, d, retry, HostSignal::Unreachable, now);
             };
-            // Both in flight on the seventh day of failures: the first answer makes the host
-            // unavailable while the second is still leased.
+            // All in flight on the seventh day of failures: the first answer makes the host
+            // unavailable while the others are still leased; the third is rescheduled
+            // unsent (the host cooling off), which says nothing of the host.
             for n in 0..7 {
                 let now = NOW + n * day;
                 let claimed = claim(&store, 10, now);
-                assert_eq!(claimed.len(), 2, "day {n}");
+                assert_eq!(claimed.len(), 3, "day {n}");
                 fail(&claimed[0], now);
                 fail(&claimed[1], now + 1);
+                let unsent = Attempt::Retry {
+                    status: None,
+                    error: "cooling off".into(),
+                    next_attempt_at: now + 62,
+                };
+                finish(&store, &claimed[2], unsent, HostSignal::Unknown, now + 2);
             }
             // A day after the last failure.
             let became = NOW + 6 * day;
             let probe_at = became + 1 + PROBE_INTERVAL_SECS;
             assert_eq!(store.next_delivery_at().unwrap(), Some(probe_at));
             assert!(claim(&store, 10, became + 61).is_empty());
-            // The probe fails: the next one is a day after it, for both deliveries.
+            // The probe fails: the next one is a day after it, for every delivery.
             let probe = claim(&store, 10, probe_at);
             assert_eq!(probe.len(), 1);
             fail(&probe[0], probe_at + 5);

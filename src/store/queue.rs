@@ -55,6 +55,9 @@ pub struct ClaimedDelivery {
     /// The host has failed too often in a row just now: the worker reschedules this
     /// delivery without sending it (Mastodon's circuit breaker).
     pub host_cooling: bool,
+    /// The end of this claim's lease, which also names the claim: only its holder records
+    /// the attempt ([`FinishedDelivery::lease_until`]).
+    pub lease_until: i64,
 }
 
 /// How to claim: how many, which hosts are already busy, how long the lease lasts.
@@ -102,6 +105,9 @@ pub struct FinishedDelivery {
     pub host: String,
     pub attempt: Attempt,
     pub host_signal: HostSignal,
+    /// The lease of the claim that made the attempt: a worker whose lease ran out, and
+    /// whose delivery another worker has claimed since, records nothing.
+    pub lease_until: i64,
 }
 
 /// Counts of the queue, for `relais status` and the end of `relais publish`.
@@ -403,48 +409,61 @@ fn delivery_record(r: &Row) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
-/// Records one attempt. A delivery finished already (by another worker that took it over
-/// once its lease ran out) keeps what that worker recorded.
+/// Records one attempt, if this worker still holds its claim: a delivery finished already,
+/// or claimed again by another worker once this one's lease ran out, keeps what that
+/// worker recorded or will record (the host's record and the follower too).
 fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError> {
-    match &done.attempt {
-        Attempt::Delivered { status } => {
-            tx.execute(
-                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
-                 last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
-                 WHERE id = ?1 AND state = 'pending'",
-                params![done.id, status, now],
-            )?;
-        }
+    let recorded = match &done.attempt {
+        Attempt::Delivered { status } => tx.execute(
+            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
+             last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
+             WHERE id = ?1 AND state = 'pending' AND lease_until = ?4",
+            params![done.id, status, now, done.lease_until],
+        )?,
         Attempt::Retry {
             status,
             error,
             next_attempt_at,
         } => {
+            // A host set aside is tried again at its next probe, not before.
+            let probe: Option<i64> = tx
+                .query_opt(
+                    "SELECT next_probe_at FROM delivery_hosts \
+                     WHERE host = ?1 AND unavailable_since IS NOT NULL",
+                    params![done.host],
+                    |r| r.get::<Option<i64>>(0),
+                )?
+                .flatten();
+            let next = probe.map_or(*next_attempt_at, |p| p.max(*next_attempt_at));
             tx.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2, \
                  last_error = ?3, next_attempt_at = ?4, lease_until = 0 \
-                 WHERE id = ?1 AND state = 'pending'",
-                params![done.id, status, error, next_attempt_at],
-            )?;
+                 WHERE id = ?1 AND state = 'pending' AND lease_until = ?5",
+                params![done.id, status, error, next, done.lease_until],
+            )?
         }
         Attempt::Failed {
             status,
             error,
             remove_follower,
         } => {
-            tx.execute(
+            let recorded = tx.execute(
                 "UPDATE deliveries SET state = 'failed', attempts = attempts + 1, \
                  last_status = ?2, last_error = ?3, lease_until = 0, finished_at = ?4 \
-                 WHERE id = ?1 AND state = 'pending'",
-                params![done.id, status, error, now],
+                 WHERE id = ?1 AND state = 'pending' AND lease_until = ?5",
+                params![done.id, status, error, now, done.lease_until],
             )?;
-            if let Some(follower_id) = remove_follower {
+            if let Some(follower_id) = remove_follower.as_ref().filter(|_| recorded > 0) {
                 tx.execute(
                     "DELETE FROM followers WHERE follower_id = ?1",
                     params![follower_id],
                 )?;
             }
+            recorded
         }
+    };
+    if recorded == 0 {
+        return Ok(());
     }
     match done.host_signal {
         HostSignal::Reachable => host_reachable(tx, &done.host, now),
@@ -452,6 +471,7 @@ fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError
         HostSignal::Unknown => Ok(()),
     }
 }
+
 fn claim_due(
     tx: &Conn,
     request: &ClaimRequest,
@@ -575,6 +595,7 @@ fn lease_chosen(
             body,
             attempts,
             host_cooling: cooling,
+            lease_until: request.lease_until,
         });
     }
     Ok(lost)
@@ -756,6 +777,7 @@ pub(super) mod tests {
                     host: delivery.host.clone(),
                     attempt,
                     host_signal: signal,
+                    lease_until: delivery.lease_until,
                 }],
                 now,
                 None,
@@ -855,6 +877,33 @@ pub(super) mod tests {
             let records = store.deliveries_of("x").unwrap();
             assert_eq!(records[0].state, "done");
             assert_eq!(records[0].attempts, 1);
+        }
+    }
+
+    #[test]
+    fn a_late_answer_leaves_the_claim_that_took_over_alone() {
+        for store in test_stores() {
+            store
+                .queue_transaction(|q| {
+                    q.enqueue(&activity("x", None, &["https://a.example/inbox"]), NOW)
+                })
+                .unwrap();
+            let first = claim(&store, 10, NOW);
+            // The lease ran out; another worker claimed it and is sending it now.
+            let again = claim(&store, 10, NOW + 30);
+            assert_eq!(again.len(), 1);
+            let retry = Attempt::Retry {
+                status: None,
+                error: "timeout".into(),
+                next_attempt_at: NOW + 45,
+            };
+            finish(&store, &first[0], retry, HostSignal::Unreachable, NOW + 32);
+            // Still leased by the second claim: not claimable, no attempt counted, and
+            // the host's record untouched.
+            assert!(claim(&store, 10, NOW + 50).is_empty());
+            assert_eq!(store.leased_deliveries(NOW + 50).unwrap(), 1);
+            assert_eq!(store.deliveries_of("x").unwrap()[0].attempts, 0);
+            assert!(store.troubled_hosts().unwrap().is_empty());
         }
     }
 
