@@ -626,9 +626,13 @@ async fn start_picky(wants_rfc9421: bool) -> (String, PickyInbox) {
     (format!("http://{addr}/inbox"), state)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_double_knock_and_remember_the_style_per_host() {
-    use relais::federation::fetch::SignatureStyle;
+/// A delivery client allowed to reach loopback, the site's key as the blog's actor, and a
+/// Create to send.
+fn signed_client() -> (
+    FederationClient,
+    relais::federation::signature::SigningKey,
+    relais::federation::signature::DigestedBody,
+) {
     use relais::federation::signature::{DigestedBody, SigningKey};
     let config = SiteConfig::parse(
         &format!(
@@ -643,6 +647,14 @@ async fn deliveries_double_knock_and_remember_the_style_per_host() {
         Arc::new(PrivateKey::from_pem(SITE_KEY).unwrap()),
     );
     let body = DigestedBody::new(Bytes::from_static(br#"{"type":"Create"}"#));
+    (client, key, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_double_knock_and_remember_the_style_per_host() {
+    use relais::federation::fetch::SignatureStyle;
+    use relais::federation::signature::SigningKey;
+    let (client, key, body) = signed_client();
 
     // A server that refuses cavage: the 401 gets a second knock in RFC 9421, remembered.
     let (new_url, new_server) = start_picky(true).await;
@@ -693,7 +705,6 @@ async fn deliveries_double_knock_and_remember_the_style_per_host() {
 /// the verdict, so the delivery counts as done and is not sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accepted_delivery_whose_answer_is_cut_off_counts_as_delivered() {
-    use relais::federation::signature::{DigestedBody, SigningKey};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/inbox", listener.local_addr().unwrap());
@@ -710,19 +721,7 @@ async fn an_accepted_delivery_whose_answer_is_cut_off_counts_as_delivered() {
             // Dropped: 94 bytes of the promised 100 never come.
         }
     });
-    let config = SiteConfig::parse(
-        &format!(
-            "title = \"T\"\nbase_url = \"{BASE_URL}\"\n[inbox]\nallow_private_addresses = true\n"
-        ),
-        Path::new("config.toml"),
-    )
-    .unwrap();
-    let client = FederationClient::new(ClientOptions::from_config(&config)).unwrap();
-    let key = SigningKey::new(
-        key_id(&format!("{BASE_URL}/ap/users/blog.json")),
-        Arc::new(PrivateKey::from_pem(SITE_KEY).unwrap()),
-    );
-    let body = DigestedBody::new(Bytes::from_static(br#"{"type":"Create"}"#));
+    let (client, key, body) = signed_client();
     let status = client.post_digested(&url, &body, &key).await.unwrap();
     assert_eq!(status, 202);
     assert_eq!(*requests.lock().unwrap(), 1);
