@@ -1188,7 +1188,7 @@ fn a_site_whose_index_cannot_be_written_still_builds() {
 
 /// A source replaced by other bytes of the same size with its time put back is trusted
 /// by its stamp; the build that then reads its body stops, naming it, and the next one
-/// builds it, instead of failing again.
+/// builds it, instead of failing again, and still removes a post deleted meanwhile.
 #[test]
 fn a_source_replaced_with_its_old_time_is_built_on_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -1199,7 +1199,13 @@ fn a_source_replaced_with_its_old_time_is_built_on_the_next_run() {
         "content/posts/tale.md",
         "+++\ntitle = \"Tale\"\ndate = 2024-02-02\n+++\n\nOnce upon a time.\n",
     );
+    write(
+        &site,
+        "content/posts/gone.md",
+        "+++\ntitle = \"Gone\"\ndate = 2024-02-03\n+++\n\nSoon gone.\n",
+    );
     timed_build(&site, "first build");
+    assert!(site.join("public/posts/gone/index.html").is_file());
     let modified = fs::metadata(&post).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     fs::write(
@@ -1214,7 +1220,9 @@ fn a_source_replaced_with_its_old_time_is_built_on_the_next_run() {
         .unwrap()
         .set_modified(modified)
         .unwrap();
-    // The site's title changes: every page is rendered again, this one from its body.
+    // Another post is deleted, and the site's title changes: every page is rendered
+    // again, the replaced one from its body.
+    fs::remove_file(site.join("content/posts/gone.md")).unwrap();
     let config = fs::read_to_string(site.join("config.toml")).unwrap();
     fs::write(
         site.join("config.toml"),
@@ -1231,5 +1239,9 @@ fn a_source_replaced_with_its_old_time_is_built_on_the_next_run() {
     let (out, _) = timed_build(&site, "run again");
     let page = fs::read_to_string(site.join("public/posts/tale/index.html")).unwrap();
     assert!(page.contains("Twic upon a time"), "{}", stdout(&out));
+    assert!(
+        !site.join("public/posts/gone").exists(),
+        "the deleted post's files stay"
+    );
     same_as_cold(&site, &dir.path().join("fresh"), "run again", &out);
 }

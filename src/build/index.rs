@@ -1192,24 +1192,31 @@ fn writing_marker(index_path: &Path) -> PathBuf {
 }
 
 /// Notes, before the first output is written, that the index on disk is behind them. A
-/// site folder that cannot be written (mounted read-only) is only warned about, as its
-/// index cannot be saved either.
-pub fn begin_writing(index_path: &Path) {
+/// site folder where nothing can be written (mounted read-only, not ours, `.relais` not a
+/// folder) is only warned about, as its index cannot be saved either; any other failure
+/// (a full disk) stops the build, which must not write what a later build would trust.
+pub fn begin_writing(index_path: &Path) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    let marker = writing_marker(index_path);
     let marked = index_path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(writing_marker(index_path), b""));
-    if let Err(err) = marked {
-        eprintln!(
-            "warning: cannot write {}: {err}",
-            writing_marker(index_path).display()
-        );
+        .and_then(|()| std::fs::write(&marker, b""));
+    match marked {
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::ReadOnlyFilesystem
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::AlreadyExists
+                    | ErrorKind::NotADirectory
+            ) =>
+        {
+            eprintln!("warning: cannot write {}: {err}", marker.display());
+            Ok(())
+        }
+        other => other,
     }
-}
-
-/// Forgets the index at `index_path`: the next build is a whole one.
-pub fn forget(index_path: &Path) {
-    let _ = std::fs::remove_file(index_path);
 }
 
 /// The index on disk describes the outputs again.

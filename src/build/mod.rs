@@ -1065,19 +1065,31 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
             Ok(body)
         })
         .collect();
-    let mut bodies: HashMap<PathBuf, Document> = bodies
+    let bodies: Result<HashMap<PathBuf, Document>, ContentError> = bodies
         .into_iter()
         .map(|body| body.map(|doc| (doc.source.clone(), doc)))
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            // Its entry was trusted for bytes it no longer holds (edited since it was
-            // listed, or replaced with its size and time kept): the next build is whole,
-            // or running it again would meet the same entry.
-            if matches!(e, ContentError::ChangedDuringBuild { .. }) && state.persist {
-                index::forget(&index_path);
+        .collect();
+    let mut bodies = match bodies {
+        Ok(bodies) => bodies,
+        Err(error) => {
+            if let (ContentError::ChangedDuringBuild { path }, true) = (&error, state.persist) {
+                // Its entry was trusted for bytes it no longer holds (edited since it was
+                // listed, or replaced with its size and time kept). Nothing is written yet:
+                // the index is saved without that entry, so running the build again reads
+                // it, and with every output still listed, so those no longer built are
+                // still removed.
+                restore_lite(&mut entries, site_documents(&mut site), &full);
+                entries.remove(path);
+                index.sources = entries;
+                index.changed_sources = changed_sources;
+                index.last = None;
+                if let Err(err) = index.save(&index_path) {
+                    eprintln!("warning: cannot save {}: {err}", index_path.display());
+                }
             }
-            ContentErrors(vec![e])
-        })?;
+            return Err(ContentErrors(vec![error]).into());
+        }
+    };
     if !bodies.is_empty() {
         for doc in site.posts.iter_mut().chain(site.pages.iter_mut()) {
             if let Some(body) = bodies.remove(&doc.source) {
@@ -1237,7 +1249,8 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("creating {}", out_dir.display()))?;
         if state.persist {
-            index::begin_writing(&index_path);
+            index::begin_writing(&index_path)
+                .with_context(|| format!("writing beside {}", index_path.display()))?;
         }
         write.removed = render::output::remove_files(out_dir, &stale)
             .with_context(|| format!("writing {}", out_dir.display()))?;

@@ -298,7 +298,7 @@ pub fn patch(p: &Patch, timings: &mut Timings) -> anyhow::Result<Option<Patched>
     });
 
     if let Some(index_path) = p.index_path {
-        index::begin_writing(index_path);
+        index::begin_writing(index_path)?;
     }
     let written: Vec<anyhow::Result<bool>> = rendered
         .par_iter()

@@ -27,9 +27,6 @@ type Release = Box<dyn FnOnce() + Send>;
 type Unit = Box<dyn FnOnce(&Store) -> Release + Send>;
 
 /// The writer thread's mailbox, started with the first grouped unit.
-/// Times a PostgreSQL unit aborted as a deadlock or a serialization failure runs again.
-const TRANSIENT_RETRIES: usize = 3;
-
 pub(super) struct GroupWriter {
     units: Sender<Unit>,
 }
@@ -54,21 +51,8 @@ impl Store {
             let store = self.clone();
             let work = move || {
                 // Replicas' units may still meet in an order no one foresaw: PostgreSQL then
-                // aborts one of them, which runs again rather than answer a 5xx. Again after
-                // a short random pause: at once, it could take its first lock before the
-                // other unit got it and meet that unit the same way.
-                let mut out = store.atomically(&f);
-                for _ in 0..TRANSIENT_RETRIES {
-                    match &out {
-                        Err(e) if super::postgres::is_transient(e) => {
-                            tracing::debug!("store: retrying a unit after {e}");
-                            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 5..50);
-                            std::thread::sleep(std::time::Duration::from_millis(pause));
-                            out = store.atomically(&f);
-                        }
-                        _ => break,
-                    }
-                }
+                // aborts one of them, which runs again rather than answer a 5xx.
+                let out = super::retry_transient(|| store.atomically(&f));
                 let _ = answer.send(out);
             };
             match tokio::runtime::Handle::try_current() {

@@ -732,18 +732,16 @@ impl Store {
     }
 
     /// Like [`Store::with_conn`] for a unit that is its own transaction: on PostgreSQL a
-    /// deadlock or serialization failure (concurrent workers) is retried once.
+    /// deadlock or serialization failure (concurrent workers) is retried
+    /// ([`retry_transient`]).
     pub(crate) fn with_conn_retried<T>(
         &self,
         f: impl Fn(&Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self.with_conn(&f) {
-            Err(e) if self.pinned.is_none() && postgres::is_transient(&e) => {
-                tracing::debug!("store: retrying after {e}");
-                self.with_conn(&f)
-            }
-            other => other,
+        if self.pinned.is_some() {
+            return self.with_conn(&f);
         }
+        retry_transient(|| self.with_conn(&f))
     }
 
     /// Runs `f` with a handle whose calls read the last committed state through the
@@ -893,6 +891,32 @@ pub(crate) fn test_stores() -> Vec<Store> {
         stores.push(Store::connect(&url).expect("a store on the test cluster"));
     }
     stores
+}
+
+/// Times a PostgreSQL transaction aborted as a deadlock or a serialization failure runs
+/// again.
+const TRANSIENT_RETRIES: usize = 3;
+
+/// Runs `run` (one whole transaction) again when PostgreSQL aborted it as a deadlock or a
+/// serialization failure, up to [`TRANSIENT_RETRIES`] times, each after a 5–50 ms random
+/// pause: run again at once, it could take its first lock before the transaction it met
+/// got it, and meet it the same way.
+pub(crate) fn retry_transient<T>(
+    mut run: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut out = run();
+    for _ in 0..TRANSIENT_RETRIES {
+        match &out {
+            Err(e) if postgres::is_transient(e) => {
+                tracing::debug!("store: retrying after {e}");
+                let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 5..50);
+                std::thread::sleep(std::time::Duration::from_millis(pause));
+                out = run();
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 #[cfg(test)]

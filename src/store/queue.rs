@@ -411,14 +411,17 @@ fn delivery_record(r: &Row) -> Result<DeliveryRecord, StoreError> {
 
 /// Records one attempt, if this worker still holds its claim: a delivery finished already,
 /// or claimed again by another worker once this one's lease ran out, keeps what that
-/// worker recorded or will record (the host's record and the follower too).
+/// worker recorded or will record (the host's record and the follower too). A success is
+/// recorded whoever holds the claim.
 fn finish(tx: &Conn, done: &FinishedDelivery, now: i64) -> Result<(), StoreError> {
     let recorded = match &done.attempt {
+        // A success is final whoever holds the claim now: the other worker's answer,
+        // whatever it is, then finds the delivery done.
         Attempt::Delivered { status } => tx.execute(
             "UPDATE deliveries SET state = 'done', attempts = attempts + 1, \
              last_status = ?2, last_error = NULL, lease_until = 0, finished_at = ?3 \
-             WHERE id = ?1 AND state = 'pending' AND lease_until = ?4",
-            params![done.id, status, now, done.lease_until],
+             WHERE id = ?1 AND state = 'pending'",
+            params![done.id, status, now],
         )?,
         Attempt::Retry {
             status,
@@ -896,6 +899,28 @@ pub(super) mod tests {
             assert!(claim(&store, 10, NOW + 50).is_empty());
             assert_eq!(store.leased_deliveries(NOW + 50).unwrap(), 1);
             assert_eq!(store.deliveries_of("x").unwrap()[0].attempts, 0);
+            assert!(store.troubled_hosts().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_late_success_is_recorded_though_another_worker_took_over() {
+        for store in test_stores() {
+            let (first, again) = taken_over(&store);
+            let delivered = Attempt::Delivered { status: 202 };
+            finish(&store, &first, delivered, HostSignal::Reachable, NOW + 32);
+            // The second worker's request then times out: it was delivered all the same.
+            let retry = Attempt::Retry {
+                status: None,
+                error: "timeout".into(),
+                next_attempt_at: NOW + 60,
+            };
+            finish(&store, &again, retry, HostSignal::Unreachable, NOW + 40);
+            let records = store.deliveries_of("x").unwrap();
+            assert_eq!(
+                (records[0].state.as_str(), records[0].attempts),
+                ("done", 1)
+            );
             assert!(store.troubled_hosts().unwrap().is_empty());
         }
     }
