@@ -725,13 +725,13 @@ impl Quick {
         // `self` is spent here: a second append through it would cut this one off.
         let record = delta_record(self.tail.base, &delta)?;
         let small = (self.tail.deltas + record.len() as u64) * 8 <= self.tail.end;
-        if self.tail.base != 0 && small && append_at(path, self.tail.base, self.tail.end, &record)?
-        {
-            end_writing(path);
-            return Ok(true);
+        let appended = self.tail.base != 0
+            && small
+            && append_at(path, self.tail.base, self.tail.end, &record)?;
+        if !appended {
+            main.outputs.extend(delta.outputs);
+            write_whole(path, &self, main)?;
         }
-        main.outputs.extend(delta.outputs);
-        write_whole(path, &self, main)?;
         end_writing(path);
         Ok(true)
     }

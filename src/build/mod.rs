@@ -621,7 +621,13 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
     let (mut index, mut early) = rayon::join(
         || match kept {
             _ if options.dry_run => BuildIndex::new(&options.out_dir, &style),
-            Some(kept) => kept,
+            // A loaded index checks its output folder as it loads.
+            Some(mut kept) => {
+                if kept.out_id != index::folder_id(&options.out_dir) {
+                    kept.untrust_outputs();
+                }
+                kept
+            }
             None if state.persist => BuildIndex::load(&index_path, &options.out_dir, &style),
             None => BuildIndex::new(&options.out_dir, &style),
         },
@@ -632,9 +638,6 @@ pub fn build_site(options: &BuildOptions, state: &mut BuildState) -> anyhow::Res
                 .collect::<HashMap<usize, EarlyParse>>()
         },
     );
-    if index.out_id != index::folder_id(&options.out_dir) {
-        index.untrust_outputs();
-    }
     // Builds before the index listed their outputs in the output folder itself.
     let legacy = index.outputs.is_empty() && !options.dry_run;
     if legacy {

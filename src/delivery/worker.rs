@@ -815,6 +815,24 @@ mod tests {
         )
     }
 
+    /// Runs `worker` in the background, as `relais inbox` does, until the sender is used.
+    fn in_background(
+        worker: Worker<FakeTransport, ManualClock>,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<RunSummary, StoreError>>,
+    ) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(async move {
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        (stop, run)
+    }
+
     async fn drain(worker: &Worker<FakeTransport, ManualClock>) -> RunSummary {
         worker
             .run_until_idle(std::future::pending(), &mut |_| {})
@@ -1094,13 +1112,7 @@ mod tests {
         queue(&store, "a", "blog", vec![to("https://m.example/inbox")]);
         break_queue(&store);
         let w = worker(&store, &transport, &clock, options(4, 2));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(async move {
-            w.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let (stop, run) = in_background(w);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(
             !run.is_finished(),
@@ -1182,13 +1194,7 @@ mod tests {
         // Sixteen slots: a claim waits for four free ones or four answers, but the one fast
         // answer among fourteen slow requests waits no more than a second.
         let w = worker(&store, &transport, &clock, options(16, 2));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(async move {
-            w.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let (stop, run) = in_background(w);
         tokio::time::sleep(Duration::from_millis(1_600)).await;
         let state_of = |inbox: &str| {
             store
@@ -1245,14 +1251,7 @@ mod tests {
         let clock = ManualClock::new(START);
         let wake = Arc::new(Notify::new());
         let w = worker(&store, &transport, &clock, options(4, 2)).with_waker(wake.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let run = tokio::spawn(async move {
-            w.run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-        });
+        let (stop, run) = in_background(w);
         tokio::time::sleep(Duration::from_millis(20)).await;
         queue(&store, "a", "blog", vec![to("https://m.example/inbox")]);
         wake.notify_one();
@@ -1265,7 +1264,7 @@ mod tests {
         .await
         .unwrap();
         stop.send(()).unwrap();
-        let summary = run.await.unwrap();
+        let summary = run.await.unwrap().unwrap();
         assert_eq!(summary.delivered, 1);
         assert_eq!(store.queue_counts(START).unwrap().done, 1);
     }
