@@ -56,7 +56,7 @@ pub struct ClaimedDelivery {
     /// delivery without sending it (Mastodon's circuit breaker).
     pub host_cooling: bool,
     /// The end of this claim's lease, which also names the claim: only its holder records
-    /// the attempt ([`FinishedDelivery::lease_until`]).
+    /// a failed attempt ([`FinishedDelivery::lease_until`]).
     pub lease_until: i64,
 }
 
@@ -76,6 +76,13 @@ pub struct ClaimRequest<'a> {
     /// ([`WHOLE_QUEUE`]; less when the worker looked at all of them a moment ago).
     pub max_scan: usize,
 }
+
+/// Of a pending delivery `d`: no earlier one of the same post to the same inbox is
+/// pending, so an Update never overtakes its Create (the claim and the next delivery time
+/// both hold to it).
+const NEXT_OF_ITS_POST: &str = "NOT EXISTS (SELECT 1 FROM deliveries e \
+     WHERE e.state = 'pending' AND e.inbox = d.inbox AND e.object_id = d.object_id \
+     AND e.id < d.id)";
 
 /// A claim's widest look at the due deliveries: all of them, in practice.
 pub const WHOLE_QUEUE: usize = 1 << 22;
@@ -106,7 +113,7 @@ pub struct FinishedDelivery {
     pub attempt: Attempt,
     pub host_signal: HostSignal,
     /// The lease of the claim that made the attempt: a worker whose lease ran out, and
-    /// whose delivery another worker has claimed since, records nothing.
+    /// whose delivery another worker has claimed since, records nothing but a success.
     pub lease_until: i64,
 }
 
@@ -277,10 +284,11 @@ impl Store {
         // waits hours for its retry made an idle worker look every second.
         self.with_conn(|c| {
             c.query_row(
-                "SELECT MIN(CASE WHEN d.next_attempt_at > d.lease_until THEN d.next_attempt_at \
-                 ELSE d.lease_until END) FROM deliveries d WHERE d.state = 'pending' \
-                 AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 'pending' \
-                     AND e.inbox = d.inbox AND e.object_id = d.object_id AND e.id < d.id)",
+                &format!(
+                    "SELECT MIN(CASE WHEN d.next_attempt_at > d.lease_until \
+                     THEN d.next_attempt_at ELSE d.lease_until END) FROM deliveries d \
+                     WHERE d.state = 'pending' AND {NEXT_OF_ITS_POST}"
+                ),
                 params![],
                 |r| r.get(0),
             )
@@ -636,8 +644,7 @@ fn choose_due(
          due AS ( \
              SELECT d.id, d.host, d.next_attempt_at FROM deliveries d \
              WHERE d.state = 'pending' AND d.next_attempt_at <= ?2 AND d.lease_until <= ?2 \
-             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 'pending' \
-                 AND e.inbox = d.inbox AND e.object_id = d.object_id AND e.id < d.id) \
+             AND {NEXT_OF_ITS_POST} \
              ORDER BY d.next_attempt_at, d.id LIMIT ?3), \
          ranked AS ( \
              SELECT due.id, due.host, due.next_attempt_at, \
